@@ -1,0 +1,1 @@
+"""Data: the recaptioned example, sources, caption strategies, tokenizer and grain pipeline."""

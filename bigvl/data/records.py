@@ -1,0 +1,59 @@
+"""The recaptioned example: one image with its web alt-text and synthetic captions.
+
+A record is stored as msgpack bytes (one ArrayRecord entry per example):
+
+    {"id": str, "image": bytes (encoded JPEG/PNG), "alt_text": str,
+     "captions": {name: str, ...}, "extras": {...}}
+
+Caption names are free (``short``, ``long``, ``rewrite_0`` ...). ``extras`` holds
+whatever a split needs (a class label for zero-shot sets, hard negatives ...).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+
+class RecordError(ValueError):
+    """A record that cannot be used; the message names the record and the fault."""
+
+
+REQUIRED_FIELDS = ("id", "image", "alt_text", "captions")
+
+
+def encode_example(example: dict[str, Any]) -> bytes:
+    """Serialises one example dict (schema in the module docstring) to bytes."""
+    missing = [k for k in REQUIRED_FIELDS if k not in example]
+    if missing:
+        raise RecordError(f"example {example.get('id', '?')!r} lacks fields {missing}")
+    record = {
+        "id": str(example["id"]),
+        "image": bytes(example["image"]),
+        "alt_text": example["alt_text"],
+        "captions": dict(example["captions"]),
+        "extras": dict(example.get("extras", {})),
+    }
+    return msgpack.packb(record, use_bin_type=True)
+
+
+def decode_example(data: bytes, where: str = "?") -> dict[str, Any]:
+    """Parses bytes written by `encode_example`; `where` names the record in errors.
+
+    Raises RecordError on undecodable bytes, a wrong schema or non-UTF-8 text.
+    """
+    try:
+        record = msgpack.unpackb(data, raw=False)
+    except (ValueError, msgpack.exceptions.ExtraData, msgpack.exceptions.UnpackException) as e:
+        raise RecordError(f"record {where}: not a msgpack example ({type(e).__name__}: {e})") from None
+    if not isinstance(record, dict):
+        raise RecordError(f"record {where}: expected a dict, got {type(record).__name__}")
+    missing = [k for k in REQUIRED_FIELDS if k not in record]
+    if missing:
+        raise RecordError(f"record {where} (id {record.get('id', '?')!r}): missing fields {missing}")
+    if not isinstance(record["image"], bytes) or not record["image"]:
+        raise RecordError(f"record {where} (id {record['id']!r}): empty or non-bytes image")
+    if not isinstance(record["captions"], dict):
+        raise RecordError(f"record {where} (id {record['id']!r}): captions is not a dict")
+    record.setdefault("extras", {})
+    return record

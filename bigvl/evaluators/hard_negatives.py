@@ -1,0 +1,37 @@
+"""Compositional hard negatives (SugarCrepe-like): is the true caption closer than its swaps?"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from bigvl.evaluators.splits import load_split
+
+
+def hard_negative_accuracy(image_embeds: np.ndarray, positive_embeds: np.ndarray,
+                           negative_embeds: list[np.ndarray], kinds: list[list[str]]) -> dict[str, float]:
+    """Fraction of (image, negative) pairs where sim(image, positive) > sim(image, negative).
+
+    image_embeds, positive_embeds [N,E]; negative_embeds[i] [K_i,E] with kinds[i] naming each.
+    Returns the overall accuracy and one per negative kind.
+    """
+    wins: dict[str, list[bool]] = defaultdict(list)
+    pos = (image_embeds * positive_embeds).sum(axis=-1)
+    for i, (negs, names) in enumerate(zip(negative_embeds, kinds)):
+        for score, name in zip(negs @ image_embeds[i], names):
+            wins[name].append(bool(pos[i] > score))
+            wins["all"].append(bool(pos[i] > score))
+    return {("accuracy" if k == "all" else f"accuracy_{k}"): float(np.mean(v)) for k, v in wins.items()}
+
+
+def evaluate(encoder, split_path: str) -> dict[str, float]:
+    """Hard-negative accuracy on a split with extras.positive / negatives / negative_kinds."""
+    images, records = load_split(split_path, encoder.image_size)
+    positives = [r["extras"]["positive"] for r in records]
+    negatives = [list(r["extras"]["negatives"]) for r in records]
+    kinds = [list(r["extras"]["negative_kinds"]) for r in records]
+    flat = encoder.encode_texts(positives + [t for negs in negatives for t in negs])
+    pos_embeds, flat_negs = flat[:len(positives)], flat[len(positives):]
+    splits = np.cumsum([len(n) for n in negatives])[:-1]
+    return hard_negative_accuracy(encoder.encode_images(images), pos_embeds,
+                                  np.split(flat_negs, splits), kinds)

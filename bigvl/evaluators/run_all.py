@@ -1,0 +1,37 @@
+"""Runs the evaluators a config names; chance levels for the results table."""
+from __future__ import annotations
+
+import json
+
+from bigvl.evaluators import hard_negatives, retrieval, zero_shot
+
+
+def run_evals(encoder, evals_cfg) -> dict[str, float]:
+    """Every evaluator whose path is set in `config.evals`; keys like 'zeroshot/top1'."""
+    metrics = {}
+    if evals_cfg.zeroshot:
+        for k, v in zero_shot.evaluate(encoder, evals_cfg.zeroshot, evals_cfg.zeroshot_classes).items():
+            metrics[f"zeroshot/{k}"] = v
+    if evals_cfg.retrieval:
+        for k, v in retrieval.evaluate(encoder, evals_cfg.retrieval, evals_cfg.retrieval_field).items():
+            metrics[f"retrieval/{k}"] = v
+    if evals_cfg.hard_negatives:
+        for k, v in hard_negatives.evaluate(encoder, evals_cfg.hard_negatives).items():
+            metrics[f"hard_negatives/{k}"] = v
+    return metrics
+
+
+def chance_levels(evals_cfg, num_retrieval: int | None = None) -> dict[str, float]:
+    """Expected value of each metric for a random model (for the results table)."""
+    chance = {}
+    if evals_cfg.zeroshot:
+        with open(evals_cfg.zeroshot_classes) as f:
+            num_classes = len(json.load(f)["classnames"])
+        chance["zeroshot/top1"] = 1 / num_classes
+        chance["zeroshot/top5"] = min(1.0, 5 / num_classes)
+    if evals_cfg.retrieval and num_retrieval:
+        for k in (1, 5, 10):
+            chance[f"retrieval/i2t_r{k}"] = chance[f"retrieval/t2i_r{k}"] = min(1.0, k / num_retrieval)
+    if evals_cfg.hard_negatives:
+        chance["hard_negatives/accuracy"] = 0.5
+    return chance

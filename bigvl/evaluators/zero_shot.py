@@ -1,0 +1,36 @@
+"""Zero-shot classification: class names × prompt templates → averaged text embeddings."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from bigvl.evaluators.splits import load_split
+
+
+def class_embeddings(encoder, classnames: list[str], templates: list[str]) -> np.ndarray:
+    """Mean over templates of the normalised prompt embeddings, renormalised: [C, E]."""
+    prompts = [t.format(name) for name in classnames for t in templates]
+    embeds = encoder.encode_texts(prompts).reshape(len(classnames), len(templates), -1)
+    mean = embeds.mean(axis=1)
+    return mean / np.linalg.norm(mean, axis=-1, keepdims=True)
+
+
+def zero_shot_accuracy(image_embeds: np.ndarray, labels: np.ndarray, class_embeds: np.ndarray,
+                       ks=(1, 5)) -> dict[str, float]:
+    """Top-k accuracy of argmax similarity. image_embeds [N,E], labels [N] int, class_embeds [C,E]."""
+    scores = image_embeds @ class_embeds.T  # [N, C]
+    # rank of the true class = number of classes scoring strictly higher
+    true = scores[np.arange(len(labels)), labels]
+    rank = (scores > true[:, None]).sum(axis=1)
+    return {f"top{k}": float((rank < k).mean()) for k in ks if k <= class_embeds.shape[0]}
+
+
+def evaluate(encoder, split_path: str, classes_path: str) -> dict[str, float]:
+    """Zero-shot top-1/top-5 on a split whose records carry extras.label."""
+    with open(classes_path) as f:
+        classes = json.load(f)
+    images, records = load_split(split_path, encoder.image_size)
+    labels = np.array([r["extras"]["label"] for r in records])
+    class_embeds = class_embeddings(encoder, classes["classnames"], classes["templates"])
+    return zero_shot_accuracy(encoder.encode_images(images), labels, class_embeds)

@@ -1,0 +1,60 @@
+"""Contrastive losses over the global batch.
+
+Written as plain jnp on global [B, D] arrays: under `jax.jit` with NamedSharding inputs,
+GSPMD inserts the collectives, so each loss (and its gradient) is the single-device value
+on any mesh. The B x B logits are materialised (GSPMD shards them); variants that never
+hold them (chunked, ring) belong beside these.
+
+Embeddings come L2-normalised from the model, in any float dtype; every loss computes
+in float32. `logit_scale` is the multiplier itself (exp of the stored log temperature).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def _logits(image_embeds: jax.Array, text_embeds: jax.Array, logit_scale: jax.Array) -> jax.Array:
+    """[B, D], [B, D], scalar -> float32 [B, B] with logits[i, j] = scale * <image_i, text_j>."""
+    image_embeds = image_embeds.astype(jnp.float32)
+    text_embeds = text_embeds.astype(jnp.float32)
+    return jnp.asarray(logit_scale, jnp.float32) * (image_embeds @ text_embeds.T)
+
+
+def _accuracies(logits: jax.Array) -> dict[str, jax.Array]:
+    """Fraction of images whose best text is their own (i2t) and of texts whose best image is."""
+    labels = jnp.arange(logits.shape[0])
+    return {"i2t_accuracy": jnp.mean(jnp.argmax(logits, axis=1) == labels),
+            "t2i_accuracy": jnp.mean(jnp.argmax(logits, axis=0) == labels)}
+
+
+def softmax_contrastive_loss(image_embeds: jax.Array, text_embeds: jax.Array, logit_scale: jax.Array,
+                             *, return_metrics: bool = False):
+    """CLIP InfoNCE: mean of the image->text and text->image cross-entropies.
+
+    image_embeds, text_embeds: [B, D], row i of each is a positive pair. logit_scale: scalar.
+    Returns the float32 scalar loss, or (loss, {"i2t_accuracy", "t2i_accuracy"}) when
+    `return_metrics` (use with `jax.value_and_grad(..., has_aux=True)`).
+    """
+    logits = _logits(image_embeds, text_embeds, logit_scale)
+    labels = jnp.arange(logits.shape[0])
+    image_to_text = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    text_to_image = optax.softmax_cross_entropy_with_integer_labels(logits.T, labels)
+    loss = 0.5 * (jnp.mean(image_to_text) + jnp.mean(text_to_image))
+    return (loss, _accuracies(logits)) if return_metrics else loss
+
+
+def sigmoid_contrastive_loss(image_embeds: jax.Array, text_embeds: jax.Array, logit_scale: jax.Array,
+                             logit_bias: jax.Array, *, return_metrics: bool = False):
+    """SigLIP: every (image, text) pair is an independent binary classification.
+
+    loss = -1/B * sum_ij log_sigmoid(z_ij * (scale * <image_i, text_j> + bias)), z = +1 on the
+    diagonal and -1 elsewhere (big_vision's normalisation: sum over texts, mean over images).
+    image_embeds, text_embeds: [B, D]; logit_scale, logit_bias: scalars. Returns the float32
+    scalar loss, or (loss, {"i2t_accuracy", "t2i_accuracy"}) when `return_metrics`.
+    """
+    logits = _logits(image_embeds, text_embeds, logit_scale) + jnp.asarray(logit_bias, jnp.float32)
+    signs = 2.0 * jnp.eye(logits.shape[0], dtype=jnp.float32) - 1.0
+    loss = -jnp.sum(jax.nn.log_sigmoid(signs * logits)) / logits.shape[0]
+    return (loss, _accuracies(logits)) if return_metrics else loss

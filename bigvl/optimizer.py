@@ -1,0 +1,45 @@
+"""The optimizer: optax AdamW with warmup + cosine/rsqrt, a weight-decay mask, clipping."""
+from __future__ import annotations
+
+import re
+
+import jax
+import optax
+
+
+def make_schedule(optim_cfg, total_steps: int) -> optax.Schedule:
+    """Learning rate per step: linear warmup, then cosine to end_lr_frac·lr, rsqrt, or constant."""
+    lr, warmup = optim_cfg.lr, optim_cfg.warmup_steps
+    if optim_cfg.schedule == "cosine":
+        return optax.warmup_cosine_decay_schedule(
+            0.0, lr, warmup, max(total_steps, warmup + 1), end_value=lr * optim_cfg.end_lr_frac)
+    if optim_cfg.schedule == "rsqrt":
+        # join_schedules hands the second schedule the steps since the boundary.
+        decay = lambda since: lr * jax.lax.rsqrt((since + max(warmup, 1.0)) / max(warmup, 1.0))  # noqa: E731
+        return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), decay], [warmup])
+    return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), optax.constant_schedule(lr)],
+                                [warmup])
+
+
+def decay_mask(params, no_decay_patterns) -> dict:
+    """True where weight decay applies: params of ≥ 2 dims not matching a no-decay regex.
+
+    Paths are '/'-joined module names, e.g. 'image/block_3/mlp/Dense_0/kernel'.
+    """
+    regexes = [re.compile(p) for p in no_decay_patterns]
+
+    def keep(path, leaf) -> bool:
+        name = "/".join(str(getattr(k, "key", k)) for k in path)
+        return leaf.ndim >= 2 and not any(r.fullmatch(name) for r in regexes)
+
+    return jax.tree_util.tree_map_with_path(keep, params)
+
+
+def make_optimizer(optim_cfg, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """AdamW (decoupled weight decay on the mask) after global-norm clipping."""
+    schedule = make_schedule(optim_cfg, total_steps)
+    parts = [optax.clip_by_global_norm(optim_cfg.clip_norm)] if optim_cfg.clip_norm > 0 else []
+    parts.append(optax.adamw(schedule, b1=optim_cfg.b1, b2=optim_cfg.b2, eps=optim_cfg.eps,
+                             weight_decay=optim_cfg.weight_decay,
+                             mask=lambda p: decay_mask(p, optim_cfg.no_decay)))
+    return optax.chain(*parts), schedule

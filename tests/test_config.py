@@ -1,0 +1,50 @@
+"""Config loading and overrides: typed values, unknown keys named with the nearest key."""
+import pytest
+
+from bigvl.config import ConfigError, apply_overrides, base_config, load_config, validate
+
+
+def test_overrides_are_typed():
+    c = base_config()
+    apply_overrides(c, ["optim.lr=0.01", "total_steps=7", "progress_bar=false",
+                        "data.train_paths=['a', 'b']", "model.image.variant=L/14"])
+    assert c.optim.lr == 0.01 and c.total_steps == 7 and c.progress_bar is False
+    assert c.data.train_paths == ["a", "b"] and c.model.image.variant == "L/14"
+
+
+@pytest.mark.parametrize("override,fragment", [
+    ("optim.lrr=1", "'optim.lr'"),
+    ("optimm.lr=1", "'optim'"),
+    ("total_step=3", "'total_steps'"),
+])
+def test_unknown_key_suggests_nearest(override, fragment):
+    with pytest.raises(ConfigError, match="unknown config key") as e:
+        apply_overrides(base_config(), [override])
+    assert fragment in str(e.value)
+
+
+def test_bad_value_type_names_the_key():
+    with pytest.raises(ConfigError, match="'total_steps' expects int"):
+        apply_overrides(base_config(), ["total_steps=many"])
+
+
+def test_validate_rejects_bad_choices():
+    c = base_config()
+    c.data.train_paths, c.data.tokenizer = ["x"], "t"
+    validate(c)
+    c.loss.name = "hinge"
+    with pytest.raises(ConfigError, match="loss.name"):
+        validate(c)
+
+
+@pytest.mark.parametrize("name", ["demo", "clip_b16", "siglip_b16"])
+def test_shipped_configs_load(name):
+    c = load_config(f"configs/{name}.py")
+    assert c.is_locked
+    with pytest.raises(AttributeError):
+        c.not_a_key = 1
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("configs/nope.py")

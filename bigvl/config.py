@@ -81,7 +81,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.clip_norm = 1.0  # 0 = no clipping
     # Params whose path matches one of these regexes get no weight decay; params with
     # fewer than 2 dims (biases, norm scales, temperature) never do.
-    c.optim.no_decay = [".*pos_embedding.*", ".*cls_token.*", ".*probe.*"]
+    c.optim.no_decay = [".*/bias", ".*pos_embedding.*", ".*cls_token.*", ".*probe.*"]
 
     c.evals = ml_collections.ConfigDict()
     c.evals.batch_size = 256
@@ -142,6 +142,8 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
 
 
 def _parse_like(old: Any, text: str, key: str) -> Any:
+    if text in ("None", "none") and not isinstance(old, str):
+        return None
     try:
         if isinstance(old, bool):
             if text.lower() in ("true", "1", "yes"):

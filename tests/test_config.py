@@ -48,3 +48,22 @@ def test_shipped_configs_load(name):
 def test_missing_config_file():
     with pytest.raises(ConfigError, match="not found"):
         load_config("configs/nope.py")
+
+
+@pytest.mark.parametrize("name,count", [("clip_b16", 149_620_737),  # open_clip ViT-B-16
+                                        ("siglip_b16", 203_155_970)])  # big_vision SigLIP B/16
+def test_real_configs_build_the_published_models(name, count):
+    import jax
+
+    from bigvl.models import build_model, count_params
+    from bigvl.train import dummy_inputs
+    config = load_config(f"configs/{name}.py")
+    model = build_model(config.model)
+    images, tokens = dummy_inputs(config.model)
+    assert count_params(jax.eval_shape(model.init, jax.random.key(0), images, tokens)["params"]) == count
+
+
+def test_none_override_for_optional_keys():
+    c = load_config("configs/siglip_b16.py")
+    apply_overrides(c, ["model.bias_init=None"])
+    assert c.model.bias_init is None

@@ -1,0 +1,136 @@
+"""bigvl models: the config schema of `config.model`, building a TwoTower from it, counting params.
+
+    model = build_model(config.model)
+    params = nn.unbox(model.init(rng, images, tokens)["params"])   # boxed leaves carry logical names
+    out = model.apply({"params": params}, images, tokens)           # dict, see TwoTower
+    z = model.apply({"params": params}, images, method=TwoTower.encode_image)
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from bigvl.models.sizes import TransformerSize, resolve_size
+from bigvl.models.text import POOLS as TEXT_POOLS
+from bigvl.models.text import TextTower
+from bigvl.models.transformer import REMAT_POLICIES
+from bigvl.models.two_tower import TwoTower
+from bigvl.models.vit import POOLS as IMAGE_POOLS
+from bigvl.models.vit import VisionTower
+
+__all__ = ["TwoTower", "VisionTower", "TextTower", "model_config_defaults", "build_model", "count_params",
+           "image_size_of", "text_size_of"]
+
+DTYPES = ("float32", "bfloat16", "float16")
+ATTENTION_IMPLS = ("", "xla", "cudnn")
+
+
+def model_config_defaults() -> ml_collections.ConfigDict:
+    """Every `config.model` key with its default (open_clip ViT-B/16-style image tower).
+
+    Size keys set to 0 come from `variant` ("B/16", "So400m/14", "L", ...); non-zero values
+    override it; variant "custom" needs them all.
+    """
+    image = ml_collections.ConfigDict({
+        "variant": "B/16",
+        "image_size": 224,
+        "patch_size": 0,
+        "width": 0, "depth": 0, "num_heads": 0, "mlp_dim": 0,
+        "pool": "cls",  # cls | gap | map
+        "patch_bias": False,  # open_clip conv1 has none; big_vision's patch conv has one
+        "ln_pre": True,  # LayerNorm before the encoder (open_clip), not in big_vision
+        "proj": True,  # linear projection to embed_dim (False: width must equal embed_dim)
+        "proj_bias": False,  # open_clip: no bias; big_vision heads: bias
+    })
+    text = ml_collections.ConfigDict({
+        "variant": "B",
+        "vocab_size": 49408,
+        "context_length": 77,
+        "width": 0, "depth": 0, "num_heads": 0, "mlp_dim": 0,
+        "causal": True,  # CLIP: causal; SigLIP: bidirectional with a padding mask
+        "pool": "eos",  # eos | last | first | map
+        "eos_id": 3,  # our sentencepiece: pad 0, unk 1, bos 2, eos 3
+        "pad_id": 0,
+        "proj": True,
+        "proj_bias": False,
+    })
+    return ml_collections.ConfigDict({
+        "image": image,
+        "text": text,
+        "embed_dim": 512,
+        "temperature_init": 1 / 0.07,  # logit scale at init (stored as its log); SigLIP: 10
+        "bias_init": None,  # None: no logit bias (CLIP); SigLIP: -10.0
+        "max_logit_scale": 100.0,  # cap on exp(log_logit_scale); 0 = no cap
+        "dtype": "float32",  # compute dtype
+        "param_dtype": "float32",
+        "remat": "none",  # one of REMAT_POLICIES
+        "attention_impl": "",  # '' (XLA picks) | 'xla' | 'cudnn'
+    })
+
+
+def _choice(value: Any, choices: tuple, key: str) -> Any:
+    if value not in choices:
+        raise ValueError(f"config key 'model.{key}': {value!r} is not one of {choices}")
+    return value
+
+
+def image_size_of(image_cfg) -> TransformerSize:
+    """The image tower's width/depth/mlp_dim/num_heads/patch_size from `model.image`."""
+    size = resolve_size(image_cfg.variant, width=image_cfg.width, depth=image_cfg.depth,
+                        mlp_dim=image_cfg.mlp_dim, num_heads=image_cfg.num_heads,
+                        patch_size=image_cfg.patch_size, what="model.image")
+    if size.patch_size <= 0:
+        raise ValueError(f"model.image: no patch size (variant {image_cfg.variant!r}, patch_size 0)")
+    if image_cfg.image_size % size.patch_size:
+        raise ValueError(f"model.image: image_size {image_cfg.image_size} not divisible by patch {size.patch_size}")
+    return size
+
+
+def text_size_of(text_cfg) -> TransformerSize:
+    """The text tower's width/depth/mlp_dim/num_heads from `model.text`."""
+    return resolve_size(text_cfg.variant, width=text_cfg.width, depth=text_cfg.depth, mlp_dim=text_cfg.mlp_dim,
+                        num_heads=text_cfg.num_heads, what="model.text")
+
+
+def build_model(model_cfg) -> TwoTower:
+    """`config.model` → TwoTower (unbound). Raises ValueError naming the key for bad values."""
+    dtype = jnp.dtype(_choice(model_cfg.dtype, DTYPES, "dtype"))
+    param_dtype = jnp.dtype(_choice(model_cfg.param_dtype, DTYPES, "param_dtype"))
+    remat = _choice(model_cfg.remat, REMAT_POLICIES, "remat")
+    impl = _choice(model_cfg.attention_impl, ATTENTION_IMPLS, "attention_impl") or None
+    common = dict(dtype=dtype, param_dtype=param_dtype, remat=remat, attention_impl=impl)
+    ic, tc = model_cfg.image, model_cfg.text
+    isz, tsz = image_size_of(ic), text_size_of(tc)
+    image = VisionTower(width=isz.width, depth=isz.depth, num_heads=isz.num_heads, mlp_dim=isz.mlp_dim,
+                        patch_size=isz.patch_size, pool=_choice(ic.pool, IMAGE_POOLS, "image.pool"),
+                        patch_bias=ic.patch_bias, ln_pre=ic.ln_pre, **common)
+    text = TextTower(vocab_size=tc.vocab_size, context_length=tc.context_length, width=tsz.width,
+                     depth=tsz.depth, num_heads=tsz.num_heads, mlp_dim=tsz.mlp_dim, causal=tc.causal,
+                     pool=_choice(tc.pool, TEXT_POOLS, "text.pool"), eos_id=tc.eos_id, pad_id=tc.pad_id,
+                     **common)
+    for name, cfg, size in (("image", ic, isz), ("text", tc, tsz)):
+        if not cfg.proj and size.width != model_cfg.embed_dim:
+            raise ValueError(f"model.{name}.proj is False, so its width {size.width} must equal "
+                             f"model.embed_dim {model_cfg.embed_dim}")
+    if not model_cfg.temperature_init > 0:
+        raise ValueError(f"config key 'model.temperature_init' must be > 0, got {model_cfg.temperature_init}")
+    bias_init = model_cfg.bias_init
+    if bias_init is not None and not math.isfinite(float(bias_init)):
+        raise ValueError(f"config key 'model.bias_init' must be None or a finite float, got {bias_init}")
+    return TwoTower(image=image, text=text, embed_dim=model_cfg.embed_dim, project_image=ic.proj,
+                    project_text=tc.proj, image_proj_bias=ic.proj_bias, text_proj_bias=tc.proj_bias,
+                    temperature_init=float(model_cfg.temperature_init),
+                    bias_init=None if bias_init is None else float(bias_init),
+                    max_logit_scale=float(model_cfg.max_logit_scale), dtype=dtype, param_dtype=param_dtype)
+
+
+def count_params(params) -> int:
+    """Number of scalars in a params tree (arrays, ShapeDtypeStructs, or boxed leaves)."""
+    leaves = jax.tree.leaves(nn.unbox(params))
+    return int(sum(int(np.prod(leaf.shape)) for leaf in leaves))

@@ -1,0 +1,84 @@
+"""The text tower: token + learned position embeddings → encoder (causal or bidirectional) → pool.
+
+Token sequences are right-padded with `pad_id`: text ids, then `eos_id`, then pads. The
+length of a sequence is the index of its last non-pad token + 1 (at least 1).
+- causal (CLIP): causal self-attention; pads need no mask since nothing before them sees them.
+- bidirectional (SigLIP): keys at positions >= length are masked, so appending pads never
+  changes any output at a real position.
+Pooling: 'eos' = the first position holding `eos_id` (the last real token if there is none,
+e.g. a truncated sequence), 'last' = the last real token, 'first' = position 0, 'map' =
+attention pooling over the real tokens.
+The projection to the joint embedding lives in `two_tower.TwoTower`, not here.
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from bigvl.models.transformer import Dtype, Encoder, MAPHead, named
+
+POOLS = ("eos", "last", "first", "map")
+
+
+def sequence_lengths(tokens: jax.Array, pad_id: int) -> jax.Array:
+    """tokens int [B,T] → int32 [B]: index of the last non-pad token + 1, at least 1."""
+    positions = jnp.arange(1, tokens.shape[1] + 1, dtype=jnp.int32)
+    return jnp.maximum(jnp.max(jnp.where(tokens != pad_id, positions, 0), axis=1), 1)
+
+
+def pool_positions(tokens: jax.Array, pool: str, eos_id: int, pad_id: int) -> jax.Array:
+    """tokens int [B,T] → int32 [B]: the position whose output is the sequence embedding."""
+    lengths = sequence_lengths(tokens, pad_id)
+    if pool == "eos":
+        is_eos = tokens == eos_id
+        return jnp.where(jnp.any(is_eos, axis=1), jnp.argmax(is_eos, axis=1).astype(jnp.int32), lengths - 1)
+    if pool == "last":
+        return lengths - 1
+    return jnp.zeros(tokens.shape[:1], jnp.int32)
+
+
+class TextTower(nn.Module):
+    """tokens int [B,T] (T <= context_length) → (pooled [B,D], tokens [B,T,D]) in `dtype`."""
+    vocab_size: int
+    context_length: int
+    width: int
+    depth: int
+    num_heads: int
+    mlp_dim: int
+    causal: bool = True
+    pool: str = "eos"
+    eos_id: int = 3
+    pad_id: int = 0
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    remat: str = "none"
+    attention_impl: str | None = None
+
+    @nn.compact
+    def __call__(self, tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
+        if self.pool not in POOLS:
+            raise ValueError(f"model.text.pool {self.pool!r} is not one of {POOLS}")
+        length = tokens.shape[1]
+        if length > self.context_length:
+            raise ValueError(f"{length} tokens exceed model.text.context_length {self.context_length}")
+        tokens = nn.with_logical_constraint(tokens, ("batch", "seq"))
+        table = self.param("token_embedding", named(nn.initializers.normal(0.02), "vocab", "embed"),
+                           (self.vocab_size, self.width), self.param_dtype)
+        # Gather from a table whole along `embed` (still split by `vocab`): gathering from an
+        # fsdp-split table makes GSPMD replicate the output before it can split it by batch.
+        table = nn.with_logical_constraint(table.astype(self.dtype), ("vocab", None))
+        x = jnp.take(table, tokens, axis=0)
+        pos = self.param("pos_embedding", named(nn.initializers.normal(0.01), "pos", "embed"),
+                         (self.context_length, self.width), self.param_dtype)
+        x = nn.with_logical_constraint(x + pos[:length].astype(self.dtype), ("batch", "seq", "act_embed"))
+        kv_lengths = None if self.causal else sequence_lengths(tokens, self.pad_id)
+        x = Encoder(self.depth, self.num_heads, self.mlp_dim, self.causal, self.dtype, self.param_dtype,
+                    self.remat, self.attention_impl, name="encoder")(x, kv_lengths)
+        if self.pool == "map":
+            pooled = MAPHead(self.num_heads, self.mlp_dim, 1, self.dtype, self.param_dtype, self.attention_impl,
+                             name="map_head")(x, sequence_lengths(tokens, self.pad_id))[:, 0]
+        else:
+            where = pool_positions(tokens, self.pool, self.eos_id, self.pad_id)
+            pooled = jnp.take_along_axis(x, where[:, None, None], axis=1)[:, 0]
+        return nn.with_logical_constraint(pooled, ("batch", "act_embed")), x

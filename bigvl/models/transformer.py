@@ -1,0 +1,210 @@
+"""The transformer pieces both towers share: attention, MLP, pre-LN encoder block, encoder, MAP head.
+
+Every parameter carries logical axis names (`embed`, `mlp`, `heads`, `kv`, None) through
+`nn.with_logical_partitioning`; activations are constrained with `nn.with_logical_constraint`
+(`batch`, `seq`, `act_embed`, `act_mlp`, `act_heads`). Both are no-ops outside
+`nn.logical_axis_rules(...)` + a mesh, so the same modules run unsharded on one device.
+
+Compute runs in `dtype` (e.g. bfloat16) with params stored in `param_dtype`; LayerNorm
+statistics and the attention softmax are always float32 (flax LayerNorm and
+`jax.nn.dot_product_attention` upcast internally).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+# Multi-axis kernels are initialised on their 2-D [in, out] view (see DenseGeneral): for the fused
+# qkv kernel that is xavier_uniform on [D, 3·H·K], as torch's nn.MultiheadAttention in_proj.
+DENSE_INIT = nn.initializers.xavier_uniform()
+ZEROS = nn.initializers.zeros
+
+REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable", "nothing_saveable",
+                  "everything_saveable")
+
+
+def named(initializer, *names: str | None):
+    """An initializer whose param carries the logical axis `names` (one per dimension)."""
+    return nn.with_logical_partitioning(initializer, names)
+
+
+def layer_norm(dtype: Dtype, param_dtype: Dtype, name: str | None = None) -> nn.LayerNorm:
+    """LayerNorm over the last (`embed`) axis; statistics in float32, output in `dtype`."""
+    return nn.LayerNorm(epsilon=1e-6, dtype=dtype, param_dtype=param_dtype, name=name,
+                        scale_init=named(nn.initializers.ones, "embed"), bias_init=named(ZEROS, "embed"))
+
+
+def remat_policy(name: str):
+    """Config name → (use_remat, jax.checkpoint policy). 'full' saves nothing; 'none' disables remat."""
+    if name not in REMAT_POLICIES:
+        raise ValueError(f"model.remat {name!r} is not one of {REMAT_POLICIES}")
+    if name == "none":
+        return False, None
+    policy = "nothing_saveable" if name == "full" else name
+    return True, getattr(jax.checkpoint_policies, policy)
+
+
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, *, is_causal: bool = False,
+              kv_lengths: jax.Array | None = None, implementation: str | None = None) -> jax.Array:
+    """Fused scaled dot-product attention.
+
+    q [B,T,H,K], k/v [B,S,H,K] in the compute dtype; kv_lengths int32 [B] masks keys at
+    positions >= length (right padding). Returns [B,T,H,K] in q's dtype (softmax in float32).
+    """
+    return jax.nn.dot_product_attention(q, k, v, is_causal=is_causal, key_value_seq_lengths=kv_lengths,
+                                        implementation=implementation or None)
+
+
+def flat_init(initializer, in_dims: int):
+    """Applies a 2-D `initializer` to the [prod(in), prod(out)] view of a kernel [*in, *out]."""
+    def init(key, shape, dtype=jnp.float32):
+        fan_in, fan_out = math.prod(shape[:in_dims]), math.prod(shape[in_dims:])
+        return initializer(key, (fan_in, fan_out), dtype).reshape(shape)
+    return init
+
+
+class DenseGeneral(nn.Module):
+    """x [..., *in] → [..., *features], contracting the last `in_dims` axes of x.
+
+    Kernel [*in, *features] named `kernel_names`, bias [*features] named `kernel_names[in_dims:]`,
+    initialised as one 2-D [prod(in), prod(features)] matrix (flax's DenseGeneral does the same
+    but boxes the flattened value, which breaks logical constraints at init under a mesh).
+    """
+    features: tuple[int, ...]
+    kernel_names: tuple[str | None, ...]
+    in_dims: int = 1
+    use_bias: bool = True
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        in_shape, n = tuple(x.shape[-self.in_dims:]), self.in_dims
+        kernel = self.param("kernel", named(flat_init(DENSE_INIT, n), *self.kernel_names),
+                            in_shape + tuple(self.features), self.param_dtype)
+        bias = (self.param("bias", named(ZEROS, *self.kernel_names[n:]), tuple(self.features), self.param_dtype)
+                if self.use_bias else None)
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        contract = (tuple(range(x.ndim - n, x.ndim)), tuple(range(n)))
+        y = jax.lax.dot_general(x, kernel, (contract, ((), ())))
+        return y if bias is None else y + bias
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with one fused qkv projection: [B,T,D] → [B,T,D]."""
+    num_heads: int
+    is_causal: bool = False
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    implementation: str | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None) -> jax.Array:
+        width = x.shape[-1]
+        heads, head_dim = self.num_heads, width // self.num_heads
+        dense = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        qkv = DenseGeneral((3, heads, head_dim), ("embed", None, "heads", "kv"), name="qkv", **dense)(x)
+        qkv = nn.with_logical_constraint(qkv, ("batch", "seq", None, "act_heads", None))
+        y = attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], is_causal=self.is_causal,
+                      kv_lengths=kv_lengths, implementation=self.implementation)
+        y = nn.with_logical_constraint(y, ("batch", "seq", "act_heads", None))
+        return DenseGeneral((width,), ("heads", "kv", "embed"), in_dims=2, name="out", **dense)(y)
+
+
+class Mlp(nn.Module):
+    """Dense → GELU → Dense: [..., D] → [..., D] through a hidden width `mlp_dim`."""
+    mlp_dim: int
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        width = x.shape[-1]
+        h = nn.Dense(self.mlp_dim, dtype=self.dtype, param_dtype=self.param_dtype,
+                     kernel_init=named(DENSE_INIT, "embed", "mlp"), bias_init=named(ZEROS, "mlp"),
+                     name="fc1")(x)
+        h = nn.with_logical_constraint(h, ("batch", "seq", "act_mlp"))
+        h = nn.gelu(h, approximate=True)
+        return nn.Dense(width, dtype=self.dtype, param_dtype=self.param_dtype,
+                        kernel_init=named(DENSE_INIT, "mlp", "embed"), bias_init=named(ZEROS, "embed"),
+                        name="fc2")(h)
+
+
+class EncoderBlock(nn.Module):
+    """Pre-LN transformer block: x + attn(LN(x)), then + mlp(LN(x)). [B,T,D] → [B,T,D]."""
+    num_heads: int
+    mlp_dim: int
+    is_causal: bool = False
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    attention_impl: str | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None) -> jax.Array:
+        y = layer_norm(self.dtype, self.param_dtype, "ln_1")(x)
+        x = x + SelfAttention(self.num_heads, self.is_causal, self.dtype, self.param_dtype,
+                              self.attention_impl, name="attn")(y, kv_lengths)
+        x = nn.with_logical_constraint(x, ("batch", "seq", "act_embed"))
+        y = layer_norm(self.dtype, self.param_dtype, "ln_2")(x)
+        x = x + Mlp(self.mlp_dim, self.dtype, self.param_dtype, name="mlp")(y)
+        return nn.with_logical_constraint(x, ("batch", "seq", "act_embed"))
+
+
+class Encoder(nn.Module):
+    """`depth` EncoderBlocks (each optionally rematerialised) then a final LayerNorm.
+
+    x [B,T,D] in `dtype` → [B,T,D]; kv_lengths int32 [B] or None (see `attention`).
+    """
+    depth: int
+    num_heads: int
+    mlp_dim: int
+    is_causal: bool = False
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    remat: str = "none"
+    attention_impl: str | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None) -> jax.Array:
+        use_remat, policy = remat_policy(self.remat)
+        block_cls = nn.remat(EncoderBlock, policy=policy, prevent_cse=True) if use_remat else EncoderBlock
+        for i in range(self.depth):
+            x = block_cls(self.num_heads, self.mlp_dim, self.is_causal, self.dtype, self.param_dtype,
+                          self.attention_impl, name=f"block_{i}")(x, kv_lengths)
+        return layer_norm(self.dtype, self.param_dtype, "ln_final")(x)
+
+
+class MAPHead(nn.Module):
+    """Multihead attention pooling (big_vision MAPHead): learned probes attend to the tokens.
+
+    x [B,T,D] → [B,Q,D] with Q = num_queries probes; then + MLP(LN(·)) as in big_vision.
+    kv_lengths int32 [B] masks padded tokens (text towers).
+    """
+    num_heads: int
+    mlp_dim: int
+    num_queries: int = 1
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    attention_impl: str | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None) -> jax.Array:
+        batch, width = x.shape[0], x.shape[-1]
+        heads, head_dim = self.num_heads, width // self.num_heads
+        dense = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        probe = self.param("probe", named(DENSE_INIT, None, "embed"), (self.num_queries, width), self.param_dtype)
+        q = DenseGeneral((heads, head_dim), ("embed", "heads", "kv"), name="q", **dense)(probe)
+        q = jnp.broadcast_to(q[None], (batch,) + q.shape)
+        kv = DenseGeneral((2, heads, head_dim), ("embed", None, "heads", "kv"), name="kv", **dense)(x)
+        kv = nn.with_logical_constraint(kv, ("batch", "seq", None, "act_heads", None))
+        y = attention(q, kv[:, :, 0], kv[:, :, 1], kv_lengths=kv_lengths, implementation=self.attention_impl)
+        y = DenseGeneral((width,), ("heads", "kv", "embed"), in_dims=2, name="out", **dense)(y)
+        y = y + Mlp(self.mlp_dim, self.dtype, self.param_dtype, name="mlp")(
+            layer_norm(self.dtype, self.param_dtype, "ln")(y))
+        return nn.with_logical_constraint(y, ("batch", None, "act_embed"))

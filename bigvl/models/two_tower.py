@@ -1,0 +1,81 @@
+"""The two-tower CLIP / SigLIP model: towers → (optional) linear projections → L2-normalised embeddings.
+
+Params: {image: VisionTower, text: TextTower, image_proj, text_proj (when enabled),
+log_logit_scale (scalar, = log temperature_init), logit_bias (scalar, SigLIP only)}.
+"""
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from bigvl.models.text import TextTower
+from bigvl.models.transformer import Dtype, named
+from bigvl.models.vit import VisionTower
+
+
+def l2_normalize(x: jax.Array) -> jax.Array:
+    """[B,E] any float → float32 [B,E] with unit rows (rows of zeros stay zero)."""
+    x = x.astype(jnp.float32)
+    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-24))
+
+
+class TwoTower(nn.Module):
+    """images [B,S,S,3], tokens int [B,L] → dict(image_embeds [B,E] f32, text_embeds [B,E] f32,
+    logit_scale f32 scalar, logit_bias f32 scalar when `bias_init` is set).
+
+    `logit_scale` = exp(log_logit_scale), capped at `max_logit_scale` when it is > 0 (CLIP's
+    clamp at 100; the cap has zero gradient, as open_clip's in-place clamp).
+    A tower with `project_*=False` outputs its pooled features directly (its width must equal
+    `embed_dim`), as big_vision's SigLIP image tower.
+    """
+    image: VisionTower
+    text: TextTower
+    embed_dim: int
+    project_image: bool = True
+    project_text: bool = True
+    image_proj_bias: bool = False
+    text_proj_bias: bool = False
+    temperature_init: float = 1 / 0.07
+    bias_init: float | None = None
+    max_logit_scale: float = 100.0
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self):
+        def projection(use_bias: bool, name: str):
+            return nn.Dense(self.embed_dim, use_bias=use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
+                            kernel_init=named(nn.initializers.lecun_normal(), "embed", "proj"),
+                            bias_init=named(nn.initializers.zeros, "proj"), name=name)
+
+        self.image_proj = projection(self.image_proj_bias, "image_proj") if self.project_image else None
+        self.text_proj = projection(self.text_proj_bias, "text_proj") if self.project_text else None
+        log_t = math.log(self.temperature_init)
+        self.log_logit_scale = self.param("log_logit_scale", named(lambda *_: jnp.asarray(log_t, jnp.float32)),
+                                          (), jnp.float32)
+        if self.bias_init is not None:
+            b = float(self.bias_init)
+            self.logit_bias = self.param("logit_bias", named(lambda *_: jnp.asarray(b, jnp.float32)),
+                                         (), jnp.float32)
+
+    def encode_image(self, images: jax.Array) -> jax.Array:
+        """images [B,S,S,3] uint8 (or float in [-1,1]) → L2-normalised float32 [B,E]."""
+        pooled, _ = self.image(images)
+        return l2_normalize(self.image_proj(pooled) if self.image_proj is not None else pooled)
+
+    def encode_text(self, tokens: jax.Array) -> jax.Array:
+        """tokens int32 [B,L] (right-padded) → L2-normalised float32 [B,E]."""
+        pooled, _ = self.text(tokens)
+        return l2_normalize(self.text_proj(pooled) if self.text_proj is not None else pooled)
+
+    def __call__(self, images: jax.Array, tokens: jax.Array) -> dict[str, jax.Array]:
+        logit_scale = jnp.exp(self.log_logit_scale)
+        if self.max_logit_scale > 0:
+            logit_scale = jnp.minimum(logit_scale, self.max_logit_scale)
+        out = {"image_embeds": self.encode_image(images), "text_embeds": self.encode_text(tokens),
+               "logit_scale": logit_scale}
+        if self.bias_init is not None:
+            out["logit_bias"] = self.logit_bias
+        return out

@@ -1,0 +1,83 @@
+"""The ViT image tower: patchify → Dense patch embedding → (+cls) + learned positions → encoder → pool.
+
+Options cover both reference families:
+- open_clip CLIP: `patch_bias=False`, `ln_pre=True`, pool 'cls' (positions include the cls slot).
+- big_vision SigLIP: `patch_bias=True`, `ln_pre=False`, pool 'map'.
+The projection to the joint embedding lives in `two_tower.TwoTower`, not here.
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from bigvl.models.transformer import DENSE_INIT, ZEROS, Dtype, Encoder, MAPHead, layer_norm, named
+
+POOLS = ("cls", "gap", "map")
+
+
+def patchify(images: jax.Array, patch_size: int) -> jax.Array:
+    """[B,H,W,C] → [B, (H/P)·(W/P), P·P·C], patches in row-major order, pixels (row, col, channel)."""
+    b, h, w, c = images.shape
+    p = patch_size
+    if h % p or w % p:
+        raise ValueError(f"image size {h}x{w} is not divisible by the patch size {p}")
+    x = images.reshape(b, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, (h // p) * (w // p), p * p * c)
+
+
+def to_model_range(images: jax.Array, dtype: Dtype) -> jax.Array:
+    """uint8 pixels → x/127.5 − 1 in [-1, 1]; float inputs are taken as already normalised."""
+    if jnp.issubdtype(images.dtype, jnp.integer):
+        return (images.astype(jnp.float32) * (1.0 / 127.5) - 1.0).astype(dtype)
+    return images.astype(dtype)
+
+
+class VisionTower(nn.Module):
+    """images [B,S,S,3] (uint8, or float in [-1,1]) → (pooled [B,D], patch tokens [B,N,D]) in `dtype`.
+
+    N = (S/P)². Tokens are the final-LayerNorm outputs of the patch positions (the cls
+    token, when used, is the pooled output and not among them).
+    """
+    width: int
+    depth: int
+    num_heads: int
+    mlp_dim: int
+    patch_size: int
+    pool: str = "cls"
+    patch_bias: bool = False
+    ln_pre: bool = True
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    remat: str = "none"
+    attention_impl: str | None = None
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+        if self.pool not in POOLS:
+            raise ValueError(f"model.image.pool {self.pool!r} is not one of {POOLS}")
+        d = self.width
+        patches = to_model_range(patchify(images, self.patch_size), self.dtype)
+        patches = nn.with_logical_constraint(patches, ("batch", "seq", None))
+        x = nn.Dense(d, use_bias=self.patch_bias, dtype=self.dtype, param_dtype=self.param_dtype,
+                     kernel_init=named(DENSE_INIT, "patch", "embed"), bias_init=named(ZEROS, "embed"),
+                     name="patch_embedding")(patches)
+        batch = x.shape[0]
+        if self.pool == "cls":
+            cls = self.param("cls_token", named(nn.initializers.normal(d ** -0.5), "embed"), (d,), self.param_dtype)
+            x = jnp.concatenate([jnp.broadcast_to(cls.astype(self.dtype), (batch, 1, d)), x], axis=1)
+        pos = self.param("pos_embedding", named(nn.initializers.normal(d ** -0.5), "pos", "embed"),
+                         (x.shape[1], d), self.param_dtype)
+        x = nn.with_logical_constraint(x + pos.astype(self.dtype), ("batch", "seq", "act_embed"))
+        if self.ln_pre:
+            x = layer_norm(self.dtype, self.param_dtype, "ln_pre")(x)
+        x = Encoder(self.depth, self.num_heads, self.mlp_dim, False, self.dtype, self.param_dtype, self.remat,
+                    self.attention_impl, name="encoder")(x)
+        if self.pool == "cls":
+            pooled, tokens = x[:, 0], x[:, 1:]
+        elif self.pool == "gap":
+            pooled, tokens = jnp.mean(x.astype(jnp.float32), axis=1).astype(self.dtype), x
+        else:
+            pooled, tokens = MAPHead(self.num_heads, self.mlp_dim, 1, self.dtype, self.param_dtype,
+                                     self.attention_impl, name="map_head")(x)[:, 0], x
+        return nn.with_logical_constraint(pooled, ("batch", "act_embed")), tokens

@@ -1,0 +1,55 @@
+"""SigLIP B/16 (big_vision architecture, ~203M params) with the sigmoid loss.
+
+    python -m bigvl.main --config configs/siglip_b16.py --workdir gs://BUCKET/siglip_b16 \
+        --config.data.train_paths="['gs://BUCKET/recap/train-*.array_record']" \
+        --config.data.tokenizer=gs://BUCKET/spm_32k.model
+
+MAP-pooled ViT-B/16, bidirectional text tower (vocab 32000, 64 tokens, last-token pooling),
+t = log 10 and b = −10 at init, batch 32k, AdamW lr 1e-3, wd 1e-4, rsqrt schedule.
+"""
+from bigvl.config import base_config
+
+
+def get_config(arg: str = ""):
+    c = base_config()
+    c.total_steps = 300_000
+    c.batch_size = 32_768
+    c.log_steps = 100
+    c.eval_steps = 5_000
+    c.ckpt_steps = 2_000
+    c.keep_ckpts = 3
+
+    c.data.train_paths = []
+    c.data.tokenizer = ""
+    c.data.caption_strategy = "mix"
+    c.data.mix_p = 0.2
+    c.data.min_crop_scale = 0.4
+    c.data.num_workers = 16
+
+    c.model.image.variant = "B/16"
+    c.model.image.image_size = 224
+    c.model.image.pool = "map"
+    c.model.image.patch_bias = True
+    c.model.image.ln_pre = False
+    c.model.image.proj = False  # big_vision: the MAP head output is the embedding (out_dim None)
+    c.model.text.vocab_size = 32000
+    c.model.text.context_length = 64
+    c.model.text.variant = "B"
+    c.model.text.causal = False
+    c.model.text.pool = "last"
+    c.model.text.proj_bias = True
+    c.model.embed_dim = 768
+    c.model.temperature_init = 10.0
+    c.model.bias_init = -10.0
+    c.model.max_logit_scale = 0.0  # big_vision does not cap t
+    c.model.dtype = "bfloat16"
+    c.model.remat = "dots_saveable"
+
+    c.loss.name = "sigmoid"
+    c.optim.lr = 1e-3
+    c.optim.warmup_steps = 10_000
+    c.optim.schedule = "rsqrt"
+    c.optim.weight_decay = 1e-4
+    c.optim.b2 = 0.95
+    c.evals.batch_size = 1024
+    return c

@@ -1,0 +1,292 @@
+"""Models: published parameter counts (shapes only), masks and pooling against naive references,
+dtypes, logical axis names, and sharded == single-device outputs."""
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from bigvl.models import TwoTower, build_model, count_params, model_config_defaults
+from bigvl.models.sizes import resolve_size
+
+PARAM_NAMES = {"embed", "mlp", "heads", "kv", "vocab", "pos", "patch", "proj", None}
+RULES = [("batch", ("data", "fsdp")), ("embed", "fsdp"), ("mlp", "tensor"), ("heads", "tensor"),
+         ("vocab", "tensor")]
+
+
+# ---------------------------------------------------------------- configs
+def clip_b16():
+    """open_clip ViT-B-16."""
+    c = model_config_defaults()
+    c.image.variant, c.image.pool, c.image.patch_bias, c.image.ln_pre = "B/16", "cls", False, True
+    c.text.variant, c.text.width, c.text.num_heads, c.text.mlp_dim = "B", 512, 8, 2048
+    return c
+
+
+def siglip_b16():
+    """big_vision SigLIP B/16 (image tower without a head, as HF google/siglip-base-patch16-224)."""
+    c = model_config_defaults()
+    c.image.variant, c.image.pool, c.image.patch_bias, c.image.ln_pre, c.image.proj = "B/16", "map", True, False, False
+    c.text.update(variant="B", vocab_size=32000, context_length=64, causal=False, pool="last", proj_bias=True)
+    c.embed_dim, c.temperature_init, c.bias_init = 768, 10.0, -10.0
+    return c
+
+
+def tiny(image_pool="cls", text_pool="eos", causal=True, bias_init=None, **model):
+    c = model_config_defaults()
+    c.image.update(variant="custom", image_size=16, patch_size=4, width=32, depth=2, num_heads=4, mlp_dim=64,
+                   pool=image_pool)
+    c.text.update(variant="custom", vocab_size=64, context_length=8, width=32, depth=2, num_heads=4, mlp_dim=64,
+                  causal=causal, pool=text_pool)
+    c.embed_dim, c.bias_init = 16, bias_init
+    c.update(model)
+    return c
+
+
+def abstract_params(c, batch=1):
+    model = build_model(c)
+    images = jnp.zeros((batch, c.image.image_size, c.image.image_size, 3), jnp.uint8)
+    tokens = jnp.zeros((batch, c.text.context_length), jnp.int32)
+    return jax.eval_shape(lambda r: model.init(r, images, tokens)["params"], jax.random.key(0))
+
+
+def inputs(c, batch=4, seed=0):
+    rng = np.random.default_rng(seed)
+    size, length = c.image.image_size, c.text.context_length
+    images = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+    tokens = np.zeros((batch, length), np.int32)
+    for i in range(batch):  # text ids, eos (3), then pads (0)
+        n = 1 + (i * 3) % (length - 1)
+        tokens[i, :n] = rng.integers(4, c.text.vocab_size, n)
+        tokens[i, n] = c.text.eos_id
+    return jnp.asarray(images), jnp.asarray(tokens)
+
+
+def init(c, seed=0):
+    """(model, float params) for config `c`, init jitted (eager dispatch compiles op by op: slow)."""
+    model = build_model(c)
+    images, tokens = inputs(c, batch=1)
+    params = jax.jit(lambda r: nn.unbox(model.init(r, images, tokens)["params"]))(jax.random.key(seed))
+    return model, params
+
+
+@functools.cache
+def shared_params(kind: str):
+    """Params shared by every test config that differs from these two only in options without
+    params (pooling other than map, causal, dtype, remat): XLA compiles dominate test time."""
+    return init(CLIP_TINY if kind == "clip" else MAP_TINY)[1]
+
+
+def apply(model, params, *args, method=None):
+    return jax.jit(lambda p, *a: model.apply({"params": p}, *a, method=method))(params, *args)
+
+
+CLIP_TINY = tiny("cls", "eos", causal=True)
+MAP_TINY = tiny("map", "map", causal=False, bias_init=-10.0)  # has every param any text pooling uses
+
+
+# ---------------------------------------------------------------- published parameter counts
+def test_clip_b16_matches_open_clip_param_count():
+    params = abstract_params(clip_b16())
+    assert count_params(params) == 149_620_737  # open_clip ViT-B-16
+    assert count_params(params["image"]) + count_params(params["image_proj"]) == 86_192_640  # .visual
+    assert count_params(params["text"]) + count_params(params["text_proj"]) == 63_428_096
+
+
+def test_siglip_b16_matches_hf_param_count():
+    # HF google/siglip-base-patch16-224 lists 203,156,230 tensor elements; 260 = 196 + 64 of
+    # them are its integer position_ids buffers (not parameters), leaving 203,155,970.
+    params = abstract_params(siglip_b16())
+    assert count_params(params) == 203_156_230 - 196 - 64
+    assert count_params(params["image"]) == 92_884_224  # SiglipVisionModel: no projection head
+    assert set(params) == {"image", "text", "text_proj", "log_logit_scale", "logit_bias"}
+
+
+def test_vit_l14_matches_open_clip_visual():
+    c = clip_b16()
+    c.image.variant, c.embed_dim = "L/14", 768
+    c.text.width, c.text.num_heads, c.text.mlp_dim = 768, 12, 3072
+    params = abstract_params(c)
+    assert count_params(params) == 427_616_513  # open_clip ViT-L-14
+    assert count_params(params["image"]) + count_params(params["image_proj"]) == 303_966_208  # .visual
+
+
+@pytest.mark.parametrize("variant, expected", [
+    ("Ti/16", (192, 12, 768, 3, 16)), ("S/32", (384, 12, 1536, 6, 32)), ("B/16", (768, 12, 3072, 12, 16)),
+    ("L/14", (1024, 24, 4096, 16, 14)), ("H/14", (1280, 32, 5120, 16, 14)), ("g/14", (1408, 40, 6144, 16, 14)),
+    ("So400m/14", (1152, 27, 4304, 16, 14)), ("B/8", (768, 12, 3072, 12, 8))])
+def test_size_table_matches_big_vision(variant, expected):
+    s = resolve_size(variant)
+    assert (s.width, s.depth, s.mlp_dim, s.num_heads, s.patch_size) == expected
+
+
+def test_size_overrides_and_errors():
+    assert resolve_size("B", width=512, num_heads=8).width == 512
+    assert resolve_size("B/16", patch_size=32).patch_size == 32
+    with pytest.raises(ValueError, match="unknown variant"):
+        resolve_size("Q/16")
+    with pytest.raises(ValueError, match="needs explicit"):
+        resolve_size("custom", width=64)
+    with pytest.raises(ValueError, match="divisible"):
+        resolve_size("custom", width=30, depth=1, mlp_dim=8, num_heads=4)
+
+
+def test_build_model_rejects_bad_config():
+    with pytest.raises(ValueError, match="model.image.pool"):
+        build_model(tiny(image_pool="mean"))
+    with pytest.raises(ValueError, match="model.remat"):
+        build_model(tiny(remat="some"))
+    c = tiny()
+    c.image.proj = False  # width 32 != embed_dim 16
+    with pytest.raises(ValueError, match="model.image.proj"):
+        build_model(c)
+
+
+# ---------------------------------------------------------------- logical axis names
+@pytest.mark.parametrize("c", [tiny(), tiny("map", "map", causal=False, bias_init=-10.0), siglip_b16()],
+                         ids=["clip", "map", "siglip_b16"])
+def test_every_param_has_logical_names(c):
+    boxed = abstract_params(c)
+    leaves = jax.tree.leaves(boxed, is_leaf=lambda x: isinstance(x, nn.Partitioned))
+    assert leaves and all(isinstance(leaf, nn.LogicallyPartitioned) for leaf in leaves)
+    for leaf in leaves:
+        assert len(leaf.names) == leaf.value.ndim and set(leaf.names) <= PARAM_NAMES, leaf
+    specs = jax.tree.leaves(nn.get_partition_spec(boxed), is_leaf=lambda x: isinstance(x, P))
+    assert len(specs) == len(leaves)
+
+
+# ---------------------------------------------------------------- outputs
+def test_outputs_shapes_dtypes_and_normalisation():
+    model, params = build_model(MAP_TINY), shared_params("map")
+    images, tokens = inputs(MAP_TINY)
+    out, z_img, z_txt = apply(model, params, images, tokens,
+                              method=lambda m, i, t: (m(i, t), m.encode_image(i), m.encode_text(t)))
+    assert set(out) == {"image_embeds", "text_embeds", "logit_scale", "logit_bias"}
+    for key in ("image_embeds", "text_embeds"):
+        assert out[key].shape == (4, 16) and out[key].dtype == jnp.float32
+        np.testing.assert_allclose(np.linalg.norm(out[key], axis=1), 1.0, rtol=1e-5)
+    assert out["logit_scale"].shape == () and out["logit_scale"].dtype == jnp.float32
+    np.testing.assert_allclose(out["logit_scale"], 1 / 0.07, rtol=1e-5)
+    np.testing.assert_allclose(out["logit_bias"], -10.0)
+    np.testing.assert_allclose(params["log_logit_scale"], np.log(1 / 0.07), rtol=1e-6)
+    # The methods give the same embeddings as __call__.
+    np.testing.assert_allclose(z_img, out["image_embeds"], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(z_txt, out["text_embeds"], rtol=1e-6, atol=1e-7)
+
+
+def test_clip_has_no_bias_and_scale_is_capped():
+    model, params = build_model(CLIP_TINY), shared_params("clip")
+    assert "logit_bias" not in params
+    out = apply(model, {**params, "log_logit_scale": jnp.log(500.0)}, *inputs(CLIP_TINY))
+    assert "logit_bias" not in out
+    assert float(out["logit_scale"]) == 100.0
+
+
+def test_uint8_and_normalised_float_images_agree():
+    model, params = build_model(CLIP_TINY), shared_params("clip")
+    images, _ = inputs(CLIP_TINY)
+    as_float = jnp.asarray(np.asarray(images, np.float32) / 127.5 - 1.0)
+    z8, zf = apply(model, params, images, as_float, method=lambda m, a, b: (m.encode_image(a), m.encode_image(b)))
+    np.testing.assert_allclose(z8, zf, rtol=1e-5, atol=1e-6)
+
+
+def test_bfloat16_compute_stays_close_to_float32():
+    params = shared_params("map")  # float32 params; only the compute dtype differs
+    images, tokens = inputs(MAP_TINY)
+    out32 = apply(build_model(MAP_TINY), params, images, tokens)
+    out16 = apply(build_model(tiny("map", "map", causal=False, bias_init=-10.0, dtype="bfloat16")),
+                  params, images, tokens)
+    for key in ("image_embeds", "text_embeds"):
+        assert out16[key].dtype == jnp.float32
+        cos = np.sum(np.asarray(out16[key]) * np.asarray(out32[key]), axis=1)
+        assert np.all(cos > 0.995), cos
+
+
+def test_remat_policies_give_same_values_and_grads():
+    params = shared_params("clip")
+    images, _ = inputs(CLIP_TINY)
+
+    def value_and_grad(remat):
+        model = build_model(tiny("cls", "eos", remat=remat))
+        loss = lambda p: jnp.sum(model.apply({"params": p}, images, method=TwoTower.encode_image) ** 3)
+        return jax.jit(jax.value_and_grad(loss))(params)
+
+    ref_value, ref_grads = value_and_grad("none")
+    for remat in ("full", "dots_saveable"):
+        value, grads = value_and_grad(remat)
+        np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), grads, ref_grads)
+
+
+# ---------------------------------------------------------------- text tower: masks and pooling
+def text_outputs(c, params, *token_arrays):
+    """For each [B,T] token array: (pooled [B,D], per-token outputs [B,T,D]) of the text tower."""
+    return apply(build_model(c), params, *map(jnp.asarray, token_arrays),
+                 method=lambda m, *ts: [m.text(t) for t in ts])
+
+
+def with_change_at_4(tokens):
+    changed = tokens.copy()
+    changed[0, 4] = 40
+    return changed
+
+
+def test_causal_mask_is_causal():
+    tokens = np.array([[5, 6, 7, 8, 9, 10, 3, 0]], np.int32)
+    (_, x), (_, y) = text_outputs(CLIP_TINY, shared_params("clip"), tokens, with_change_at_4(tokens))
+    np.testing.assert_array_equal(x[:, :4], y[:, :4])  # earlier positions do not see position 4
+    assert np.abs(np.asarray(x[:, 4:] - y[:, 4:])).max() > 1e-3
+
+
+def test_bidirectional_attention_sees_later_tokens():
+    tokens = np.array([[5, 6, 7, 8, 9, 10, 3, 0]], np.int32)
+    (_, x), (_, y) = text_outputs(MAP_TINY, shared_params("map"), tokens, with_change_at_4(tokens))
+    assert np.abs(np.asarray(x[:, :4] - y[:, :4])).max() > 1e-3
+
+
+@pytest.mark.parametrize("pool", ["eos", "last", "first"])
+def test_pooling_picks_the_right_position(pool):
+    tokens = np.array([[5, 6, 3, 0, 0, 0, 0, 0],  # eos at 2
+                       [5, 3, 7, 3, 0, 0, 0, 0],  # first eos at 1, last real token at 3
+                       [5, 6, 7, 8, 9, 10, 11, 12],  # truncated: no eos, no pads
+                       [9, 9, 9, 9, 3, 0, 0, 0]], np.int32)
+    [(pooled, x)] = text_outputs(tiny("cls", pool, causal=True), shared_params("clip"), tokens)
+    expected = []
+    for row in tokens:  # naive reference
+        real = [i for i, t in enumerate(row) if t != 0]
+        eos = [i for i, t in enumerate(row) if t == 3]
+        expected.append({"eos": eos[0] if eos else real[-1], "last": real[-1], "first": 0}[pool])
+    np.testing.assert_array_equal(pooled, np.asarray(x)[np.arange(4), expected])
+
+
+@pytest.mark.parametrize("pool", ["last", "eos", "map", "first"])
+def test_appended_pads_do_not_change_bidirectional_embedding(pool):
+    model = build_model(tiny("map", pool, causal=False, bias_init=-10.0))
+    short = jnp.asarray([[5, 6, 7, 3]], jnp.int32)
+    padded = jnp.asarray([[5, 6, 7, 3, 0, 0, 0, 0]], jnp.int32)
+    z_short, z_padded = apply(model, shared_params("map"), short, padded,
+                              method=lambda m, a, b: (m.encode_text(a), m.encode_text(b)))
+    np.testing.assert_allclose(z_short, z_padded, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- sharding
+def test_sharded_forward_matches_single_device():
+    model, params = build_model(MAP_TINY), shared_params("map")
+    images, tokens = inputs(MAP_TINY, batch=8)
+    expected = apply(model, params, images, tokens)
+
+    mesh = Mesh(np.array(jax.devices()[:8]).reshape(2, 2, 2), ("data", "fsdp", "tensor"))
+    param_shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(abstract_params(MAP_TINY)), mesh, RULES)
+    batch_sharding = NamedSharding(mesh, P(("data", "fsdp")))
+    with jax.set_mesh(mesh), nn.logical_axis_rules(RULES):
+        sharded_params = jax.device_put(params, param_shardings)
+        fn = jax.jit(lambda p, i, t: model.apply({"params": p}, i, t),
+                     in_shardings=(param_shardings, batch_sharding, batch_sharding))
+        got = fn(sharded_params, jax.device_put(images, batch_sharding), jax.device_put(tokens, batch_sharding))
+    fc1 = sharded_params["image"]["encoder"]["block_0"]["mlp"]["fc1"]["kernel"]
+    assert fc1.sharding.spec == P("fsdp", "tensor")
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-6)

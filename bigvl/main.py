@@ -1,0 +1,90 @@
+"""Command line: `python -m bigvl.main --config configs/NAME.py[:ARG] --workdir DIR [--config.k=v ...]`.
+
+Trains (resuming from DIR) and evaluates. Everything that can be checked without
+compiling is checked first (config keys and values, mesh shape, batch divisibility,
+files); a problem there is one line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from bigvl import distributed
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Splits argv into --config/--workdir and the list of 'key=value' config overrides."""
+    parser = argparse.ArgumentParser(prog="python -m bigvl.main", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="configs/NAME.py[:ARG]")
+    parser.add_argument("--workdir", required=True, help="checkpoints, logs and metrics go here")
+    args, rest = parser.parse_known_args(argv)
+    overrides = []
+    for i, item in enumerate(rest):
+        if not item.startswith("--config."):
+            parser.error(f"unrecognised argument {item!r} (config overrides are --config.key=value)")
+        key_value = item[len("--config."):]
+        if "=" not in key_value:
+            parser.error(f"override {item!r} needs a value: --config.{key_value}=VALUE")
+        overrides.append(key_value)
+    return args, overrides
+
+
+def preflight(config) -> None:
+    """Checks that need devices or files but no compilation; raises with a one-line message."""
+    import jax
+
+    from bigvl.config import validate
+    from bigvl.data.pipeline import resolve_paths
+    from bigvl.sharding import check_batch_divisible, make_mesh
+
+    validate(config)
+    mesh = make_mesh(config.mesh)
+    check_batch_divisible(config.batch_size, mesh)
+    if config.batch_size % jax.process_count():
+        raise ValueError(f"batch_size {config.batch_size} is not divisible by the "
+                         f"{jax.process_count()} hosts")
+    resolve_paths(config.data.train_paths, "data.train_paths")
+    resolve_paths([config.data.tokenizer], "data.tokenizer")
+    for key in ("zeroshot", "zeroshot_classes", "retrieval", "hard_negatives"):
+        if config.evals[key]:
+            resolve_paths([config.evals[key]], f"evals.{key}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("absl", "orbax", "jax._src"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    distributed.maybe_initialize()
+
+    from bigvl.config import ConfigError, apply_overrides, load_config
+
+    try:
+        config = load_config(args.config)
+        apply_overrides(config, overrides)
+        if config.world.build:
+            from bigvl.synthetic_world import ensure_world
+            ensure_world(os.path.expanduser(config.world.dir), seed=config.world.seed,
+                         num_train=config.world.num_train, image_size=config.world.image_size)
+        preflight(config)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    from bigvl.train import train_and_evaluate
+    logging.getLogger(__name__).info("%s", distributed.describe())
+    metrics = train_and_evaluate(config, args.workdir)
+    if config.report:
+        import jax
+
+        from bigvl.report import write_report
+        if jax.process_index() == 0:
+            write_report(config, args.workdir, metrics)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

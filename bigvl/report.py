@@ -1,0 +1,62 @@
+"""The end-of-run report: a results table (each metric beside chance) and a curves PNG."""
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from array_record.python.array_record_module import ArrayRecordReader  # noqa: E402
+
+from bigvl.evaluators import chance_levels  # noqa: E402
+from bigvl.metrics_writer import read_metrics  # noqa: E402
+
+
+def results_table(metrics: dict[str, float], chance: dict[str, float]) -> str:
+    """A markdown table: metric | value | chance | value / chance."""
+    lines = ["| metric | value | chance | × chance |", "|---|---:|---:|---:|"]
+    for key, value in metrics.items():
+        if key in chance:
+            c = chance[key]
+            lines.append(f"| {key} | {value:.4f} | {c:.4f} | {value / c:.1f} |")
+        elif not key.endswith("_time_s"):
+            lines.append(f"| {key} | {value:.4f} | | |")
+    return "\n".join(lines)
+
+
+def plot_curves(workdir: str, path: str) -> None:
+    """Training loss and every eval metric over steps, from metrics.jsonl, to a PNG."""
+    records = read_metrics(workdir)
+    train = {r["step"]: r["loss"] for r in records if "loss" in r}
+    evals = {}
+    for r in records:
+        for k, v in r.items():
+            if "/" in k:
+                evals.setdefault(k, {})[r["step"]] = v
+    fig, (ax_loss, ax_eval) = plt.subplots(1, 2, figsize=(12, 4.5))
+    ax_loss.plot(list(train), list(train.values()))
+    ax_loss.set(title="training loss", xlabel="step", ylabel="loss")
+    for key, series in sorted(evals.items()):
+        if key.endswith(("top1", "_r1", "accuracy")):
+            ax_eval.plot(list(series), list(series.values()), marker="o", label=key)
+    ax_eval.set(title="evaluation", xlabel="step", ylim=(0, 1))
+    ax_eval.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(config, workdir: str, metrics: dict[str, float]) -> str:
+    """Prints the results table, writes results.md and curves.png in `workdir`; returns the table."""
+    num_retrieval = None
+    if config.evals.retrieval:
+        reader = ArrayRecordReader(config.evals.retrieval)
+        num_retrieval = reader.num_records()
+        reader.close()
+    table = results_table(metrics, chance_levels(config.evals, num_retrieval))
+    with open(os.path.join(workdir, "results.md"), "w") as f:
+        f.write(table + "\n")
+    plot_curves(workdir, os.path.join(workdir, "curves.png"))
+    print("\n" + table + f"\n\ncurves: {os.path.join(workdir, 'curves.png')}\n")
+    return table

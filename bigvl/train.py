@@ -1,0 +1,186 @@
+"""The trainer: two-tower contrastive pretraining (CLIP softmax or SigLIP sigmoid).
+
+Read top to bottom: logging → mesh → input → model and state (init by shape) →
+checkpoint/resume → update → evaluation → loop. The jitted `train_step` is the only
+compiled training code; everything else prepares its inputs or reads its outputs.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm import tqdm
+
+from bigvl import checkpointing, losses
+from bigvl.data.pipeline import make_train_dataset
+from bigvl.data.tokenizer import Tokenizer
+from bigvl.encoder import make_encoder
+from bigvl.evaluators import run_evals
+from bigvl.flops import model_flops_per_pair
+from bigvl.hardware import peak_flops
+from bigvl.metrics_writer import MetricsWriter
+from bigvl.models import build_model, count_params
+from bigvl.optimizer import make_optimizer
+from bigvl.sharding import (batch_sharding, check_batch_divisible, host_local_to_global,
+                            logical_shardings, make_mesh, rules_from_config)
+
+log = logging.getLogger(__name__)
+
+
+def contrastive_loss(outputs: dict, loss_name: str) -> jax.Array:
+    """The configured loss on the model's output dict (global batch)."""
+    if loss_name == "sigmoid":
+        return losses.sigmoid_contrastive_loss(outputs["image_embeds"], outputs["text_embeds"],
+                                               outputs["logit_scale"], outputs["logit_bias"])
+    return losses.softmax_contrastive_loss(outputs["image_embeds"], outputs["text_embeds"],
+                                           outputs["logit_scale"])
+
+
+def dummy_inputs(model_cfg, batch: int = 1) -> tuple[jax.Array, jax.Array]:
+    """Zero images uint8 [b,S,S,3] and tokens int32 [b,L] for init and shape inference."""
+    size, length = model_cfg.image.image_size, model_cfg.text.context_length
+    return jnp.zeros((batch, size, size, 3), jnp.uint8), jnp.zeros((batch, length), jnp.int32)
+
+
+def train_and_evaluate(config, workdir: str) -> dict[str, float]:
+    """Trains (resuming from `workdir` if it holds checkpoints); returns the final eval metrics."""
+    # ------------------------------------------------------------------ logging
+    is_host0 = jax.process_index() == 0
+    os.makedirs(workdir, exist_ok=True)
+    writer = MetricsWriter(workdir, enabled=is_host0)
+    if is_host0:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
+
+    # ------------------------------------------------------------------ mesh
+    mesh = make_mesh(config.mesh)
+    rules = rules_from_config(config.sharding_rules)
+    check_batch_divisible(config.batch_size, mesh)
+    log.info("mesh %s over %d devices", dict(mesh.shape), mesh.devices.size)
+
+    # ------------------------------------------------------------------ input
+    tokenizer = Tokenizer(config.data.tokenizer)
+    if tokenizer.vocab_size > config.model.text.vocab_size:
+        raise ValueError(f"tokenizer {config.data.tokenizer} has {tokenizer.vocab_size} pieces but "
+                         f"model.text.vocab_size is {config.model.text.vocab_size}")
+    data_iter = iter(make_train_dataset(config, jax.process_index(), jax.process_count()))
+    batch_shardings = batch_sharding(mesh)
+
+    # ------------------------------------------------------------------ model and state
+    model = build_model(config.model)
+    tx, schedule = make_optimizer(config.optim, config.total_steps)
+    images0, tokens0 = dummy_inputs(config.model)
+    boxed = jax.eval_shape(lambda rng: model.init(rng, images0, tokens0)["params"], jax.random.key(0))
+    param_shardings = logical_shardings(boxed, mesh, rules)
+
+    def init_state(rng):
+        params = nn.unbox(model.init(rng, images0, tokens0)["params"])
+        params = jax.lax.with_sharding_constraint(params, param_shardings)
+        return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+
+    rng = jax.random.key(config.seed)
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        compiled_init = jax.jit(init_state).lower(rng).compile()
+    state_shardings = compiled_init.output_shardings
+    num_params = count_params(nn.unbox(boxed))
+    log.info("model: %.2fM params", num_params / 1e6)
+
+    # ------------------------------------------------------------------ checkpoint / resume
+    manager = checkpointing.make_manager(workdir, config.keep_ckpts)
+    abstract = checkpointing.abstract_with_shardings(jax.eval_shape(init_state, rng), state_shardings)
+    state = checkpointing.restore_latest(manager, abstract, data_iter)
+    if state is None:
+        state = compiled_init(rng)
+    start_step = int(state["step"])
+
+    # ------------------------------------------------------------------ update
+    def train_step(state, batch):
+        def loss_fn(params):
+            outputs = model.apply({"params": params}, batch["image"], batch["tokens"][:, 0])
+            return contrastive_loss(outputs, config.loss.name), outputs
+
+        (loss, outputs), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        metrics = {"loss": loss, "lr": schedule(state["step"]), "grad_norm": optax.global_norm(grads),
+                   "logit_scale": outputs["logit_scale"]}
+        if "logit_bias" in outputs:
+            metrics["logit_bias"] = outputs["logit_bias"]
+        return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, metrics
+
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        step_fn = jax.jit(train_step, in_shardings=(state_shardings, batch_shardings),
+                          out_shardings=(state_shardings, None), donate_argnums=(0,))
+
+    # ------------------------------------------------------------------ evaluation
+    encoder = make_encoder(model, state["params"], tokenizer, config.model, mesh, rules,
+                           config.evals.batch_size)
+
+    def evaluate(step: int, params) -> dict[str, float]:
+        t0 = time.perf_counter()
+        metrics = run_evals(encoder.replace(params=params), config.evals)
+        if metrics:
+            writer.write(step, {**metrics, "eval_time_s": time.perf_counter() - t0})
+        return metrics
+
+    # ------------------------------------------------------------------ loop
+    flops_per_pair = model_flops_per_pair(config.model)["train"]
+    peak = peak_flops()
+    progress = tqdm(total=config.total_steps, initial=start_step, desc="train", unit="step",
+                    disable=not (config.progress_bar and is_host0), dynamic_ncols=True)
+    eval_metrics, timer_step, timer = {}, None, None
+    for step in range(start_step + 1, config.total_steps + 1):
+        local = next(data_iter)
+        local.pop("index")
+        with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+            state, metrics = step_fn(state, host_local_to_global(local, mesh))
+        progress.update(1)
+
+        if timer is None:  # the first step compiles: time from its end
+            jax.block_until_ready(metrics)
+            timer_step, timer = step, time.perf_counter()
+        if step % config.log_steps == 0 or step == config.total_steps:
+            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            if not np.isfinite(metrics["loss"]):
+                raise FloatingPointError(f"loss is {metrics['loss']} at step {step}")
+            elapsed, steps = time.perf_counter() - timer, step - timer_step
+            if steps > 0:
+                pairs_per_s = steps * config.batch_size / elapsed
+                metrics.update(step_time_s=elapsed / steps, pairs_per_s=pairs_per_s,
+                               model_tflops_per_s=pairs_per_s * flops_per_pair / 1e12)
+                if peak:
+                    metrics["mfu"] = pairs_per_s * flops_per_pair / (peak * mesh.devices.size)
+            progress.set_postfix(loss=f"{metrics['loss']:.3f}")
+            writer.write(step, metrics, console=step % (config.log_steps * 5) == 0
+                         or step == config.total_steps)
+            timer_step, timer = step, time.perf_counter()
+
+        if step % config.ckpt_steps == 0 or step == config.total_steps:
+            checkpointing.save(manager, step, state, data_iter, force=step == config.total_steps)
+        if config.eval_steps and step % config.eval_steps == 0 and step != config.total_steps:
+            eval_metrics = evaluate(step, state["params"])
+            timer = None
+        if manager.reached_preemption(step):
+            checkpointing.save(manager, step, state, data_iter, force=True)
+            manager.wait_until_finished()
+            log.warning("preempted: saved step %d, exiting", step)
+            progress.close()
+            writer.close()
+            return eval_metrics
+    progress.close()
+
+    final_step = int(state["step"])
+    eval_metrics = evaluate(final_step, state["params"])
+    manager.wait_until_finished()
+    writer.close()
+    if is_host0:
+        with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
+            json.dump({"step": final_step, "num_params": num_params, **eval_metrics}, f, indent=2)
+    return eval_metrics

@@ -1,0 +1,33 @@
+"""Bad input to the CLI: one line on stderr naming the problem, exit 2, nothing compiled."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_main(*args, tmp_path):
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+           "BIGVL_CACHE": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "bigvl.main", "--config", "configs/demo.py",
+           "--workdir", str(tmp_path / "wd"), "--config.world.build=false", *args]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--config.optim.lrr=0.1"], "unknown config key 'optim.lrr'; did you mean 'optim.lr'?"),
+    (["--config.mesh.data=3"], "does not"),
+    (["--config.batch_size=100"], "batch_size 100 is not divisible"),
+    (["--config.data.train_paths=['/nonexistent/train-*.array_record']"], "/nonexistent/train-*.array_record"),
+    (["--config.total_steps=abc"], "'total_steps' expects int"),
+    (["--bogus"], "unrecognised argument '--bogus'"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
+    result = run_main(*args, tmp_path=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip() and " INFO " not in line]
+    assert len(lines) <= 2, result.stderr  # argparse prints usage + the error line
+    assert message in lines[-1]
+    assert not os.path.exists(tmp_path / "wd" / "checkpoints")  # nothing ran

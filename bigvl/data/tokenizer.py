@@ -1,0 +1,122 @@
+"""Text → token ids with a sentencepiece model: fixed-length rows ending in EOS.
+
+    tok = Tokenizer("tokenizer.model")
+    tok.encode(["a red circle"], length=16)  # int32 [1, 16]: ids..., eos, 0, 0, ...
+
+`train_tokenizer` trains a model in-process (used by the synthetic world and `data/`
+tools) with the ids every bigvl model assumes: pad 0, unk 1, bos 2, eos 3.
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import sentencepiece as spm
+
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+
+class Tokenizer:
+    """A sentencepiece model file wrapped for batched, fixed-length encoding.
+
+    Picklable (it carries the serialised model, not an open handle), so it can be
+    shipped to grain worker processes.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"tokenizer model {path!r} does not exist")
+        with open(path, "rb") as f:
+            self._load(path, f.read())
+
+    def _load(self, path: str, model_proto: bytes) -> None:
+        self.path = path
+        self._model_proto = model_proto
+        try:
+            self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        except RuntimeError as e:
+            raise ValueError(f"tokenizer model {path!r} is not a sentencepiece model ({e})") from None
+        if self._sp.eos_id() < 0:
+            raise ValueError(f"tokenizer model {path!r} has no EOS piece; bigvl needs one")
+
+    def __getstate__(self):
+        return {"path": self.path, "model_proto": self._model_proto}
+
+    def __setstate__(self, state):
+        self._load(state["path"], state["model_proto"])
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of pieces; every id is in [0, vocab_size)."""
+        return self._sp.vocab_size()
+
+    @property
+    def pad_id(self) -> int:
+        """The padding id (0 for bigvl-trained models; 0 too when the model defines none)."""
+        return max(self._sp.pad_id(), 0)
+
+    @property
+    def eos_id(self) -> int:
+        return self._sp.eos_id()
+
+    def encode(self, texts: Sequence[str], length: int) -> np.ndarray:
+        """Token ids int32 [len(texts), length]: text ids then EOS, right-padded with `pad_id`.
+
+        Too long texts are truncated so that EOS is always the last real token.
+        """
+        if isinstance(texts, str):
+            raise TypeError("Tokenizer.encode takes a list of texts, not a single string")
+        if length < 1:
+            raise ValueError(f"length must be ≥ 1 (room for EOS), got {length}")
+        rows = np.full((len(texts), length), self.pad_id, dtype=np.int32)
+        for i, ids in enumerate(self._sp.encode(list(texts), out_type=int)):
+            ids = ids[:length - 1] + [self.eos_id]
+            rows[i, :len(ids)] = ids
+        return rows
+
+    def count_tokens(self, text: str) -> int:
+        """Number of text tokens of `text`, EOS not counted."""
+        return len(self._sp.encode(text, out_type=int))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of a 1-D id sequence, stopping at the first EOS or padding id."""
+        kept = []
+        for i in np.asarray(ids).reshape(-1).tolist():
+            if i in (self.eos_id, self.pad_id):
+                break
+            kept.append(int(i))
+        return self._sp.decode(kept)
+
+
+def train_tokenizer(texts: Iterable[str], out_prefix: str | os.PathLike, vocab_size: int,
+                    **trainer_options) -> Path:
+    """Trains a BPE sentencepiece model on `texts`; writes PREFIX.model and PREFIX.vocab.
+
+    Ids: pad 0, unk 1, bos 2, eos 3; unknown characters fall back to bytes; digits are
+    single pieces. The vocabulary is a soft limit (a small corpus gives fewer pieces).
+    Single-threaded, so the same texts give the same model bytes. Extra `trainer_options`
+    go to `SentencePieceTrainer.train`. Returns the path of the .model file.
+    """
+    out_prefix = Path(out_prefix)
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    sentences = (" ".join(t.split()) for t in texts if isinstance(t, str) and t.strip())
+    options = dict(
+        model_type="bpe", vocab_size=int(vocab_size), hard_vocab_limit=False, split_digits=True,
+        pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+        byte_fallback=True, character_coverage=0.9995, num_threads=1,
+        input_sentence_size=2_000_000, shuffle_input_sentence=True, minloglevel=2,
+    )
+    options.update(trainer_options)
+    model = io.BytesIO()  # not model_prefix: it would store the (varying) path in the model
+    spm.SentencePieceTrainer.train(sentence_iterator=sentences, model_writer=model, **options)
+    model_path = out_prefix.with_name(out_prefix.name + ".model")
+    model_path.write_bytes(model.getvalue())
+    processor = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    vocab = "".join(f"{processor.id_to_piece(i)}\t{processor.get_score(i):g}\n"
+                    for i in range(processor.vocab_size()))
+    out_prefix.with_name(out_prefix.name + ".vocab").write_text(vocab, encoding="utf-8")
+    return model_path

@@ -109,7 +109,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         (loss, outputs), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        metrics = {"loss": loss, "lr": schedule(state["step"]), "grad_norm": optax.global_norm(grads),
+        metrics = {"loss": loss, "lr": schedule(state["step"]), "grad_norm": optax.tree.norm(grads),
                    "logit_scale": outputs["logit_scale"]}
         if "logit_bias" in outputs:
             metrics["logit_bias"] = outputs["logit_bias"]
@@ -135,12 +135,18 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     peak = peak_flops()
     progress = tqdm(total=config.total_steps, initial=start_step, desc="train", unit="step",
                     disable=not (config.progress_bar and is_host0), dynamic_ncols=True)
-    eval_metrics, timer_step, timer = {}, None, None
+    eval_metrics, timer_step, timer, in_flight = {}, None, None, None
+    loss_sum, last_log_step = 0.0, start_step
     for step in range(start_step + 1, config.total_steps + 1):
         local = next(data_iter)
         local.pop("index")
         with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
             state, metrics = step_fn(state, host_local_to_global(local, mesh))
+        # Keep one step in flight (the next batch loads while it runs) and advance the
+        # bar when the previous one has finished, so the bar and its ETA are honest.
+        jax.block_until_ready(in_flight)
+        in_flight = metrics["loss"]
+        loss_sum = loss_sum + metrics["loss"]  # on device: no sync
         progress.update(1)
 
         if timer is None:  # the first step compiles: time from its end
@@ -150,6 +156,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
             if not np.isfinite(metrics["loss"]):
                 raise FloatingPointError(f"loss is {metrics['loss']} at step {step}")
+            # loss: the mean over the steps since the last log line (this step's in `loss_last`)
+            metrics["loss_last"] = metrics["loss"]
+            metrics["loss"] = float(loss_sum) / (step - last_log_step)
+            loss_sum, last_log_step = 0.0, step
             elapsed, steps = time.perf_counter() - timer, step - timer_step
             if steps > 0:
                 pairs_per_s = steps * config.batch_size / elapsed

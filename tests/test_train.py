@@ -57,3 +57,26 @@ def test_loss_falls_and_evals_run(tiny_world, tmp_path):
     assert {"zeroshot/top1", "retrieval/t2i_r1", "hard_negatives/accuracy"} <= set(metrics)
     final = json.loads((tmp_path / "final_metrics.json").read_text())
     assert final["step"] == 60 and final["zeroshot/top1"] == metrics["zeroshot/top1"]
+
+
+def test_standalone_evaluation_and_notebook_api(tiny_world, straight_run, capsys):
+    from bigvl import api
+    from bigvl.evaluate import main as evaluate_main
+    from bigvl.evaluators.splits import load_split
+
+    split = str(tiny_world / "retrieval.array_record")
+    assert evaluate_main(["--workdir", str(straight_run), f"--config.evals.retrieval={split}"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["step"] == 6 and 0.0 <= printed["retrieval/t2i_r1"] <= 1.0
+
+    run = api.load(str(straight_run))
+    images, records = load_split(split, 32)
+    texts = [r["captions"]["short"] for r in records[:5]]
+    image_embeds, text_embeds = api.encode_images(run, images), api.encode_texts(run, texts)
+    np.testing.assert_allclose(np.linalg.norm(image_embeds, axis=1), 1.0, rtol=1e-5)
+    top, scores = api.retrieve(run, texts, images, k=3)
+    sims = text_embeds @ image_embeds.T
+    np.testing.assert_array_equal(top[:, 0], sims.argmax(axis=1))  # the naive best match
+    np.testing.assert_allclose(scores[:, 0], sims.max(axis=1), rtol=1e-5)
+    labels, probs = api.zero_shot_classify(run, images[:4], ["red circle", "blue square", "green ring"])
+    assert labels.shape == (4,) and np.allclose(probs.sum(axis=1), 1.0)

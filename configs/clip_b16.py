@@ -1,12 +1,15 @@
 """CLIP ViT-B/16 (open_clip ViT-B-16 architecture, 149.6M params) on recaptioned ArrayRecord data.
 
-    python -m bigvl.main --config configs/clip_b16.py --workdir gs://BUCKET/clip_b16 \
-        --config.data.train_paths="['gs://BUCKET/recap/train-*.array_record']" \
-        --config.data.tokenizer=gs://BUCKET/spm_49408.model
+    python -m bigvl.main --config configs/clip_b16.py --workdir /mnt/runs/clip_b16 \
+        --config.data.train_paths="['/mnt/recap/train-*.array_record']" \
+        --config.data.tokenizer=/mnt/recap/spm_49408.model
 
 Batch 32k, AdamW (lr 5e-4, wd 0.2, β2 0.98), 10k warmup, cosine; softmax loss over the
 global batch; caption mix p = 0.2 (Recap-DataComp-1B / CLIPS). Variant `:fsdp` shards
 params over an fsdp axis of 8 (rest data); `:fsdp_tp` adds tensor = 4.
+
+Data, tokenizer and workdir paths are local files (on a pod: a gcsfuse mount shared by
+the workers, so every host sees the same checkpoints).
 """
 from bigvl.config import base_config
 

@@ -1,11 +1,14 @@
 """SigLIP B/16 (big_vision architecture, ~203M params) with the sigmoid loss.
 
-    python -m bigvl.main --config configs/siglip_b16.py --workdir gs://BUCKET/siglip_b16 \
-        --config.data.train_paths="['gs://BUCKET/recap/train-*.array_record']" \
-        --config.data.tokenizer=gs://BUCKET/spm_32k.model
+    python -m bigvl.main --config configs/siglip_b16.py --workdir /mnt/runs/siglip_b16 \
+        --config.data.train_paths="['/mnt/recap/train-*.array_record']" \
+        --config.data.tokenizer=/mnt/recap/spm_32k.model
 
 MAP-pooled ViT-B/16, bidirectional text tower (vocab 32000, 64 tokens, last-token pooling),
 t = log 10 and b = −10 at init, batch 32k, AdamW lr 1e-3, wd 1e-4, rsqrt schedule.
+
+Data, tokenizer and workdir paths are local files (on a pod: a gcsfuse mount shared by
+the workers, so every host sees the same checkpoints).
 """
 from bigvl.config import base_config
 

@@ -12,8 +12,31 @@ import pytest  # noqa: E402
 from tiny import TINY_WORLD  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache(tmp_path_factory):
+    """One persistent XLA cache for the session, also for subprocesses (via the environment):
+    the many tiny train runs compile the same programs, and compiling dominates their time."""
+    path = str(tmp_path_factory.mktemp("jax_compilation_cache"))
+    settings = {"jax_compilation_cache_dir": path, "jax_persistent_cache_min_compile_time_secs": 0,
+                "jax_persistent_cache_min_entry_size_bytes": 0}
+    for name, value in settings.items():
+        jax.config.update(name, value)
+        os.environ[name.upper()] = str(value)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory):
     """A small synthetic world (train, held-out splits, tokenizer) shared by the tests."""
     from bigvl.synthetic_world import build_world
     return build_world(tmp_path_factory.mktemp("world") / "world", **TINY_WORLD)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_world, tmp_path_factory):
+    """6 uninterrupted steps of the tiny config on data=8: the reference run of the train tests."""
+    from bigvl.train import train_and_evaluate
+    from tiny import tiny_config
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    train_and_evaluate(tiny_config(tiny_world), str(workdir))
+    return workdir

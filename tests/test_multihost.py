@@ -1,7 +1,8 @@
 """Two processes over loopback (gloo) train, checkpoint and resume like one process does.
 
 Each process has 2 CPU devices and reads only its half of every global batch; the
-single-process reference has 4 devices. Same global batches → same params.
+reference is the single-process run on 8 devices (`tiny_run`). Same global batches →
+same params.
 """
 import os
 import subprocess
@@ -50,14 +51,13 @@ def _launch(num_processes, local_devices, workdir, config, *overrides):
     return outputs
 
 
-def test_two_processes_train_resume_and_match_one_process(tiny_world, tmp_path):
+def test_two_processes_train_resume_and_match_one_process(tiny_world, tiny_run, tmp_path):
     config = _config_file(tmp_path, tiny_world)
-    _launch(1, 4, tmp_path / "single", config)  # 6 steps straight
     _launch(2, 2, tmp_path / "multi", config, "--config.total_steps=3")  # stopped after step 3
     outputs = _launch(2, 2, tmp_path / "multi", config)  # relaunched: resumes at 3, runs to 6
     assert "restored checkpoint at step 3" in outputs[0]
     assert "devices 2 local / 4 global" in outputs[1]
-    single, multi = load_run(str(tmp_path / "single")), load_run(str(tmp_path / "multi"))
+    single, multi = load_run(str(tiny_run)), load_run(str(tmp_path / "multi"))
     assert multi.step == single.step == 6
     for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(multi.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)  # gloo sums in another order

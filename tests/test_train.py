@@ -3,7 +3,6 @@ import json
 
 import jax
 import numpy as np
-import pytest
 from tiny import tiny_config
 
 from bigvl.checkpoint_loading import load_run
@@ -15,29 +14,21 @@ def _params(workdir):
     return jax.tree.map(np.asarray, load_run(str(workdir)).params)
 
 
-@pytest.fixture(scope="module")
-def straight_run(tiny_world, tmp_path_factory):
-    """6 uninterrupted steps on data=8."""
-    workdir = tmp_path_factory.mktemp("straight")
-    train_and_evaluate(tiny_config(tiny_world), str(workdir))
-    return workdir
-
-
-def test_resume_is_exact(tiny_world, straight_run, tmp_path):
+def test_resume_is_exact(tiny_world, tiny_run, tmp_path):
     train_and_evaluate(tiny_config(tiny_world, total_steps=3), str(tmp_path))  # "killed" after step 3
     train_and_evaluate(tiny_config(tiny_world), str(tmp_path))  # relaunch: resumes to 6
-    for a, b in zip(jax.tree.leaves(_params(straight_run)), jax.tree.leaves(_params(tmp_path))):
+    for a, b in zip(jax.tree.leaves(_params(tiny_run)), jax.tree.leaves(_params(tmp_path))):
         np.testing.assert_array_equal(a, b)
-    straight = {r["step"]: r["loss"] for r in read_metrics(str(straight_run)) if "loss" in r}
+    straight = {r["step"]: r["loss"] for r in read_metrics(str(tiny_run)) if "loss" in r}
     resumed = {r["step"]: r["loss"] for r in read_metrics(str(tmp_path)) if "loss" in r}
     assert straight == resumed
 
 
-def test_fsdp_tensor_mesh_matches_data_parallel(tiny_world, straight_run, tmp_path):
+def test_fsdp_tensor_mesh_matches_data_parallel(tiny_world, tiny_run, tmp_path):
     config = tiny_config(tiny_world)
     config.mesh.update(data=2, fsdp=2, tensor=2)
     train_and_evaluate(config, str(tmp_path))
-    for a, b in zip(jax.tree.leaves(_params(straight_run)), jax.tree.leaves(_params(tmp_path))):
+    for a, b in zip(jax.tree.leaves(_params(tiny_run)), jax.tree.leaves(_params(tmp_path))):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
 
 
@@ -59,17 +50,17 @@ def test_loss_falls_and_evals_run(tiny_world, tmp_path):
     assert final["step"] == 60 and final["zeroshot/top1"] == metrics["zeroshot/top1"]
 
 
-def test_standalone_evaluation_and_notebook_api(tiny_world, straight_run, capsys):
+def test_standalone_evaluation_and_notebook_api(tiny_world, tiny_run, capsys):
     from bigvl import api
     from bigvl.evaluate import main as evaluate_main
     from bigvl.evaluators.splits import load_split
 
     split = str(tiny_world / "retrieval.array_record")
-    assert evaluate_main(["--workdir", str(straight_run), f"--config.evals.retrieval={split}"]) == 0
+    assert evaluate_main(["--workdir", str(tiny_run), f"--config.evals.retrieval={split}"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["step"] == 6 and 0.0 <= printed["retrieval/t2i_r1"] <= 1.0
 
-    run = api.load(str(straight_run))
+    run = api.load(str(tiny_run))
     images, records = load_split(split, 32)
     texts = [r["captions"]["short"] for r in records[:5]]
     image_embeds, text_embeds = api.encode_images(run, images), api.encode_texts(run, texts)

@@ -2,19 +2,35 @@
 
 A strategy maps (alt_text, captions, rng) to the list of texts for one example; the
 rng comes from grain, seeded by (seed, position in the stream), so the same seed and
-step give the same text and a restored iterator draws the same texts again.
+step give the same text and a restored iterator draws the same texts again. Each
+strategy returns exactly `num_texts` texts, so batches of tokens are [B, T, L].
 
 - `alt`: the web alt-text only (CLIP/ALIGN baseline).
 - `recap`: a synthetic caption only (`caption_field`).
 - `mix(p)`: the synthetic caption with probability p, else the alt-text
   (Recap-DataComp-1B / CLIPS use p = 0.2; VeCLIP mixes at random).
+- `uniform(fields)`: LaCLIP: one of the alt-text and its rewrites, uniformly.
+- `partial(K)`: CLIPS: random whole sentences of the long caption within K tokens,
+  plus the alt-text as a second positive.
+- `multi(k)`: DreamLIP: k sentences of the long caption plus the raw caption.
+- `long`: Long-CLIP: the long caption and its first sentence.
+- `dual`: the alt-text and a synthetic caption, each with its own contrastive term.
+
+Texts go to the tokenizer as they are: a text longer than the context is truncated
+there (EOS kept last).
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+import os
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
+
+from bigvl.data.sentences import join_sentences, split_sentences
+from bigvl.data.tokenizer import Tokenizer
+
+ALT = "alt"  # in a list of fields: the alt-text itself
 
 
 class CaptionError(ValueError):
@@ -64,13 +80,210 @@ class Mix:
         return [_text(alt_text, "alt_text")]
 
 
-def make_caption_strategy(data_cfg):
-    """Builds the strategy named by `data.caption_strategy` with its parameters."""
+def _sentences(captions: Mapping[str, str], field: str) -> list[str]:
+    sentences = split_sentences(_caption(captions, field))
+    if not sentences:
+        raise CaptionError(f"caption {field!r} has no sentence")
+    return sentences
+
+
+def _field_text(alt_text, captions: Mapping[str, str], field: str) -> str:
+    return _text(alt_text, "alt_text") if field == ALT else _caption(captions, field)
+
+
+@dataclasses.dataclass(frozen=True)
+class Uniform:
+    """LaCLIP: per draw, one of `fields` uniformly ("alt" is the alt-text itself).
+
+    A chosen text of fewer than `min_words` whitespace-separated words (an empty
+    rewrite included) falls back to the alt-text (kept even when itself that short).
+    A field missing from the example or not text, or an empty alt-text, raises
+    CaptionError on every draw, not only when that field is chosen.
+    """
+    fields: tuple[str, ...] = (ALT, "rewrite_0", "rewrite_1")
+    min_words: int = 2
+    num_texts = 1
+
+    def __post_init__(self):
+        if not self.fields:
+            raise ValueError("Uniform needs at least one field")
+
+    def __call__(self, alt_text, captions, rng) -> list[str]:
+        alt_text = _text(alt_text, "alt_text")
+        for field in self.fields:
+            if field == ALT:
+                continue
+            if field not in captions:
+                raise CaptionError(f"caption {field!r} missing (has {sorted(captions)})")
+            if not isinstance(captions[field], str):
+                raise CaptionError(f"caption {field!r} is {type(captions[field]).__name__}, not text")
+        field = self.fields[int(rng.integers(len(self.fields)))]
+        text = alt_text if field == ALT else captions[field]
+        return [text if len(text.split()) >= self.min_words else alt_text]
+
+
+class TokenCounter:
+    """Picklable `count_tokens(text) -> int` over a sentencepiece model file, loaded on first use."""
+
+    def __init__(self, tokenizer_path: str | os.PathLike):
+        self.tokenizer_path = os.fspath(tokenizer_path)
+        self._tokenizer = None
+
+    def __call__(self, text: str) -> int:
+        if self._tokenizer is None:
+            self._tokenizer = Tokenizer(self.tokenizer_path)
+        return self._tokenizer.count_tokens(text)
+
+    def __getstate__(self):
+        return {"tokenizer_path": self.tokenizer_path, "_tokenizer": None}
+
+    def __eq__(self, other):
+        return isinstance(other, TokenCounter) and other.tokenizer_path == self.tokenizer_path
+
+    def __hash__(self):
+        return hash(self.tokenizer_path)
+
+    def __repr__(self):
+        return f"TokenCounter({self.tokenizer_path!r})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Partial:
+    """CLIPS: a partial synthetic caption of random whole sentences within `max_tokens`.
+
+    The sentences of captions[field] are visited in a random order (a permutation: no
+    sentence twice); the first is always taken, each next one is appended while the
+    joined text still counts ≤ max_tokens (`count_tokens`, EOS not counted), and the
+    first that would overflow ends the draw. Sentences stay in the sampled order
+    (`keep_order=True` restores caption order): CLIPS's released code has no data
+    loader to settle this, so the sampled order is our choice. A first sentence that alone exceeds
+    the budget is kept whole; the tokenizer truncates it to the context length later.
+    With `with_alt`, returns [partial, alt_text]: CLIPS keeps the web caption as a
+    second positive, 0.5 · (InfoNCE(image, alt) + InfoNCE(image, partial)).
+
+    count_tokens must be picklable for grain workers: `Tokenizer.count_tokens` (the
+    tokenizer pickles its model) or `TokenCounter(path)`.
+    """
+    max_tokens: int = 32
+    field: str = "long"
+    with_alt: bool = True
+    keep_order: bool = False
+    count_tokens: Callable[[str], int] | None = None
+
+    def __post_init__(self):
+        if self.count_tokens is None:
+            raise ValueError("Partial needs count_tokens (e.g. Tokenizer(path).count_tokens)")
+        if self.max_tokens < 1:
+            raise ValueError(f"Partial.max_tokens must be ≥ 1, got {self.max_tokens}")
+
+    @property
+    def num_texts(self) -> int:
+        return 2 if self.with_alt else 1
+
+    def __call__(self, alt_text, captions, rng) -> list[str]:
+        alt_text = _text(alt_text, "alt_text") if self.with_alt else None
+        sentences = _sentences(captions, self.field)
+        order = [int(i) for i in rng.permutation(len(sentences))]
+        chosen = order[:1]
+        for index in order[1:]:
+            candidate = chosen + [index]
+            if self.count_tokens(self._join(sentences, candidate)) > self.max_tokens:
+                break
+            chosen = candidate
+        partial = self._join(sentences, chosen)
+        return [partial, alt_text] if self.with_alt else [partial]
+
+    def _join(self, sentences: Sequence[str], indices: list[int]) -> str:
+        return join_sentences([sentences[i] for i in (sorted(indices) if self.keep_order else indices)])
+
+
+@dataclasses.dataclass(frozen=True)
+class Multi:
+    """DreamLIP: the raw caption followed by k sentences of captions[field].
+
+    The k sentences are drawn without replacement when the caption has ≥ k, else with
+    replacement (as DreamLIP's loader does), in the drawn order. The raw caption comes
+    first: `raw_field="alt"` (default) is the web alt-text, DreamLIP's "raw caption";
+    `raw_field="long"` uses the whole long caption instead. Texts: k + with_raw.
+    """
+    k: int = 6
+    field: str = "long"
+    with_raw: bool = True
+    raw_field: str = ALT
+
+    def __post_init__(self):
+        if self.k < 1:
+            raise ValueError(f"Multi.k must be ≥ 1, got {self.k}")
+
+    @property
+    def num_texts(self) -> int:
+        return self.k + int(self.with_raw)
+
+    def __call__(self, alt_text, captions, rng) -> list[str]:
+        raw = [_field_text(alt_text, captions, self.raw_field)] if self.with_raw else []
+        sentences = _sentences(captions, self.field)
+        picks = rng.choice(len(sentences), size=self.k, replace=len(sentences) < self.k)
+        return raw + [sentences[int(i)] for i in picks]
+
+
+@dataclasses.dataclass(frozen=True)
+class LongCaption:
+    """Long-CLIP's texts: [captions[field], its first sentence] (the long and the short text)."""
+    field: str = "long"
+    num_texts = 2
+
+    def __call__(self, alt_text, captions, rng) -> list[str]:
+        return [_caption(captions, self.field), _sentences(captions, self.field)[0]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Dual:
+    """[alt_text, captions[field]]: both texts per image, each with its own contrastive term."""
+    field: str = "short"
+    num_texts = 2
+
+    def __call__(self, alt_text, captions, rng) -> list[str]:
+        return [_text(alt_text, "alt_text"), _caption(captions, self.field)]
+
+
+def make_caption_strategy(data_cfg, count_tokens: Callable[[str], int] | None = None):
+    """Builds the strategy named by `data.caption_strategy` with its parameters.
+
+    Keys of the newer strategies are optional (defaults in brackets): uniform:
+    `uniform_fields` [("alt", "rewrite_0", "rewrite_1")], `uniform_min_words` [2];
+    partial: `partial_max_tokens` [32], `partial_field` ["long"], `partial_with_alt`
+    [True], `partial_keep_order` [False]; multi: `multi_k` [6], `multi_field` ["long"],
+    `multi_with_raw` [True], `multi_raw_field` ["alt"]; long: `long_field` ["long"];
+    dual: `caption_field` ["short"]. `partial` counts tokens with `count_tokens`, or
+    else with a `TokenCounter` over `data.tokenizer`.
+    """
     name = data_cfg.caption_strategy
+    get = data_cfg.get
     if name == "alt":
         return Alt()
     if name == "recap":
         return Recap(field=data_cfg.caption_field)
     if name == "mix":
         return Mix(p=data_cfg.mix_p, field=data_cfg.caption_field)
+    if name == "uniform":
+        return Uniform(fields=tuple(get("uniform_fields", Uniform.fields)),
+                       min_words=int(get("uniform_min_words", Uniform.min_words)))
+    if name == "partial":
+        if count_tokens is None:
+            if not get("tokenizer", ""):
+                raise ValueError("data.caption_strategy 'partial' counts tokens: set data.tokenizer")
+            count_tokens = TokenCounter(data_cfg.tokenizer)
+        return Partial(max_tokens=int(get("partial_max_tokens", Partial.max_tokens)),
+                       field=get("partial_field", Partial.field),
+                       with_alt=bool(get("partial_with_alt", Partial.with_alt)),
+                       keep_order=bool(get("partial_keep_order", Partial.keep_order)),
+                       count_tokens=count_tokens)
+    if name == "multi":
+        return Multi(k=int(get("multi_k", Multi.k)), field=get("multi_field", Multi.field),
+                     with_raw=bool(get("multi_with_raw", Multi.with_raw)),
+                     raw_field=get("multi_raw_field", Multi.raw_field))
+    if name == "long":
+        return LongCaption(field=get("long_field", LongCaption.field))
+    if name == "dual":
+        return Dual(field=get("caption_field", Dual.field))
     raise ValueError(f"data.caption_strategy {name!r} is not a known strategy")

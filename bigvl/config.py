@@ -24,8 +24,9 @@ class ConfigError(ValueError):
     """A config that cannot run; the message names the key and the problem."""
 
 
-CAPTION_STRATEGIES = ("alt", "recap", "mix")
+CAPTION_STRATEGIES = ("alt", "recap", "mix", "uniform", "partial", "multi", "long", "dual")
 LOSSES = ("softmax", "sigmoid")
+MULTI_TEXT_LOSSES = ("per_text", "multi_positive")
 SCHEDULES = ("cosine", "rsqrt", "constant")
 
 
@@ -60,6 +61,18 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.caption_strategy = "mix"
     c.data.caption_field = "short"  # the synthetic caption `recap` and `mix` use
     c.data.mix_p = 0.2  # P(synthetic caption) for `mix`
+    # Strategies with several texts per image (see bigvl/data/caption_strategies.py).
+    c.data.uniform_fields = ["alt", "rewrite_0", "rewrite_1"]  # LaCLIP: alt-text or a rewrite
+    c.data.uniform_min_words = 2  # shorter picks fall back to the alt-text
+    c.data.partial_max_tokens = 32  # CLIPS: whole sentences of the long caption up to K tokens
+    c.data.partial_field = "long"
+    c.data.partial_with_alt = True  # the alt-text as a second positive
+    c.data.partial_keep_order = False
+    c.data.multi_k = 6  # DreamLIP: k sentences of the long caption + the raw text
+    c.data.multi_field = "long"
+    c.data.multi_with_raw = True
+    c.data.multi_raw_field = "alt"
+    c.data.long_field = "long"  # Long-CLIP: the long caption and its first sentence
     c.data.min_crop_scale = 0.8  # random resized crop area range [min, 1]
     c.data.num_workers = 0  # grain multiprocessing workers (0 = in process)
     c.data.prefetch_buffer = 2
@@ -68,6 +81,10 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.loss = ml_collections.ConfigDict()
     c.loss.name = "softmax"
+    # With T > 1 texts per image: the mean (or `text_weights`-weighted sum) of per-text
+    # InfoNCE terms, or one loss where every text of an image is a positive.
+    c.loss.multi_text = "per_text"
+    c.loss.text_weights = []  # [] = equal weights (mean); else one weight per text
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 5e-4
@@ -178,6 +195,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check(0.0 < config.data.min_crop_scale <= 1.0, "data.min_crop_scale",
           f"{config.data.min_crop_scale} is not in (0, 1]")
     check(config.loss.name in LOSSES, "loss.name", f"{config.loss.name!r} is not one of {LOSSES}")
+    check(config.loss.multi_text in MULTI_TEXT_LOSSES, "loss.multi_text",
+          f"{config.loss.multi_text!r} is not one of {MULTI_TEXT_LOSSES}")
+    from bigvl.data.caption_strategies import make_caption_strategy
+    num_texts = make_caption_strategy(config.data, count_tokens=len).num_texts
+    if num_texts > 1:
+        check(config.loss.name == "softmax", "loss.name",
+              f"caption strategy {config.data.caption_strategy!r} gives {num_texts} texts per image; "
+              "only the softmax loss takes several")
+        check(len(config.loss.text_weights) in (0, num_texts), "loss.text_weights",
+              f"needs {num_texts} weights (one per text of {config.data.caption_strategy!r}) or none")
     check(config.optim.schedule in SCHEDULES, "optim.schedule",
           f"{config.optim.schedule!r} is not one of {SCHEDULES}")
     for key in ("total_steps", "batch_size", "log_steps"):

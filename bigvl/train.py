@@ -27,6 +27,7 @@ from bigvl.flops import model_flops_per_pair
 from bigvl.hardware import peak_flops
 from bigvl.metrics_writer import MetricsWriter
 from bigvl.models import build_model, count_params
+from bigvl.multi_positive_losses import multi_positive_softmax_loss, per_text_softmax_loss
 from bigvl.optimizer import make_optimizer
 from bigvl.sharding import (batch_sharding, check_batch_divisible, host_local_to_global,
                             logical_shardings, make_mesh, rules_from_config)
@@ -34,9 +35,19 @@ from bigvl.sharding import (batch_sharding, check_batch_divisible, host_local_to
 log = logging.getLogger(__name__)
 
 
-def contrastive_loss(outputs: dict, loss_name: str) -> jax.Array:
-    """The configured loss on the model's output dict (global batch)."""
-    if loss_name == "sigmoid":
+def contrastive_loss(outputs: dict, loss_cfg) -> jax.Array:
+    """The configured loss on the model's output dict (global batch).
+
+    text_embeds [B,E] (one text per image) or [B,T,E] (several: `loss.multi_text`).
+    """
+    if outputs["text_embeds"].ndim == 3:
+        if loss_cfg.multi_text == "multi_positive":
+            return multi_positive_softmax_loss(outputs["image_embeds"], outputs["text_embeds"],
+                                               outputs["logit_scale"])
+        weights = jnp.asarray(loss_cfg.text_weights, jnp.float32) if loss_cfg.text_weights else None
+        return per_text_softmax_loss(outputs["image_embeds"], outputs["text_embeds"],
+                                     outputs["logit_scale"], weights)
+    if loss_cfg.name == "sigmoid":
         return losses.sigmoid_contrastive_loss(outputs["image_embeds"], outputs["text_embeds"],
                                                outputs["logit_scale"], outputs["logit_bias"])
     return losses.softmax_contrastive_loss(outputs["image_embeds"], outputs["text_embeds"],
@@ -103,8 +114,11 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     # ------------------------------------------------------------------ update
     def train_step(state, batch):
         def loss_fn(params):
-            outputs = model.apply({"params": params}, batch["image"], batch["tokens"][:, 0])
-            return contrastive_loss(outputs, config.loss.name), outputs
+            b, t, length = batch["tokens"].shape  # T texts per image (caption strategy)
+            outputs = model.apply({"params": params}, batch["image"], batch["tokens"].reshape(b * t, length))
+            if t > 1:
+                outputs["text_embeds"] = outputs["text_embeds"].reshape(b, t, -1)
+            return contrastive_loss(outputs, config.loss), outputs
 
         (loss, outputs), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])

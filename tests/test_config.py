@@ -67,3 +67,16 @@ def test_none_override_for_optional_keys():
     c = load_config("configs/siglip_b16.py")
     apply_overrides(c, ["model.bias_init=None"])
     assert c.model.bias_init is None
+
+
+def test_several_texts_need_the_softmax_loss():
+    c = base_config()
+    c.data.train_paths, c.data.tokenizer = ["x"], "t"
+    c.data.caption_strategy, c.loss.name = "dual", "sigmoid"
+    with pytest.raises(ConfigError, match="gives 2 texts per image"):
+        validate(c)
+    c.loss.name, c.loss.text_weights = "softmax", [1.0]
+    with pytest.raises(ConfigError, match="loss.text_weights"):
+        validate(c)
+    c.loss.text_weights = [0.5, 0.5]
+    validate(c)

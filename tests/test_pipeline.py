@@ -120,3 +120,13 @@ def test_faulty_records_are_skipped(tiny_world, tmp_path, caplog):
 def test_missing_paths_name_the_pattern():
     with pytest.raises(FileNotFoundError, match="nothing-here"):
         resolve_paths(["/tmp/nothing-here/*.array_record"])
+
+
+def test_multi_text_strategy_emits_t_texts_per_image(tiny_world):
+    config = tiny_config(tiny_world)
+    config.data.caption_strategy, config.data.multi_k = "multi", 3
+    batch = _batches(config, 1)[0]
+    assert batch["tokens"].shape == (16, 4, 16)  # raw alt-text + 3 sentences of the long caption
+    records = _records(tiny_world)
+    expected = Tokenizer(config.data.tokenizer).encode([records[i]["alt_text"] for i in batch["index"]], 16)
+    np.testing.assert_array_equal(batch["tokens"][:, 0], expected)

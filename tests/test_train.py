@@ -71,3 +71,12 @@ def test_standalone_evaluation_and_notebook_api(tiny_world, tiny_run, capsys):
     np.testing.assert_allclose(scores[:, 0], sims.max(axis=1), rtol=1e-5)
     labels, probs = api.zero_shot_classify(run, images[:4], ["red circle", "blue square", "green ring"])
     assert labels.shape == (4,) and np.allclose(probs.sum(axis=1), 1.0)
+
+
+def test_several_texts_per_image_train(tiny_world, tmp_path):
+    config = tiny_config(tiny_world, total_steps=2, ckpt_steps=2)
+    config.data.caption_strategy, config.data.multi_k = "multi", 2
+    config.loss.multi_text = "multi_positive"
+    train_and_evaluate(config, str(tmp_path))
+    losses = [r["loss"] for r in read_metrics(str(tmp_path)) if "loss" in r]
+    assert len(losses) == 2 and np.isfinite(losses).all()

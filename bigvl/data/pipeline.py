@@ -50,7 +50,8 @@ class ExampleProcessor:
     """
 
     def __init__(self, data_cfg, image_size: int, context_length: int, tokenizer_path: str):
-        self.strategy = make_caption_strategy(data_cfg)
+        self.strategy = make_caption_strategy(data_cfg, count_tokens=Tokenizer(tokenizer_path).count_tokens
+                                              if data_cfg.caption_strategy == "partial" else None)
         self.image_size = image_size
         self.context_length = context_length
         self.min_crop_scale = data_cfg.min_crop_scale

@@ -7,6 +7,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from bigvl.losses import sigmoid_contrastive_loss, softmax_contrastive_loss
 from bigvl.sharding import make_mesh
+from numeric_reference import finite_difference_grads
 
 
 # ---- independent float64 reference: explicit loops over rows and columns ----
@@ -31,21 +32,6 @@ def reference_sigmoid_loss(x, y, scale, bias):
             z = 1.0 if i == j else -1.0
             total += -np.log1p(np.exp(-z * (scale * float(np.dot(x[i], y[j])) + bias)))  # log_sigmoid
     return -total / b
-
-
-def finite_difference_grads(loss, args, h=1e-6):
-    """Central differences in float64 of loss(*args) w.r.t. every element of every arg."""
-    grads = []
-    for k, arg in enumerate(args):
-        arg = np.asarray(arg, np.float64)
-        grad = np.zeros_like(arg)
-        for idx in np.ndindex(arg.shape):
-            up, down = arg.copy(), arg.copy()
-            up[idx] += h
-            down[idx] -= h
-            grad[idx] = (loss(*args[:k], up, *args[k + 1:]) - loss(*args[:k], down, *args[k + 1:])) / (2 * h)
-        grads.append(grad)
-    return grads
 
 
 def _embeddings(b, d, seed=0):

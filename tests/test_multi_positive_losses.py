@@ -8,6 +8,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from bigvl.losses import softmax_contrastive_loss
 from bigvl.multi_positive_losses import multi_positive_softmax_loss, per_text_softmax_loss
 from bigvl.sharding import make_mesh
+from numeric_reference import finite_difference_grads
 
 
 # ---- independent float64 references: explicit loops over images, texts and slots ----
@@ -46,21 +47,6 @@ def reference_multi_positive_loss(x, y, scale):
             column = [_logit(x, y, scale, i, j, t) for i in range(b)]
             t2i += _log_sum_exp(column) - column[j]
     return 0.5 * (i2t / b + t2i / (b * t_count))
-
-
-def finite_difference_grads(loss, args, h=1e-6):
-    """Central differences in float64 of loss(*args) w.r.t. every element of every arg."""
-    grads = []
-    for k, arg in enumerate(args):
-        arg = np.asarray(arg, np.float64)
-        grad = np.zeros_like(arg)
-        for idx in np.ndindex(arg.shape):
-            up, down = arg.copy(), arg.copy()
-            up[idx] += h
-            down[idx] -= h
-            grad[idx] = (loss(*args[:k], up, *args[k + 1:]) - loss(*args[:k], down, *args[k + 1:])) / (2 * h)
-        grads.append(grad)
-    return grads
 
 
 def _embeddings(b, t, d, seed=0):

@@ -42,6 +42,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.keep_ckpts = 2
     c.progress_bar = True
     c.report = False  # print a results table and write curves.png at the end
+    # A step whose loss, gradients or updated params are not finite: "skip" leaves params
+    # and optimizer state unchanged and counts it (metric skipped_steps); "stop" ends the
+    # run naming the step, before any checkpoint of it is written.
+    c.nonfinite = "stop"
 
     # Mesh axes (data, fsdp, tensor); -1 = all remaining devices. Rules map the logical
     # axis names that params and activations carry to mesh axes.
@@ -194,6 +198,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check(0.0 <= config.data.mix_p <= 1.0, "data.mix_p", f"{config.data.mix_p} is not in [0, 1]")
     check(0.0 < config.data.min_crop_scale <= 1.0, "data.min_crop_scale",
           f"{config.data.min_crop_scale} is not in (0, 1]")
+    check(config.nonfinite in ("skip", "stop"), "nonfinite", f"{config.nonfinite!r} is not 'skip' or 'stop'")
     check(config.loss.name in LOSSES, "loss.name", f"{config.loss.name!r} is not one of {LOSSES}")
     check(config.loss.multi_text in MULTI_TEXT_LOSSES, "loss.multi_text",
           f"{config.loss.multi_text!r} is not one of {MULTI_TEXT_LOSSES}")

@@ -94,7 +94,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     def init_state(rng):
         params = nn.unbox(model.init(rng, images0, tokens0)["params"])
         params = jax.lax.with_sharding_constraint(params, param_shardings)
-        return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+        return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32),
+                "skipped_steps": jnp.zeros((), jnp.int32)}
 
     rng = jax.random.key(config.seed)
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
@@ -123,11 +124,19 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         (loss, outputs), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        metrics = {"loss": loss, "lr": schedule(state["step"]), "grad_norm": optax.tree.norm(grads),
-                   "logit_scale": outputs["logit_scale"]}
+        grad_norm = optax.tree.norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jax.tree.reduce(
+            jnp.logical_and, jax.tree.map(lambda p: jnp.isfinite(p).all(), params))
+        if config.nonfinite == "skip":  # keep the last good params and moments
+            keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
+            params, opt_state = keep(params, state["params"]), keep(opt_state, state["opt_state"])
+        skipped = state["skipped_steps"] + (~finite).astype(jnp.int32)
+        metrics = {"loss": loss, "lr": schedule(state["step"]), "grad_norm": grad_norm,
+                   "logit_scale": outputs["logit_scale"], "finite": finite, "skipped_steps": skipped}
         if "logit_bias" in outputs:
             metrics["logit_bias"] = outputs["logit_bias"]
-        return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, metrics
+        return {"params": params, "opt_state": opt_state, "step": state["step"] + 1,
+                "skipped_steps": skipped}, metrics
 
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         step_fn = jax.jit(train_step, in_shardings=(state_shardings, batch_shardings),
@@ -150,7 +159,15 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     progress = tqdm(total=config.total_steps, initial=start_step, desc="train", unit="step",
                     disable=not (config.progress_bar and is_host0), dynamic_ncols=True)
     eval_metrics, timer_step, timer, in_flight = {}, None, None, None
-    loss_sum, last_log_step = 0.0, start_step
+
+    def check_finite(finite, step):  # waits for `step` to finish
+        if not bool(finite) and config.nonfinite == "stop":
+            manager.wait_until_finished()
+            raise FloatingPointError(
+                f"step {step}: loss, gradient or updated params not finite; stopping (config "
+                f"nonfinite='stop'); newest checkpoint: step {manager.latest_step()}")
+
+    loss_sum, last_log_step, last_skipped = 0.0, start_step, int(state["skipped_steps"])
     for step in range(start_step + 1, config.total_steps + 1):
         local = next(data_iter)
         local.pop("index")
@@ -158,21 +175,23 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             state, metrics = step_fn(state, host_local_to_global(local, mesh))
         # Keep one step in flight (the next batch loads while it runs) and advance the
         # bar when the previous one has finished, so the bar and its ETA are honest.
-        jax.block_until_ready(in_flight)
-        in_flight = metrics["loss"]
-        loss_sum = loss_sum + metrics["loss"]  # on device: no sync
+        if in_flight is not None:
+            check_finite(in_flight, step - 1)
+        in_flight = finite = metrics["finite"]
+        loss_sum = loss_sum + jnp.where(finite, metrics["loss"], 0.0)  # on device: no sync
         progress.update(1)
 
         if timer is None:  # the first step compiles: time from its end
             jax.block_until_ready(metrics)
             timer_step, timer = step, time.perf_counter()
         if step % config.log_steps == 0 or step == config.total_steps:
-            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            if not np.isfinite(metrics["loss"]):
-                raise FloatingPointError(f"loss is {metrics['loss']} at step {step}")
-            # loss: the mean over the steps since the last log line (this step's in `loss_last`)
+            check_finite(finite, step)
+            metrics = {k: float(v) for k, v in jax.device_get(metrics).items() if k != "finite"}
+            # loss: the mean over the finite steps since the last log line (this one: loss_last)
             metrics["loss_last"] = metrics["loss"]
-            metrics["loss"] = float(loss_sum) / (step - last_log_step)
+            finite_steps = step - last_log_step - (metrics["skipped_steps"] - last_skipped)
+            metrics["loss"] = float(loss_sum) / finite_steps if finite_steps else float("nan")
+            last_skipped = metrics["skipped_steps"]
             loss_sum, last_log_step = 0.0, step
             elapsed, steps = time.perf_counter() - timer, step - timer_step
             if steps > 0:
@@ -187,6 +206,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             timer_step, timer = step, time.perf_counter()
 
         if step % config.ckpt_steps == 0 or step == config.total_steps:
+            check_finite(finite, step)  # never save params of a non-finite step
             checkpointing.save(manager, step, state, data_iter, force=step == config.total_steps)
         if config.eval_steps and step % config.eval_steps == 0 and step != config.total_steps:
             eval_metrics = evaluate(step, state["params"])

@@ -3,6 +3,7 @@ import json
 
 import jax
 import numpy as np
+import pytest
 from tiny import tiny_config
 
 from bigvl.checkpoint_loading import load_run
@@ -80,3 +81,26 @@ def test_several_texts_per_image_train(tiny_world, tmp_path):
     train_and_evaluate(config, str(tmp_path))
     losses = [r["loss"] for r in read_metrics(str(tmp_path)) if "loss" in r]
     assert len(losses) == 2 and np.isfinite(losses).all()
+
+
+def test_nonfinite_steps_stop_before_any_checkpoint(tiny_world, tmp_path):
+    config = tiny_config(tiny_world, total_steps=6, ckpt_steps=1)
+    config.optim.lr, config.optim.clip_norm = 1e38, 0.0  # updates overflow once warmup is done
+    with pytest.raises(FloatingPointError, match=r"step (\d+): .* not finite") as e:
+        train_and_evaluate(config, str(tmp_path))
+    bad_step = int(e.value.args[0].split(":")[0].split()[1])
+    saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    assert saved and max(saved) < bad_step  # only the good steps were written
+    params = _params(tmp_path)
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params))
+
+
+def test_nonfinite_steps_are_skipped_and_counted(tiny_world, tiny_run, tmp_path):
+    config = tiny_config(tiny_world, total_steps=4, ckpt_steps=4)
+    config.optim.update(lr=1e39, warmup_steps=0, schedule="constant", clip_norm=0.0)  # lr = inf in fp32
+    config.nonfinite = "skip"
+    train_and_evaluate(config, str(tmp_path))
+    last = read_metrics(str(tmp_path))[-1]
+    assert last["skipped_steps"] == 4
+    params = _params(tmp_path)
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params))

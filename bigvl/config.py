@@ -25,7 +25,7 @@ class ConfigError(ValueError):
 
 
 CAPTION_STRATEGIES = ("alt", "recap", "mix", "uniform", "partial", "multi", "long", "dual")
-LOSSES = ("softmax", "sigmoid")
+LOSSES = ("softmax", "sigmoid", "softmax_tiled", "sigmoid_ring")
 MULTI_TEXT_LOSSES = ("per_text", "multi_positive")
 SCHEDULES = ("cosine", "rsqrt", "constant")
 
@@ -84,7 +84,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.model = model_config_defaults()
 
     c.loss = ml_collections.ConfigDict()
+    # softmax | sigmoid: plain global-batch losses (B×B logits); softmax_tiled (Inf-CL style)
+    # | sigmoid_ring: ring over the batch axes, O(b·D + tile²) memory per device.
     c.loss.name = "softmax"
+    c.loss.tile_size = 1024  # tile edge of softmax_tiled / sigmoid_ring
     # With T > 1 texts per image: the mean (or `text_weights`-weighted sum) of per-text
     # InfoNCE terms, or one loss where every text of an image is a positive.
     c.loss.multi_text = "per_text"
@@ -207,7 +210,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if num_texts > 1:
         check(config.loss.name == "softmax", "loss.name",
               f"caption strategy {config.data.caption_strategy!r} gives {num_texts} texts per image; "
-              "only the softmax loss takes several")
+              "only the plain softmax loss takes several")
         check(len(config.loss.text_weights) in (0, num_texts), "loss.text_weights",
               f"needs {num_texts} weights (one per text of {config.data.caption_strategy!r}) or none")
     check(config.optim.schedule in SCHEDULES, "optim.schedule",

@@ -18,7 +18,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from bigvl import checkpointing, losses
+from bigvl import checkpointing, losses, ring_losses
 from bigvl.data.pipeline import make_train_dataset
 from bigvl.data.tokenizer import Tokenizer
 from bigvl.encoder import make_encoder
@@ -35,23 +35,26 @@ from bigvl.sharding import (batch_sharding, check_batch_divisible, host_local_to
 log = logging.getLogger(__name__)
 
 
-def contrastive_loss(outputs: dict, loss_cfg) -> jax.Array:
+def contrastive_loss(outputs: dict, loss_cfg, mesh) -> jax.Array:
     """The configured loss on the model's output dict (global batch).
 
     text_embeds [B,E] (one text per image) or [B,T,E] (several: `loss.multi_text`).
     """
-    if outputs["text_embeds"].ndim == 3:
+    image, text, scale = outputs["image_embeds"], outputs["text_embeds"], outputs["logit_scale"]
+    if text.ndim == 3:
         if loss_cfg.multi_text == "multi_positive":
-            return multi_positive_softmax_loss(outputs["image_embeds"], outputs["text_embeds"],
-                                               outputs["logit_scale"])
+            return multi_positive_softmax_loss(image, text, scale)
         weights = jnp.asarray(loss_cfg.text_weights, jnp.float32) if loss_cfg.text_weights else None
-        return per_text_softmax_loss(outputs["image_embeds"], outputs["text_embeds"],
-                                     outputs["logit_scale"], weights)
+        return per_text_softmax_loss(image, text, scale, weights)
+    if loss_cfg.name == "softmax_tiled":
+        return ring_losses.tiled_softmax_contrastive_loss(image, text, scale, mesh=mesh,
+                                                          tile_size=loss_cfg.tile_size)
+    if loss_cfg.name == "sigmoid_ring":
+        return ring_losses.ring_sigmoid_contrastive_loss(image, text, scale, outputs["logit_bias"],
+                                                         mesh=mesh, tile_size=loss_cfg.tile_size)
     if loss_cfg.name == "sigmoid":
-        return losses.sigmoid_contrastive_loss(outputs["image_embeds"], outputs["text_embeds"],
-                                               outputs["logit_scale"], outputs["logit_bias"])
-    return losses.softmax_contrastive_loss(outputs["image_embeds"], outputs["text_embeds"],
-                                           outputs["logit_scale"])
+        return losses.sigmoid_contrastive_loss(image, text, scale, outputs["logit_bias"])
+    return losses.softmax_contrastive_loss(image, text, scale)
 
 
 def dummy_inputs(model_cfg, batch: int = 1) -> tuple[jax.Array, jax.Array]:
@@ -119,7 +122,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             outputs = model.apply({"params": params}, batch["image"], batch["tokens"].reshape(b * t, length))
             if t > 1:
                 outputs["text_embeds"] = outputs["text_embeds"].reshape(b, t, -1)
-            return contrastive_loss(outputs, config.loss), outputs
+            return contrastive_loss(outputs, config.loss, mesh), outputs
 
         (loss, outputs), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])

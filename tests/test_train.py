@@ -104,3 +104,11 @@ def test_nonfinite_steps_are_skipped_and_counted(tiny_world, tiny_run, tmp_path)
     assert last["skipped_steps"] == 4
     params = _params(tmp_path)
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params))
+
+
+def test_tiled_ring_loss_trains_like_the_plain_loss(tiny_world, tiny_run, tmp_path):
+    config = tiny_config(tiny_world)
+    config.loss.name, config.loss.tile_size = "softmax_tiled", 1  # b = 2 rows per device: 1×1 tiles
+    train_and_evaluate(config, str(tmp_path))
+    for a, b in zip(jax.tree.leaves(_params(tiny_run)), jax.tree.leaves(_params(tmp_path))):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)

@@ -1,8 +1,10 @@
-"""Async orbax checkpoints of the train state and the grain iterator, and resume."""
+"""Async orbax checkpoints of the train state and the grain iterator, resume, and preemption."""
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 
 import grain
 import jax
@@ -12,7 +14,12 @@ log = logging.getLogger(__name__)
 
 
 def make_manager(workdir: str, keep: int) -> ocp.CheckpointManager:
-    """A CheckpointManager over `workdir/checkpoints` saving asynchronously."""
+    """A CheckpointManager over `workdir/checkpoints` saving asynchronously.
+
+    Orbax writes each step into `<step>.orbax-checkpoint-tmp-*` and renames it when
+    complete; the manager lists only integer-named step directories, so a half-written
+    save (or a step moved aside by `restore_latest`) is never seen as a checkpoint.
+    """
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=True,
                                            create=True)
     return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
@@ -20,26 +27,101 @@ def make_manager(workdir: str, keep: int) -> ocp.CheckpointManager:
 
 
 def save(manager: ocp.CheckpointManager, step: int, state, data_iterator, force: bool = False) -> None:
-    """Saves state (params, optimizer, step) and the iterator position under `step`."""
+    """Saves state (params, optimizer, step) and the iterator position under `step`.
+
+    A step that is already saved (e.g. a preemption right after a periodic save) is left as is.
+    """
+    if step in manager.all_steps():
+        return
     manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
         data=grain.checkpoint.CheckpointSave(data_iterator)), force=force)
 
 
+def _short(error: BaseException, limit: int = 300) -> str:
+    """`Type: first line of the message`, cut to `limit` characters (tensorstore errors are huge)."""
+    lines = str(error).strip().splitlines()
+    text = f"{type(error).__name__}: {lines[0] if lines else ''}"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _move_aside(manager: ocp.CheckpointManager, step: int) -> str:
+    """Renames step dir `N` to `N.corrupt[-k]` (kept for inspection, invisible to the manager)."""
+    path = str(manager.directory / str(step))
+    target, k = f"{path}.corrupt", 0
+    while os.path.exists(target):
+        k += 1
+        target = f"{path}.corrupt-{k}"
+    if jax.process_index() == 0:
+        os.rename(path, target)
+    return target
+
+
 def restore_latest(manager: ocp.CheckpointManager, abstract_state, data_iterator):
-    """Restores the newest checkpoint onto `abstract_state`'s shardings; None if there is none.
+    """Restores the newest checkpoint that restores cleanly; None if there is none.
 
     `abstract_state` is a pytree of jax.ShapeDtypeStruct with shardings; the iterator is
-    restored in place.
+    restored in place. A step that fails to restore (truncated or missing files, bad
+    JSON, an orbax/tensorstore error) is logged, moved aside to `<step>.corrupt` so a
+    later save of that step can succeed, and the next older step is tried. Raises
+    RuntimeError, listing every step and its error, when checkpoints exist but none restores.
     """
-    step = manager.latest_step()
-    if step is None:
-        return None
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state),
-        data=grain.checkpoint.CheckpointRestore(data_iterator)))
-    log.info("restored checkpoint at step %d", step)
-    return restored["state"]
+    failures = []
+    for step in sorted(manager.all_steps(), reverse=True):
+        try:
+            restored = manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract_state),
+                data=grain.checkpoint.CheckpointRestore(data_iterator)))
+        except Exception as e:  # noqa: BLE001 (orbax, tensorstore, json and OS errors all differ)
+            reason = _short(e)
+            failures.append((step, reason))
+            log.warning("checkpoint %s does not restore (%s); trying the previous one",
+                        manager.directory / str(step), reason)
+            continue
+        if failures:
+            for bad_step, _ in failures:
+                log.warning("moved unrestorable checkpoint step %d to %s", bad_step,
+                            _move_aside(manager, bad_step))
+            manager.reload()
+        log.info("restored checkpoint at step %d", step)
+        return restored["state"]
+    if failures:
+        raise RuntimeError(f"no checkpoint in {manager.directory} restores (not starting from "
+                           f"scratch over them): " + "; ".join(f"step {s}: {r}" for s, r in failures))
+    return None
+
+
+class PreemptionWatcher:
+    """Notices SIGTERM on a single host; elsewhere defers to orbax's preemption sync point.
+
+    Use as a context manager around the train loop and ask `.reached(manager, step)` after
+    each step. On one process, JAX's preemption sync (what `manager.reached_preemption`
+    uses) is not running, so a SIGTERM handler sets a flag; the previous handler comes
+    back on exit. With several processes no handler is installed: JAX's own SIGTERM
+    notifier makes all hosts agree on the step to save at.
+    """
+
+    def __init__(self):
+        self.signalled = False
+        self._installed, self._previous = False, None
+
+    def _on_sigterm(self, signum, frame):  # only sets a flag: safe at any point of the loop
+        self.signalled = True
+
+    def __enter__(self) -> "PreemptionWatcher":
+        if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._installed:
+            signal.signal(signal.SIGTERM, self._previous if self._previous is not None else signal.SIG_DFL)
+            self._installed = False
+
+    def reached(self, manager: ocp.CheckpointManager, step: int) -> bool:
+        """True once SIGTERM arrived (single host) or all hosts reached the preemption sync point."""
+        return self.signalled or manager.reached_preemption(step)
 
 
 def abstract_with_shardings(shapes, shardings):

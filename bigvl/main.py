@@ -48,6 +48,11 @@ def preflight(config) -> None:
                          f"{jax.process_count()} hosts")
     resolve_paths(config.data.train_paths, "data.train_paths")
     resolve_paths([config.data.tokenizer], "data.tokenizer")
+    from bigvl.data.tokenizer import Tokenizer
+    pieces = Tokenizer(config.data.tokenizer).vocab_size
+    if pieces > config.model.text.vocab_size:
+        raise ValueError(f"config key 'model.text.vocab_size': {config.model.text.vocab_size} is smaller "
+                         f"than the {pieces} pieces of tokenizer {config.data.tokenizer}")
     for key in ("zeroshot", "zeroshot_classes", "retrieval", "hard_negatives"):
         if config.evals[key]:
             resolve_paths([config.evals[key]], f"evals.{key}")
@@ -60,23 +65,30 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     distributed.maybe_initialize()
 
-    from bigvl.config import ConfigError, apply_overrides, load_config
+    from bigvl.config import ConfigError, apply_overrides, load_config, validate
+    from bigvl.workdir_checks import check_workdir
 
     try:
         config = load_config(args.config)
         apply_overrides(config, overrides)
+        validate(config)  # before building the world: a config error costs nothing
         if config.world.build:
             from bigvl.synthetic_world import ensure_world
             ensure_world(os.path.expanduser(config.world.dir), seed=config.world.seed,
                          num_train=config.world.num_train, image_size=config.world.image_size)
         preflight(config)
+        check_workdir(args.workdir, int(config.min_free_disk_gb * 2**30))
     except (ConfigError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
     from bigvl.train import train_and_evaluate
     logging.getLogger(__name__).info("%s", distributed.describe())
-    metrics = train_and_evaluate(config, args.workdir)
+    try:
+        metrics = train_and_evaluate(config, args.workdir)
+    except FloatingPointError as e:  # nonfinite='stop': one line naming the step and the newest checkpoint
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     if config.report:
         import jax
 

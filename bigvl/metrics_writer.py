@@ -13,10 +13,12 @@ from tqdm import tqdm
 class MetricsWriter:
     """Writes scalars per step to `workdir/tb` and `workdir/metrics.jsonl` (host 0 only)."""
 
-    def __init__(self, workdir: str, enabled: bool = True):
+    def __init__(self, workdir: str, enabled: bool = True, purge_step: int | None = None):
+        """purge_step: TensorBoard hides this run's earlier events at steps ≥ it (a resumed run
+        passes its restored step + 1, so steps trained again are not shown twice)."""
         self.enabled = enabled
         if enabled:
-            self.tb = SummaryWriter(os.path.join(workdir, "tb"))
+            self.tb = SummaryWriter(os.path.join(workdir, "tb"), purge_step=purge_step)
             self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
 
     def write(self, step: int, metrics: Mapping[str, float], console: bool = True) -> None:

@@ -22,6 +22,7 @@ def run_main(*args, tmp_path):
     (["--config.batch_size=100"], "batch_size 100 is not divisible"),
     (["--config.data.train_paths=['/nonexistent/train-*.array_record']"], "/nonexistent/train-*.array_record"),
     (["--config.total_steps=abc"], "'total_steps' expects int"),
+    (["--config.loss.name=sigmoid"], "needs a learnable logit bias: set model.bias_init"),
     (["--bogus"], "unrecognised argument '--bogus'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):

@@ -1,9 +1,11 @@
 """The grain input pipeline: ArrayRecord shards → examples → batches for one host.
 
-    all records → shuffle per epoch → repeat
+    readable shards (a shard that does not open is reported and left out)
+      → all records → shuffle per epoch → repeat
       → decode + crop + caption choice + tokenize (rng seeded by the global position)
-      → this host's slice of each global batch → drop faulty examples (logged, counted)
-      → batch → prefetch
+      → a faulty record's slot takes the next good example of the same slot
+        (positions p + k·B), marked skipped_records = 1 (logged, counted)
+      → this host's slice of each global batch → batch → prefetch
 
 The stream is defined globally: global batch s holds positions [s·B, (s+1)·B) of the
 shuffled stream and host h reads only its b = B / hosts positions of it (lazily: grain's
@@ -11,9 +13,19 @@ MapDataset is random access, so nothing else is decoded). `host_local_to_global`
 joins the host batches in host order, so 1 or N hosts train on the same global batches
 with the same texts. Same seed → same order and texts; the iterator state (a position)
 is saved in checkpoints with `grain.checkpoint`.
+
+Faulty records (unreadable bytes, wrong schema, corrupt or empty image, missing, empty
+or non-UTF-8 text) never stop a run. A fault is a property of a global position, and
+its replacement is a pure function of that position, so 1 or N hosts still see the
+same global batches, every batch keeps B examples, and a restored iterator replays
+the same replacements. The count travels inside the batch (`skipped_records`, int32
+[b]: 1 where the slot's own record was faulty), so it also works when grain worker
+processes do the decoding; the trainer sums it into the `data_skipped` metric.
 """
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import glob
 import logging
 import os
@@ -21,8 +33,9 @@ from typing import Any, Sequence
 
 import grain
 import numpy as np
+from absl import flags as absl_flags
 
-from bigvl.data.caption_strategies import CaptionError, make_caption_strategy
+from bigvl.data.caption_strategies import Alt, CaptionError, Recap, make_caption_strategy
 from bigvl.data.image_ops import decode_image, random_resized_crop
 from bigvl.data.records import RecordError, decode_example
 from bigvl.data.tokenizer import Tokenizer
@@ -43,21 +56,26 @@ def resolve_paths(patterns: Sequence[str], what: str = "data.train_paths") -> li
 
 
 class ExampleProcessor:
-    """Record bytes → {image uint8 [S,S,3], tokens int32 [T,L]} or None for a faulty record.
+    """(index, record bytes) → {image uint8 [S,S,3], tokens int32 [T,L], index} or None if faulty.
 
+    A faulty record (any error while reading, parsing, decoding or choosing its text) is
+    logged with its index and becomes None; `ReplaceFaulty` fills its slot and counts it.
     Picklable (the tokenizer loads lazily), so it also runs in grain worker processes.
-    `num_skipped` counts faults seen in this process.
     """
 
-    def __init__(self, data_cfg, image_size: int, context_length: int, tokenizer_path: str):
+    def __init__(self, data_cfg, image_size: int, context_length: int, tokenizer_path: str,
+                 target_field: str = "", target_length: int = 0):
         self.strategy = make_caption_strategy(data_cfg, count_tokens=Tokenizer(tokenizer_path).count_tokens
                                               if data_cfg.caption_strategy == "partial" else None)
         self.image_size = image_size
         self.context_length = context_length
+        # Captioners: the decoder target, captions[target_field] (or the alt-text) as
+        # "target_tokens" int32 [target_length]; "" = none.
+        self.target = (Alt() if target_field == "alt" else Recap(field=target_field)) if target_field else None
+        self.target_length = target_length
         self.min_crop_scale = data_cfg.min_crop_scale
         self.tokenizer_path = tokenizer_path
         self._tokenizer = None
-        self.num_skipped = 0
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -68,35 +86,130 @@ class ExampleProcessor:
     def __getstate__(self):
         return {**self.__dict__, "_tokenizer": None}
 
-    def __call__(self, item: tuple[int, bytes], rng: np.random.Generator) -> dict[str, Any] | None:
+    def __call__(self, item: tuple[int, bytes | Exception], rng: np.random.Generator) -> dict[str, Any] | None:
         index, data = item
         try:
+            if isinstance(data, Exception):  # the source could not read it
+                raise data
             record = decode_example(data, where=f"#{index}")
             texts = self.strategy(record["alt_text"], record["captions"], rng)
             image = random_resized_crop(decode_image(record["image"]), self.image_size,
                                         self.min_crop_scale, rng)
-        except (RecordError, CaptionError, ValueError) as e:
-            self.num_skipped += 1
-            log.warning("skipping record #%d: %s", index, e)
+            tokens = self.tokenizer.encode(texts, self.context_length)
+            extra = {} if self.target is None else {"target_tokens": self.tokenizer.encode(
+                self.target(record["alt_text"], record["captions"], rng), self.target_length)[0]}
+        except (RecordError, CaptionError, ValueError, TypeError, KeyError, AttributeError) as e:
+            # ValueError covers undecodable images and non-UTF-8 text; TypeError, KeyError and
+            # AttributeError a record whose fields have the wrong types.
+            log.warning("skipping record #%d: %s", index, str(e).splitlines()[0] if str(e) else type(e).__name__)
             return None
-        return {
-            "image": image,
-            "tokens": self.tokenizer.encode(texts, self.context_length),
-            "index": np.int64(index),
-        }
+        return {"image": image, "tokens": tokens, "index": np.int64(index), **extra}
+
+
+@dataclasses.dataclass(frozen=True)
+class Shards:
+    """The readable shards of a list of ArrayRecord files, and what was left out.
+
+    paths: readable files in the given order; sizes: their record counts;
+    unreadable: (path, one-line reason) for each file that does not open.
+    """
+    paths: list[str]
+    sizes: list[int]
+    unreadable: list[tuple[str, str]]
+
+    @property
+    def num_records(self) -> int:
+        return sum(self.sizes)
+
+
+def _open_shard(path: str) -> int:
+    return len(grain.sources.ArrayRecordDataSource([path]))
+
+
+def scan_shards(paths: Sequence[str], what: str = "data.train_paths") -> Shards:
+    """Opens every shard (its index sits in the footer); warns about and leaves out those that fail.
+
+    A truncated or zero-byte ArrayRecord file makes grain's ArrayRecordDataSource raise at
+    construction ("Failed to read RiegeliPostscript", "should be at least 64KB"), which
+    would stop the run before step 1; here such a file is named in a warning and skipped.
+    Raises FileNotFoundError when no shard is readable. Records inside a readable shard
+    that fail to read (a corrupt chunk) are handled per record by `IndexedSource`.
+    """
+    paths = list(paths)
+    with concurrent.futures.ThreadPoolExecutor(min(16, max(1, len(paths)))) as pool:
+        futures = [pool.submit(_open_shard, path) for path in paths]
+    good, sizes, bad = [], [], []
+    for path, future in zip(paths, futures):
+        try:
+            sizes.append(future.result())
+            good.append(path)
+        except Exception as e:  # noqa: BLE001 (riegeli/array_record raise RuntimeError, OSError ...)
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            bad.append((path, f"{type(e).__name__}: {reason}"))
+            log.warning("%s: leaving out unreadable shard %s (%s: %s)", what, path, type(e).__name__, reason)
+    if not good:
+        raise FileNotFoundError(f"{what}: none of the {len(paths)} shards is readable; first: "
+                                f"{bad[0][0]} ({bad[0][1]})")
+    return Shards(good, sizes, bad)
 
 
 class IndexedSource:
-    """Wraps a random-access source so each item carries its global record index."""
+    """The records of `shards` as (global index, bytes), or (index, RecordError) when a read fails.
 
-    def __init__(self, source):
-        self.source = source
+    A corrupt chunk inside a shard whose index is intact raises on read (riegeli: "chunk
+    header hash mismatch"); that record becomes an error naming the file and position,
+    which the processor skips and counts like any faulty record.
+    """
+
+    def __init__(self, shards: Shards):
+        self.shards = shards
+        self.source = grain.sources.ArrayRecordDataSource(shards.paths)
+        self.starts = np.cumsum([0] + list(shards.sizes))
 
     def __len__(self) -> int:
         return len(self.source)
 
-    def __getitem__(self, index: int) -> tuple[int, bytes]:
-        return int(index), self.source[index]
+    def __getitem__(self, index: int) -> tuple[int, bytes | RecordError]:
+        index = int(index)
+        try:
+            return index, self.source[index]
+        except Exception as e:  # noqa: BLE001
+            shard = int(np.searchsorted(self.starts, index, side="right")) - 1
+            reason = (str(e).strip().splitlines() or [""])[0][:200]
+            return index, RecordError(f"record #{index} ({self.shards.paths[shard]} position "
+                                      f"{index - self.starts[shard]}) unreadable: {type(e).__name__}: {reason}")
+
+
+class ReplaceFaulty(grain.MapDataset):
+    """Position p's example, or, if its record is faulty (None), the first good one at p + k·stride.
+
+    With stride = the global batch B, the replacement sits in the same slot of a later
+    global batch, so it is read by the same host and never duplicates an example of the
+    same batch. Adds "skipped_records": int32 1 where position p's own record was faulty,
+    else 0 (failed replacement tries are not counted here: each is counted at its own
+    position). Raises RuntimeError after `max_tries` faulty records in a row: the data
+    is broken, not noisy.
+    """
+
+    def __init__(self, parent: grain.MapDataset, stride: int, max_tries: int = 64):
+        super().__init__(parent)
+        self.stride, self.max_tries = stride, max_tries
+
+    def __len__(self) -> int:
+        return len(self._parent)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        example = self._parent[index]
+        if example is not None:
+            return {**example, "skipped_records": np.int32(0)}
+        for k in range(1, self.max_tries + 1):
+            example = self._parent[index + k * self.stride]
+            if example is not None:
+                return {**example, "skipped_records": np.int32(1)}
+        raise RuntimeError(f"{self.max_tries + 1} faulty records in a row at stream positions {index}, "
+                           f"{index} + k·{self.stride}: the training data looks broken (see the warnings)")
 
 
 class HostShard(grain.MapDataset):
@@ -116,23 +229,32 @@ class HostShard(grain.MapDataset):
         return self._parent[step * self.global_batch + self.host * self.local_batch + offset]
 
 
-def make_train_dataset(config, process_index: int = 0, process_count: int = 1) -> grain.IterDataset:
-    """The training stream for this host: batches of `batch_size // process_count`.
+def make_train_dataset(config, process_index: int = 0, process_count: int = 1,
+                       shards: Shards | None = None) -> grain.IterDataset:
+    """The training stream for this host: batches of b = `batch_size // process_count`.
 
-    Batches: {"image": uint8 [b,S,S,3], "tokens": int32 [b,T,L], "index": int64 [b]}.
+    Batches: {"image": uint8 [b,S,S,3], "tokens": int32 [b,T,L], "index": int64 [b] (record
+    ids), "skipped_records": int32 [b]}. `shards`: a `scan_shards` result to reuse (else
+    scanned here).
     """
-    paths = resolve_paths(config.data.train_paths)
-    source = IndexedSource(grain.sources.ArrayRecordDataSource(paths))
+    if shards is None:
+        shards = scan_shards(resolve_paths(config.data.train_paths))
+    source = IndexedSource(shards)
+    needs_target = config.model.kind != "two_tower" and config.data.target_field  # captioners
     processor = ExampleProcessor(config.data, config.model.image.image_size,
-                                 config.model.text.context_length, config.data.tokenizer)
+                                 config.model.text.context_length, config.data.tokenizer,
+                                 config.data.target_field if needs_target else "",
+                                 config.model.decoder.context_length)
     local_batch = config.batch_size // process_count
     ds = (grain.MapDataset.source(source)
           .seed(config.seed).shuffle().repeat()
           .random_map(processor))
+    ds = ReplaceFaulty(ds, stride=config.batch_size)
     ds = HostShard(ds, config.batch_size, process_index, process_count)
     ds = (ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=64))
-          .filter(lambda example: example is not None)
           .batch(local_batch, drop_remainder=True))
     if config.data.num_workers > 0:
+        if not absl_flags.FLAGS.is_parsed():  # grain's workers read absl flags; argparse never parses them
+            absl_flags.FLAGS.mark_as_parsed()
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=config.data.num_workers))
     return ds

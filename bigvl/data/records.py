@@ -40,10 +40,16 @@ def encode_example(example: dict[str, Any]) -> bytes:
 def decode_example(data: bytes, where: str = "?") -> dict[str, Any]:
     """Parses bytes written by `encode_example`; `where` names the record in errors.
 
-    Raises RecordError on undecodable bytes, a wrong schema or non-UTF-8 text.
+    Raises RecordError on empty or undecodable bytes, a wrong schema (not a dict, a missing
+    field, an empty or non-bytes image, captions not a dict) or non-UTF-8 text. Texts are
+    checked where a caption strategy reads them (caption_strategies.CaptionError).
     """
+    if not isinstance(data, bytes) or not data:
+        raise RecordError(f"record {where}: empty or not bytes ({type(data).__name__})")
     try:
         record = msgpack.unpackb(data, raw=False)
+    except UnicodeDecodeError as e:
+        raise RecordError(f"record {where}: text that is not UTF-8 ({e.reason} at byte {e.start})") from None
     except (ValueError, msgpack.exceptions.ExtraData, msgpack.exceptions.UnpackException) as e:
         raise RecordError(f"record {where}: not a msgpack example ({type(e).__name__}: {e})") from None
     if not isinstance(record, dict):

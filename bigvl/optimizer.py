@@ -6,6 +6,8 @@ import re
 import jax
 import optax
 
+from bigvl.long_context import freeze_rows
+
 
 def make_schedule(optim_cfg, total_steps: int) -> optax.Schedule:
     """Learning rate per step: linear warmup, then cosine to end_lr_frac·lr, rsqrt, or constant."""
@@ -36,10 +38,17 @@ def decay_mask(params, no_decay_patterns) -> dict:
 
 
 def make_optimizer(optim_cfg, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """AdamW (decoupled weight decay on the mask) after global-norm clipping."""
+    """AdamW (decoupled weight decay on the mask) after global-norm clipping.
+
+    `optim_cfg.mu_dtype` 'bfloat16' stores Adam's first moment in bf16 (half its memory;
+    big_vision's default for large runs); '' keeps the params' dtype. The second moment
+    stays in the params' dtype.
+    """
     schedule = make_schedule(optim_cfg, total_steps)
     parts = [optax.clip_by_global_norm(optim_cfg.clip_norm)] if optim_cfg.clip_norm > 0 else []
     parts.append(optax.adamw(schedule, b1=optim_cfg.b1, b2=optim_cfg.b2, eps=optim_cfg.eps,
-                             weight_decay=optim_cfg.weight_decay,
+                             mu_dtype=optim_cfg.mu_dtype or None, weight_decay=optim_cfg.weight_decay,
                              mask=lambda p: decay_mask(p, optim_cfg.no_decay)))
+    if optim_cfg.freeze_text_positions > 0:  # Long-CLIP fine-tuning: keep the first rows as loaded
+        parts.append(freeze_rows("text/pos_embedding", optim_cfg.freeze_text_positions))
     return optax.chain(*parts), schedule

@@ -1,6 +1,7 @@
 """Schedules against their formulas; the weight-decay mask on a real parameter tree."""
 import math
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -52,3 +53,21 @@ def test_adamw_decays_only_masked_params():
     new = optax.apply_updates(params, updates)
     np.testing.assert_allclose(new["w"], 1 - 0.1 * 0.5, rtol=1e-6)  # decoupled decay lr·wd·w
     np.testing.assert_allclose(new["b"], 1.0)
+
+
+def test_mu_dtype_stores_the_first_moment_in_bfloat16():
+    cfg = _optim(mu_dtype="bfloat16", warmup_steps=0, schedule="constant", clip_norm=0.0)
+    tx, _ = make_optimizer(cfg, total_steps=10)
+    params = {"w": jnp.ones((4, 4), jnp.float32), "b": jnp.ones(4, jnp.float32)}
+    state = tx.init(params)
+    adam = [s for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState))
+            if isinstance(s, optax.ScaleByAdamState)]
+    assert len(adam) == 1
+    assert {x.dtype for x in jax.tree.leaves(adam[0].mu)} == {jnp.dtype(jnp.bfloat16)}
+    assert {x.dtype for x in jax.tree.leaves(adam[0].nu)} == {jnp.dtype(jnp.float32)}
+    grads = {"w": jnp.full((4, 4), 0.5), "b": jnp.full(4, 0.5)}
+    _, state = tx.update(grads, state, params)
+    adam = [s for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState))
+            if isinstance(s, optax.ScaleByAdamState)][0]
+    assert adam.mu["w"].dtype == jnp.bfloat16  # stays bf16 after an update: (1 - b1) * 0.5
+    np.testing.assert_allclose(np.asarray(adam.mu["w"], np.float32), 0.05, rtol=1e-2)

@@ -1,0 +1,145 @@
+"""bigvl side by side with open_clip on this machine: the same CLIP training step, and the
+same JPEG → crop → tokens input path.
+
+    bash bigvl/benchmarks/open_clip_side_by_side.sh          # makes the venv, then runs this
+    python -m bigvl.benchmarks.open_clip_compare --python VENV/bin/python [--arch S64|B16]
+        [--batch N] [--steps 5] [--skip-train] [--skip-pipeline]
+
+Train step: the architecture `--arch` (see `open_clip_reference.ARCHS`) built on both sides,
+parameter for parameter (both counts are printed and must agree); bigvl runs its real train
+step (`bigvl.benchmarks.train_step.CompiledStep`: configs/clip_b16.py resized, float32, no
+remat, softmax loss, AdamW + clipping) in this process, open_clip its own step in a
+subprocess of `--python` (`open_clip_reference.py`). Same batch size, float32, all cores
+for each (XLA's thread pool; torch.set_num_threads(cores)). Steps alternate — bigvl,
+open_clip, bigvl, ... — after one untimed step each, so load from other processes hits
+both alike; step time = the median. Prints a JSON line with `step_time_ratio`
+(bigvl / open_clip: below 1 means bigvl is faster).
+
+Input pipeline: `bigvl.benchmarks.input_pipeline` (bigvl's ExampleProcessor on records of
+the JPEGs) against open_clip's training transform + tokenizer on the same files, one
+thread each; `pairs_per_s_ratio` = bigvl / open_clip (above 1 means bigvl is faster).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "open_clip_reference.py")
+CLIP_B16 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs", "clip_b16.py")
+
+
+def bigvl_config(arch: str, batch: int):
+    """configs/clip_b16.py (open_clip ViT-B-16) at `batch`, float32, no remat, one mesh axis;
+    for arch S64 resized to open_clip_reference.ARCHS['S64']."""
+    from bigvl.config import load_config
+    config = load_config(CLIP_B16)
+    config.batch_size = batch
+    config.model.dtype, config.model.remat = "float32", "none"
+    config.mesh.update(data=-1, fsdp=1, tensor=1)
+    if arch == "S64":
+        config.model.image.update(variant="custom", image_size=64, patch_size=8, width=256, depth=6,
+                                  num_heads=4, mlp_dim=1024)
+        config.model.text.update(variant="custom", vocab_size=4096, context_length=32, width=256, depth=6,
+                                 num_heads=4, mlp_dim=1024)
+        config.model.embed_dim = 256
+    return config
+
+
+def compare_train_step(python: str, arch: str, batch: int, steps: int) -> dict:
+    """Alternating timed steps of bigvl and open_clip; the side-by-side record."""
+    from bigvl.benchmarks.train_step import CompiledStep, summarise
+
+    server = subprocess.Popen([python, REFERENCE, "train-step", "--arch", arch, "--batch", str(batch)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        ready = json.loads(server.stdout.readline())
+
+        def open_clip_step() -> dict:
+            server.stdin.write("step\n")
+            server.stdin.flush()
+            return json.loads(server.stdout.readline())
+
+        bench = CompiledStep(bigvl_config(arch, batch))
+        if bench.num_params != ready["num_params"]:
+            raise RuntimeError(f"architectures differ: bigvl {bench.num_params:,} params, "
+                               f"open_clip {ready['num_params']:,}")
+        bench.step(), open_clip_step()  # untimed: first-run allocations
+        ours, theirs, losses = [], [], []
+        for _ in range(steps):
+            seconds, loss = bench.step()
+            ours.append(seconds)
+            losses.append(loss)
+            theirs.append(open_clip_step()["seconds"])
+        server.stdin.write("quit\n")
+        server.stdin.flush()
+    finally:
+        server.stdin.close()
+        server.wait(timeout=60)
+    record = summarise(bench, ours, losses)
+    ratio = record["step_time_s"] / statistics.median(theirs)
+    flops = record["model_flops_per_pair"]
+    return {"benchmark": "train_step_side_by_side", "arch": arch, "batch_size": batch, "dtype": "float32",
+            "steps": steps, "bigvl_params": bench.num_params, "open_clip_params": ready["num_params"],
+            "bigvl_step_s": record["step_time_s"], "open_clip_step_s": statistics.median(theirs),
+            "bigvl_step_times": ours, "open_clip_step_times": theirs,
+            "bigvl_pairs_per_s": batch / record["step_time_s"],
+            "open_clip_pairs_per_s": batch / statistics.median(theirs),
+            "bigvl_gflops_per_s": batch * flops / record["step_time_s"] / 1e9,
+            "open_clip_gflops_per_s": batch * flops / statistics.median(theirs) / 1e9,
+            "model_flops_per_pair": flops, "cpu_peak_flops": record["peak_flops_per_device"],
+            "bigvl_mfu": record["mfu"], "open_clip_mfu": record["mfu"] * ratio if record["mfu"] else None,
+            "bigvl_peak_memory_bytes": record["peak_memory_bytes"], "torch": ready["torch"],
+            "torch_threads": ready["threads"], "cores": os.cpu_count(), "step_time_ratio": ratio}
+
+
+def compare_input_pipeline(python: str, directory: str, num: int, repeats: int) -> dict:
+    """bigvl's ExampleProcessor and open_clip's transform + tokenizer on the same JPEGs."""
+    from bigvl.benchmarks.input_pipeline import bigvl_pairs_per_s, make_jpegs
+
+    items = make_jpegs(directory, num, 256)
+    ours = bigvl_pairs_per_s(directory, items, 224, 77, repeats)
+    out = subprocess.run([python, REFERENCE, "input-pipeline", "--dir", directory, "--repeats", str(repeats)],
+                         check=True, capture_output=True, text=True).stdout
+    theirs = json.loads(out.strip().splitlines()[-1])
+    return {"benchmark": "input_pipeline_side_by_side", "num": num, "jpeg_size": 256, "crop": 224, "context": 77,
+            "bigvl_pairs_per_s": ours["pairs_per_s"], "open_clip_pairs_per_s": theirs["pairs_per_s"],
+            "bigvl_output": f"uint8 {ours['image_shape']}, bilinear, crop scale [0.9, 1], sentencepiece",
+            "open_clip_output": f"{theirs['image_dtype']} {theirs['image_shape']}, bicubic, crop scale "
+                                "[0.9, 1], normalised, CLIP BPE",
+            "threads": 1, "pairs_per_s_ratio": ours["pairs_per_s"] / theirs["pairs_per_s"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bigvl.benchmarks.open_clip_compare",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--python", required=True, help="the venv's python with torch + open_clip_torch")
+    parser.add_argument("--arch", choices=("S64", "B16"), default="S64")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per side")
+    parser.add_argument("--pipeline-dir", default="/tmp/bigvl_jpegs")
+    parser.add_argument("--pipeline-num", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--skip-pipeline", action="store_true")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if not args.skip_train:
+        r = compare_train_step(args.python, args.arch, args.batch, args.steps)
+        print(json.dumps(r), flush=True)
+        print(f"train step, {args.arch} CLIP ({r['bigvl_params']:,} params both), batch {args.batch}, float32, "
+              f"{r['cores']} cores: bigvl {r['bigvl_step_s']:.3f} s ({r['bigvl_gflops_per_s']:.1f} GFLOP/s), "
+              f"open_clip {r['open_clip_step_s']:.3f} s ({r['open_clip_gflops_per_s']:.1f} GFLOP/s); "
+              f"bigvl/open_clip time = {r['step_time_ratio']:.2f}", flush=True)
+    if not args.skip_pipeline:
+        r = compare_input_pipeline(args.python, args.pipeline_dir, args.pipeline_num, args.repeats)
+        print(json.dumps(r), flush=True)
+        print(f"input pipeline, one thread: bigvl {r['bigvl_pairs_per_s']:.0f} pairs/s, open_clip "
+              f"{r['open_clip_pairs_per_s']:.0f} pairs/s; bigvl/open_clip = {r['pairs_per_s_ratio']:.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Speed of bigvl's real train step: step time, pairs/s, model FLOPs, MFU and peak memory.
+
+    python -m bigvl.benchmarks.train_step --config configs/NAME.py[:ARG] [--config.key=value ...]
+        [--steps 5] [--warmup 1] [--devices N]
+
+Builds the state and the update exactly as `bigvl.train` does (`make_state_init`,
+`make_train_step`, the same shardings and buffer donation), feeds it one random
+device-resident batch (uint8 images, random token ids; T texts per image as the caption
+strategy gives), and times `--steps` steps after compiling and `--warmup` untimed steps.
+The input pipeline is not in the loop (see `bigvl.benchmarks.input_pipeline`).
+
+- model FLOPs per pair: `bigvl.flops` (image + T · text, forward, × 3 for training; no
+  remat or GradCache recompute counted);
+- MFU: pairs/s · FLOPs per pair / (peak per device · devices); the peak is the vendor's
+  dense bf16 figure on accelerators (`bigvl.hardware`), and on the CPU a float32 matmul
+  rate measured on this machine and split over the simulated devices (they share cores);
+- peak memory per device: `memory_stats()["peak_bytes_in_use"]` where the backend keeps it
+  (GPU, TPU), else XLA's compiled memory analysis (arguments + temporaries + outputs −
+  donated aliases, per device).
+
+Prints one JSON line, then a readable table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import numpy as np
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """--config/--steps/--warmup/--devices/--peak and the 'key=value' config overrides."""
+    parser = argparse.ArgumentParser(prog="python -m bigvl.benchmarks.train_step",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="configs/NAME.py[:ARG]")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps (0 with --warmup 0: compile only, "
+                        "for the memory figure)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps after compiling")
+    parser.add_argument("--devices", type=int, default=0,
+                        help="simulated CPU devices (0: what JAX finds; set before JAX starts)")
+    parser.add_argument("--peak", type=float, default=0.0,
+                        help="peak FLOP/s per device for MFU (0: bigvl.hardware's table or a CPU matmul)")
+    args, rest = parser.parse_known_args(argv)
+    overrides = []
+    for item in rest:
+        if not item.startswith("--config.") or "=" not in item:
+            parser.error(f"unrecognised argument {item!r} (config overrides are --config.key=VALUE)")
+        overrides.append(item[len("--config."):])
+    return args, overrides
+
+
+def random_tokens(rng: np.random.Generator, shape: tuple[int, ...], text_cfg) -> np.ndarray:
+    """int32 [..., L]: random ids, EOS at a random position >= 1, then padding."""
+    length = shape[-1]
+    tokens = rng.integers(4, text_cfg.vocab_size, shape, dtype=np.int32)
+    ends = rng.integers(1, length, shape[:-1] + (1,))
+    positions = np.arange(length)
+    return np.where(positions < ends, tokens, np.where(positions == ends, text_cfg.eos_id, text_cfg.pad_id)
+                    ).astype(np.int32)
+
+
+def random_batch(config, num_texts: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A host batch shaped like `make_train_dataset`'s (without `index`): image uint8 [B,S,S,3],
+    tokens int32 [B,T,L], skipped_records int32 [B] (zeros), and target_tokens int32 [B,Ld]
+    for captioner models."""
+    rng = np.random.default_rng(seed)
+    size, b = config.model.image.image_size, config.batch_size
+    batch = {"image": rng.integers(0, 256, (b, size, size, 3), dtype=np.uint8),
+             "tokens": random_tokens(rng, (b, num_texts, config.model.text.context_length), config.model.text),
+             "skipped_records": np.zeros(b, np.int32)}
+    if config.model.get("kind", "two_tower") != "two_tower":
+        batch["target_tokens"] = random_tokens(rng, (b, config.model.decoder.context_length), config.model.text)
+    return batch
+
+
+def peak_memory_bytes(compiled, devices) -> tuple[int, str]:
+    """(bytes per device, source): the runtime's peak where it keeps one, else XLA's analysis."""
+    stats = [d.memory_stats() or {} for d in devices]
+    if all("peak_bytes_in_use" in s for s in stats):
+        return max(int(s["peak_bytes_in_use"]) for s in stats), "memory_stats peak_bytes_in_use"
+    m = compiled.memory_analysis()
+    total = (m.argument_size_in_bytes + m.temp_size_in_bytes + m.output_size_in_bytes
+             - m.alias_size_in_bytes)
+    return int(total), "XLA memory_analysis: arguments + temp + outputs - donated aliases"
+
+
+class CompiledStep:
+    """bigvl's train step for `config`, compiled, with its state and one random batch on the mesh.
+
+    `step()` runs one update and returns (seconds, loss), waiting for it to finish.
+    """
+
+    def __init__(self, config):
+        import flax.linen as nn
+        import jax
+
+        from bigvl.data.caption_strategies import make_caption_strategy
+        from bigvl.sharding import (batch_sharding, check_batch_divisible, host_local_to_global, make_mesh,
+                                    rules_from_config)
+        from bigvl.train import make_state_init, make_train_step
+
+        self.config = config
+        self.mesh = make_mesh(config.mesh)
+        rules = rules_from_config(config.sharding_rules)
+        check_batch_divisible(config.batch_size, self.mesh)
+        self.num_texts = make_caption_strategy(config.data, count_tokens=len).num_texts
+        start = time.perf_counter()
+        model, tx, schedule, _, compiled_init, self.num_params = make_state_init(config, self.mesh, rules)
+        self.state = compiled_init(jax.random.key(config.seed))
+        train_step = make_train_step(config, model, tx, schedule, self.mesh)
+        self.batch = host_local_to_global(random_batch(config, self.num_texts), self.mesh)
+        shardings = compiled_init.output_shardings
+        with jax.set_mesh(self.mesh), nn.logical_axis_rules(rules):
+            step_fn = jax.jit(train_step, in_shardings=(shardings, batch_sharding(self.mesh)),
+                              out_shardings=(shardings, None), donate_argnums=(0,))
+            self.compiled = step_fn.lower(self.state, self.batch).compile()
+        self.compile_s = time.perf_counter() - start
+
+    def step(self) -> tuple[float, float]:
+        import jax
+        start = time.perf_counter()
+        self.state, metrics = self.compiled(self.state, self.batch)
+        jax.block_until_ready(metrics)
+        return time.perf_counter() - start, float(metrics["loss"])
+
+
+def summarise(bench: CompiledStep, times: list[float], losses: list[float], peak: float = 0.0) -> dict:
+    """The measurement record of `times` (timed steps, seconds) on `bench`."""
+    from bigvl.flops import model_flops_per_pair
+    from bigvl.hardware import measured_peak
+
+    config, mesh = bench.config, bench.mesh
+    devices = mesh.devices.size
+    flops = model_flops_per_pair(config.model)
+    flops_per_pair = 3.0 * (flops["image"] + bench.num_texts * flops["text"])
+    step_time = statistics.median(times) if times else None  # --steps 0: compile only
+    pairs_per_s = config.batch_size / step_time if times else 0.0
+    peak_source = "--peak"
+    if not peak and times:
+        peak, peak_source = measured_peak(devices)
+    memory, memory_source = peak_memory_bytes(bench.compiled, list(mesh.devices.flat))
+    first = mesh.devices.flat[0]
+    return {
+        "benchmark": "train_step", "platform": first.platform, "device_kind": first.device_kind,
+        "devices": devices, "mesh": dict(mesh.shape), "batch_size": config.batch_size,
+        "texts_per_image": bench.num_texts, "image_size": config.model.image.image_size,
+        "dtype": config.model.dtype, "param_dtype": config.model.param_dtype, "remat": config.model.remat,
+        "loss": config.loss.name, "grad_accum_steps": config.optim.grad_accum_steps,
+        "num_params": bench.num_params, "compile_s": round(bench.compile_s, 2), "steps": len(times),
+        "step_time_s": step_time, "step_time_min_s": min(times, default=None), "pairs_per_s": pairs_per_s,
+        "model_flops_per_pair": flops_per_pair, "model_tflops_per_s": pairs_per_s * flops_per_pair / 1e12,
+        "peak_flops_per_device": peak, "peak_source": peak_source,
+        "mfu": pairs_per_s * flops_per_pair / (peak * devices) if peak and times else None,
+        "peak_memory_bytes": memory, "memory_source": memory_source,
+        "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
+    }
+
+
+def run(config, steps: int = 5, warmup: int = 1, peak: float = 0.0) -> dict:
+    """Compiles the train step of `config`, runs `warmup` + `steps` steps; returns the record
+    (step time = median of the timed steps)."""
+    bench = CompiledStep(config)
+    losses, times = [], []
+    for i in range(warmup + steps):
+        seconds, loss = bench.step()
+        losses.append(loss)
+        if i >= warmup:
+            times.append(seconds)
+    return summarise(bench, times, losses, peak)
+
+
+def table(record: dict) -> str:
+    """The record as aligned 'name  value' lines."""
+    def fmt(key, value):
+        if value is None:
+            return "n/a"
+        if key == "peak_memory_bytes":
+            return f"{value / 2**20:,.1f} MiB"
+        if key in ("model_flops_per_pair", "peak_flops_per_device"):
+            return f"{value / 1e9:,.2f} GFLOP" + ("/s" if key.startswith("peak") else "")
+        if key == "mfu":
+            return f"{100 * value:.1f} %"
+        if key in ("step_time_s", "step_time_min_s"):
+            return f"{value * 1e3:,.1f} ms"
+        if isinstance(value, float):
+            return f"{value:,.4g}"
+        return str(value)
+    width = max(map(len, record))
+    return "\n".join(f"{k.ljust(width)}  {fmt(k, v)}" for k, v in record.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    import jax
+    if args.devices:
+        jax.config.update("jax_num_cpu_devices", args.devices)  # before any JAX operation
+
+    from bigvl.config import ConfigError, apply_overrides, load_config, validate
+    try:
+        config = load_config(args.config)
+        apply_overrides(config, overrides)
+        checked = config.copy_and_resolve_references()
+        with checked.unlocked():
+            checked.world.build = True  # no data or tokenizer is read here
+        validate(checked)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    record = run(config, steps=args.steps, warmup=args.warmup, peak=args.peak)
+    record["config"] = " ".join([args.config, *(f"--config.{o}" for o in overrides)])
+    print(json.dumps(record), flush=True)
+    print(table(record), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

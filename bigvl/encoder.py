@@ -29,6 +29,7 @@ class Encoder:
     batch_size: int
     _encode_image: Callable
     _encode_text: Callable
+    captioner: Any = None  # a bigvl.decoding.Captioner for CoCa / CLIPS, else None
 
     def replace(self, **changes) -> "Encoder":
         return dataclasses.replace(self, **changes)
@@ -59,6 +60,7 @@ class Encoder:
 
 def make_encoder(model, params, tokenizer: Tokenizer, model_cfg, mesh, rules, batch_size: int) -> Encoder:
     """Builds an Encoder; `batch_size` is rounded up to a multiple of the device count."""
+    from bigvl.decoding import make_captioner
     devices = mesh.devices.size
     batch_size = -(-batch_size // devices) * devices
 
@@ -71,4 +73,5 @@ def make_encoder(model, params, tokenizer: Tokenizer, model_cfg, mesh, rules, ba
     return Encoder(params=params, tokenizer=tokenizer, image_size=model_cfg.image.image_size,
                    context_length=model_cfg.text.context_length, mesh=mesh, batch_size=batch_size,
                    _encode_image=jitted(type(model).encode_image),
-                   _encode_text=jitted(type(model).encode_text))
+                   _encode_text=jitted(type(model).encode_text),
+                   captioner=make_captioner(model, tokenizer, model_cfg, mesh, rules, batch_size))

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from bigvl.models.captioners import KINDS, build_captioner
 from bigvl.models.sizes import TransformerSize, resolve_size
 from bigvl.models.text import POOLS as TEXT_POOLS
 from bigvl.models.text import TextTower
@@ -60,9 +61,19 @@ def model_config_defaults() -> ml_collections.ConfigDict:
         "proj": True,
         "proj_bias": False,
     })
+    # Captioners (model.kind coca | clips): the multimodal decoder; 0 = the text tower's value.
+    decoder = ml_collections.ConfigDict({
+        "depth": 0, "width": 0, "num_heads": 0, "mlp_dim": 0,
+        "context_length": 77,  # decoder positions: caption target length and max decode length
+        "num_queries": 256,  # CoCa: attentional-pooler queries feeding the decoder
+        "pooler_heads": 0,  # CoCa: attentional-pooler heads (0 = the image tower's)
+        "cond_slot": 1,  # CLIPS: which text of the T per image conditions the captioner (partial: alt)
+    })
     return ml_collections.ConfigDict({
+        "kind": "two_tower",  # two_tower (CLIP/SigLIP) | coca | clips (see bigvl/models/captioners.py)
         "image": image,
         "text": text,
+        "decoder": decoder,
         "embed_dim": 512,
         "temperature_init": 1 / 0.07,  # logit scale at init (stored as its log); SigLIP: 10
         "bias_init": None,  # None: no logit bias (CLIP); SigLIP: -10.0
@@ -98,8 +109,11 @@ def text_size_of(text_cfg) -> TransformerSize:
                         num_heads=text_cfg.num_heads, what="model.text")
 
 
-def build_model(model_cfg) -> TwoTower:
-    """`config.model` → TwoTower (unbound). Raises ValueError naming the key for bad values."""
+def build_model(model_cfg) -> nn.Module:
+    """`config.model` → TwoTower, CoCa or CLIPS by `model.kind` (unbound).
+
+    Raises ValueError naming the key for bad values.
+    """
     dtype = jnp.dtype(_choice(model_cfg.dtype, DTYPES, "dtype"))
     param_dtype = jnp.dtype(_choice(model_cfg.param_dtype, DTYPES, "param_dtype"))
     remat = _choice(model_cfg.remat, REMAT_POLICIES, "remat")
@@ -120,6 +134,8 @@ def build_model(model_cfg) -> TwoTower:
                              f"model.embed_dim {model_cfg.embed_dim}")
     if not model_cfg.temperature_init > 0:
         raise ValueError(f"config key 'model.temperature_init' must be > 0, got {model_cfg.temperature_init}")
+    if _choice(model_cfg.get("kind", "two_tower"), KINDS, "kind") != "two_tower":
+        return build_captioner(model_cfg, image, text, tsz, common)
     bias_init = model_cfg.bias_init
     if bias_init is not None and not math.isfinite(float(bias_init)):
         raise ValueError(f"config key 'model.bias_init' must be None or a finite float, got {bias_init}")

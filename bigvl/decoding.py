@@ -1,0 +1,238 @@
+"""Caption decoding for CoCa / CLIPS: greedy, beam search and top-p sampling, jitted and batched.
+
+    fn = make_decode_fn(model, DecodeConfig(method="beam", max_length=32, beam_size=4))
+    tokens = fn(params, images, cond_tokens, rng)            # int32 [B, max_length]
+    texts = bigvl.decoding.caption(run, images)               # on a loaded run (checkpoint_loading.load_run)
+
+Every method runs one `jax.lax.while_loop` over positions that stops when every sequence
+has emitted EOS. With `use_cache=True` (default) each step feeds one token through the
+decoder's KV cache (`model.init_cache` / `model.decode_step`); with `use_cache=False` it
+recomputes the whole prefix every step (`model.caption_logits`), the reference the cache
+is tested against. Both paths share the search code below, so they differ only in how
+the next-token logits are computed. Output rows hold the generated ids then EOS, then
+padding (BOS is not included).
+
+The model protocol (CoCa and CLIPS implement it): `caption_memory(images, cond_tokens)
+→ (memory [B,M,D], memory_lengths [B] | None)`, `init_cache(memory, max_length)`,
+`decode_step(token [B], position, cache, memory_lengths) → (logits [B,V], cache)`,
+`caption_logits(tokens [B,T], memory, memory_lengths) → logits [B,T,V]`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+
+from bigvl.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from bigvl.sharding import host_local_to_global
+
+METHODS = ("greedy", "beam", "sample")
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeConfig:
+    """How to decode. `length_penalty` α ranks finished beams by log p / length^α."""
+    method: str = "greedy"
+    max_length: int = 32
+    beam_size: int = 4
+    top_p: float = 0.9
+    temperature: float = 1.0
+    length_penalty: float = 1.0
+    use_cache: bool = True
+    bos_id: int = BOS_ID
+    eos_id: int = EOS_ID
+    pad_id: int = PAD_ID
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"decode method {self.method!r} is not one of {METHODS}")
+        if self.max_length < 1 or self.beam_size < 1 or not 0 < self.top_p <= 1 or self.temperature <= 0:
+            raise ValueError(f"bad decode settings: {self}")
+
+
+def _stepper(model: nn.Module, params, memory, memory_lengths, cfg: DecodeConfig):
+    """(initial state, step(state, token [N], i) → (logits float32 [N,V], state)) for cached or full decoding."""
+    variables = {"params": params}
+    if cfg.use_cache:
+        state = model.apply(variables, memory, cfg.max_length, method="init_cache")
+
+        def step(cache, token, i):
+            return model.apply(variables, token, i, cache, memory_lengths, method="decode_step")
+    else:
+        state = jnp.full((memory.shape[0], cfg.max_length), cfg.pad_id, jnp.int32)
+
+        def step(inputs, token, i):
+            inputs = jax.lax.dynamic_update_slice_in_dim(inputs, token[:, None].astype(jnp.int32), i, axis=1)
+            logits = model.apply(variables, inputs, memory, memory_lengths, method="caption_logits")
+            return jax.lax.dynamic_index_in_dim(logits, i, axis=1, keepdims=False), inputs
+    return state, step
+
+
+def _top_p_filter(logits: jax.Array, top_p: float) -> jax.Array:
+    """logits [N,V] → logits with every token outside the smallest set of mass ≥ top_p set to -inf."""
+    sorted_logits = jnp.sort(logits, axis=-1)[:, ::-1]
+    probs = jax.nn.softmax(sorted_logits, axis=-1)
+    mass_before = jnp.cumsum(probs, axis=-1) - probs
+    kept = jnp.where(mass_before < top_p, sorted_logits, jnp.inf)
+    threshold = jnp.min(kept, axis=-1, keepdims=True)  # the smallest kept logit
+    return jnp.where(logits >= threshold, logits, -jnp.inf)
+
+
+def _greedy_or_sample(step, state, batch: int, cfg: DecodeConfig, rng) -> jax.Array:
+    def cond(carry):
+        i, _, _, _, done = carry
+        return (i < cfg.max_length) & ~jnp.all(done)
+
+    def body(carry):
+        i, token, state, out, done = carry
+        logits, state = step(state, token, i)
+        if cfg.method == "sample":
+            logits = _top_p_filter(logits / cfg.temperature, cfg.top_p)
+            nxt = jax.random.categorical(jax.random.fold_in(rng, i), logits, axis=-1)
+        else:
+            nxt = jnp.argmax(logits, axis=-1)
+        nxt = jnp.where(done, cfg.pad_id, nxt).astype(jnp.int32)
+        out = jax.lax.dynamic_update_slice_in_dim(out, nxt[:, None], i, axis=1)
+        return i + 1, nxt, state, out, done | (nxt == cfg.eos_id)
+
+    token = jnp.full((batch,), cfg.bos_id, jnp.int32)
+    out = jnp.full((batch, cfg.max_length), cfg.pad_id, jnp.int32)
+    carry = (jnp.int32(0), token, state, out, jnp.zeros((batch,), bool))
+    return jax.lax.while_loop(cond, body, carry)[3]
+
+
+def _beam(step, state, batch: int, cfg: DecodeConfig) -> jax.Array:
+    k, length = cfg.beam_size, cfg.max_length
+
+    def cond(carry):
+        i, *_, done = carry
+        return (i < length) & ~jnp.all(done)
+
+    def body(carry):
+        i, token, state, seqs, scores, done = carry
+        logits, state = step(state, token, i)
+        vocab = logits.shape[-1]
+        logp = jax.nn.log_softmax(logits, axis=-1).reshape(batch, k, vocab)
+        finished = jnp.full((vocab,), -jnp.inf).at[cfg.pad_id].set(0.0)  # a done beam only extends by pad
+        logp = jnp.where(done[..., None], finished, logp)
+        top, flat = jax.lax.top_k((scores[..., None] + logp).reshape(batch, k * vocab), k)
+        beam, nxt = flat // vocab, (flat % vocab).astype(jnp.int32)
+        rows = (jnp.arange(batch)[:, None] * k + beam).reshape(-1)
+        state = jax.tree.map(lambda x: x[rows], state)
+        seqs = jnp.take_along_axis(seqs, beam[..., None], axis=1)
+        seqs = jax.lax.dynamic_update_slice_in_dim(seqs, nxt[..., None], i, axis=2)
+        done = jnp.take_along_axis(done, beam, axis=1) | (nxt == cfg.eos_id)
+        return i + 1, nxt.reshape(-1), state, seqs, top, done
+
+    token = jnp.full((batch * k,), cfg.bos_id, jnp.int32)
+    seqs = jnp.full((batch, k, length), cfg.pad_id, jnp.int32)
+    scores = jnp.tile(jnp.asarray([0.0] + [-jnp.inf] * (k - 1), jnp.float32), (batch, 1))
+    carry = (jnp.int32(0), token, state, seqs, scores, jnp.zeros((batch, k), bool))
+    _, _, _, seqs, scores, _ = jax.lax.while_loop(cond, body, carry)
+    lengths = jnp.sum((seqs != cfg.pad_id), axis=-1).astype(jnp.float32)  # tokens incl. EOS
+    ranked = scores / jnp.maximum(lengths, 1.0) ** cfg.length_penalty
+    best = jnp.argmax(ranked, axis=1)
+    return jnp.take_along_axis(seqs, best[:, None, None], axis=1)[:, 0]
+
+
+def decode(model: nn.Module, params, images: jax.Array, cond_tokens: jax.Array | None, rng: jax.Array,
+           cfg: DecodeConfig) -> jax.Array:
+    """images [B,S,S,3] (+ CLIPS alt-text tokens [B,L]) → generated ids int32 [B, max_length]."""
+    memory, memory_lengths = model.apply({"params": params}, images, cond_tokens, method="caption_memory")
+    batch = memory.shape[0]
+    if cfg.method == "beam":
+        memory = jnp.repeat(memory, cfg.beam_size, axis=0)
+        memory_lengths = None if memory_lengths is None else jnp.repeat(memory_lengths, cfg.beam_size, axis=0)
+    state, step = _stepper(model, params, memory, memory_lengths, cfg)
+    if cfg.method == "beam":
+        return _beam(step, state, batch, cfg)
+    return _greedy_or_sample(step, state, batch, cfg, rng)
+
+
+def make_decode_fn(model: nn.Module, cfg: DecodeConfig, rules=()) -> Callable:
+    """jit(params, images [B,S,S,3], cond_tokens [B,L] | None, rng) → ids int32 [B, max_length]."""
+    def fn(params, images, cond_tokens, rng):
+        with nn.logical_axis_rules(rules):
+            return decode(model, params, images, cond_tokens, rng, cfg)
+    return jax.jit(fn)
+
+
+@dataclasses.dataclass
+class Captioner:
+    """Captions images with a captioning model's params: batches, shards, decodes, detokenises.
+
+    Compiles one function per DecodeConfig (kept in `_fns`). `needs_condition`: CLIPS
+    conditions on a text per image (the alt-text); CoCa takes none.
+    """
+    model: nn.Module
+    tokenizer: Any
+    context_length: int
+    mesh: jax.sharding.Mesh
+    rules: Any
+    batch_size: int
+    needs_condition: bool
+    _fns: dict = dataclasses.field(default_factory=dict)
+
+    def tokens(self, params, images: np.ndarray, cond_texts: Sequence[str] | None = None,
+               cfg: DecodeConfig = DecodeConfig(), seed: int = 0) -> np.ndarray:
+        """images uint8 [N,S,S,3] (+ N condition texts for CLIPS) → ids int32 [N, max_length]."""
+        if self.needs_condition and cond_texts is None:
+            raise ValueError("this model captions an image given its alt-text: pass one condition text per image")
+        if cfg not in self._fns:
+            self._fns[cfg] = make_decode_fn(self.model, cfg, self.rules)
+        fn, n, chunk = self._fns[cfg], len(images), self.batch_size
+        cond = (self.tokenizer.encode(list(cond_texts), self.context_length) if self.needs_condition
+                else np.zeros((n, 1), np.int32))
+        hosts, host = jax.process_count(), jax.process_index()
+        outputs = []
+        for start in range(0, n, chunk):
+            part = {"image": np.asarray(images[start:start + chunk]), "cond": cond[start:start + chunk]}
+            if len(part["image"]) < chunk:  # pad the last chunk: one compiled shape
+                part = {k: np.concatenate([v, np.repeat(v[-1:], chunk - len(v), axis=0)]) for k, v in part.items()}
+            local = {k: v[host * chunk // hosts:(host + 1) * chunk // hosts] for k, v in part.items()}
+            batch = host_local_to_global(local, self.mesh)
+            out = fn(params, batch["image"], batch["cond"] if self.needs_condition else None,
+                     jax.random.key(seed + start))
+            if hosts > 1:
+                out = multihost_utils.process_allgather(out, tiled=True)
+            outputs.append(np.asarray(out))
+        return np.concatenate(outputs)[:n]
+
+    def caption(self, params, images: np.ndarray, cond_texts: Sequence[str] | None = None,
+                cfg: DecodeConfig = DecodeConfig(), seed: int = 0) -> list[str]:
+        """images uint8 [N,S,S,3] (+ condition texts) → N caption strings."""
+        return [self.tokenizer.decode(row) for row in self.tokens(params, images, cond_texts, cfg, seed)]
+
+
+def make_captioner(model: nn.Module, tokenizer, model_cfg, mesh, rules, batch_size: int) -> Captioner | None:
+    """A Captioner for CoCa / CLIPS models (None for models without a decoder)."""
+    if not hasattr(model, "decode_step"):
+        return None
+    devices = mesh.devices.size
+    return Captioner(model=model, tokenizer=tokenizer, context_length=model_cfg.text.context_length, mesh=mesh,
+                     rules=rules, batch_size=-(-batch_size // devices) * devices,
+                     needs_condition=model_cfg.get("kind") == "clips")
+
+
+def caption(run, images, cond_texts: Sequence[str] | None = None, method: str = "greedy",
+            max_length: int | None = None, seed: int = 0, **options) -> list[str]:
+    """Captions of uint8 images [N,H,W,3] (any size) with a loaded run (`bigvl.load(workdir)`).
+
+    CLIPS runs need `cond_texts` (each image's alt-text). `options`: DecodeConfig fields
+    (beam_size, top_p, temperature, length_penalty, use_cache).
+    """
+    from PIL import Image
+
+    from bigvl.data.image_ops import center_resize
+    captioner = run.encoder.captioner
+    if captioner is None:
+        raise ValueError(f"model.kind {run.config.model.kind!r} has no caption decoder")
+    size = run.encoder.image_size
+    prepared = np.stack([center_resize(Image.fromarray(np.asarray(im, np.uint8)), size) for im in images])
+    cfg = DecodeConfig(method=method, max_length=max_length or run.config.evals.captioning_max_length, **options)
+    return captioner.caption(run.params, prepared, cond_texts, cfg, seed)

@@ -1,0 +1,56 @@
+"""Building the captioning models (CoCa, CLIPS) from `config.model` (kind, decoder keys)."""
+from __future__ import annotations
+
+import flax.linen as nn
+
+from bigvl.models.clips import CLIPS
+from bigvl.models.coca import CoCa
+from bigvl.models.decoder import CaptionDecoder
+from bigvl.models.sizes import TransformerSize
+from bigvl.models.text import TextTower
+from bigvl.models.vit import VisionTower
+
+KINDS = ("two_tower", "coca", "clips")
+BOS_ID = 2  # our sentencepiece ids: pad 0, unk 1, bos 2, eos 3
+
+
+def decoder_size(model_cfg, text_size: TransformerSize) -> TransformerSize:
+    """The multimodal decoder's size: `model.decoder.*`, zeros taken from the text tower."""
+    d = model_cfg.decoder
+    size = TransformerSize(width=d.width or text_size.width, depth=d.depth or text_size.depth,
+                           mlp_dim=d.mlp_dim or text_size.mlp_dim, num_heads=d.num_heads or text_size.num_heads)
+    if size.width % size.num_heads:
+        raise ValueError(f"model.decoder: width {size.width} is not divisible by num_heads {size.num_heads}")
+    return size
+
+
+def build_captioner(model_cfg, image: VisionTower, text: TextTower, text_size: TransformerSize,
+                    common: dict) -> nn.Module:
+    """`model.kind` 'coca' or 'clips' → the unbound model (towers already built by build_model)."""
+    kind, d = model_cfg.kind, model_cfg.decoder
+    dsz = decoder_size(model_cfg, text_size)
+    scale = dict(temperature_init=float(model_cfg.temperature_init), max_logit_scale=float(model_cfg.max_logit_scale),
+                 bos_id=BOS_ID, pad_id=model_cfg.text.pad_id, dtype=common["dtype"],
+                 param_dtype=common["param_dtype"])
+    if model_cfg.bias_init is not None:
+        raise ValueError(f"config key 'model.bias_init' must be None for model.kind {kind!r} (softmax loss only)")
+    if d.context_length < 2:
+        raise ValueError(f"config key 'model.decoder.context_length' must be ≥ 2, got {d.context_length}")
+    if kind == "coca":
+        if dsz.width != text_size.width:
+            raise ValueError(f"model.decoder.width {dsz.width} must equal the text width {text_size.width} "
+                             "for CoCa (the multimodal layers continue the text stream)")
+        heads = d.pooler_heads or image.num_heads
+        if image.width % heads:
+            raise ValueError(f"model.decoder.pooler_heads {heads} does not divide the image width {image.width}")
+        decoder = CaptionDecoder(vocab_size=model_cfg.text.vocab_size,
+                                 context_length=max(d.context_length, model_cfg.text.context_length),
+                                 width=dsz.width, depth=dsz.depth, num_heads=dsz.num_heads, mlp_dim=dsz.mlp_dim,
+                                 uni_depth=text_size.depth, cls_token=True, **common)
+        return CoCa(image=image, decoder=decoder, embed_dim=model_cfg.embed_dim, num_queries=d.num_queries,
+                    pooler_heads=heads, **scale)
+    decoder = CaptionDecoder(vocab_size=model_cfg.text.vocab_size, context_length=d.context_length,
+                             width=dsz.width, depth=dsz.depth, num_heads=dsz.num_heads, mlp_dim=dsz.mlp_dim,
+                             uni_depth=0, cls_token=False, **common)
+    return CLIPS(image=image, text=text, decoder=decoder, embed_dim=model_cfg.embed_dim, cond_slot=d.cond_slot,
+                 **scale)

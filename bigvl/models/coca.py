@@ -1,0 +1,159 @@
+"""CoCa (Yu et al. 2022): contrastive + captioning with one text decoder.
+
+    images ─ ViT ─ tokens ─┬─ AttentionalPooler(1 query)  ─ image_proj ─ image_embeds (contrastive)
+                           └─ AttentionalPooler(N = 256)  ─ memory of the multimodal layers
+    [BOS, caption] ─ unimodal causal layers (+ CLS after the last token) ─┬─ CLS ─ text_proj ─ text_embeds
+                                                                          └─ multimodal layers ─ logits
+
+The unimodal layers are the text tower: the contrastive text embedding is the output of a
+learned CLS token appended after each caption (`decoder.CaptionDecoder`, `cls_token`).
+Loss (see `bigvl.captioning_loss`): contrastive_weight · InfoNCE + caption_weight ·
+cross-entropy of the next tokens (defaults 1 and 2, CoCa's weights), padding masked.
+
+Tokens arrive as the tokenizer writes them (ids, EOS, pads; no BOS); the decoder input is
+[BOS, tokens[:-1]] and the labels are the tokens themselves. Without `target_tokens` the
+model captions its (first) contrastive text, as open_clip's CoCa; with them, the
+contrastive text and the caption target may differ (e.g. alt-text vs synthetic caption).
+"""
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from bigvl.captioning_loss import token_nll
+from bigvl.models.decoder import CaptionDecoder
+from bigvl.models.text import sequence_lengths
+from bigvl.models.transformer import DenseGeneral, Dtype, attention, layer_norm, named
+from bigvl.models.two_tower import l2_normalize
+from bigvl.models.vit import VisionTower
+
+
+def shift_right(tokens: jax.Array, bos_id: int) -> jax.Array:
+    """tokens int [B,L] → decoder input [B,L]: BOS then tokens[:, :-1]."""
+    return jnp.concatenate([jnp.full((tokens.shape[0], 1), bos_id, tokens.dtype), tokens[:, :-1]], axis=1)
+
+
+def logit_scale_of(log_logit_scale: jax.Array, max_logit_scale: float) -> jax.Array:
+    """exp(log scale), capped at `max_logit_scale` when > 0 (as TwoTower)."""
+    scale = jnp.exp(log_logit_scale)
+    return jnp.minimum(scale, max_logit_scale) if max_logit_scale > 0 else scale
+
+
+class AttentionalPooler(nn.Module):
+    """CoCa's attentional pooler: Q learned queries attend to LN(x) in one multi-head attention.
+
+    x [B,N,Dx] → [B,Q,width] (LayerNorm'd). open_clip's AttentionalPooler plus its ln_post.
+    """
+    width: int
+    num_heads: int
+    num_queries: int = 1
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    attention_impl: str | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        heads, head_dim = self.num_heads, self.width // self.num_heads
+        dense = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        query = self.param("query", named(nn.initializers.normal(self.width ** -0.5), None, "embed"),
+                           (self.num_queries, self.width), self.param_dtype)
+        q = DenseGeneral((heads, head_dim), ("embed", "heads", "kv"), name="q", **dense)(
+            layer_norm(self.dtype, self.param_dtype, "ln_q")(query.astype(self.dtype)))
+        q = jnp.broadcast_to(q[None], (x.shape[0],) + q.shape)
+        kv = DenseGeneral((2, heads, head_dim), ("embed", None, "heads", "kv"), name="kv", **dense)(
+            layer_norm(self.dtype, self.param_dtype, "ln_k")(x))
+        kv = nn.with_logical_constraint(kv, ("batch", "seq", None, "act_heads", None))
+        y = attention(q, kv[:, :, 0], kv[:, :, 1], implementation=self.attention_impl)
+        y = DenseGeneral((self.width,), ("heads", "kv", "embed"), in_dims=2, name="out", **dense)(y)
+        y = layer_norm(self.dtype, self.param_dtype, "ln_post")(y)
+        return nn.with_logical_constraint(y, ("batch", None, "act_embed"))
+
+
+class CoCa(nn.Module):
+    """images [B,S,S,3], tokens int [B·T,L] (, target_tokens int [B,Ld]) → dict(image_embeds [B,E],
+    text_embeds [B·T,E], logit_scale, caption_nll [B], caption_tokens [B]) (bigvl.captioning_loss).
+
+    `decoder` must have `cls_token=True`; its unimodal layers are the text tower.
+    """
+    image: VisionTower
+    decoder: CaptionDecoder
+    embed_dim: int
+    num_queries: int = 256
+    pooler_heads: int = 8
+    temperature_init: float = 1 / 0.07
+    max_logit_scale: float = 100.0
+    bos_id: int = 2
+    pad_id: int = 0
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self):
+        common = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        width = self.image.width
+        self.contrastive_pooler = AttentionalPooler(width, self.pooler_heads, 1, **common,
+                                                    attention_impl=self.image.attention_impl)
+        self.caption_pooler = AttentionalPooler(width, self.pooler_heads, self.num_queries, **common,
+                                                attention_impl=self.image.attention_impl)
+        proj = dict(use_bias=False, kernel_init=named(nn.initializers.lecun_normal(), "embed", "proj"), **common)
+        self.image_proj = nn.Dense(self.embed_dim, **proj)
+        self.text_proj = nn.Dense(self.embed_dim, **proj)
+        log_t = math.log(self.temperature_init)
+        self.log_logit_scale = self.param("log_logit_scale", named(lambda *_: jnp.asarray(log_t, jnp.float32)),
+                                          (), jnp.float32)
+
+    def _image_embeds(self, tokens: jax.Array) -> jax.Array:
+        return l2_normalize(self.image_proj(self.contrastive_pooler(tokens)[:, 0]))
+
+    def _decoder_input(self, tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
+        lengths = jnp.minimum(sequence_lengths(tokens, self.pad_id) + 1, tokens.shape[1])
+        return shift_right(tokens, self.bos_id), lengths
+
+    def encode_image(self, images: jax.Array) -> jax.Array:
+        """images [B,S,S,3] uint8 (or float in [-1,1]) → L2-normalised float32 [B,E]."""
+        return self._image_embeds(self.image(images)[1])
+
+    def encode_text(self, tokens: jax.Array) -> jax.Array:
+        """tokens int32 [B,L] (right-padded, EOS-terminated) → L2-normalised float32 [B,E] (CLS output)."""
+        pooled, _ = self.decoder.unimodal(*self._decoder_input(tokens))
+        return l2_normalize(self.text_proj(pooled))
+
+    def caption_memory(self, images: jax.Array, cond_tokens: jax.Array | None = None):
+        """images [B,S,S,3] → (memory [B,N,D] from the N-query pooler, memory_lengths None)."""
+        return self.caption_pooler(self.image(images)[1]), None
+
+    def __call__(self, images: jax.Array, tokens: jax.Array, target_tokens: jax.Array | None = None) -> dict:
+        batch = images.shape[0]
+        vit_tokens = self.image(images)[1]
+        memory = self.caption_pooler(vit_tokens)
+        out = {"image_embeds": self._image_embeds(vit_tokens),
+               "logit_scale": logit_scale_of(self.log_logit_scale, self.max_logit_scale)}
+        num_texts = tokens.shape[0] // batch
+        if target_tokens is None and num_texts == 1:  # one pass: CLS feature and caption logits together
+            target_tokens = tokens
+            decoder_in, lengths = self._decoder_input(tokens)
+            logits, pooled = self.decoder(decoder_in, memory, lengths=lengths)
+        else:
+            pooled, _ = self.decoder.unimodal(*self._decoder_input(tokens))
+            if target_tokens is None:
+                target_tokens = tokens.reshape(batch, num_texts, -1)[:, 0]
+            decoder_in, lengths = self._decoder_input(target_tokens)
+            logits, _ = self.decoder(decoder_in, memory, lengths=lengths)
+        nll, count = token_nll(logits, target_tokens, self.pad_id)
+        out.update(text_embeds=l2_normalize(self.text_proj(pooled)), caption_nll=nll, caption_tokens=count)
+        return out
+
+    def decode_step(self, token, position, cache, memory_lengths=None):
+        """One incremental decoder step: see `CaptionDecoder.step`."""
+        return self.decoder.step(token, position, cache, memory_lengths)
+
+    def init_cache(self, memory, max_length: int):
+        """An empty KV cache for `max_length` steps: see `CaptionDecoder.init_cache`."""
+        return self.decoder.init_cache(memory, max_length)
+
+    def caption_logits(self, tokens, memory, memory_lengths=None):
+        """Full recompute: decoder input tokens [B,T] (BOS first) → logits float32 [B,T,V]."""
+        lengths = jnp.full((tokens.shape[0],), tokens.shape[1], jnp.int32)
+        return self.decoder(tokens, memory, memory_lengths, lengths)[0]

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import ml_collections
 
 from bigvl.models import model_config_defaults
+from bigvl.objective import LOSSES, MULTI_TEXT_LOSSES
 from bigvl.sharding import DEFAULT_RULES
 
 
@@ -25,9 +26,8 @@ class ConfigError(ValueError):
 
 
 CAPTION_STRATEGIES = ("alt", "recap", "mix", "uniform", "partial", "multi", "long", "dual")
-LOSSES = ("softmax", "sigmoid", "softmax_tiled", "sigmoid_ring")
-MULTI_TEXT_LOSSES = ("per_text", "multi_positive")
 SCHEDULES = ("cosine", "rsqrt", "constant")
+MU_DTYPES = ("", "bfloat16", "float32")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -40,6 +40,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval_steps = 500  # 0 = evaluate only at the end
     c.ckpt_steps = 500
     c.keep_ckpts = 2
+    c.min_free_disk_gb = 1.0  # start-up check: free space (GiB) on the workdir's disk
+    # One line per step and host, the record ids it consumed: workdir/example_ids/ (run_logs.py)
+    c.log_example_ids = True
     c.progress_bar = True
     c.report = False  # print a results table and write curves.png at the end
     # A step whose loss, gradients or updated params are not finite: "skip" leaves params
@@ -77,6 +80,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.multi_with_raw = True
     c.data.multi_raw_field = "alt"
     c.data.long_field = "long"  # Long-CLIP: the long caption and its first sentence
+    # Captioners (model.kind coca | clips): the caption the decoder learns to write, as
+    # batch["target_tokens"] [b, model.decoder.context_length]; "" = the (first) contrastive text.
+    c.data.target_field = ""
     c.data.min_crop_scale = 0.8  # random resized crop area range [min, 1]
     c.data.num_workers = 0  # grain multiprocessing workers (0 = in process)
     c.data.prefetch_buffer = 2
@@ -92,6 +98,13 @@ def base_config() -> ml_collections.ConfigDict:
     # InfoNCE terms, or one loss where every text of an image is a positive.
     c.loss.multi_text = "per_text"
     c.loss.text_weights = []  # [] = equal weights (mean); else one weight per text
+    # Captioners: loss = contrastive_weight · contrastive + caption_weight · caption cross-entropy
+    c.loss.contrastive_weight = 1.0
+    c.loss.caption_weight = 2.0  # CoCa's 1 : 2
+    # Recipe objectives (see bigvl/objective.py): multi_text = per_text+multi_positive
+    # (DreamLIP), long_clip (strategy `long`), alip (strategy `dual`).
+    c.loss.pca_dim = 32  # Long-CLIP: principal components kept for the short-caption term
+    c.loss.alip_momentum = 0.99  # ALIP: EMA momentum of the gate similarities
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 5e-4
@@ -103,9 +116,21 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.eps = 1e-6
     c.optim.weight_decay = 0.2
     c.optim.clip_norm = 1.0  # 0 = no clipping
+    # Micro-batches per step: the loss is still over the whole batch (GradCache, exact full-batch
+    # gradient; see bigvl/grad_accumulation.py); batch_size / K must split over data x fsdp.
+    c.optim.grad_accum_steps = 1
+    c.optim.mu_dtype = ""  # Adam first moment dtype: '' (= params dtype) | 'bfloat16' | 'float32'
     # Params whose path matches one of these regexes get no weight decay; params with
     # fewer than 2 dims (biases, norm scales, temperature) never do.
     c.optim.no_decay = [".*/bias", ".*pos_embedding.*", ".*cls_token.*", ".*probe.*"]
+    c.optim.freeze_text_positions = 0  # Long-CLIP: rows of text/pos_embedding never updated (20)
+
+    # Start a fresh run from another run's params (fine-tuning). A text positional table
+    # shorter than model.text.context_length is stretched Long-CLIP style (long_context.py),
+    # keeping its first `stretch_keep` rows.
+    c.init = ml_collections.ConfigDict()
+    c.init.workdir = ""  # a bigvl workdir; its latest checkpoint's params
+    c.init.stretch_keep = 20
 
     c.evals = ml_collections.ConfigDict()
     c.evals.batch_size = 256
@@ -113,7 +138,14 @@ def base_config() -> ml_collections.ConfigDict:
     c.evals.zeroshot_classes = ""  # JSON {classnames, templates}
     c.evals.retrieval = ""  # ArrayRecord with captions
     c.evals.retrieval_field = "short"
+    c.evals.long_retrieval_field = ""  # also retrieve with these (long) captions as queries; "" = off
     c.evals.hard_negatives = ""  # ArrayRecord with extras.positive/negatives
+    # Captioners: CIDEr-D / BLEU-4 of decoded captions against captions[captioning_field]
+    c.evals.captioning = ""  # ArrayRecord with captions (e.g. the retrieval split); "" = off
+    c.evals.captioning_field = "short"
+    c.evals.captioning_max_length = 32  # decode length (≤ model.decoder.context_length)
+    c.evals.captioning_method = "greedy"  # greedy | beam
+    c.evals.captioning_beam_size = 4
     return c
 
 
@@ -131,6 +163,8 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
         config = module.get_config(arg) if arg else module.get_config()
     except AttributeError as e:  # a locked base config rejects unknown keys
         raise ConfigError(f"config file {path!r}: {_first_line(e)}") from None
+    except TypeError as e:  # ml_collections' type-safe assignment: `c.batch_size = "64"`
+        raise ConfigError(f"config file {path!r}: {_type_error_line(e)}") from None
     config.lock()
     return config
 
@@ -196,6 +230,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         if not ok:
             raise ConfigError(f"config key {key!r}: {message}")
 
+    check_schema(config)
+
     check(config.data.caption_strategy in CAPTION_STRATEGIES, "data.caption_strategy",
           f"{config.data.caption_strategy!r} is not one of {CAPTION_STRATEGIES}")
     check(0.0 <= config.data.mix_p <= 1.0, "data.mix_p", f"{config.data.mix_p} is not in [0, 1]")
@@ -213,12 +249,137 @@ def validate(config: ml_collections.ConfigDict) -> None:
               "only the plain softmax loss takes several")
         check(len(config.loss.text_weights) in (0, num_texts), "loss.text_weights",
               f"needs {num_texts} weights (one per text of {config.data.caption_strategy!r}) or none")
+    needs = {"long_clip": "long", "alip": "dual"}.get(config.loss.multi_text)
+    if needs:
+        check(config.data.caption_strategy == needs, "loss.multi_text",
+              f"{config.loss.multi_text!r} needs data.caption_strategy {needs!r} (its 2 texts in order), "
+              f"got {config.data.caption_strategy!r}")
     check(config.optim.schedule in SCHEDULES, "optim.schedule",
           f"{config.optim.schedule!r} is not one of {SCHEDULES}")
     for key in ("total_steps", "batch_size", "log_steps"):
         check(config[key] > 0, key, f"must be positive, got {config[key]}")
     check(config.optim.warmup_steps <= config.total_steps, "optim.warmup_steps",
           f"{config.optim.warmup_steps} exceeds total_steps {config.total_steps}")
+    check(config.optim.mu_dtype in MU_DTYPES, "optim.mu_dtype",
+          f"{config.optim.mu_dtype!r} is not one of {MU_DTYPES}")
+    accum = config.optim.grad_accum_steps
+    check(accum >= 1, "optim.grad_accum_steps", f"must be >= 1, got {accum}")
+    check(config.batch_size % accum == 0, "optim.grad_accum_steps",
+          f"batch_size {config.batch_size} is not divisible by {accum} micro-batches")
+    if accum > 1:
+        import jax
+        from bigvl.sharding import mesh_shape
+        try:
+            shape = mesh_shape(config.mesh, jax.device_count())
+        except ValueError:  # a bad mesh is reported by make_mesh
+            shape = {"data": 1, "fsdp": 1}
+        shards = shape["data"] * shape["fsdp"]
+        check((config.batch_size // accum) % shards == 0, "optim.grad_accum_steps",
+              f"micro-batch {config.batch_size} / {accum} = {config.batch_size // accum} is not "
+              f"divisible by data x fsdp = {shards}")
     if not config.world.build:
         check(bool(config.data.train_paths), "data.train_paths", "no training data given")
         check(bool(config.data.tokenizer), "data.tokenizer", "no tokenizer model given")
+    if config.model.kind != "two_tower":  # captioners: bigvl/models/captioners.py
+        check(config.loss.name == "softmax", "loss.name", f"model.kind {config.model.kind!r} needs 'softmax'")
+        check(config.evals.captioning_max_length <= config.model.decoder.context_length,
+              "evals.captioning_max_length", f"{config.evals.captioning_max_length} exceeds "
+              f"model.decoder.context_length {config.model.decoder.context_length}")
+    check_contradictions(config)
+
+
+def _type_error_line(e: TypeError) -> str:
+    """ml_collections' "Could not override field 'k' (reference). v is of original type <class
+    'str'> and cannot be casted to type <class 'int'>" → "config key 'k' expects int, got str 'v'"."""
+    import re
+    m = re.search(r"field '([^']+)'.*?\. (.*) is of original type <class '(\w+)'> and cannot be "
+                  r"casted to type <class '(\w+)'>", str(e), re.S)
+    if not m:
+        return _first_line(e)
+    key, value, got, want = m.groups()
+    return f"config key {key!r} expects {want}, got {got} {value!r}"
+
+
+def _type_name(value: Any) -> str:
+    return "None" if value is None else type(value).__name__
+
+
+def check_schema(config: ml_collections.ConfigDict, schema: ml_collections.ConfigDict | None = None,
+                 prefix: str = "") -> None:
+    """Every key of `config` exists in `base_config()` and has its type; raises ConfigError.
+
+    Catches what ml_collections lets through: a key that a config file adds by a typo (an
+    unlocked ConfigDict accepts it; the error names the nearest valid key), and None or a
+    value of another type where the schema holds an int, float, bool, str or list
+    (an int is fine for a float; keys whose default is None take any value).
+    """
+    schema = base_config() if schema is None else schema
+    for key in config.keys():
+        name = f"{prefix}{key}"
+        if key not in schema:
+            near = difflib.get_close_matches(key, list(schema.keys()), n=1)
+            hint = f"; did you mean {prefix + near[0]!r}?" if near else ""
+            raise ConfigError(f"unknown config key {name!r}{hint}")
+        want, value = schema[key], config[key]
+        if isinstance(want, ml_collections.ConfigDict):
+            if not isinstance(value, ml_collections.ConfigDict):
+                raise ConfigError(f"config key {name!r} must be a section of keys, got {_type_name(value)}")
+            check_schema(value, want, f"{name}.")
+            continue
+        if want is None:
+            continue
+        if isinstance(want, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(want, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(want, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif isinstance(want, (list, tuple)):
+            ok = isinstance(value, (list, tuple))
+        else:
+            ok = isinstance(value, type(want))
+        if not ok:
+            shown = "" if value is None else f" {value!r}"
+            raise ConfigError(f"config key {name!r} expects {type(want).__name__}, got {_type_name(value)}{shown}")
+
+
+def check_contradictions(config: ml_collections.ConfigDict) -> None:
+    """Options that each look fine but cannot run together, or ranges that fail deep in a run.
+
+    Raises ConfigError naming the key: counts and intervals out of range; a sigmoid loss
+    without `model.bias_init` (the loss needs the learnable bias); a single-text caption
+    strategy with per-text `loss.text_weights`; a `partial` token budget larger than the
+    text context (K ≤ context_length); a model section that does not
+    build (e.g. image_size not divisible by the patch).
+    """
+    def check(ok: bool, key: str, message: str) -> None:
+        if not ok:
+            raise ConfigError(f"config key {key!r}: {message}")
+
+    for key, low in (("ckpt_steps", 1), ("keep_ckpts", 1), ("eval_steps", 0), ("data.num_workers", 0),
+                     ("evals.batch_size", 1), ("loss.tile_size", 1), ("min_free_disk_gb", 0)):
+        *parents, leaf = key.split(".")
+        node = config
+        for p in parents:
+            node = node[p]
+        check(node[leaf] >= low, key, f"must be >= {low}, got {node[leaf]}")
+    if config.loss.name in ("sigmoid", "sigmoid_ring"):
+        check(config.model.bias_init is not None, "model.bias_init",
+              f"loss.name {config.loss.name!r} needs a learnable logit bias: set model.bias_init "
+              "(SigLIP: -10.0, with model.temperature_init 10.0)")
+    from bigvl.data.caption_strategies import make_caption_strategy
+    num_texts = make_caption_strategy(config.data, count_tokens=len).num_texts
+    check(num_texts > 1 or not config.loss.text_weights, "loss.text_weights",
+          f"caption strategy {config.data.caption_strategy!r} gives 1 text per image; per-text weights "
+          f"{list(config.loss.text_weights)} would be ignored")
+    if config.data.caption_strategy == "partial":
+        length = config.model.text.context_length
+        check(config.data.partial_max_tokens <= length, "data.partial_max_tokens",
+              f"a budget of {config.data.partial_max_tokens} tokens exceeds model.text.context_length "
+              f"{length}: partial captions would be cut by the tokenizer; lower it or raise the context")
+    from bigvl.models import build_model
+    try:
+        build_model(config.model)  # constructs the modules only: no params, no compilation
+    except ValueError as e:
+        raise ConfigError(_first_line(e)) from None
+

@@ -18,43 +18,25 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from bigvl import checkpointing, losses, ring_losses
-from bigvl.data.pipeline import make_train_dataset
+from bigvl import checkpointing, run_logs
+from bigvl.captioning_loss import add_caption_loss, caption_inputs
+from bigvl.data.pipeline import make_train_dataset, resolve_paths, scan_shards
 from bigvl.data.tokenizer import Tokenizer
 from bigvl.encoder import make_encoder
 from bigvl.evaluators import run_evals
 from bigvl.flops import model_flops_per_pair
+from bigvl.grad_accumulation import accumulated_value_and_grad
 from bigvl.hardware import peak_flops
+from bigvl.init_params import load_init_params
+from bigvl.loop_counters import initial_counters, update_counters, window_mean_loss
 from bigvl.metrics_writer import MetricsWriter
 from bigvl.models import build_model, count_params
-from bigvl.multi_positive_losses import multi_positive_softmax_loss, per_text_softmax_loss
+from bigvl.objective import initial_loss_state, training_loss
 from bigvl.optimizer import make_optimizer
 from bigvl.sharding import (batch_sharding, check_batch_divisible, host_local_to_global,
                             logical_shardings, make_mesh, rules_from_config)
 
 log = logging.getLogger(__name__)
-
-
-def contrastive_loss(outputs: dict, loss_cfg, mesh) -> jax.Array:
-    """The configured loss on the model's output dict (global batch).
-
-    text_embeds [B,E] (one text per image) or [B,T,E] (several: `loss.multi_text`).
-    """
-    image, text, scale = outputs["image_embeds"], outputs["text_embeds"], outputs["logit_scale"]
-    if text.ndim == 3:
-        if loss_cfg.multi_text == "multi_positive":
-            return multi_positive_softmax_loss(image, text, scale)
-        weights = jnp.asarray(loss_cfg.text_weights, jnp.float32) if loss_cfg.text_weights else None
-        return per_text_softmax_loss(image, text, scale, weights)
-    if loss_cfg.name == "softmax_tiled":
-        return ring_losses.tiled_softmax_contrastive_loss(image, text, scale, mesh=mesh,
-                                                          tile_size=loss_cfg.tile_size)
-    if loss_cfg.name == "sigmoid_ring":
-        return ring_losses.ring_sigmoid_contrastive_loss(image, text, scale, outputs["logit_bias"],
-                                                         mesh=mesh, tile_size=loss_cfg.tile_size)
-    if loss_cfg.name == "sigmoid":
-        return losses.sigmoid_contrastive_loss(image, text, scale, outputs["logit_bias"])
-    return losses.softmax_contrastive_loss(image, text, scale)
 
 
 def dummy_inputs(model_cfg, batch: int = 1) -> tuple[jax.Array, jax.Array]:
@@ -63,12 +45,87 @@ def dummy_inputs(model_cfg, batch: int = 1) -> tuple[jax.Array, jax.Array]:
     return jnp.zeros((batch, size, size, 3), jnp.uint8), jnp.zeros((batch, length), jnp.int32)
 
 
+def make_state_init(config, mesh, rules):
+    """Model, optimizer and the sharded state initialiser, built by shape (nothing allocated).
+
+    Returns (model, tx, schedule, init_state(rng) → state, compiled_init (AOT-compiled;
+    its output_shardings are the state shardings), num_params). state = {params,
+    opt_state, step, skipped_steps[, loss_state]}.
+    """
+    model = build_model(config.model)
+    tx, schedule = make_optimizer(config.optim, config.total_steps)
+    images0, tokens0 = dummy_inputs(config.model)
+    boxed = jax.eval_shape(lambda rng: model.init(rng, images0, tokens0)["params"], jax.random.key(0))
+    param_shardings = logical_shardings(boxed, mesh, rules)
+
+    # Objectives with state between steps (ALIP's EMAs) keep it in state["loss_state"].
+    loss_state0 = initial_loss_state(config.loss)
+    loss_state_entry = {"loss_state": loss_state0} if loss_state0 else {}
+
+    def init_state(rng):
+        params = nn.unbox(model.init(rng, images0, tokens0)["params"])
+        params = jax.lax.with_sharding_constraint(params, param_shardings)
+        return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32),
+                "skipped_steps": jnp.zeros((), jnp.int32), **initial_counters(), **loss_state_entry}
+
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        compiled_init = jax.jit(init_state).lower(jax.random.key(config.seed)).compile()
+    return model, tx, schedule, init_state, compiled_init, count_params(nn.unbox(boxed))
+
+
+def make_train_step(config, model, tx, schedule, mesh):
+    """The update (state, global batch {image [B,S,S,3], tokens [B,T,L]}) → (state, metrics), unjitted.
+
+    Gradients are those of the loss over the whole global batch; with
+    `optim.grad_accum_steps` = K > 1 they are computed in K micro-batches (GradCache: exact,
+    see bigvl/grad_accumulation.py).
+    """
+    def apply_fn(params, batch):
+        b, t, length = batch["tokens"].shape  # T texts per image (caption strategy)
+        outputs = model.apply({"params": params}, batch["image"], batch["tokens"].reshape(b * t, length),
+                              **caption_inputs(batch))
+        if t > 1:
+            outputs["text_embeds"] = outputs["text_embeds"].reshape(b, t, -1)
+        return outputs
+
+    def train_step(state, batch):
+        def loss_fn(outputs):
+            loss, loss_state, loss_metrics = training_loss(outputs, config.loss, mesh, state.get("loss_state", {}))
+            loss, loss_metrics = add_caption_loss(loss, loss_metrics, outputs, config.loss)  # CoCa / CLIPS
+            return loss, (outputs, loss_state, loss_metrics)
+
+        (loss, (outputs, loss_state, loss_metrics)), grads = accumulated_value_and_grad(
+            apply_fn, loss_fn, config.optim.grad_accum_steps)(state["params"], batch)
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        grad_norm = optax.tree.norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jax.tree.reduce(
+            jnp.logical_and, jax.tree.map(lambda p: jnp.isfinite(p).all(), params))
+        if config.nonfinite == "skip":  # keep the last good params and moments
+            keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
+            params, opt_state = keep(params, state["params"]), keep(opt_state, state["opt_state"])
+        skipped = state["skipped_steps"] + (~finite).astype(jnp.int32)
+        metrics = {"loss": loss, "lr": schedule(state["step"]), "grad_norm": grad_norm,
+                   "logit_scale": outputs["logit_scale"], "finite": finite, "skipped_steps": skipped}
+        if "logit_bias" in outputs:
+            metrics["logit_bias"] = outputs["logit_bias"]
+        new_state = {"params": params, "opt_state": opt_state, "step": state["step"] + 1, "skipped_steps": skipped}
+        counters, counter_metrics = update_counters(state, batch, loss, finite, config.log_steps, config.total_steps)
+        new_state.update(counters)
+        metrics.update(counter_metrics)
+        if "loss_state" in state:
+            new_state["loss_state"] = keep(loss_state, state["loss_state"]) if config.nonfinite == "skip" \
+                else loss_state
+        return new_state, {**metrics, **loss_metrics}
+
+    return train_step
+
+
 def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     """Trains (resuming from `workdir` if it holds checkpoints); returns the final eval metrics."""
     # ------------------------------------------------------------------ logging
     is_host0 = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
-    writer = MetricsWriter(workdir, enabled=is_host0)
     if is_host0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
@@ -84,27 +141,14 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     if tokenizer.vocab_size > config.model.text.vocab_size:
         raise ValueError(f"tokenizer {config.data.tokenizer} has {tokenizer.vocab_size} pieces but "
                          f"model.text.vocab_size is {config.model.text.vocab_size}")
-    data_iter = iter(make_train_dataset(config, jax.process_index(), jax.process_count()))
+    shards = scan_shards(resolve_paths(config.data.train_paths))  # unreadable shards: warned, left out
+    data_iter = iter(make_train_dataset(config, jax.process_index(), jax.process_count(), shards))
     batch_shardings = batch_sharding(mesh)
 
     # ------------------------------------------------------------------ model and state
-    model = build_model(config.model)
-    tx, schedule = make_optimizer(config.optim, config.total_steps)
-    images0, tokens0 = dummy_inputs(config.model)
-    boxed = jax.eval_shape(lambda rng: model.init(rng, images0, tokens0)["params"], jax.random.key(0))
-    param_shardings = logical_shardings(boxed, mesh, rules)
-
-    def init_state(rng):
-        params = nn.unbox(model.init(rng, images0, tokens0)["params"])
-        params = jax.lax.with_sharding_constraint(params, param_shardings)
-        return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32),
-                "skipped_steps": jnp.zeros((), jnp.int32)}
-
+    model, tx, schedule, init_state, compiled_init, num_params = make_state_init(config, mesh, rules)
     rng = jax.random.key(config.seed)
-    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        compiled_init = jax.jit(init_state).lower(rng).compile()
     state_shardings = compiled_init.output_shardings
-    num_params = count_params(nn.unbox(boxed))
     log.info("model: %.2fM params", num_params / 1e6)
 
     # ------------------------------------------------------------------ checkpoint / resume
@@ -113,34 +157,18 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     state = checkpointing.restore_latest(manager, abstract, data_iter)
     if state is None:
         state = compiled_init(rng)
+        if config.init.workdir:  # fine-tuning: params from another run (Adam moments start at 0)
+            state["params"] = load_init_params(config.init, state["params"])
     start_step = int(state["step"])
+    # Lines a killed run wrote after this checkpoint move to *.superseded.* files: the
+    # resumed run writes them again, and TensorBoard drops its events past start_step.
+    run_logs.supersede_logs(workdir, start_step, jax.process_index(), jax.process_count())
+    writer = MetricsWriter(workdir, enabled=is_host0, purge_step=start_step + 1)
+    ids_log = run_logs.ExampleIdsLog(workdir, jax.process_index(), jax.process_count(),
+                                     enabled=config.log_example_ids)
 
     # ------------------------------------------------------------------ update
-    def train_step(state, batch):
-        def loss_fn(params):
-            b, t, length = batch["tokens"].shape  # T texts per image (caption strategy)
-            outputs = model.apply({"params": params}, batch["image"], batch["tokens"].reshape(b * t, length))
-            if t > 1:
-                outputs["text_embeds"] = outputs["text_embeds"].reshape(b, t, -1)
-            return contrastive_loss(outputs, config.loss, mesh), outputs
-
-        (loss, outputs), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
-        grad_norm = optax.tree.norm(grads)
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jax.tree.reduce(
-            jnp.logical_and, jax.tree.map(lambda p: jnp.isfinite(p).all(), params))
-        if config.nonfinite == "skip":  # keep the last good params and moments
-            keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
-            params, opt_state = keep(params, state["params"]), keep(opt_state, state["opt_state"])
-        skipped = state["skipped_steps"] + (~finite).astype(jnp.int32)
-        metrics = {"loss": loss, "lr": schedule(state["step"]), "grad_norm": grad_norm,
-                   "logit_scale": outputs["logit_scale"], "finite": finite, "skipped_steps": skipped}
-        if "logit_bias" in outputs:
-            metrics["logit_bias"] = outputs["logit_bias"]
-        return {"params": params, "opt_state": opt_state, "step": state["step"] + 1,
-                "skipped_steps": skipped}, metrics
-
+    train_step = make_train_step(config, model, tx, schedule, mesh)
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         step_fn = jax.jit(train_step, in_shardings=(state_shardings, batch_shardings),
                           out_shardings=(state_shardings, None), donate_argnums=(0,))
@@ -170,63 +198,63 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                 f"step {step}: loss, gradient or updated params not finite; stopping (config "
                 f"nonfinite='stop'); newest checkpoint: step {manager.latest_step()}")
 
-    loss_sum, last_log_step, last_skipped = 0.0, start_step, int(state["skipped_steps"])
-    for step in range(start_step + 1, config.total_steps + 1):
-        local = next(data_iter)
-        local.pop("index")
-        with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-            state, metrics = step_fn(state, host_local_to_global(local, mesh))
-        # Keep one step in flight (the next batch loads while it runs) and advance the
-        # bar when the previous one has finished, so the bar and its ETA are honest.
-        if in_flight is not None:
-            check_finite(in_flight, step - 1)
-        in_flight = finite = metrics["finite"]
-        loss_sum = loss_sum + jnp.where(finite, metrics["loss"], 0.0)  # on device: no sync
-        progress.update(1)
+    with checkpointing.PreemptionWatcher() as preemption:  # SIGTERM: save, exit 0
+        for step in range(start_step + 1, config.total_steps + 1):
+            local = next(data_iter)
+            ids_log.write(step, local.pop("index"))  # the record ids this step consumes
+            with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+                state, metrics = step_fn(state, host_local_to_global(local, mesh))
+            # Keep one step in flight (the next batch loads while it runs) and advance the
+            # bar when the previous one has finished, so the bar and its ETA are honest.
+            if in_flight is not None:
+                check_finite(in_flight, step - 1)
+            in_flight = finite = metrics["finite"]
+            progress.update(1)
 
-        if timer is None:  # the first step compiles: time from its end
-            jax.block_until_ready(metrics)
-            timer_step, timer = step, time.perf_counter()
-        if step % config.log_steps == 0 or step == config.total_steps:
-            check_finite(finite, step)
-            metrics = {k: float(v) for k, v in jax.device_get(metrics).items() if k != "finite"}
-            # loss: the mean over the finite steps since the last log line (this one: loss_last)
-            metrics["loss_last"] = metrics["loss"]
-            finite_steps = step - last_log_step - (metrics["skipped_steps"] - last_skipped)
-            metrics["loss"] = float(loss_sum) / finite_steps if finite_steps else float("nan")
-            last_skipped = metrics["skipped_steps"]
-            loss_sum, last_log_step = 0.0, step
-            elapsed, steps = time.perf_counter() - timer, step - timer_step
-            if steps > 0:
-                pairs_per_s = steps * config.batch_size / elapsed
-                metrics.update(step_time_s=elapsed / steps, pairs_per_s=pairs_per_s,
-                               model_tflops_per_s=pairs_per_s * flops_per_pair / 1e12)
-                if peak:
-                    metrics["mfu"] = pairs_per_s * flops_per_pair / (peak * mesh.devices.size)
-            progress.set_postfix(loss=f"{metrics['loss']:.3f}")
-            writer.write(step, metrics, console=step % (config.log_steps * 5) == 0
-                         or step == config.total_steps)
-            timer_step, timer = step, time.perf_counter()
+            if timer is None:  # the first step compiles: time from its end
+                jax.block_until_ready(metrics)
+                timer_step, timer = step, time.perf_counter()
+            if step % config.log_steps == 0 or step == config.total_steps:
+                check_finite(finite, step)
+                metrics = {k: float(v) for k, v in jax.device_get(metrics).items() if k != "finite"}
+                # loss: the mean over the finite steps since the last log line (this one: loss_last)
+                metrics["loss_last"] = metrics["loss"]
+                metrics["loss"] = window_mean_loss(metrics)
+                if shards.unreadable:  # left out at start-up (warned, named)
+                    metrics["data_unreadable_shards"] = float(len(shards.unreadable))
+                elapsed, steps = time.perf_counter() - timer, step - timer_step
+                if steps > 0:
+                    pairs_per_s = steps * config.batch_size / elapsed
+                    metrics.update(step_time_s=elapsed / steps, pairs_per_s=pairs_per_s,
+                                   model_tflops_per_s=pairs_per_s * flops_per_pair / 1e12)
+                    if peak:
+                        metrics["mfu"] = pairs_per_s * flops_per_pair / (peak * mesh.devices.size)
+                progress.set_postfix(loss=f"{metrics['loss']:.3f}")
+                writer.write(step, metrics, console=step % (config.log_steps * 5) == 0
+                             or step == config.total_steps)
+                timer_step, timer = step, time.perf_counter()
 
-        if step % config.ckpt_steps == 0 or step == config.total_steps:
-            check_finite(finite, step)  # never save params of a non-finite step
-            checkpointing.save(manager, step, state, data_iter, force=step == config.total_steps)
-        if config.eval_steps and step % config.eval_steps == 0 and step != config.total_steps:
-            eval_metrics = evaluate(step, state["params"])
-            timer = None
-        if manager.reached_preemption(step):
-            checkpointing.save(manager, step, state, data_iter, force=True)
-            manager.wait_until_finished()
-            log.warning("preempted: saved step %d, exiting", step)
-            progress.close()
-            writer.close()
-            return eval_metrics
+            if step % config.ckpt_steps == 0 or step == config.total_steps:
+                check_finite(finite, step)  # never save params of a non-finite step
+                checkpointing.save(manager, step, state, data_iter, force=step == config.total_steps)
+            if config.eval_steps and step % config.eval_steps == 0 and step != config.total_steps:
+                eval_metrics = evaluate(step, state["params"])
+                timer = None
+            if preemption.reached(manager, step):
+                checkpointing.save(manager, step, state, data_iter, force=True)
+                manager.wait_until_finished()
+                log.warning("preempted: saved step %d, exiting", step)
+                progress.close()
+                writer.close()
+                ids_log.close()
+                return eval_metrics
     progress.close()
 
     final_step = int(state["step"])
     eval_metrics = evaluate(final_step, state["params"])
     manager.wait_until_finished()
     writer.close()
+    ids_log.close()
     if is_host0:
         with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
             json.dump({"step": final_step, "num_params": num_params, **eval_metrics}, f, indent=2)

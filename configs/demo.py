@@ -72,5 +72,6 @@ def get_config(arg: str = ""):
     c.evals.zeroshot = os.path.join(c.world.dir, "zeroshot.array_record")
     c.evals.zeroshot_classes = os.path.join(c.world.dir, "zeroshot_classes.json")
     c.evals.retrieval = os.path.join(c.world.dir, "retrieval.array_record")
+    c.evals.long_retrieval_field = "long"
     c.evals.hard_negatives = os.path.join(c.world.dir, "hard_negatives.array_record")
     return c

@@ -47,3 +47,32 @@ def test_hard_negative_accuracy_per_kind():
     negs = [np.array([[0.5, 0.5], [1.0, 0.0]])]  # the second negative beats the positive
     got = hard_negative_accuracy(image, pos, negs, [["swap_colour", "swap_relation"]])
     assert got == {"accuracy": 0.5, "accuracy_swap_colour": 1.0, "accuracy_swap_relation": 0.0}
+
+
+class _CaptionLookupEncoder:
+    """Images → one-hot of their row; a text → one-hot of the record whose `field` caption it is."""
+    image_size = 32
+
+    def __init__(self, records_by_text):
+        self.records_by_text, self.queries = records_by_text, []
+
+    def encode_images(self, images):
+        return np.eye(len(images), 64)
+
+    def encode_texts(self, texts):
+        self.queries.append(list(texts))
+        return np.stack([np.eye(64)[self.records_by_text.get(t, 63)] for t in texts])
+
+
+def test_long_caption_retrieval_queries_with_the_full_long_captions(tiny_world):
+    from bigvl.evaluators import retrieval
+    from bigvl.evaluators.splits import load_split
+    path = str(tiny_world / "retrieval.array_record")
+    _, records = load_split(path, 32)
+    by_long = {r["captions"]["long"]: i for i, r in enumerate(records)}
+    encoder = _CaptionLookupEncoder(by_long)
+    out = retrieval.evaluate(encoder, path, {"retrieval": "short", "long_retrieval": "long"})
+    assert out["long_retrieval"]["t2i_r1"] == 1.0 and out["long_retrieval"]["i2t_r1"] == 1.0
+    assert out["retrieval"]["t2i_r1"] == 0.0  # short captions are not the long ones
+    assert encoder.queries[1] == [r["captions"]["long"] for r in records]
+    assert all(len(q.split(". ")) >= 2 for q in encoder.queries[1])  # whole multi-sentence captions

@@ -1,4 +1,4 @@
-"""Image↔text retrieval recall@k with one caption per image."""
+"""Image↔text retrieval recall@k with one caption per image (short, alt or full long captions)."""
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +22,24 @@ def recall_at_k(image_embeds: np.ndarray, text_embeds: np.ndarray, ks=(1, 5, 10)
     return out
 
 
-def evaluate(encoder, split_path: str, field: str = "short") -> dict[str, float]:
-    """Retrieval on a split whose records carry captions[field] (or alt_text for 'alt')."""
+def caption_texts(records: list[dict], field: str) -> list[str]:
+    """captions[field] of each record ('alt' = the alt-text); KeyError names the record."""
+    if field == "alt":
+        return [r["alt_text"] for r in records]
+    missing = [r.get("id") for r in records if field not in r["captions"]]
+    if missing:
+        raise KeyError(f"retrieval split: record {missing[0]!r} has no caption {field!r}")
+    return [r["captions"][field] for r in records]
+
+
+def evaluate(encoder, split_path: str, fields: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Retrieval on one split for several query fields, the images encoded once.
+
+    fields: {name: caption field}, e.g. {"retrieval": "short", "long_retrieval": "long"}
+    (long captions are queries as they are, truncated by the text tower's context only).
+    Returns {name: recall_at_k(...)}.
+    """
     images, records = load_split(split_path, encoder.image_size)
-    texts = [r["alt_text"] if field == "alt" else r["captions"][field] for r in records]
-    return recall_at_k(encoder.encode_images(images), encoder.encode_texts(texts))
+    image_embeds = encoder.encode_images(images)
+    return {name: recall_at_k(image_embeds, encoder.encode_texts(caption_texts(records, field)))
+            for name, field in fields.items()}

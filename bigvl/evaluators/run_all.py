@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from bigvl.evaluators import hard_negatives, retrieval, zero_shot
+from bigvl.evaluators import captioning, hard_negatives, retrieval, zero_shot
 
 
 def run_evals(encoder, evals_cfg) -> dict[str, float]:
@@ -13,11 +13,18 @@ def run_evals(encoder, evals_cfg) -> dict[str, float]:
         for k, v in zero_shot.evaluate(encoder, evals_cfg.zeroshot, evals_cfg.zeroshot_classes).items():
             metrics[f"zeroshot/{k}"] = v
     if evals_cfg.retrieval:
-        for k, v in retrieval.evaluate(encoder, evals_cfg.retrieval, evals_cfg.retrieval_field).items():
-            metrics[f"retrieval/{k}"] = v
+        fields = {"retrieval": evals_cfg.retrieval_field}
+        if evals_cfg.long_retrieval_field:
+            fields["long_retrieval"] = evals_cfg.long_retrieval_field
+        for name, values in retrieval.evaluate(encoder, evals_cfg.retrieval, fields).items():
+            metrics.update({f"{name}/{k}": v for k, v in values.items()})
     if evals_cfg.hard_negatives:
         for k, v in hard_negatives.evaluate(encoder, evals_cfg.hard_negatives).items():
             metrics[f"hard_negatives/{k}"] = v
+    if evals_cfg.get("captioning"):  # CoCa / CLIPS
+        metrics.update({f"captioning/{k}": v for k, v in captioning.evaluate(
+            encoder, evals_cfg.captioning, evals_cfg.captioning_field, evals_cfg.captioning_max_length,
+            evals_cfg.captioning_method, evals_cfg.captioning_beam_size).items()})
     return metrics
 
 
@@ -31,7 +38,8 @@ def chance_levels(evals_cfg, num_retrieval: int | None = None) -> dict[str, floa
         chance["zeroshot/top5"] = min(1.0, 5 / num_classes)
     if evals_cfg.retrieval and num_retrieval:
         for k in (1, 5, 10):
-            chance[f"retrieval/i2t_r{k}"] = chance[f"retrieval/t2i_r{k}"] = min(1.0, k / num_retrieval)
+            for name in ("retrieval", "long_retrieval") if evals_cfg.long_retrieval_field else ("retrieval",):
+                chance[f"{name}/i2t_r{k}"] = chance[f"{name}/t2i_r{k}"] = min(1.0, k / num_retrieval)
     if evals_cfg.hard_negatives:
         chance["hard_negatives/accuracy"] = 0.5
     return chance

@@ -1,0 +1,66 @@
+"""The training objective: the model's output dict (global batch) → scalar loss.
+
+One function, `training_loss`, picks the configured loss (`config.loss`):
+
+- one text per image (text_embeds [B, E]): `loss.name` = softmax (CLIP) | sigmoid
+  (SigLIP) | softmax_tiled (Inf-CL ring) | sigmoid_ring;
+- several texts per image (text_embeds [B, T, E], from the caption strategy):
+  `loss.multi_text` =
+    per_text                 mean (or `loss.text_weights`) of per-slot InfoNCE (CLIPS, dual)
+    multi_positive           one softmax, every text of an image a positive
+    per_text+multi_positive  DreamLIP: the sum of the two
+    long_clip                Long-CLIP: long caption + PCA-reduced image vs first sentence
+    alip                     ALIP: gated alt-text and caption terms (EMA state)
+
+Some objectives carry state between steps (ALIP's similarity EMAs): `initial_loss_state`
+gives it, `training_loss` returns the next one; it lives in the train state (and in
+checkpoints) as `state["loss_state"]`.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from bigvl import losses, recipe_losses, ring_losses
+from bigvl.multi_positive_losses import multi_positive_softmax_loss, per_text_softmax_loss
+
+LOSSES = ("softmax", "sigmoid", "softmax_tiled", "sigmoid_ring")
+MULTI_TEXT_LOSSES = ("per_text", "multi_positive", "per_text+multi_positive", "long_clip", "alip")
+
+
+def initial_loss_state(loss_cfg) -> dict:
+    """The objective's state before step 1: ALIP's EMAs, else {} (stateless)."""
+    return recipe_losses.alip_initial_state() if loss_cfg.multi_text == "alip" else {}
+
+
+def training_loss(outputs: dict, loss_cfg, mesh, loss_state: dict) -> tuple[jax.Array, dict, dict]:
+    """(loss, next loss_state, extra metrics) for the model outputs of the global batch.
+
+    outputs: image_embeds [B,E], text_embeds [B,E] or [B,T,E], logit_scale, logit_bias
+    (SigLIP). loss_state: from `initial_loss_state` or the previous step.
+    """
+    image, text, scale = outputs["image_embeds"], outputs["text_embeds"], outputs["logit_scale"]
+    if text.ndim == 3:
+        mode = loss_cfg.multi_text
+        if mode == "alip":
+            return recipe_losses.alip_loss(image, text, scale, loss_state, loss_cfg.alip_momentum)
+        if mode == "long_clip":
+            return recipe_losses.long_clip_loss(image, text, scale, loss_cfg.pca_dim), loss_state, {}
+        weights = jnp.asarray(loss_cfg.text_weights, jnp.float32) if loss_cfg.text_weights else None
+        if mode == "multi_positive":
+            return multi_positive_softmax_loss(image, text, scale), loss_state, {}
+        per_text = per_text_softmax_loss(image, text, scale, weights)
+        if mode == "per_text+multi_positive":
+            return per_text + multi_positive_softmax_loss(image, text, scale), loss_state, {}
+        return per_text, loss_state, {}
+    if loss_cfg.name == "softmax_tiled":
+        loss = ring_losses.tiled_softmax_contrastive_loss(image, text, scale, mesh=mesh,
+                                                          tile_size=loss_cfg.tile_size)
+    elif loss_cfg.name == "sigmoid_ring":
+        loss = ring_losses.ring_sigmoid_contrastive_loss(image, text, scale, outputs["logit_bias"],
+                                                         mesh=mesh, tile_size=loss_cfg.tile_size)
+    elif loss_cfg.name == "sigmoid":
+        loss = losses.sigmoid_contrastive_loss(image, text, scale, outputs["logit_bias"])
+    else:
+        loss = losses.softmax_contrastive_loss(image, text, scale)
+    return loss, loss_state, {}

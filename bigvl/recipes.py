@@ -1,0 +1,69 @@
+"""The published recaption recipes, each as the config changes that make it.
+
+`apply_recipe(config, name, scale)` sets the caption strategy, the multi-text objective
+and, where the recipe needs them, the text context and the fine-tuning keys. `scale`
+is "demo" (the synthetic world: captions of ≤ 90 tokens, 32-token text context) or
+"b16" (real data, 77-token context). Numbers from SPEC.md "Caption strategies".
+
+    alt       alt-text only (CLIP / ALIGN baseline)
+    recap     synthetic short caption only
+    mix       synthetic caption with p = 0.2, else alt-text (Recap-DataComp-1B, CLIPS baseline)
+    uniform   LaCLIP: alt-text or one of its rewrites, uniformly
+    partial   CLIPS: whole sentences of the long caption up to K = 32 tokens + alt-text,
+              0.5 · (InfoNCE(image, partial) + InfoNCE(image, alt))
+    multi     DreamLIP: k sentences of the long caption + the raw alt-text; per-text
+              InfoNCE mean + multi-positive term (k = 6 at b16; 3 on the demo, for compute)
+    long      Long-CLIP: long caption + first sentence; long-caption term + top-32-PCA
+              short term; context 248 at b16 (fine-tuning a 77-position run, see
+              `long_finetune_keys`), 96 on the demo (trained from scratch)
+    dual      alt-text and short caption, two InfoNCE terms of weight 0.5
+    alip      ALIP: `dual` texts with its EMA-normalised consistency gates
+"""
+from __future__ import annotations
+
+RECIPES = ("alt", "recap", "mix", "uniform", "partial", "multi", "long", "dual", "alip")
+SCALES = ("demo", "b16")
+
+
+def apply_recipe(config, name: str, scale: str = "demo") -> None:
+    """Sets `config.data` / `config.loss` / context keys for recipe `name` in place.
+
+    Raises ValueError naming the recipe (or scale) when unknown.
+    """
+    if name not in RECIPES:
+        raise ValueError(f"recipe {name!r} is not one of {RECIPES}")
+    if scale not in SCALES:
+        raise ValueError(f"recipe scale {scale!r} is not one of {SCALES}")
+    data, loss = config.data, config.loss
+    data.caption_field = "short"
+    loss.multi_text, loss.text_weights = "per_text", []
+    if name in ("alt", "recap"):
+        data.caption_strategy = name
+    elif name == "mix":
+        data.caption_strategy, data.mix_p = "mix", 0.2
+    elif name == "uniform":
+        data.caption_strategy = "uniform"
+        data.uniform_fields = ["alt", "rewrite_0", "rewrite_1"] if scale == "demo" else \
+            ["alt", "rewrite_0", "rewrite_1", "rewrite_2", "rewrite_3"]
+    elif name == "partial":
+        data.caption_strategy, data.partial_max_tokens, data.partial_with_alt = "partial", 32, True
+        data.partial_field = "long"
+    elif name == "multi":
+        data.caption_strategy, data.multi_k, data.multi_with_raw = "multi", 3 if scale == "demo" else 6, True
+        data.multi_field, data.multi_raw_field = "long", "alt"
+        loss.multi_text = "per_text+multi_positive"
+    elif name == "long":
+        data.caption_strategy, data.long_field = "long", "long"
+        loss.multi_text, loss.pca_dim = "long_clip", 32
+        config.model.text.context_length = 96 if scale == "demo" else 248
+    elif name == "dual":
+        data.caption_strategy = "dual"
+        loss.text_weights = [0.5, 0.5]
+    elif name == "alip":
+        data.caption_strategy, loss.multi_text = "dual", "alip"
+
+
+def long_finetune_keys(config, init_workdir: str) -> None:
+    """Long-CLIP fine-tuning from a 77-position run: stretch its table to the context, freeze 20 rows."""
+    config.init.workdir, config.init.stretch_keep = init_workdir, 20
+    config.optim.freeze_text_positions = 20

@@ -1,7 +1,7 @@
 """The recaption ablation: every recipe on the demo world at equal compute, several seeds.
 
-    python -m bigvl.ablation [--recipes alt,mix,...] [--seeds 0,1,2] [--steps 300]
-                             [--workdir workdirs/ablation] [--out docs/ablation]
+    python -m bigvl.ablation [--recipes alt,mix,...] [--seeds 0,1,2] [--steps 250]
+                             [--workdir workdirs/ablation] [--out docs/ablation] [--report-only]
 
 Each (recipe, seed) trains configs/recipe_demo.py:RECIPE with `seed` for the same steps
 and batch of images (equal images seen and optimizer steps; multi-text recipes spend
@@ -123,9 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bigvl.ablation", description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=250)
     parser.add_argument("--workdir", default="workdirs/ablation")
     parser.add_argument("--out", default="docs/ablation")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the outputs from the finished runs only; train nothing")
     args = parser.parse_args(argv)
     recipes = [r for r in args.recipes.split(",") if r]
     unknown = [r for r in recipes if r not in RECIPES]
@@ -137,12 +139,17 @@ def main(argv: list[str] | None = None) -> int:
     t0, rows = time.perf_counter(), []
     for seed in seeds:  # seed-major: a partial ablation already has every recipe
         for recipe in recipes:
+            if args.report_only and not os.path.exists(
+                    os.path.join(args.workdir, f"{recipe}_seed{seed}", "final_metrics.json")):
+                continue
             result = run_one(recipe, seed, args.steps, os.path.join(args.workdir, f"{recipe}_seed{seed}"))
             row = {"recipe": recipe, "seed": seed, **{k: result[k] for k, _ in METRICS if k in result},
                    "train_time_s": result.get("train_time_s", float("nan"))}
             rows.append(row)
             print(json.dumps(row), flush=True)
             table = write_outputs(rows, recipes, args.steps, args.out, time.perf_counter() - t0)
+    if not rows:
+        parser.error(f"no finished run in {args.workdir}")
     print(table)
     print(f"wrote {args.out}.csv, {args.out}.md, {args.out}.png in {time.perf_counter() - t0:.0f} s")
     return 0

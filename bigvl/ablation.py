@@ -102,7 +102,7 @@ def bar_chart(summary: list[dict], path: str) -> None:
     plt.close(fig)
 
 
-def write_outputs(rows: list[dict], recipes: list[str], steps: int, out: str, wall_s: float) -> str:
+def write_outputs(rows: list[dict], recipes: list[str], steps: int, batch: int, out: str, wall_s: float) -> str:
     """(Re)writes OUT.csv, OUT.md and OUT.png from the runs so far; returns the markdown table."""
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out + ".csv", "w", newline="") as f:
@@ -110,8 +110,6 @@ def write_outputs(rows: list[dict], recipes: list[str], steps: int, out: str, wa
         writer.writeheader()
         writer.writerows(rows)
     summary = summarize(rows, recipes)
-    from bigvl.config import load_config
-    batch = load_config(os.path.join(ROOT, "configs", "recipe_demo.py:alt")).batch_size
     table = markdown_table(summary, steps, batch)
     with open(out + ".md", "w") as f:
         f.write(table + f"\nWall time of this ablation command: {wall_s:.0f} s (finished runs are reused).\n")
@@ -136,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s]
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
+    from bigvl.config import load_config
+    batch = load_config(os.path.join(ROOT, "configs", "recipe_demo.py:alt")).batch_size
     t0, rows = time.perf_counter(), []
     for seed in seeds:  # seed-major: a partial ablation already has every recipe
         for recipe in recipes:
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                    "train_time_s": result.get("train_time_s", float("nan"))}
             rows.append(row)
             print(json.dumps(row), flush=True)
-            table = write_outputs(rows, recipes, args.steps, args.out, time.perf_counter() - t0)
+            table = write_outputs(rows, recipes, args.steps, batch, args.out, time.perf_counter() - t0)
     if not rows:
         parser.error(f"no finished run in {args.workdir}")
     print(table)

@@ -7,14 +7,11 @@ import jax
 import numpy as np
 
 from bigvl.long_context import stretch_positions
+from bigvl.optimizer import param_path
 
 log = logging.getLogger(__name__)
 
 TEXT_POSITIONS = "text/pos_embedding"
-
-
-def _path(path) -> str:
-    return "/".join(str(getattr(k, "key", k)) for k in path)
 
 
 def adapt_params(source: dict, target: dict, stretch_keep: int = 20) -> dict:
@@ -25,10 +22,10 @@ def adapt_params(source: dict, target: dict, stretch_keep: int = 20) -> dict:
     Returns host NumPy arrays in the target dtypes. Raises ValueError naming the first
     param that is missing or does not fit.
     """
-    flat_source = {_path(p): v for p, v in jax.tree_util.tree_flatten_with_path(source)[0]}
+    flat_source = {param_path(p): v for p, v in jax.tree_util.tree_flatten_with_path(source)[0]}
 
     def pick(path, want):
-        name = _path(path)
+        name = param_path(path)
         if name not in flat_source:
             raise ValueError(f"init.workdir: param {name!r} is not in the source run")
         have = np.asarray(jax.device_get(flat_source[name]))

@@ -3,17 +3,12 @@
 `stretch_positions` turns a [L0, D] positional table into [L, D] by keeping the first
 `keep` rows and stretching the rest r = (L - keep) / (L0 - keep) times by linear
 interpolation (the last old row extrapolates along the last difference), e.g. 77 → 248
-with keep = 20, r = 4. `freeze_rows` is the optax transform that keeps those first rows
-exactly as loaded during fine-tuning (Long-CLIP trains only the stretched part).
+with keep = 20, r = 4. `bigvl.optimizer.freeze_rows` keeps those first rows exactly as loaded
+during fine-tuning (Long-CLIP trains only the stretched part).
 """
 from __future__ import annotations
 
-import re
-
-import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
 
 def stretch_positions(table: np.ndarray, new_length: int, keep: int = 20) -> np.ndarray:
@@ -35,21 +30,3 @@ def stretch_positions(table: np.ndarray, new_length: int, keep: int = 20) -> np.
     stretched = (1 - frac)[None] * rest[:, None] + frac[None] * nxt[:, None]  # [L0-keep, r, D]
     out = np.concatenate([table[:keep].astype(np.float64), stretched.reshape(-1, table.shape[1])])
     return out.astype(table.dtype)
-
-
-def freeze_rows(path_regex: str, num_rows: int) -> optax.GradientTransformation:
-    """Zeroes the updates of the first `num_rows` rows of params whose '/'-joined path matches.
-
-    Put last in the optimizer chain (after weight decay) so those rows never change.
-    """
-    pattern = re.compile(path_regex)
-
-    def update(updates, state, params=None):
-        def mask(path, u):
-            name = "/".join(str(getattr(k, "key", k)) for k in path)
-            if u is None or u.ndim < 1 or not pattern.fullmatch(name):
-                return u
-            return u.at[:num_rows].set(jnp.zeros_like(u[:num_rows]))
-        return jax.tree_util.tree_map_with_path(mask, updates), state
-
-    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)

@@ -4,9 +4,8 @@ from __future__ import annotations
 import re
 
 import jax
+import jax.numpy as jnp
 import optax
-
-from bigvl.long_context import freeze_rows
 
 
 def make_schedule(optim_cfg, total_steps: int) -> optax.Schedule:
@@ -23,6 +22,11 @@ def make_schedule(optim_cfg, total_steps: int) -> optax.Schedule:
                                 [warmup])
 
 
+def param_path(path) -> str:
+    """A tree path as '/'-joined module names, e.g. 'image/block_3/mlp/Dense_0/kernel'."""
+    return "/".join(str(getattr(k, "key", k)) for k in path)
+
+
 def decay_mask(params, no_decay_patterns) -> dict:
     """True where weight decay applies: params of ≥ 2 dims not matching a no-decay regex.
 
@@ -31,10 +35,27 @@ def decay_mask(params, no_decay_patterns) -> dict:
     regexes = [re.compile(p) for p in no_decay_patterns]
 
     def keep(path, leaf) -> bool:
-        name = "/".join(str(getattr(k, "key", k)) for k in path)
+        name = param_path(path)
         return leaf.ndim >= 2 and not any(r.fullmatch(name) for r in regexes)
 
     return jax.tree_util.tree_map_with_path(keep, params)
+
+
+def freeze_rows(path_regex: str, num_rows: int) -> optax.GradientTransformation:
+    """Zeroes the updates of the first `num_rows` rows of params whose '/'-joined path matches.
+
+    Put last in the optimizer chain (after weight decay) so those rows never change.
+    """
+    pattern = re.compile(path_regex)
+
+    def update(updates, state, params=None):
+        def mask(path, u):
+            if u is None or u.ndim < 1 or not pattern.fullmatch(param_path(path)):
+                return u
+            return u.at[:num_rows].set(jnp.zeros_like(u[:num_rows]))
+        return jax.tree_util.tree_map_with_path(mask, updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 def make_optimizer(optim_cfg, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:

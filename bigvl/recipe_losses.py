@@ -16,10 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from bigvl.losses import softmax_contrastive_loss
-
-
-def _normalize(x: jax.Array) -> jax.Array:
-    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-24))
+from bigvl.models.two_tower import l2_normalize
 
 
 def principal_component_projection(x: jax.Array, k: int) -> jax.Array:
@@ -53,7 +50,7 @@ def long_clip_loss(image_embeds: jax.Array, text_embeds: jax.Array, logit_scale:
     if text_embeds.ndim != 3 or text_embeds.shape[1] != 2:
         raise ValueError(f"long_clip_loss needs text_embeds [B, 2, D] (long, short), got {text_embeds.shape}")
     image = image_embeds.astype(jnp.float32)
-    coarse_image = _normalize(principal_component_projection(image, pca_dim))
+    coarse_image = l2_normalize(principal_component_projection(image, pca_dim))
     return (softmax_contrastive_loss(image, text_embeds[:, 0], logit_scale)
             + softmax_contrastive_loss(coarse_image, text_embeds[:, 1], logit_scale))
 

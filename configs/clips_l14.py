@@ -10,49 +10,30 @@ tokens of `long`) + the alt-text as a second positive, 0.5 · (InfoNCE + InfoNCE
 Generative: 6-layer cross-attention decoder (width 768) over [image tokens ; encoded
 alt-text] predicting the full long caption (128 tokens). CLIPS reports for L/14 on
 Recap-DataComp-1B: ImageNet zero-shot 78.5, COCO R@1 75.5 (I→T) / 55.6 (T→I).
-Variant `:fsdp` shards params over fsdp = 8.
+Starts from configs/clip_b16.py (schedule, batch, optimizer, bf16, remat, `:fsdp`/`:fsdp_tp`).
 """
-from bigvl.config import base_config
+import os
+
+from bigvl.config import load_config
 
 
 def get_config(arg: str = ""):
-    c = base_config()
-    variants = set(filter(None, arg.split(",")))
-    c.total_steps = 390_000
-    c.batch_size = 32_768
-    c.log_steps = 100
-    c.eval_steps = 5_000
-    c.ckpt_steps = 2_000
-    c.keep_ckpts = 3
-
-    c.data.train_paths = []  # user-supplied ArrayRecord shards of recaptioned examples
-    c.data.tokenizer = ""  # sentencepiece model with ≤ 49408 pieces
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clip_b16.py")
+    c = load_config(f"{path}:{arg}" if arg else path)
     c.data.caption_strategy = "partial"
     c.data.partial_max_tokens = 32
     c.data.partial_field = "long"
     c.data.partial_with_alt = True
     c.data.target_field = "long"
-    c.data.min_crop_scale = 0.4
-    c.data.num_workers = 16
     c.loss.multi_text = "per_text"
 
     m = c.model
     m.kind = "clips"
-    m.image.update(variant="L/14", image_size=224, pool="cls", patch_bias=False, ln_pre=True)
-    m.text.update(variant="custom", vocab_size=49408, context_length=77, width=768, depth=12, num_heads=12,
-                  mlp_dim=3072)
+    m.image.variant = "L/14"
+    m.text.update(variant="custom", width=768, depth=12, num_heads=12, mlp_dim=3072)
     m.decoder.update(depth=6, context_length=128, cond_slot=1)
     m.embed_dim = 768
-    m.dtype = "bfloat16"
-    m.remat = "dots_saveable"
 
-    c.optim.lr = 5e-4
-    c.optim.warmup_steps = 10_000
-    c.optim.weight_decay = 0.2
-    c.optim.b2 = 0.98
-    if "fsdp" in variants:
-        c.mesh.data, c.mesh.fsdp = -1, 8
-    c.evals.batch_size = 1024
     c.evals.captioning_field = "long"
     c.evals.captioning_max_length = 128
     return c

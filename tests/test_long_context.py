@@ -7,8 +7,8 @@ import pytest
 from tiny import tiny_config
 
 from bigvl.init_params import adapt_params
-from bigvl.long_context import freeze_rows, stretch_positions
-from bigvl.optimizer import make_optimizer
+from bigvl.long_context import stretch_positions
+from bigvl.optimizer import freeze_rows, make_optimizer
 
 
 def test_stretch_77_to_248_keeps_20_and_interpolates_4x():

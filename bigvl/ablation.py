@@ -9,6 +9,11 @@ more text-tower FLOPs, reported beside them) and is evaluated once at the end. R
 finished (final_metrics.json in their workdir) are reused, so a killed ablation goes on
 where it stopped. Writes OUT.csv (one row per run), OUT.md (mean ± std per recipe) and
 OUT.png (bars with std error bars), and prints one JSON line per run.
+
+`distill` first trains its teacher once (the `recap` recipe for 500 steps, seed 100, in
+WORKDIR/teacher_recap500) and writes the world's train shards with its embeddings
+(configs/recipe_demo.py `teacher_shards_dir`); the students then train 250 steps like
+every other recipe.
 """
 from __future__ import annotations
 
@@ -29,6 +34,25 @@ METRICS = (("zeroshot/top1", "zero-shot top-1"), ("retrieval/t2i_r1", "T→I R@1
            ("long_retrieval/i2t_r1", "long I→T R@1"), ("hard_negatives/accuracy", "hard-neg acc"))
 
 
+# `distill`: the teacher whose stored embeddings the student distils from: the recap
+# recipe trained twice as long, with a seed no student uses.
+TEACHER_RECIPE, TEACHER_STEPS, TEACHER_SEED = "recap", 500, 100
+
+
+def prepare_teacher_shards(config, root: str) -> dict:
+    """Trains the teacher (once, in ROOT/teacher_recap500) and writes the world's train shards
+    with its embeddings where the `distill` config reads them (once); returns the teacher's metrics."""
+    from bigvl.data.pipeline import resolve_paths
+    from bigvl.data.teacher import add_teacher_embeddings
+    teacher_workdir = os.path.join(root, f"teacher_{TEACHER_RECIPE}{TEACHER_STEPS}")
+    metrics = run_one(TEACHER_RECIPE, TEACHER_SEED, TEACHER_STEPS, teacher_workdir)
+    out_dir = os.path.dirname(os.path.expanduser(config.data.train_paths[0]))
+    if not os.path.exists(os.path.join(out_dir, "teacher.json")):
+        world_train = os.path.join(os.path.expanduser(config.world.dir), "train-*.array_record")
+        add_teacher_embeddings(teacher_workdir, resolve_paths([world_train]), out_dir)
+    return metrics
+
+
 def run_one(recipe: str, seed: int, steps: int, workdir: str) -> dict:
     """Trains and evaluates one recipe/seed (or reads its finished result); returns its metrics."""
     done = os.path.join(workdir, "final_metrics.json")
@@ -43,6 +67,8 @@ def run_one(recipe: str, seed: int, steps: int, workdir: str) -> dict:
         validate(config)
         ensure_world(os.path.expanduser(config.world.dir), seed=config.world.seed,
                      num_train=config.world.num_train, image_size=config.world.image_size)
+        if recipe == "distill":
+            prepare_teacher_shards(config, os.path.dirname(os.path.abspath(workdir)))
         t0 = time.perf_counter()
         train_and_evaluate(config, workdir)
         with open(done) as f:

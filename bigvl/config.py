@@ -105,6 +105,13 @@ def base_config() -> ml_collections.ConfigDict:
     # (DreamLIP), long_clip (strategy `long`), alip (strategy `dual`).
     c.loss.pca_dim = 32  # Long-CLIP: principal components kept for the short-caption term
     c.loss.alip_momentum = 0.99  # ALIP: EMA momentum of the gate similarities
+    # DreamLIP's subcaption grouping loss (0 = off): each text vs the pooling of its image's
+    # patch embeddings weighted by min-max-normalised similarity, weights < threshold dropped.
+    c.loss.grouping_weight = 0.0
+    c.loss.grouping_threshold = 0.1  # DreamLIP's sgl_delta
+    # MobileCLIP: (1 - w) * contrastive + w * KD against the teacher embeddings stored in the
+    # shards (data/add_teacher_embeddings.py); 0 = off. MobileCLIP uses w = 0.75 at B/16.
+    c.loss.distill_weight = 0.0
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 5e-4
@@ -254,6 +261,25 @@ def validate(config: ml_collections.ConfigDict) -> None:
         check(config.data.caption_strategy == needs, "loss.multi_text",
               f"{config.loss.multi_text!r} needs data.caption_strategy {needs!r} (its 2 texts in order), "
               f"got {config.data.caption_strategy!r}")
+    if config.loss.grouping_weight:
+        check(config.loss.grouping_weight > 0, "loss.grouping_weight",
+              f"must be >= 0, got {config.loss.grouping_weight}")
+        check(config.model.kind == "two_tower", "loss.grouping_weight",
+              f"the grouping loss needs the two-tower model's patch embeddings, model.kind is "
+              f"{config.model.kind!r}")
+        check(config.loss.name == "softmax", "loss.grouping_weight",
+              f"the grouping loss adds to the plain softmax loss, loss.name is {config.loss.name!r}")
+        check(0.0 <= config.loss.grouping_threshold < 1.0, "loss.grouping_threshold",
+              f"{config.loss.grouping_threshold} is not in [0, 1) (weights are min-max normalised)")
+    if config.loss.distill_weight:
+        check(0.0 < config.loss.distill_weight <= 1.0, "loss.distill_weight",
+              f"{config.loss.distill_weight} is not in [0, 1]")
+        check(config.data.caption_strategy in ("alt", "recap", "mix", "uniform"), "loss.distill_weight",
+              f"distillation needs one whole stored text per image (strategy alt, recap, mix or uniform: "
+              f"the teacher embedded whole fields), got {config.data.caption_strategy!r}")
+        check(config.model.kind == "two_tower" and config.loss.name == "softmax", "loss.distill_weight",
+              f"distillation adds to the two-tower softmax loss, got model.kind {config.model.kind!r}, "
+              f"loss.name {config.loss.name!r}")
     check(config.optim.schedule in SCHEDULES, "optim.schedule",
           f"{config.optim.schedule!r} is not one of {SCHEDULES}")
     for key in ("total_steps", "batch_size", "log_steps"):

@@ -58,3 +58,26 @@ def sigmoid_contrastive_loss(image_embeds: jax.Array, text_embeds: jax.Array, lo
     signs = 2.0 * jnp.eye(logits.shape[0], dtype=jnp.float32) - 1.0
     loss = -jnp.sum(jax.nn.log_sigmoid(signs * logits)) / logits.shape[0]
     return (loss, _accuracies(logits)) if return_metrics else loss
+
+
+def distillation_loss(image_embeds: jax.Array, text_embeds: jax.Array, logit_scale: jax.Array,
+                      teacher_image: jax.Array, teacher_text: jax.Array,
+                      teacher_logit_scale: jax.Array) -> jax.Array:
+    """MobileCLIP's KD term: the student's batch similarity matched to the teacher's softmax.
+
+    image_embeds, text_embeds [B, D] (student); teacher_image, teacher_text [B, Dt] (stored
+    teacher embeddings, L2-normalised; Dt may differ from D); scales are scalars. With
+    S = logit_scale · image textᵀ and T = teacher_logit_scale · teacher_image teacher_textᵀ:
+      loss = ½ (mean_i KL(softmax(T_i·) ‖ softmax(S_i·)) + mean_j KL(softmax(T_·j) ‖ softmax(S_·j)))
+    (image→text rows and text→image columns). KL differs from MobileCLIP's cross-entropy
+    by the teacher's entropy, a constant: same gradient, and 0 when the student matches.
+    The teacher side carries no gradient. Returns a float32 scalar.
+    """
+    student = _logits(image_embeds, text_embeds, logit_scale)
+    teacher = jax.lax.stop_gradient(_logits(teacher_image, teacher_text, teacher_logit_scale))
+
+    def kl(target_logits, logits):  # rows: KL(softmax(target) ‖ softmax(logits))
+        target_log = jax.nn.log_softmax(target_logits, axis=-1)
+        return jnp.sum(jnp.exp(target_log) * (target_log - jax.nn.log_softmax(logits, axis=-1)), axis=-1)
+
+    return 0.5 * (jnp.mean(kl(teacher, student)) + jnp.mean(kl(teacher.T, student.T)))

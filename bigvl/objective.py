@@ -11,6 +11,12 @@ One function, `training_loss`, picks the configured loss (`config.loss`):
     per_text+multi_positive  DreamLIP: the sum of the two
     long_clip                Long-CLIP: long caption + PCA-reduced image vs first sentence
     alip                     ALIP: gated alt-text and caption terms (EMA state)
+  plus, with `loss.grouping_weight` > 0, DreamLIP's subcaption grouping loss (each text
+  against its similarity-weighted pooling of the image's patch embeddings; needs
+  outputs["patch_embeds"], see `needs_patch_embeds`);
+  and, with `loss.distill_weight` = λ > 0, MobileCLIP's distillation from stored teacher
+  embeddings: (1 − λ) · contrastive + λ · KD (outputs teacher_image, teacher_text [B,Dt],
+  teacher_logit_scale [B], from the batch).
 
 Some objectives carry state between steps (ALIP's similarity EMAs): `initial_loss_state`
 gives it, `training_loss` returns the next one; it lives in the train state (and in
@@ -33,12 +39,37 @@ def initial_loss_state(loss_cfg) -> dict:
     return recipe_losses.alip_initial_state() if loss_cfg.multi_text == "alip" else {}
 
 
+def needs_patch_embeds(loss_cfg) -> bool:
+    """Whether the objective reads outputs["patch_embeds"] (DreamLIP's grouping loss)."""
+    return loss_cfg.get("grouping_weight", 0.0) > 0
+
+
 def training_loss(outputs: dict, loss_cfg, mesh, loss_state: dict) -> tuple[jax.Array, dict, dict]:
     """(loss, next loss_state, extra metrics) for the model outputs of the global batch.
 
     outputs: image_embeds [B,E], text_embeds [B,E] or [B,T,E], logit_scale, logit_bias
-    (SigLIP). loss_state: from `initial_loss_state` or the previous step.
+    (SigLIP), patch_embeds [B,N,E] (grouping loss). loss_state: from `initial_loss_state`
+    or the previous step.
     """
+    loss, loss_state, metrics = _contrastive_loss(outputs, loss_cfg, mesh, loss_state)
+    weight = loss_cfg.get("distill_weight", 0.0)
+    if weight > 0:
+        distill = losses.distillation_loss(outputs["image_embeds"], outputs["text_embeds"], outputs["logit_scale"],
+                                           outputs["teacher_image"], outputs["teacher_text"],
+                                           jnp.mean(outputs["teacher_logit_scale"]))
+        metrics = {**metrics, "contrastive_loss": loss, "distill_loss": distill}
+        loss = (1.0 - weight) * loss + weight * distill
+    if needs_patch_embeds(loss_cfg):
+        text = outputs["text_embeds"]
+        grouping = recipe_losses.grouping_loss(outputs["patch_embeds"], text if text.ndim == 3 else text[:, None],
+                                               outputs["logit_scale"], loss_cfg.grouping_threshold)
+        loss = loss + loss_cfg.grouping_weight * grouping
+        metrics = {**metrics, "grouping_loss": grouping}
+    return loss, loss_state, metrics
+
+
+def _contrastive_loss(outputs: dict, loss_cfg, mesh, loss_state: dict) -> tuple[jax.Array, dict, dict]:
+    """`training_loss` without the grouping term."""
     image, text, scale = outputs["image_embeds"], outputs["text_embeds"], outputs["logit_scale"]
     if text.ndim == 3:
         mode = loss_cfg.multi_text

@@ -8,6 +8,8 @@ on any mesh. Embeddings come L2-normalised; everything computes in float32.
   + InfoNCE(image features kept to their top-k principal components, first sentence).
 - `alip_loss`: ALIP's two contrastive terms (image vs alt-text, image vs synthetic
   caption), each per-pair weighted by its gates, from EMA-normalised similarities.
+- `grouping_loss`: DreamLIP's subcaption-specific grouping loss: each sub-caption against
+  the pooling of its own image's patch embeddings weighted by their similarity to it.
 """
 from __future__ import annotations
 
@@ -105,3 +107,32 @@ def alip_loss(image_embeds: jax.Array, text_embeds: jax.Array, logit_scale: jax.
                "alip_caption_gate": jnp.mean(pair_caption),
                "alip_alt_caption_sim": jnp.mean(sims["alt_caption"])}
     return loss, new_ema, metrics
+
+
+def grouping_loss(patch_embeds: jax.Array, text_embeds: jax.Array, logit_scale: jax.Array,
+                  threshold: float = 0.1) -> jax.Array:
+    """DreamLIP's subcaption-specific grouping loss (its released `finegrained_loss`).
+
+    patch_embeds [B, N, D] (an image's N patch embeddings), text_embeds [B, T, D] (its T
+    texts), both L2-normalised; logit_scale scalar. For each text t of image b:
+      s_p  = <text_bt, patch_bp>                     similarity to each of b's own patches
+      a_p  = (s_p − min_p s) / (max_p s − min_p s)   min-max over the patches
+      a_p  = 0 where a_p < threshold                 (sparse: only the matching region)
+      g_bt = normalise(Σ_p a_p patch_bp / Σ_p a_p)   the text's grouped region embedding
+    then one InfoNCE over all B·T (text, region) pairs: 0.5 · (CE of the B·T × B·T logits
+    logit_scale · text · gᵀ by rows + by columns), the matching pair the positive. The
+    weights a carry gradient (as in DreamLIP's code). Returns a float32 scalar.
+    """
+    if patch_embeds.ndim != 3 or text_embeds.ndim != 3 or patch_embeds.shape[0] != text_embeds.shape[0]:
+        raise ValueError(f"grouping_loss needs patch_embeds [B, N, D] and text_embeds [B, T, D], got "
+                         f"{patch_embeds.shape} and {text_embeds.shape}")
+    patches, texts = patch_embeds.astype(jnp.float32), text_embeds.astype(jnp.float32)
+    similarity = jnp.einsum("btd,bpd->btp", texts, patches)
+    low = jnp.min(similarity, axis=-1, keepdims=True)
+    high = jnp.max(similarity, axis=-1, keepdims=True)
+    weights = (similarity - low) / (high - low + 1e-10)
+    weights = jnp.where(weights < threshold, 0.0, weights)
+    weights = weights / jnp.maximum(jnp.sum(weights, axis=-1, keepdims=True), 1e-10)
+    grouped = l2_normalize(jnp.einsum("btp,bpd->btd", weights, patches))
+    b, t, d = texts.shape
+    return softmax_contrastive_loss(grouped.reshape(b * t, d), texts.reshape(b * t, d), logit_scale)

@@ -13,15 +13,21 @@ is "demo" (the synthetic world: captions of ≤ 90 tokens, 32-token text context
               0.5 · (InfoNCE(image, partial) + InfoNCE(image, alt))
     multi     DreamLIP: k sentences of the long caption + the raw alt-text; per-text
               InfoNCE mean + multi-positive term (k = 6 at b16; 3 on the demo, for compute)
+    multi_grouping  DreamLIP in full: `multi` + its subcaption grouping loss (weight 1,
+              threshold 0.1: each text against the similarity-weighted pooling of patches)
     long      Long-CLIP: long caption + first sentence; long-caption term + top-32-PCA
               short term; context 248 at b16 (fine-tuning a 77-position run, see
               `long_finetune_keys`), 96 on the demo (trained from scratch)
     dual      alt-text and short caption, two InfoNCE terms of weight 0.5
     alip      ALIP: `dual` texts with its EMA-normalised consistency gates
+    distill   MobileCLIP: alt-text InfoNCE + KD against a teacher's stored embeddings,
+              (1 − λ) · InfoNCE + λ · KD with λ = 0.75 (the shards must carry them:
+              data/add_teacher_embeddings.py; on the demo, `bigvl.ablation` builds them
+              from a recap-trained teacher)
 """
 from __future__ import annotations
 
-RECIPES = ("alt", "recap", "mix", "uniform", "partial", "multi", "long", "dual", "alip")
+RECIPES = ("alt", "recap", "mix", "uniform", "partial", "multi", "multi_grouping", "long", "dual", "alip", "distill")
 SCALES = ("demo", "b16")
 
 
@@ -36,7 +42,7 @@ def apply_recipe(config, name: str, scale: str = "demo") -> None:
         raise ValueError(f"recipe scale {scale!r} is not one of {SCALES}")
     data, loss = config.data, config.loss
     data.caption_field = "short"
-    loss.multi_text, loss.text_weights = "per_text", []
+    loss.multi_text, loss.text_weights, loss.grouping_weight, loss.distill_weight = "per_text", [], 0.0, 0.0
     if name in ("alt", "recap"):
         data.caption_strategy = name
     elif name == "mix":
@@ -48,10 +54,12 @@ def apply_recipe(config, name: str, scale: str = "demo") -> None:
     elif name == "partial":
         data.caption_strategy, data.partial_max_tokens, data.partial_with_alt = "partial", 32, True
         data.partial_field = "long"
-    elif name == "multi":
+    elif name in ("multi", "multi_grouping"):
         data.caption_strategy, data.multi_k, data.multi_with_raw = "multi", 3 if scale == "demo" else 6, True
         data.multi_field, data.multi_raw_field = "long", "alt"
         loss.multi_text = "per_text+multi_positive"
+        if name == "multi_grouping":
+            loss.grouping_weight, loss.grouping_threshold = 1.0, 0.1
     elif name == "long":
         data.caption_strategy, data.long_field = "long", "long"
         loss.multi_text, loss.pca_dim = "long_clip", 32
@@ -61,6 +69,8 @@ def apply_recipe(config, name: str, scale: str = "demo") -> None:
         loss.text_weights = [0.5, 0.5]
     elif name == "alip":
         data.caption_strategy, loss.multi_text = "dual", "alip"
+    elif name == "distill":
+        data.caption_strategy, loss.distill_weight = "alt", 0.75
 
 
 def long_finetune_keys(config, init_workdir: str) -> None:

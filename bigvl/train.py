@@ -31,7 +31,7 @@ from bigvl.init_params import load_init_params
 from bigvl.loop_counters import initial_counters, update_counters, window_mean_loss
 from bigvl.metrics_writer import MetricsWriter
 from bigvl.models import build_model, count_params
-from bigvl.objective import initial_loss_state, training_loss
+from bigvl.objective import initial_loss_state, needs_patch_embeds, training_loss
 from bigvl.optimizer import make_optimizer
 from bigvl.sharding import (batch_sharding, check_batch_divisible, host_local_to_global,
                             logical_shardings, make_mesh, rules_from_config)
@@ -80,12 +80,16 @@ def make_train_step(config, model, tx, schedule, mesh):
     `optim.grad_accum_steps` = K > 1 they are computed in K micro-batches (GradCache: exact,
     see bigvl/grad_accumulation.py).
     """
+    model_inputs = {"with_patch_embeds": True} if needs_patch_embeds(config.loss) else {}
+
     def apply_fn(params, batch):
         b, t, length = batch["tokens"].shape  # T texts per image (caption strategy)
         outputs = model.apply({"params": params}, batch["image"], batch["tokens"].reshape(b * t, length),
-                              **caption_inputs(batch))
+                              **caption_inputs(batch), **model_inputs)
         if t > 1:
             outputs["text_embeds"] = outputs["text_embeds"].reshape(b, t, -1)
+        # stored teacher embeddings (distillation) pass through to the objective
+        outputs.update({k: v for k, v in batch.items() if k.startswith("teacher_")})
         return outputs
 
     def train_step(state, batch):

@@ -168,3 +168,68 @@ def test_two_text_objectives_reject_other_shapes():
         recipe_losses.long_clip_loss(x, y, 1.0)
     with pytest.raises(ValueError, match="alt, caption"):
         recipe_losses.alip_loss(x, y, 1.0, recipe_losses.alip_initial_state())
+
+
+def _grouping_reference(patches, texts, scale, threshold):
+    """float64 loops: DreamLIP's grouping loss written out one (image, text) at a time."""
+    b, t, _ = texts.shape
+    grouped = np.zeros_like(texts)
+    for i in range(b):
+        for j in range(t):
+            s = np.array([texts[i, j] @ patches[i, p] for p in range(patches.shape[1])])
+            a = (s - s.min()) / (s.max() - s.min() + 1e-10)
+            a[a < threshold] = 0.0
+            g = (a / a.sum()) @ patches[i]
+            grouped[i, j] = g / np.linalg.norm(g)
+    return _clip_loss(grouped.reshape(b * t, -1), texts.reshape(b * t, -1), scale)
+
+
+def _patches(b, n, d, seed):
+    rng = np.random.default_rng(seed)
+    p = rng.normal(size=(b, n, d))
+    return p / np.linalg.norm(p, axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.1, 0.6])
+def test_grouping_loss_matches_loop_reference(threshold):
+    _, texts = _embeddings(6, 3, 8, seed=5)
+    patches = _patches(6, 10, 8, seed=6)
+    got = recipe_losses.grouping_loss(jnp.float32(patches), jnp.float32(texts), 9.0, threshold)
+    np.testing.assert_allclose(got, _grouping_reference(patches, texts, 9.0, threshold), rtol=1e-5)
+
+
+def test_grouping_pools_only_the_matching_patch_when_it_alone_passes():
+    # Each text equals one patch of its image; the other patches are far less similar,
+    # so with a high threshold the grouped embedding is exactly that patch: perfect pairs.
+    patches = _patches(4, 5, 16, seed=7)
+    texts = patches[:, [2, 4]]  # [B, 2, D]
+    got = recipe_losses.grouping_loss(jnp.float32(patches), jnp.float32(texts), 10.0, 0.999)
+    np.testing.assert_allclose(got, _clip_loss(texts.reshape(8, -1), texts.reshape(8, -1), 10.0), rtol=1e-4, atol=1e-6)
+
+
+def test_objective_adds_weighted_grouping_term():
+    x, y = _embeddings(8, 3, 6, seed=8)
+    patches = _patches(8, 4, 6, seed=9)
+    outputs = {"image_embeds": jnp.float32(x), "text_embeds": jnp.float32(y), "logit_scale": jnp.float32(7.0),
+               "patch_embeds": jnp.float32(patches)}
+    cfg = _loss_cfg(multi_text="per_text+multi_positive", grouping_weight=0.5, grouping_threshold=0.1)
+    loss, _, metrics = training_loss(outputs, cfg, None, {})
+    want_group = _grouping_reference(patches, y, 7.0, 0.1)
+    np.testing.assert_allclose(metrics["grouping_loss"], want_group, rtol=1e-5)
+    want = per_text_softmax_loss(x, y, 7.0) + multi_positive_softmax_loss(x, y, 7.0) + 0.5 * want_group
+    np.testing.assert_allclose(loss, want, rtol=1e-5)
+
+
+def test_sharded_grouping_loss_equals_single_device():
+    _, texts = _embeddings(16, 3, 8, seed=10)
+    args = (np.float32(_patches(16, 6, 8, seed=11)), np.float32(texts), np.float32(6.0))
+    step = jax.jit(jax.value_and_grad(lambda p, t, s: recipe_losses.grouping_loss(p, t, s, 0.1), argnums=(0, 1, 2)))
+    single_value, single_grads = step(*jax.device_put(args, jax.devices()[0]))
+    mesh = make_mesh({"data": 8})
+    batch = NamedSharding(mesh, P(("data", "fsdp")))
+    sharded = [jax.device_put(a, s) for a, s in zip(args, (batch, batch, NamedSharding(mesh, P())))]
+    value, grads = step(*sharded)
+    assert len(sharded[0].sharding.device_set) == 8
+    np.testing.assert_allclose(value, single_value, rtol=1e-5)
+    for got, want in zip(grads, single_grads):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

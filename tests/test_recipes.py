@@ -26,7 +26,9 @@ def test_b16_recipes_set_the_published_knobs(name, strategy, objective):
     if name == "partial":
         assert config.data.partial_max_tokens == 32 and config.data.partial_with_alt
     if name == "multi":
-        assert config.data.multi_k == 6
+        assert config.data.multi_k == 6 and config.loss.grouping_weight == 0
+        grouped = load_config("configs/recipe_b16.py:multi_grouping")
+        assert (grouped.loss.grouping_weight, grouped.loss.grouping_threshold) == (1.0, 0.1)
     if name == "long":
         assert config.model.text.context_length == 248 and config.optim.freeze_text_positions == 20
         assert config.init.stretch_keep == 20 and config.loss.pca_dim == 32
@@ -51,6 +53,31 @@ def test_alip_trains_and_checkpoints_its_ema_state(tiny_world, tmp_path):
     ema = {k: float(v) for k, v in saved["loss_state"].items()}  # 2 EMA updates from 1.0, in the checkpoint
     assert set(ema) == {"alt_caption", "image_alt", "image_caption"}
     assert all(v != 1.0 and abs(v - 1.0) < 0.03 for v in ema.values())
+
+
+def test_dreamlip_grouping_trains_through_the_real_step(tiny_world, tmp_path):
+    from bigvl.train import train_and_evaluate
+    config = tiny_config(tiny_world, total_steps=2)
+    apply_recipe(config, "multi_grouping", "demo")
+    config.data.multi_k = 2
+    validate(config)
+    train_and_evaluate(config, str(tmp_path))
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl") if '"loss"' in line]
+    assert [r["step"] for r in rows] == [1, 2]
+    # the term is logged and part of the loss (per_text + multi_positive + grouping)
+    assert all(np.isfinite(r["loss"]) and 0 < r["grouping_loss"] < r["loss"] for r in rows)
+
+
+def test_grouping_loss_config_contradictions_are_named():
+    from bigvl.config import ConfigError
+    config = load_config("configs/recipe_demo.py:multi_grouping,40")
+    config.loss.grouping_threshold = 1.0
+    with pytest.raises(ConfigError, match="loss.grouping_threshold"):
+        validate(config)
+    config = load_config("configs/coca_demo.py")
+    config.loss.grouping_weight = 1.0
+    with pytest.raises(ConfigError, match="loss.grouping_weight.*model.kind"):
+        validate(config)
 
 
 def test_ablation_summary_is_mean_and_sample_std(tmp_path):

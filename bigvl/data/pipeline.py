@@ -38,6 +38,7 @@ from absl import flags as absl_flags
 from bigvl.data.caption_strategies import Alt, CaptionError, Recap, make_caption_strategy
 from bigvl.data.image_ops import decode_image, random_resized_crop
 from bigvl.data.records import RecordError, decode_example
+from bigvl.data.teacher import teacher_targets
 from bigvl.data.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class ExampleProcessor:
     """
 
     def __init__(self, data_cfg, image_size: int, context_length: int, tokenizer_path: str,
-                 target_field: str = "", target_length: int = 0):
+                 target_field: str = "", target_length: int = 0, with_teacher: bool = False):
         self.strategy = make_caption_strategy(data_cfg, count_tokens=Tokenizer(tokenizer_path).count_tokens
                                               if data_cfg.caption_strategy == "partial" else None)
         self.image_size = image_size
@@ -73,6 +74,9 @@ class ExampleProcessor:
         # "target_tokens" int32 [target_length]; "" = none.
         self.target = (Alt() if target_field == "alt" else Recap(field=target_field)) if target_field else None
         self.target_length = target_length
+        # Distillation: the stored teacher embeddings of the image and the chosen text
+        # (bigvl/data/teacher.py), as teacher_image / teacher_text f32 [Dt], teacher_logit_scale.
+        self.with_teacher = with_teacher
         self.min_crop_scale = data_cfg.min_crop_scale
         self.tokenizer_path = tokenizer_path
         self._tokenizer = None
@@ -98,6 +102,8 @@ class ExampleProcessor:
             tokens = self.tokenizer.encode(texts, self.context_length)
             extra = {} if self.target is None else {"target_tokens": self.tokenizer.encode(
                 self.target(record["alt_text"], record["captions"], rng), self.target_length)[0]}
+            if self.with_teacher:
+                extra.update(teacher_targets(record, texts, where=f"#{index}"))
         except (RecordError, CaptionError, ValueError, TypeError, KeyError, AttributeError) as e:
             # ValueError covers undecodable images and non-UTF-8 text; TypeError, KeyError and
             # AttributeError a record whose fields have the wrong types.
@@ -234,7 +240,8 @@ def make_train_dataset(config, process_index: int = 0, process_count: int = 1,
     """The training stream for this host: batches of b = `batch_size // process_count`.
 
     Batches: {"image": uint8 [b,S,S,3], "tokens": int32 [b,T,L], "index": int64 [b] (record
-    ids), "skipped_records": int32 [b]}. `shards`: a `scan_shards` result to reuse (else
+    ids), "skipped_records": int32 [b]}, plus "target_tokens" int32 [b,Ld] (captioners) and
+    "teacher_image", "teacher_text" f32 [b,Dt], "teacher_logit_scale" f32 [b] (distillation). `shards`: a `scan_shards` result to reuse (else
     scanned here).
     """
     if shards is None:
@@ -244,7 +251,8 @@ def make_train_dataset(config, process_index: int = 0, process_count: int = 1,
     processor = ExampleProcessor(config.data, config.model.image.image_size,
                                  config.model.text.context_length, config.data.tokenizer,
                                  config.data.target_field if needs_target else "",
-                                 config.model.decoder.context_length)
+                                 config.model.decoder.context_length,
+                                 with_teacher=config.loss.distill_weight > 0)
     local_batch = config.batch_size // process_count
     ds = (grain.MapDataset.source(source)
           .seed(config.seed).shuffle().repeat()

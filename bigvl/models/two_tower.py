@@ -17,7 +17,7 @@ from bigvl.models.vit import VisionTower
 
 
 def l2_normalize(x: jax.Array) -> jax.Array:
-    """[B,E] any float → float32 [B,E] with unit rows (rows of zeros stay zero)."""
+    """[..., E] any float → float32 [..., E] with unit rows (rows of zeros stay zero)."""
     x = x.astype(jnp.float32)
     return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-24))
 
@@ -70,12 +70,31 @@ class TwoTower(nn.Module):
         pooled, _ = self.text(tokens)
         return l2_normalize(self.text_proj(pooled) if self.text_proj is not None else pooled)
 
-    def __call__(self, images: jax.Array, tokens: jax.Array) -> dict[str, jax.Array]:
+    def encode_image_with_patches(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """images [B,S,S,3] → (L2-normalised [B,E], patch embeddings [B,N,E]).
+
+        Patch embeddings: the tower's final-LayerNorm patch tokens through the same image
+        projection as the pooled output, L2-normalised (the local features of DreamLIP's
+        grouping loss).
+        """
+        pooled, tokens = self.image(images)
+        if self.image_proj is not None:
+            pooled, tokens = self.image_proj(pooled), self.image_proj(tokens)
+        return l2_normalize(pooled), l2_normalize(tokens)
+
+    def __call__(self, images: jax.Array, tokens: jax.Array, with_patch_embeds: bool = False
+                 ) -> dict[str, jax.Array]:
+        """See the class docstring; `with_patch_embeds` adds patch_embeds [B,N,E] f32."""
         logit_scale = jnp.exp(self.log_logit_scale)
         if self.max_logit_scale > 0:
             logit_scale = jnp.minimum(logit_scale, self.max_logit_scale)
-        out = {"image_embeds": self.encode_image(images), "text_embeds": self.encode_text(tokens),
-               "logit_scale": logit_scale}
+        if with_patch_embeds:
+            image_embeds, patch_embeds = self.encode_image_with_patches(images)
+        else:
+            image_embeds, patch_embeds = self.encode_image(images), None
+        out = {"image_embeds": image_embeds, "text_embeds": self.encode_text(tokens), "logit_scale": logit_scale}
+        if patch_embeds is not None:
+            out["patch_embeds"] = patch_embeds
         if self.bias_init is not None:
             out["logit_bias"] = self.logit_bias
         return out

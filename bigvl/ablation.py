@@ -115,10 +115,12 @@ def bar_chart(summary: list[dict], path: str) -> None:
     fig, ax = plt.subplots(figsize=(12, 4.5))
     width = 0.8 / max(len(summary), 1)
     x = np.arange(len(METRICS))
+    colours = plt.get_cmap("tab20").colors  # 20 distinct colours (the default cycle has 10)
     for i, e in enumerate(summary):
         means = [e[k][0] for k, _ in METRICS]
         stds = [e[k][1] for k, _ in METRICS]
-        ax.bar(x + i * width, means, width, yerr=stds, capsize=2, label=e["recipe"])
+        ax.bar(x + i * width, means, width, yerr=stds, capsize=2, label=e["recipe"],
+               color=colours[(2 * i) % 20 + (2 * i) // 20])
     ax.set_xticks(x + width * (len(summary) - 1) / 2, [label for _, label in METRICS])
     ax.set_ylabel("score")
     ax.set_title("Recaption recipes on the demo world (mean ± std over seeds)")

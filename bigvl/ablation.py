@@ -7,7 +7,8 @@ Each (recipe, seed) trains configs/recipe_demo.py:RECIPE with `seed` for the sam
 and batch of images (equal images seen and optimizer steps; multi-text recipes spend
 more text-tower FLOPs, reported beside them) and is evaluated once at the end. Runs that
 finished (final_metrics.json in their workdir) are reused, so a killed ablation goes on
-where it stopped. Writes OUT.csv (one row per run), OUT.md (mean ± std per recipe) and
+where it stopped; a finished run that lacks a metric (an evaluator added since) is
+evaluated from its last checkpoint. Writes OUT.csv (one row per run), OUT.md (mean ± std per recipe) and
 OUT.png (bars with std error bars), and prints one JSON line per run.
 
 `distill` first trains its teacher once (the `recap` recipe for 500 steps, seed 100, in
@@ -31,7 +32,11 @@ from bigvl.recipes import RECIPES
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METRICS = (("zeroshot/top1", "zero-shot top-1"), ("retrieval/t2i_r1", "T→I R@1"),
            ("retrieval/i2t_r1", "I→T R@1"), ("long_retrieval/t2i_r1", "long T→I R@1"),
-           ("long_retrieval/i2t_r1", "long I→T R@1"), ("hard_negatives/accuracy", "hard-neg acc"))
+           ("long_retrieval/i2t_r1", "long I→T R@1"), ("hard_negatives/accuracy", "hard-neg acc"),
+           ("pointing/accuracy", "pointing acc"))
+# the config.evals entry that produces each metric prefix
+EVALUATOR_OF = {"zeroshot": "zeroshot", "retrieval": "retrieval", "long_retrieval": "retrieval",
+                "hard_negatives": "hard_negatives", "pointing": "pointing"}
 
 
 # `distill`: the teacher whose stored embeddings the student distils from: the recap
@@ -53,8 +58,28 @@ def prepare_teacher_shards(config, root: str) -> dict:
     return metrics
 
 
-def run_one(recipe: str, seed: int, steps: int, workdir: str) -> dict:
-    """Trains and evaluates one recipe/seed (or reads its finished result); returns its metrics."""
+def add_missing_metrics(recipe: str, steps: int, workdir: str, result: dict) -> dict:
+    """Evaluates a finished run's last checkpoint with the evaluators whose METRICS it lacks
+    (one added after it trained); updates its final_metrics.json and returns the result."""
+    missing = {EVALUATOR_OF[key.split("/")[0]] for key, _ in METRICS if key not in result}
+    if not missing:
+        return result
+    from bigvl.checkpoint_loading import load_run
+    from bigvl.config import load_config
+    from bigvl.evaluators import run_evals
+    evals = load_config(os.path.join(ROOT, "configs", f"recipe_demo.py:{recipe},{steps}")).evals
+    for key in set(EVALUATOR_OF.values()) - missing:
+        evals[key] = ""
+    metrics = run_evals(load_run(workdir).encoder, evals)
+    result = {**result, **{k: v for k, v in metrics.items() if k not in result}}
+    with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    return result
+
+
+def run_one(recipe: str, seed: int, steps: int, workdir: str, evaluate_missing: bool = True) -> dict:
+    """Trains and evaluates one recipe/seed (or reads its finished result, evaluating what it
+    lacks unless `evaluate_missing` is False); returns its metrics."""
     done = os.path.join(workdir, "final_metrics.json")
     if not os.path.exists(done):
         from bigvl.config import load_config, validate
@@ -77,7 +102,8 @@ def run_one(recipe: str, seed: int, steps: int, workdir: str) -> dict:
         with open(done, "w") as f:
             json.dump(result, f, indent=2)
     with open(done) as f:
-        return json.load(f)
+        result = json.load(f)
+    return add_missing_metrics(recipe, steps, workdir, result) if evaluate_missing else result
 
 
 def summarize(rows: list[dict], recipes: list[str]) -> list[dict]:
@@ -134,7 +160,7 @@ def write_outputs(rows: list[dict], recipes: list[str], steps: int, batch: int, 
     """(Re)writes OUT.csv, OUT.md and OUT.png from the runs so far; returns the markdown table."""
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out + ".csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         writer.writeheader()
         writer.writerows(rows)
     summary = summarize(rows, recipes)
@@ -170,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.report_only and not os.path.exists(
                     os.path.join(args.workdir, f"{recipe}_seed{seed}", "final_metrics.json")):
                 continue
-            result = run_one(recipe, seed, args.steps, os.path.join(args.workdir, f"{recipe}_seed{seed}"))
+            result = run_one(recipe, seed, args.steps, os.path.join(args.workdir, f"{recipe}_seed{seed}"),
+                             evaluate_missing=not args.report_only)
             row = {"recipe": recipe, "seed": seed, **{k: result[k] for k, _ in METRICS if k in result},
                    "train_time_s": result.get("train_time_s", float("nan"))}
             rows.append(row)

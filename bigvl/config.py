@@ -147,6 +147,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.evals.retrieval_field = "short"
     c.evals.long_retrieval_field = ""  # also retrieve with these (long) captions as queries; "" = off
     c.evals.hard_negatives = ""  # ArrayRecord with extras.positive/negatives
+    c.evals.pointing = ""  # ArrayRecord with extras.scene (synthetic world): text→patch pointing game
     # Captioners: CIDEr-D / BLEU-4 of decoded captions against captions[captioning_field]
     c.evals.captioning = ""  # ArrayRecord with captions (e.g. the retrieval split); "" = off
     c.evals.captioning_field = "short"
@@ -307,6 +308,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         check(bool(config.data.train_paths), "data.train_paths", "no training data given")
         check(bool(config.data.tokenizer), "data.tokenizer", "no tokenizer model given")
     if config.model.kind != "two_tower":  # captioners: bigvl/models/captioners.py
+        check(not config.evals.pointing, "evals.pointing",
+              f"the pointing game reads two-tower patch embeddings; model.kind is {config.model.kind!r}")
         check(config.loss.name == "softmax", "loss.name", f"model.kind {config.model.kind!r} needs 'softmax'")
         check(config.evals.captioning_max_length <= config.model.decoder.context_length,
               "evals.captioning_max_length", f"{config.evals.captioning_max_length} exceeds "

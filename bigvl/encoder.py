@@ -30,6 +30,7 @@ class Encoder:
     _encode_image: Callable
     _encode_text: Callable
     captioner: Any = None  # a bigvl.decoding.Captioner for CoCa / CLIPS, else None
+    _encode_patches: Callable | None = None  # two-tower models only
 
     def replace(self, **changes) -> "Encoder":
         return dataclasses.replace(self, **changes)
@@ -37,6 +38,15 @@ class Encoder:
     def encode_images(self, images: np.ndarray) -> np.ndarray:
         """images uint8 [N,S,S,3] → L2-normalised float32 [N,E]."""
         return self._run(self._encode_image, np.asarray(images))
+
+    def encode_patches(self, images: np.ndarray) -> np.ndarray:
+        """images uint8 [N,S,S,3] → L2-normalised patch embeddings float32 [N,P,E] (row-major grid).
+
+        Raises ValueError for models without per-patch embeddings in the joint space.
+        """
+        if self._encode_patches is None:
+            raise ValueError("this model has no patch embeddings in the image-text space (two-tower only)")
+        return self._run(self._encode_patches, np.asarray(images))
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """texts → L2-normalised float32 [N,E] (tokenised to the model's context length)."""
@@ -74,4 +84,5 @@ def make_encoder(model, params, tokenizer: Tokenizer, model_cfg, mesh, rules, ba
                    context_length=model_cfg.text.context_length, mesh=mesh, batch_size=batch_size,
                    _encode_image=jitted(type(model).encode_image),
                    _encode_text=jitted(type(model).encode_text),
-                   captioner=make_captioner(model, tokenizer, model_cfg, mesh, rules, batch_size))
+                   captioner=make_captioner(model, tokenizer, model_cfg, mesh, rules, batch_size),
+                   _encode_patches=jitted(type(model).encode_patches) if hasattr(model, "encode_patches") else None)

@@ -54,7 +54,11 @@ def write_report(config, workdir: str, metrics: dict[str, float]) -> str:
         reader = ArrayRecordReader(config.evals.retrieval)
         num_retrieval = reader.num_records()
         reader.close()
-    table = results_table(metrics, chance_levels(config.evals, num_retrieval))
+    chance = chance_levels(config.evals, num_retrieval)
+    if "pointing/chance" in metrics:  # the pointing game measures its own chance (random patch)
+        chance["pointing/accuracy"] = metrics["pointing/chance"]
+    shown = {k: v for k, v in metrics.items() if k not in ("pointing/chance", "pointing/queries")}
+    table = results_table(shown, chance)
     with open(os.path.join(workdir, "results.md"), "w") as f:
         f.write(table + "\n")
     plot_curves(workdir, os.path.join(workdir, "curves.png"))

@@ -304,7 +304,8 @@ def _article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
-def _noun_phrase(colour: str, shape: str) -> str:
+def noun_phrase(colour: str, shape: str) -> str:
+    """The world's name for an object in every text: "a red circle", "an orange star"."""
     return f"{_article(colour)} {colour} {shape}"
 
 
@@ -369,11 +370,11 @@ def sample_short_caption(scene: Scene, rng: np.random.Generator) -> ShortCaption
 
 def short_caption_text(caption: ShortCaption) -> str:
     """E.g. 'a red circle to the left of a blue square with a green star on a dotted beige background'."""
-    text = _noun_phrase(*caption.subject)
+    text = noun_phrase(*caption.subject)
     if caption.relation is not None:
-        text += f" {RELATION_WORDS[caption.relation][caption.wording]} {_noun_phrase(*caption.reference)}"
+        text += f" {RELATION_WORDS[caption.relation][caption.wording]} {noun_phrase(*caption.reference)}"
     if caption.others:
-        text += OTHERS_JOINERS[caption.wording] + _join([_noun_phrase(*o) for o in caption.others])
+        text += OTHERS_JOINERS[caption.wording] + _join([noun_phrase(*o) for o in caption.others])
     if caption.background is not None:
         text += " on " + _background_phrase(*caption.background)
     return text
@@ -607,7 +608,7 @@ def rewrite_alt_text(alt: AltText, rng: np.random.Generator, count: int) -> list
         group = BOILERPLATE[alt.boilerplate]
         pool = [_fill_boilerplate(t, alt.number) for k, t in enumerate(group) if k != alt.phrasing]
     else:
-        things = _join([_noun_phrase(c, s) for c, s in alt.mentions])
+        things = _join([noun_phrase(c, s) for c, s in alt.mentions])
         pool = [t.format(m=things) for t in REWRITE_TEMPLATES]
     order = np.concatenate([rng.permutation(len(pool)) for _ in range(-(-count // len(pool)))])
     return [pool[k] for k in order[:count]]

@@ -29,6 +29,7 @@ def get_config(arg: str = ""):
 
     c.evals.long_retrieval_field = ""
     c.evals.hard_negatives = ""
+    c.evals.pointing = ""  # two-tower patch embeddings only
     c.evals.captioning = c.evals.retrieval
     c.evals.captioning_field = "long"
     c.evals.captioning_max_length = 96

@@ -74,4 +74,5 @@ def get_config(arg: str = ""):
     c.evals.retrieval = os.path.join(c.world.dir, "retrieval.array_record")
     c.evals.long_retrieval_field = "long"
     c.evals.hard_negatives = os.path.join(c.world.dir, "hard_negatives.array_record")
+    c.evals.pointing = c.evals.retrieval  # its records know where each object is
     return c

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from bigvl.evaluators import captioning, hard_negatives, retrieval, zero_shot
+from bigvl.evaluators import captioning, hard_negatives, pointing, retrieval, zero_shot
 
 
 def run_evals(encoder, evals_cfg) -> dict[str, float]:
@@ -21,6 +21,8 @@ def run_evals(encoder, evals_cfg) -> dict[str, float]:
     if evals_cfg.hard_negatives:
         for k, v in hard_negatives.evaluate(encoder, evals_cfg.hard_negatives).items():
             metrics[f"hard_negatives/{k}"] = v
+    if evals_cfg.get("pointing"):  # dense text-patch alignment (synthetic world)
+        metrics.update({f"pointing/{k}": v for k, v in pointing.evaluate(encoder, evals_cfg.pointing).items()})
     if evals_cfg.get("captioning"):  # CoCa / CLIPS
         metrics.update({f"captioning/{k}": v for k, v in captioning.evaluate(
             encoder, evals_cfg.captioning, evals_cfg.captioning_field, evals_cfg.captioning_max_length,

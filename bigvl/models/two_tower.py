@@ -82,6 +82,10 @@ class TwoTower(nn.Module):
             pooled, tokens = self.image_proj(pooled), self.image_proj(tokens)
         return l2_normalize(pooled), l2_normalize(tokens)
 
+    def encode_patches(self, images: jax.Array) -> jax.Array:
+        """images [B,S,S,3] → patch embeddings float32 [B,N,E] (row-major patch grid)."""
+        return self.encode_image_with_patches(images)[1]
+
     def __call__(self, images: jax.Array, tokens: jax.Array, with_patch_embeds: bool = False
                  ) -> dict[str, jax.Array]:
         """See the class docstring; `with_patch_embeds` adds patch_embeds [B,N,E] f32."""

@@ -69,7 +69,7 @@ def training_loss(outputs: dict, loss_cfg, mesh, loss_state: dict) -> tuple[jax.
 
 
 def _contrastive_loss(outputs: dict, loss_cfg, mesh, loss_state: dict) -> tuple[jax.Array, dict, dict]:
-    """`training_loss` without the grouping term."""
+    """`training_loss` without the distillation and grouping terms."""
     image, text, scale = outputs["image_embeds"], outputs["text_embeds"], outputs["logit_scale"]
     if text.ndim == 3:
         mode = loss_cfg.multi_text

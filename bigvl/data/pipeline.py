@@ -241,8 +241,8 @@ def make_train_dataset(config, process_index: int = 0, process_count: int = 1,
 
     Batches: {"image": uint8 [b,S,S,3], "tokens": int32 [b,T,L], "index": int64 [b] (record
     ids), "skipped_records": int32 [b]}, plus "target_tokens" int32 [b,Ld] (captioners) and
-    "teacher_image", "teacher_text" f32 [b,Dt], "teacher_logit_scale" f32 [b] (distillation). `shards`: a `scan_shards` result to reuse (else
-    scanned here).
+    "teacher_image", "teacher_text" f32 [b,Dt], "teacher_logit_scale" f32 [b] (distillation).
+    `shards`: a `scan_shards` result to reuse (else scanned here).
     """
     if shards is None:
         shards = scan_shards(resolve_paths(config.data.train_paths))

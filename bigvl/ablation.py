@@ -11,10 +11,10 @@ where it stopped; a finished run that lacks a metric (an evaluator added since) 
 evaluated from its last checkpoint. Writes OUT.csv (one row per run), OUT.md (mean ± std per recipe) and
 OUT.png (bars with std error bars), and prints one JSON line per run.
 
-`distill` first trains its teacher once (the `recap` recipe for 500 steps, seed 100, in
-WORKDIR/teacher_recap500) and writes the world's train shards with its embeddings
-(configs/recipe_demo.py `teacher_shards_dir`); the students then train 250 steps like
-every other recipe.
+`distill` and `distill_mix` first train their teacher once (the `recap` recipe for 500
+steps, seed 100, in WORKDIR/teacher_recap500) and write the world's train shards with its
+embeddings (configs/recipe_demo.py `teacher_shards_dir`); the students then train 250
+steps like every other recipe.
 """
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def run_one(recipe: str, seed: int, steps: int, workdir: str, evaluate_missing: 
         validate(config)
         ensure_world(os.path.expanduser(config.world.dir), seed=config.world.seed,
                      num_train=config.world.num_train, image_size=config.world.image_size)
-        if recipe == "distill":
+        if recipe.startswith("distill"):
             prepare_teacher_shards(config, os.path.dirname(os.path.abspath(workdir)))
         t0 = time.perf_counter()
         train_and_evaluate(config, workdir)

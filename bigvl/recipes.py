@@ -24,10 +24,13 @@ is "demo" (the synthetic world: captions of ≤ 90 tokens, 32-token text context
               (1 − λ) · InfoNCE + λ · KD with λ = 0.75 (the shards must carry them:
               data/add_teacher_embeddings.py; on the demo, `bigvl.ablation` builds them
               from a recap-trained teacher)
+    distill_mix  MobileCLIP's reinforced training more fully: `mix` texts (synthetic
+              caption with p = 0.2) + the same KD term (every text field has a teacher
+              embedding)
 """
 from __future__ import annotations
 
-RECIPES = ("alt", "recap", "mix", "uniform", "partial", "multi", "multi_grouping", "long", "dual", "alip", "distill")
+RECIPES = ("alt", "recap", "mix", "uniform", "partial", "multi", "multi_grouping", "long", "dual", "alip", "distill", "distill_mix")
 SCALES = ("demo", "b16")
 
 
@@ -71,6 +74,8 @@ def apply_recipe(config, name: str, scale: str = "demo") -> None:
         data.caption_strategy, loss.multi_text = "dual", "alip"
     elif name == "distill":
         data.caption_strategy, loss.distill_weight = "alt", 0.75
+    elif name == "distill_mix":
+        data.caption_strategy, data.mix_p, loss.distill_weight = "mix", 0.2, 0.75
 
 
 def long_finetune_keys(config, init_workdir: str) -> None:

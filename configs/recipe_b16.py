@@ -5,12 +5,13 @@
         --config.data.tokenizer=/mnt/recap/spm_49408.model
 
 Recipes (bigvl/recipes.py): alt, recap, mix, uniform, partial, multi, multi_grouping, long, dual,
-alip, distill.
+alip, distill, distill_mix.
 `:long` is Long-CLIP fine-tuning: it stretches a 77-position run to 248 positions and
 freezes the first 20; give the run with `--config.init.workdir=/mnt/runs/clip_b16`
 (Long-CLIP fine-tunes 1 epoch of ShareGPT4V-1M at batch 2048, lr 1e-6: set here).
 The records need the caption fields the recipe reads (short, long, rewrite_0..3);
-`:distill` needs shards that carry a teacher's embeddings (data/add_teacher_embeddings.py).
+`:distill`, `:distill_mix` need shards that carry a teacher's embeddings
+(data/add_teacher_embeddings.py).
 """
 import os
 

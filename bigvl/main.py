@@ -53,7 +53,7 @@ def preflight(config) -> None:
     if pieces > config.model.text.vocab_size:
         raise ValueError(f"config key 'model.text.vocab_size': {config.model.text.vocab_size} is smaller "
                          f"than the {pieces} pieces of tokenizer {config.data.tokenizer}")
-    for key in ("zeroshot", "zeroshot_classes", "retrieval", "hard_negatives"):
+    for key in ("zeroshot", "zeroshot_classes", "retrieval", "hard_negatives", "pointing", "captioning"):
         if config.evals[key]:
             resolve_paths([config.evals[key]], f"evals.{key}")
 
@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     except FloatingPointError as e:  # nonfinite='stop': one line naming the step and the newest checkpoint
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except FileNotFoundError as e:  # no train shard opens (found when they are opened, before compiling)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if config.report:
         import jax
 

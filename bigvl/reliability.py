@@ -72,7 +72,7 @@ class Harness:
                 "report": False, "progress_bar": False, "world.build": False,
                 "data.train_paths": self.clean, "data.tokenizer": os.path.join(self.world, "tokenizer.model"),
                 "evals.zeroshot": "", "evals.zeroshot_classes": "", "evals.retrieval": "",
-                "evals.hard_negatives": "", "optim.warmup_steps": 2}
+                "evals.hard_negatives": "", "evals.pointing": "", "optim.warmup_steps": 2}
         return {**base, **{k.replace("__", "."): v for k, v in changes.items()}}
 
     def command(self, workdir: str, overrides: dict, config: str = DEMO) -> list[str]:
@@ -306,7 +306,11 @@ def scenario_start_up_errors(h: Harness) -> list[Row]:
     else:
         ok, seen = one_line_error(h.run(unwritable, h.overrides()), "cannot write")
         rows.append(Row("unwritable workdir", "one-line error, exit 2, nothing compiled", seen, ok))
+    empty_shard = os.path.join(h.root, "empty-00000-of-00001.array_record")
+    open(empty_shard, "wb").close()
     cases = [
+        ("no readable train shard (zero bytes)", {"data.train_paths": [empty_shard]},
+         "none of the 1 shards is readable"),
         ("full disk (min_free_disk_gb=1e9)", dict(min_free_disk_gb=1e9), "free on its disk"),
         ("unknown key optim.lrr", {"optim.lrr": 0.1}, "did you mean 'optim.lr'"),
         ("wrong type: batch_size=16.5", dict(batch_size=16.5), "'batch_size' expects int"),

@@ -32,3 +32,28 @@ def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     assert len(lines) <= 2, result.stderr  # argparse prints usage + the error line
     assert message in lines[-1]
     assert not os.path.exists(tmp_path / "wd" / "checkpoints")  # nothing ran
+
+
+def test_no_readable_train_shard_is_one_line_and_exit_2(tiny_world, tmp_path):
+    empty = tmp_path / "train-00000-of-00001.array_record"
+    empty.write_bytes(b"")  # a shard that does not open (zero bytes, as after a failed copy)
+    result = run_main(f"--config.data.train_paths=['{empty}']",
+                      f"--config.data.tokenizer={tiny_world / 'tokenizer.model'}",
+                      "--config.evals.zeroshot=", "--config.evals.zeroshot_classes=", "--config.evals.retrieval=",
+                      "--config.evals.hard_negatives=", "--config.evals.pointing=", tmp_path=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip() and " INFO " not in line]
+    assert lines[-1].startswith("error: data.train_paths: none of the 1 shards is readable"), result.stderr
+    assert f"leaving out unreadable shard {empty}" in result.stderr and len(lines) == 2
+    assert not os.path.exists(tmp_path / "wd" / "checkpoints")
+
+
+def test_missing_pointing_split_is_caught_before_training(tiny_world, tmp_path):
+    result = run_main(f"--config.data.train_paths=['{tiny_world / 'train-*.array_record'}']",
+                      f"--config.data.tokenizer={tiny_world / 'tokenizer.model'}",
+                      "--config.evals.zeroshot=", "--config.evals.zeroshot_classes=", "--config.evals.retrieval=",
+                      "--config.evals.hard_negatives=", "--config.evals.pointing=/nonexistent/p.array_record",
+                      tmp_path=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == \
+        "error: evals.pointing: no file matches '/nonexistent/p.array_record'"

@@ -5,7 +5,7 @@
 Builds a small synthetic world (192 images, cached in the workdir), then runs
 `python -m bigvl.main --config configs/demo.py` (12 steps, batch 16, no evals) in
 subprocesses and stages each fault: SIGTERM, kill -9, every faulty-record kind, a
-truncated shard, a corrupt chunk inside a shard, a truncated latest checkpoint, an
+truncated shard, no readable shard, a corrupt chunk inside a shard, a truncated latest checkpoint, an
 unwritable workdir, a full disk, non-finite losses, and config errors (unknown key,
 wrong type, contradiction). Prints `scenario | expected | observed | pass` and exits 1
 if any scenario fails. A few minutes on 2 CPU cores (compilations are cached between runs).

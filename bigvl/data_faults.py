@@ -11,9 +11,9 @@ import shutil
 from typing import Callable, Sequence
 
 import msgpack
-from array_record.python.array_record_module import ArrayRecordReader, ArrayRecordWriter
+from array_record.python.array_record_module import ArrayRecordReader
 
-from bigvl.data.records import decode_example, encode_example
+from bigvl.data.records import decode_example, encode_example, write_records
 
 
 def _with(example: dict, **changes) -> dict:
@@ -40,23 +40,6 @@ RECORD_FAULTS: dict[str, Callable[[dict], bytes]] = {
     "not_a_record": lambda e: b"\x93\x01\x02garbage-bytes",
 }
 """Record fault kinds. Under caption strategy `recap` (field `short`) each one is faulty."""
-
-
-def read_records(path: str) -> list[bytes]:
-    """All records of an ArrayRecord file, in order."""
-    reader = ArrayRecordReader(path)
-    try:
-        return list(reader.read_all())
-    finally:
-        reader.close()
-
-
-def write_records(path: str, records: Sequence[bytes]) -> None:
-    """Writes an ArrayRecord file with group_size 1 (random access, one chunk per record)."""
-    writer = ArrayRecordWriter(str(path), "group_size:1")
-    for record in records:
-        writer.write(record)
-    writer.close()
 
 
 def write_faulty_shard(good: Sequence[bytes], path: str, kinds: Sequence[str] = tuple(RECORD_FAULTS)

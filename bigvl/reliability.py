@@ -224,7 +224,8 @@ def scenario_kill9(h: Harness) -> list[Row]:
 
 
 def scenario_data_faults(h: Harness) -> list[Row]:
-    from bigvl.data_faults import RECORD_FAULTS, corrupt_chunk, read_records, truncate_shard, write_faulty_shard
+    from bigvl.data.records import read_records
+    from bigvl.data_faults import RECORD_FAULTS, corrupt_chunk, truncate_shard, write_faulty_shard
     data = os.path.join(h.root, "faulty_data")
     os.makedirs(data, exist_ok=True)
     good = read_records(h.clean[0]) + read_records(h.clean[1])[:24]  # 120 records

@@ -721,18 +721,8 @@ def generate_split(split: str, params: WorldParams, count: int,
 
 # ----------------------------------------------------------------------------- writing
 def _write_records(path: Path, examples: Iterator[dict[str, Any]]) -> int:
-    from array_record.python.array_record_module import ArrayRecordWriter
-
-    from bigvl.data.records import encode_example
-    writer = ArrayRecordWriter(str(path), "group_size:1")
-    count = 0
-    try:
-        for example in examples:
-            writer.write(encode_example(example))
-            count += 1
-    finally:
-        writer.close()
-    return count
+    from bigvl.data.records import encode_example, write_records
+    return write_records(path, (encode_example(example) for example in examples))
 
 
 def _train_shard_names(params: WorldParams) -> list[str]:

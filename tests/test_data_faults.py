@@ -7,8 +7,8 @@ import pytest
 from tiny import tiny_config
 
 from bigvl.data.pipeline import make_train_dataset, scan_shards
-from bigvl.data_faults import (RECORD_FAULTS, corrupt_chunk, read_records, truncate_shard, write_faulty_shard,
-                               write_records)
+from bigvl.data.records import read_records, write_records
+from bigvl.data_faults import RECORD_FAULTS, corrupt_chunk, truncate_shard, write_faulty_shard
 
 B = 8
 

@@ -88,7 +88,8 @@ def test_teacher_embeddings_round_trip_and_a_student_distils(tiny_world, tiny_ru
     from bigvl.config import validate
     from bigvl.data.pipeline import resolve_paths
     from bigvl.data.records import decode_example
-    from bigvl.data.teacher import _shard_records, add_teacher_embeddings
+    from bigvl.data.records import read_records
+    from bigvl.data.teacher import add_teacher_embeddings
     from bigvl.train import train_and_evaluate
 
     shards = resolve_paths([str(tiny_world / "train-*.array_record")])
@@ -98,7 +99,7 @@ def test_teacher_embeddings_round_trip_and_a_student_distils(tiny_world, tiny_ru
     assert json.loads((out / "teacher.json").read_text())["records"] == 192
     # the stored embeddings are the teacher's own (float16 storage)
     run = api.load(str(tiny_run))
-    record = decode_example(_shard_records(str(out / shards[0].split("/")[-1]))[5])
+    record = decode_example(read_records(str(out / shards[0].split("/")[-1]))[5])
     stored = teacher_targets(record, [record["captions"]["short"]], "#5")
     want_text = api.encode_texts(run, [record["captions"]["short"]])[0]
     np.testing.assert_allclose(stored["teacher_text"], want_text, atol=2e-3)

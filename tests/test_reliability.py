@@ -11,7 +11,8 @@ import pytest
 from tiny import tiny_config
 
 from bigvl import run_logs
-from bigvl.data_faults import read_records, truncate_shard, write_faulty_shard
+from bigvl.data.records import read_records
+from bigvl.data_faults import truncate_shard, write_faulty_shard
 from bigvl.metrics_writer import read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

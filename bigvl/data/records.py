@@ -10,7 +10,7 @@ whatever a split needs (a class label for zero-shot sets, hard negatives ...).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 import msgpack
 
@@ -63,3 +63,28 @@ def decode_example(data: bytes, where: str = "?") -> dict[str, Any]:
         raise RecordError(f"record {where} (id {record['id']!r}): captions is not a dict")
     record.setdefault("extras", {})
     return record
+
+
+def read_records(path: str) -> list[bytes]:
+    """All records of an ArrayRecord file, in order."""
+    from array_record.python.array_record_module import ArrayRecordReader
+    reader = ArrayRecordReader(str(path))
+    try:
+        return list(reader.read_all())
+    finally:
+        reader.close()
+
+
+def write_records(path: str, records: Iterable[bytes]) -> int:
+    """Writes an ArrayRecord file with group_size 1 (random access, one chunk per record);
+    returns the number of records written."""
+    from array_record.python.array_record_module import ArrayRecordWriter
+    writer = ArrayRecordWriter(str(path), "group_size:1")
+    count = 0
+    try:
+        for record in records:
+            writer.write(record)
+            count += 1
+    finally:
+        writer.close()
+    return count

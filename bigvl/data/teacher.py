@@ -70,15 +70,6 @@ def teacher_targets(record: dict, texts: Sequence[str], where: str) -> dict[str,
             "teacher_logit_scale": np.float32(teacher.get("logit_scale", 100.0))}
 
 
-def _shard_records(path: str) -> list[bytes]:
-    from array_record.python.array_record_module import ArrayRecordReader
-    reader = ArrayRecordReader(path)
-    try:
-        return [reader.read([i])[0] for i in range(reader.num_records())]
-    finally:
-        reader.close()
-
-
 def add_teacher_embeddings(teacher_workdir: str, in_paths: Sequence[str], out_dir: str,
                            fields: Sequence[str] | None = None) -> dict[str, int]:
     """Writes a copy of each shard into `out_dir` (same file names) with teacher embeddings added.
@@ -90,25 +81,23 @@ def add_teacher_embeddings(teacher_workdir: str, in_paths: Sequence[str], out_di
     temporary name and renamed into place, so an interrupted run leaves no partial shard;
     `out_dir/teacher.json` (the stats and the teacher) is written last, once all are done.
     """
-    from array_record.python.array_record_module import ArrayRecordWriter
-
     from bigvl import api
     from bigvl.checkpoint_loading import load_run
     from bigvl.data.image_ops import decode_image
-    from bigvl.data.records import decode_example, encode_example
+    from bigvl.data.records import decode_example, encode_example, read_records, write_records
+    from bigvl.models.two_tower import logit_scale_of
 
     run = load_run(teacher_workdir)
     if run.config.model.kind != "two_tower":
         raise ValueError(f"teacher {teacher_workdir}: model.kind {run.config.model.kind!r} is not a two-tower model")
-    logit_scale = float(min(np.exp(np.asarray(run.params["log_logit_scale"])),
-                            run.config.model.max_logit_scale or np.inf))
+    logit_scale = float(logit_scale_of(run.params["log_logit_scale"], run.config.model.max_logit_scale))
     os.makedirs(out_dir, exist_ok=True)
     stats = {"records": 0, "texts": 0, "copied_unchanged": 0}
     for path in in_paths:
         start = time.time()
-        raw = _shard_records(path)
-        records, ok = [], []
-        for i, data in enumerate(raw):
+        out = read_records(path)
+        records = []  # (position, record, image, {field: text}) of the records that decode
+        for i, data in enumerate(out):
             try:
                 record = decode_example(data, where=f"{path}#{i}")
                 image = np.asarray(decode_image(record["image"]))
@@ -117,35 +106,24 @@ def add_teacher_embeddings(teacher_workdir: str, in_paths: Sequence[str], out_di
                          for name in names if name == ALT_FIELD or name in record["captions"]}
                 if not all(isinstance(t, str) and t.strip() for t in texts.values()):
                     raise RecordError("empty or non-text field")
-                records.append((record, image, texts))
-                ok.append(i)
+                records.append((i, record, image, texts))
             except (RecordError, ValueError, TypeError, KeyError) as e:
                 log.warning("%s#%d: copied without teacher embeddings (%s)", path, i, str(e).splitlines()[0])
-        images = api.encode_images(run, [image for _, image, _ in records]) if records else []
-        flat = [text for _, _, texts in records for text in texts.values()]
-        text_embeds = api.encode_texts(run, flat) if flat else []
-        out = {i: data for i, data in enumerate(raw)}
-        cursor = 0
-        for i, (record, _, texts), image_embed in zip(ok, records, images):
-            stored = {}
-            for name in texts:
-                stored[name] = _pack(text_embeds[cursor])
-                cursor += 1
+        images = api.encode_images(run, [image for _, _, image, _ in records]) if records else []
+        flat = [text for *_, texts in records for text in texts.values()]
+        text_embeds = iter(api.encode_texts(run, flat) if flat else [])
+        for (i, record, _, texts), image_embed in zip(records, images):
+            stored = {name: _pack(next(text_embeds)) for name in texts}
             record["extras"][TEACHER_KEY] = {"image": _pack(image_embed), "texts": stored,
                                              "logit_scale": logit_scale, "model": os.path.abspath(teacher_workdir)}
             out[i] = encode_example(record)
         target = os.path.join(out_dir, os.path.basename(path))
-        writer = ArrayRecordWriter(target + ".partial", "group_size:1")
-        try:
-            for i in range(len(raw)):
-                writer.write(out[i])
-        finally:
-            writer.close()
+        write_records(target + ".partial", out)
         os.replace(target + ".partial", target)
-        stats["records"] += len(raw)
+        stats["records"] += len(out)
         stats["texts"] += len(flat)
-        stats["copied_unchanged"] += len(raw) - len(ok)
-        log.info("%s: %d records, %d texts in %.1f s", target, len(raw), len(flat), time.time() - start)
+        stats["copied_unchanged"] += len(out) - len(records)
+        log.info("%s: %d records, %d texts in %.1f s", target, len(out), len(flat), time.time() - start)
     with open(os.path.join(out_dir, "teacher.json"), "w") as f:
         json.dump({**stats, "teacher": os.path.abspath(teacher_workdir), "logit_scale": logit_scale,
                    "shards": [os.path.basename(p) for p in in_paths]}, f, indent=1)

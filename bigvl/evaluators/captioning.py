@@ -45,18 +45,10 @@ def evaluate(encoder, split_path: str, field: str = "short", max_length: int = 3
 
 
 def _train_captions(config, field: str) -> list[str]:
-    from array_record.python.array_record_module import ArrayRecordReader
-
     from bigvl.data.pipeline import resolve_paths
-    from bigvl.data.records import decode_example
-    texts = []
-    for path in resolve_paths(config.data.train_paths):
-        reader = ArrayRecordReader(path)
-        try:
-            texts += [decode_example(d, where=path)["captions"][field] for d in reader.read_all()]
-        finally:
-            reader.close()
-    return texts
+    from bigvl.data.records import decode_example, read_records
+    return [decode_example(d, where=path)["captions"][field]
+            for path in resolve_paths(config.data.train_paths) for d in read_records(path)]
 
 
 def main(argv=None) -> dict:

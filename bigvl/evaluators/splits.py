@@ -4,10 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from array_record.python.array_record_module import ArrayRecordReader
-
 from bigvl.data.image_ops import center_resize, decode_image
-from bigvl.data.records import decode_example
+from bigvl.data.records import decode_example, read_records
 
 
 def load_split(path: str, image_size: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
@@ -15,11 +13,7 @@ def load_split(path: str, image_size: int) -> tuple[np.ndarray, list[dict[str, A
 
     Evaluation sets must be clean: a faulty record raises, naming the file and record.
     """
-    reader = ArrayRecordReader(path)
-    try:
-        raw = reader.read_all()
-    finally:
-        reader.close()
+    raw = read_records(path)
     images, records = [], []
     for i, data in enumerate(raw):
         record = decode_example(data, where=f"{path}#{i}")

@@ -25,11 +25,11 @@ import jax
 import jax.numpy as jnp
 
 from bigvl.captioning_loss import token_nll
-from bigvl.models.coca import logit_scale_of, shift_right
+from bigvl.models.coca import shift_right
 from bigvl.models.decoder import CaptionDecoder
 from bigvl.models.text import TextTower, sequence_lengths
 from bigvl.models.transformer import Dtype, layer_norm, named
-from bigvl.models.two_tower import l2_normalize
+from bigvl.models.two_tower import l2_normalize, logit_scale_of
 from bigvl.models.vit import VisionTower
 
 

@@ -27,19 +27,13 @@ from bigvl.captioning_loss import token_nll
 from bigvl.models.decoder import CaptionDecoder
 from bigvl.models.text import sequence_lengths
 from bigvl.models.transformer import DenseGeneral, Dtype, attention, layer_norm, named
-from bigvl.models.two_tower import l2_normalize
+from bigvl.models.two_tower import l2_normalize, logit_scale_of
 from bigvl.models.vit import VisionTower
 
 
 def shift_right(tokens: jax.Array, bos_id: int) -> jax.Array:
     """tokens int [B,L] → decoder input [B,L]: BOS then tokens[:, :-1]."""
     return jnp.concatenate([jnp.full((tokens.shape[0], 1), bos_id, tokens.dtype), tokens[:, :-1]], axis=1)
-
-
-def logit_scale_of(log_logit_scale: jax.Array, max_logit_scale: float) -> jax.Array:
-    """exp(log scale), capped at `max_logit_scale` when > 0 (as TwoTower)."""
-    scale = jnp.exp(log_logit_scale)
-    return jnp.minimum(scale, max_logit_scale) if max_logit_scale > 0 else scale
 
 
 class AttentionalPooler(nn.Module):

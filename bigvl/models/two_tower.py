@@ -22,6 +22,12 @@ def l2_normalize(x: jax.Array) -> jax.Array:
     return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-24))
 
 
+def logit_scale_of(log_logit_scale: jax.Array, max_logit_scale: float) -> jax.Array:
+    """exp(log scale), capped at `max_logit_scale` when > 0 (CLIP's clamp at 100)."""
+    scale = jnp.exp(log_logit_scale)
+    return jnp.minimum(scale, max_logit_scale) if max_logit_scale > 0 else scale
+
+
 class TwoTower(nn.Module):
     """images [B,S,S,3], tokens int [B,L] → dict(image_embeds [B,E] f32, text_embeds [B,E] f32,
     logit_scale f32 scalar, logit_bias f32 scalar when `bias_init` is set).
@@ -89,14 +95,12 @@ class TwoTower(nn.Module):
     def __call__(self, images: jax.Array, tokens: jax.Array, with_patch_embeds: bool = False
                  ) -> dict[str, jax.Array]:
         """See the class docstring; `with_patch_embeds` adds patch_embeds [B,N,E] f32."""
-        logit_scale = jnp.exp(self.log_logit_scale)
-        if self.max_logit_scale > 0:
-            logit_scale = jnp.minimum(logit_scale, self.max_logit_scale)
         if with_patch_embeds:
             image_embeds, patch_embeds = self.encode_image_with_patches(images)
         else:
             image_embeds, patch_embeds = self.encode_image(images), None
-        out = {"image_embeds": image_embeds, "text_embeds": self.encode_text(tokens), "logit_scale": logit_scale}
+        out = {"image_embeds": image_embeds, "text_embeds": self.encode_text(tokens),
+               "logit_scale": logit_scale_of(self.log_logit_scale, self.max_logit_scale)}
         if patch_embeds is not None:
             out["patch_embeds"] = patch_embeds
         if self.bias_init is not None:

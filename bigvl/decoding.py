@@ -213,9 +213,8 @@ def make_captioner(model: nn.Module, tokenizer, model_cfg, mesh, rules, batch_si
     """A Captioner for CoCa / CLIPS models (None for models without a decoder)."""
     if not hasattr(model, "decode_step"):
         return None
-    devices = mesh.devices.size
     return Captioner(model=model, tokenizer=tokenizer, context_length=model_cfg.text.context_length, mesh=mesh,
-                     rules=rules, batch_size=-(-batch_size // devices) * devices,
+                     rules=rules, batch_size=batch_size,  # a multiple of the devices (make_encoder)
                      needs_condition=model_cfg.get("kind") == "clips")
 
 

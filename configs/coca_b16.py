@@ -27,5 +27,4 @@ def get_config(arg: str = ""):
     m.decoder.update(depth=12, context_length=76, num_queries=256, pooler_heads=8)
 
     c.optim.no_decay = list(c.optim.no_decay) + [".*query.*"]
-    c.evals.captioning_max_length = 32
     return c

@@ -29,6 +29,4 @@ def get_config(arg: str = ""):
     c.evals.hard_negatives = ""
     c.evals.pointing = ""  # two-tower patch embeddings only
     c.evals.captioning = c.evals.retrieval
-    c.evals.captioning_field = "short"
-    c.evals.captioning_max_length = 32
     return c

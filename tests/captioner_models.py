@@ -34,7 +34,7 @@ def random_tokens(rng: np.random.Generator, rows: int, length: int, min_len: int
 
 @functools.lru_cache(maxsize=None)
 def build(kind: str, seed: int = 0):
-    """(model, params, images uint8 [B,16,16,3]) with params drawn larger than init so outputs vary."""
+    """(model, params, images uint8 [B,16,16,3]) (the model's own init)."""
     from bigvl.models import build_model
     model = build_model(tiny_model_config(kind))
     rng = np.random.default_rng(seed)

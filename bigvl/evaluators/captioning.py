@@ -7,6 +7,8 @@ References are each record's captions[field] (the demo world's retrieval split h
 """
 from __future__ import annotations
 
+from collections import Counter
+
 from bigvl.caption_metrics import caption_scores
 from bigvl.decoding import DecodeConfig
 from bigvl.evaluators.splits import load_split
@@ -14,9 +16,7 @@ from bigvl.evaluators.splits import load_split
 
 def most_frequent_baseline(train_captions: list[str], references: dict[str, list[str]]) -> dict[str, float]:
     """Scores of captioning every image with the most frequent training caption (a floor to beat)."""
-    counts: dict[str, int] = {}
-    for text in train_captions:
-        counts[text] = counts.get(text, 0) + 1
+    counts = Counter(train_captions)
     best = max(counts, key=lambda t: (counts[t], t))
     return caption_scores({k: best for k in references}, references)
 
@@ -26,13 +26,13 @@ def generate(encoder, split_path: str, field: str, cfg: DecodeConfig) -> tuple[d
     if encoder.captioner is None:
         raise ValueError("evals.captioning is set but the model has no caption decoder (model.kind two_tower)")
     images, records = load_split(split_path, encoder.image_size)
-    cond = [r["alt_text"] for r in records] if encoder.captioner.needs_condition else None
-    texts = encoder.captioner.caption(encoder.params, images, cond, cfg)
     refs = {}
-    for r in records:
+    for r in records:  # checked before the (slow) decoding
         if field not in r["captions"]:
             raise ValueError(f"{split_path}: record {r['id']!r} has no caption {field!r} (evals.captioning_field)")
         refs[r["id"]] = [r["captions"][field]]
+    cond = [r["alt_text"] for r in records] if encoder.captioner.needs_condition else None
+    texts = encoder.captioner.caption(encoder.params, images, cond, cfg)
     return {r["id"]: t for r, t in zip(records, texts)}, refs
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 
+from bigvl.data.tokenizer import BOS_ID
 from bigvl.models.clips import CLIPS
 from bigvl.models.coca import CoCa
 from bigvl.models.decoder import CaptionDecoder
@@ -11,7 +12,6 @@ from bigvl.models.text import TextTower
 from bigvl.models.vit import VisionTower
 
 KINDS = ("two_tower", "coca", "clips")
-BOS_ID = 2  # our sentencepiece ids: pad 0, unk 1, bos 2, eos 3
 
 
 def decoder_size(model_cfg, text_size: TransformerSize) -> TransformerSize:

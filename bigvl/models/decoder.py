@@ -10,7 +10,7 @@ from every real token) and its unimodal output is CoCa's contrastive text featur
 Two ways to run it, giving the same logits:
 - full (training, and decoding without a cache): `__call__(tokens [B,T], memory, lengths)`
   → logits [B,T,V];
-- incremental: `init_cache(memory, lengths, max_length)` once (it also projects the
+- incremental: `init_cache(memory, max_length)` once (it also projects the
   memory to every layer's cross-attention keys/values), then `step(token [B], position,
   cache)` → (logits [B,V], cache) per generated token. The cache is a plain pytree of
   arrays with batch first, so beam search reorders it with one gather.
@@ -26,7 +26,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from bigvl.models.transformer import DENSE_INIT, ZEROS, DenseGeneral, Dtype, Mlp, attention, layer_norm, named
+from bigvl.models.transformer import (DENSE_INIT, ZEROS, DenseGeneral, Dtype, Mlp, attention, layer_norm, named,
+                                     remat_policy)
 
 Cache = dict[str, Any]
 
@@ -115,7 +116,6 @@ class CaptionDecoder(nn.Module):
     attention_impl: str | None = None
 
     def setup(self):
-        from bigvl.models.transformer import remat_policy
         use_remat, policy = remat_policy(self.remat)
         layer_cls = nn.remat(CausalLayer, policy=policy, prevent_cse=True) if use_remat else CausalLayer
         common = dict(dtype=self.dtype, param_dtype=self.param_dtype, attention_impl=self.attention_impl)

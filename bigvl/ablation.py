@@ -96,13 +96,13 @@ def run_one(recipe: str, seed: int, steps: int, workdir: str, evaluate_missing: 
             prepare_teacher_shards(config, os.path.dirname(os.path.abspath(workdir)))
         t0 = time.perf_counter()
         train_and_evaluate(config, workdir)
-        with open(done) as f:
-            result = json.load(f)
-        result["train_time_s"] = time.perf_counter() - t0
+        with open(done) as f:  # the trainer's final metrics, with step and num_params
+            result = {**json.load(f), "train_time_s": time.perf_counter() - t0}
         with open(done, "w") as f:
             json.dump(result, f, indent=2)
-    with open(done) as f:
-        result = json.load(f)
+    else:
+        with open(done) as f:
+            result = json.load(f)
     return add_missing_metrics(recipe, steps, workdir, result) if evaluate_missing else result
 
 

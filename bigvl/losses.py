@@ -29,6 +29,19 @@ def _accuracies(logits: jax.Array) -> dict[str, jax.Array]:
             "t2i_accuracy": jnp.mean(jnp.argmax(logits, axis=0) == labels)}
 
 
+def softmax_contrastive_terms(image_embeds: jax.Array, text_embeds: jax.Array,
+                              logit_scale: jax.Array) -> jax.Array:
+    """[B, D], [B, D], scalar → float32 [B]: pair i's 0.5 · (CE of logits row i + CE of column i).
+
+    Their mean is `softmax_contrastive_loss`; weighted means give per-pair weighted
+    objectives (ALIP's gates).
+    """
+    logits = _logits(image_embeds, text_embeds, logit_scale)
+    labels = jnp.arange(logits.shape[0])
+    return 0.5 * (optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+                  + optax.softmax_cross_entropy_with_integer_labels(logits.T, labels))
+
+
 def softmax_contrastive_loss(image_embeds: jax.Array, text_embeds: jax.Array, logit_scale: jax.Array,
                              *, return_metrics: bool = False):
     """CLIP InfoNCE: mean of the image->text and text->image cross-entropies.

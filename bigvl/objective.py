@@ -41,7 +41,7 @@ def initial_loss_state(loss_cfg) -> dict:
 
 def needs_patch_embeds(loss_cfg) -> bool:
     """Whether the objective reads outputs["patch_embeds"] (DreamLIP's grouping loss)."""
-    return loss_cfg.get("grouping_weight", 0.0) > 0
+    return loss_cfg.grouping_weight > 0
 
 
 def training_loss(outputs: dict, loss_cfg, mesh, loss_state: dict) -> tuple[jax.Array, dict, dict]:
@@ -52,7 +52,7 @@ def training_loss(outputs: dict, loss_cfg, mesh, loss_state: dict) -> tuple[jax.
     or the previous step.
     """
     loss, loss_state, metrics = _contrastive_loss(outputs, loss_cfg, mesh, loss_state)
-    weight = loss_cfg.get("distill_weight", 0.0)
+    weight = loss_cfg.distill_weight
     if weight > 0:
         distill = losses.distillation_loss(outputs["image_embeds"], outputs["text_embeds"], outputs["logit_scale"],
                                            outputs["teacher_image"], outputs["teacher_text"],

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
 
-from bigvl.losses import softmax_contrastive_loss
+from bigvl.losses import softmax_contrastive_loss, softmax_contrastive_terms
 from bigvl.models.two_tower import l2_normalize
 
 
@@ -57,14 +56,6 @@ def long_clip_loss(image_embeds: jax.Array, text_embeds: jax.Array, logit_scale:
             + softmax_contrastive_loss(coarse_image, text_embeds[:, 1], logit_scale))
 
 
-def _per_pair_infonce(image: jax.Array, text: jax.Array, logit_scale: jax.Array) -> jax.Array:
-    """[B, D], [B, D] → [B]: 0.5 · (CE of row i + CE of column i) of the B × B logits."""
-    logits = jnp.asarray(logit_scale, jnp.float32) * (image @ text.T)
-    labels = jnp.arange(logits.shape[0])
-    return 0.5 * (optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-                  + optax.softmax_cross_entropy_with_integer_labels(logits.T, labels))
-
-
 ALIP_EMA_KEYS = ("alt_caption", "image_alt", "image_caption")
 
 
@@ -101,8 +92,8 @@ def alip_loss(image_embeds: jax.Array, text_embeds: jax.Array, logit_scale: jax.
     uncertain = gate["alt_caption"] < 1.0
     pair_alt = jnp.where(uncertain, gate["image_alt"], 1.0)
     pair_caption = jnp.where(uncertain, gate["image_caption"], 1.0)
-    loss = (jnp.mean(sample * pair_alt * _per_pair_infonce(image, alt, logit_scale))
-            + jnp.mean(sample * pair_caption * _per_pair_infonce(image, caption, logit_scale)))
+    loss = (jnp.mean(sample * pair_alt * softmax_contrastive_terms(image, alt, logit_scale))
+            + jnp.mean(sample * pair_caption * softmax_contrastive_terms(image, caption, logit_scale)))
     metrics = {"alip_sample_gate": jnp.mean(sample), "alip_alt_gate": jnp.mean(pair_alt),
                "alip_caption_gate": jnp.mean(pair_caption),
                "alip_alt_caption_sim": jnp.mean(sims["alt_caption"])}
@@ -132,7 +123,7 @@ def grouping_loss(patch_embeds: jax.Array, text_embeds: jax.Array, logit_scale: 
     high = jnp.max(similarity, axis=-1, keepdims=True)
     weights = (similarity - low) / (high - low + 1e-10)
     weights = jnp.where(weights < threshold, 0.0, weights)
-    weights = weights / jnp.maximum(jnp.sum(weights, axis=-1, keepdims=True), 1e-10)
+    # DreamLIP divides by Σ_p a_p first; the normalisation below removes that positive scale
     grouped = l2_normalize(jnp.einsum("btp,bpd->btd", weights, patches))
     b, t, d = texts.shape
     return softmax_contrastive_loss(grouped.reshape(b * t, d), texts.reshape(b * t, d), logit_scale)

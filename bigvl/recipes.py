@@ -78,7 +78,8 @@ def apply_recipe(config, name: str, scale: str = "demo") -> None:
         data.caption_strategy, data.mix_p, loss.distill_weight = "mix", 0.2, 0.75
 
 
-def long_finetune_keys(config, init_workdir: str) -> None:
-    """Long-CLIP fine-tuning from a 77-position run: stretch its table to the context, freeze 20 rows."""
-    config.init.workdir, config.init.stretch_keep = init_workdir, 20
+def long_finetune_keys(config) -> None:
+    """Long-CLIP fine-tuning from a 77-position run (`init.workdir`, given on the command line):
+    stretch its table to the context, freeze 20 rows."""
+    config.init.stretch_keep = 20
     config.optim.freeze_text_positions = 20

@@ -14,14 +14,22 @@ from bigvl.metrics_writer import read_metrics  # noqa: E402
 
 
 def results_table(metrics: dict[str, float], chance: dict[str, float]) -> str:
-    """A markdown table: metric | value | chance | value / chance."""
+    """A markdown table: metric | value | chance | value / chance.
+
+    An evaluator that measures its own chance level reports it as "X/chance": it becomes
+    the chance of "X/accuracy" and is not a row of its own.
+    """
+    chance = {**chance, **{k[:-len("chance")] + "accuracy": v for k, v in metrics.items() if k.endswith("/chance")}}
     lines = ["| metric | value | chance | × chance |", "|---|---:|---:|---:|"]
     for key, value in metrics.items():
+        if key.endswith("/chance"):
+            continue
         if key in chance:
             c = chance[key]
             lines.append(f"| {key} | {value:.4f} | {c:.4f} | {value / c:.1f} |")
-        elif not key.endswith("_time_s"):
-            lines.append(f"| {key} | {value:.4f} | | |")
+        elif not key.endswith("_time_s"):  # a count (e.g. pointing/queries) prints as one
+            shown = f"{value:.0f}" if value > 1 and float(value).is_integer() else f"{value:.4f}"
+            lines.append(f"| {key} | {shown} | | |")
     return "\n".join(lines)
 
 
@@ -54,11 +62,7 @@ def write_report(config, workdir: str, metrics: dict[str, float]) -> str:
         reader = ArrayRecordReader(config.evals.retrieval)
         num_retrieval = reader.num_records()
         reader.close()
-    chance = chance_levels(config.evals, num_retrieval)
-    if "pointing/chance" in metrics:  # the pointing game measures its own chance (random patch)
-        chance["pointing/accuracy"] = metrics["pointing/chance"]
-    shown = {k: v for k, v in metrics.items() if k not in ("pointing/chance", "pointing/queries")}
-    table = results_table(shown, chance)
+    table = results_table(metrics, chance_levels(config.evals, num_retrieval))
     with open(os.path.join(workdir, "results.md"), "w") as f:
         f.write(table + "\n")
     plot_curves(workdir, os.path.join(workdir, "curves.png"))

@@ -23,7 +23,7 @@ def get_config(arg: str = "mix"):
     c = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "clip_b16.py"))
     apply_recipe(c, arg, "b16")
     if arg == "long":
-        long_finetune_keys(c, init_workdir="")  # set --config.init.workdir to the 77-position run
+        long_finetune_keys(c)  # set --config.init.workdir to the 77-position run
         c.batch_size, c.total_steps = 2048, 500
         c.optim.lr, c.optim.warmup_steps, c.optim.weight_decay = 1e-6, 200, 1e-2
     return c

@@ -1,7 +1,6 @@
 """Long-CLIP and ALIP objectives against float64 NumPy references; sharded == single device."""
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -121,8 +120,11 @@ def test_alip_gates_carry_no_gradient():
 
 
 def _loss_cfg(**kw):
-    cfg = dict(name="softmax", multi_text="per_text", text_weights=[], pca_dim=3, alip_momentum=0.99, tile_size=8)
-    return ml_collections.ConfigDict({**cfg, **kw})
+    from bigvl.config import base_config
+    cfg = base_config().loss
+    cfg.update({**dict(name="softmax", multi_text="per_text", text_weights=[], pca_dim=3, alip_momentum=0.99,
+                       tile_size=8), **kw})
+    return cfg
 
 
 def test_dreamlip_objective_is_per_text_plus_multi_positive():

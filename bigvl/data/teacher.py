@@ -81,9 +81,8 @@ def add_teacher_embeddings(teacher_workdir: str, in_paths: Sequence[str], out_di
     temporary name and renamed into place, so an interrupted run leaves no partial shard;
     `out_dir/teacher.json` (the stats and the teacher) is written last, once all are done.
     """
-    from bigvl import api
     from bigvl.checkpoint_loading import load_run
-    from bigvl.data.image_ops import decode_image
+    from bigvl.data.image_ops import center_resize, decode_image
     from bigvl.data.records import decode_example, encode_example, read_records, write_records
     from bigvl.models.two_tower import logit_scale_of
 
@@ -100,7 +99,7 @@ def add_teacher_embeddings(teacher_workdir: str, in_paths: Sequence[str], out_di
         for i, data in enumerate(out):
             try:
                 record = decode_example(data, where=f"{path}#{i}")
-                image = np.asarray(decode_image(record["image"]))
+                image = center_resize(decode_image(record["image"]), run.encoder.image_size)
                 names = [ALT_FIELD] + list(record["captions"]) if fields is None else list(fields)
                 texts = {name: record["alt_text"] if name == ALT_FIELD else record["captions"][name]
                          for name in names if name == ALT_FIELD or name in record["captions"]}
@@ -109,9 +108,9 @@ def add_teacher_embeddings(teacher_workdir: str, in_paths: Sequence[str], out_di
                 records.append((i, record, image, texts))
             except (RecordError, ValueError, TypeError, KeyError) as e:
                 log.warning("%s#%d: copied without teacher embeddings (%s)", path, i, str(e).splitlines()[0])
-        images = api.encode_images(run, [image for _, _, image, _ in records]) if records else []
+        images = run.encoder.encode_images(np.stack([image for _, _, image, _ in records])) if records else []
         flat = [text for *_, texts in records for text in texts.values()]
-        text_embeds = iter(api.encode_texts(run, flat) if flat else [])
+        text_embeds = iter(run.encoder.encode_texts(flat) if flat else [])
         for (i, record, _, texts), image_embed in zip(records, images):
             stored = {name: _pack(next(text_embeds)) for name in texts}
             record["extras"][TEACHER_KEY] = {"image": _pack(image_embed), "texts": stored,

@@ -21,9 +21,9 @@ def run_evals(encoder, evals_cfg) -> dict[str, float]:
     if evals_cfg.hard_negatives:
         for k, v in hard_negatives.evaluate(encoder, evals_cfg.hard_negatives).items():
             metrics[f"hard_negatives/{k}"] = v
-    if evals_cfg.get("pointing"):  # dense text-patch alignment (synthetic world)
+    if evals_cfg.pointing:  # dense text-patch alignment (synthetic world)
         metrics.update({f"pointing/{k}": v for k, v in pointing.evaluate(encoder, evals_cfg.pointing).items()})
-    if evals_cfg.get("captioning"):  # CoCa / CLIPS
+    if evals_cfg.captioning:  # CoCa / CLIPS
         metrics.update({f"captioning/{k}": v for k, v in captioning.evaluate(
             encoder, evals_cfg.captioning, evals_cfg.captioning_field, evals_cfg.captioning_max_length,
             evals_cfg.captioning_method, evals_cfg.captioning_beam_size).items()})

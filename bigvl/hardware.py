@@ -65,6 +65,7 @@ def measured_peak(num_devices: int) -> tuple[float | None, str]:
     if device.platform != "cpu":
         peak = peak_flops(device)
         return peak, f"table: {device.device_kind} dense bf16" if peak else f"unknown kind {device.device_kind!r}"
-    rate = measure_matmul_flops(device)
-    return rate / num_devices, (f"measured: 2048^3 float32 matmul on the CPU = {rate / 1e9:.1f} GFLOP/s "
+    size = 2048
+    rate = measure_matmul_flops(device, size=size)
+    return rate / num_devices, (f"measured: {size}^3 float32 matmul on the CPU = {rate / 1e9:.1f} GFLOP/s "
                                 f"for the whole machine, / {num_devices} device(s)")

@@ -36,11 +36,9 @@ def preflight(config) -> None:
     """Checks that need devices or files but no compilation; raises with a one-line message."""
     import jax
 
-    from bigvl.config import validate
     from bigvl.data.pipeline import resolve_paths
     from bigvl.sharding import check_batch_divisible, make_mesh
 
-    validate(config)
     mesh = make_mesh(config.mesh)
     check_batch_divisible(config.batch_size, mesh)
     if config.batch_size % jax.process_count():
@@ -82,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
+    from bigvl.data.pipeline import NoReadableShardError
     from bigvl.train import train_and_evaluate
     logging.getLogger(__name__).info("%s", distributed.describe())
     try:
@@ -89,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     except FloatingPointError as e:  # nonfinite='stop': one line naming the step and the newest checkpoint
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except FileNotFoundError as e:  # no train shard opens (found when they are opened, before compiling)
+    except NoReadableShardError as e:  # found when the trainer opens the shards, before compiling
         print(f"error: {e}", file=sys.stderr)
         return 2
     if config.report:

@@ -1,7 +1,6 @@
 """GradCache accumulation against the one-pass full-batch gradient, on the 8-device mesh."""
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from tiny import tiny_config

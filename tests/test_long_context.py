@@ -1,7 +1,6 @@
 """Long-CLIP positional stretch, frozen rows, and fine-tuning from a shorter-context run."""
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from tiny import tiny_config

@@ -56,6 +56,10 @@ def resolve_paths(patterns: Sequence[str], what: str = "data.train_paths") -> li
     return paths
 
 
+class NoReadableShardError(FileNotFoundError):
+    """None of the training shards opens (raised by `scan_shards`; the CLI prints it as one line)."""
+
+
 class ExampleProcessor:
     """(index, record bytes) → {image uint8 [S,S,3], tokens int32 [T,L], index} or None if faulty.
 
@@ -138,7 +142,7 @@ def scan_shards(paths: Sequence[str], what: str = "data.train_paths") -> Shards:
     A truncated or zero-byte ArrayRecord file makes grain's ArrayRecordDataSource raise at
     construction ("Failed to read RiegeliPostscript", "should be at least 64KB"), which
     would stop the run before step 1; here such a file is named in a warning and skipped.
-    Raises FileNotFoundError when no shard is readable. Records inside a readable shard
+    Raises NoReadableShardError (a FileNotFoundError) when no shard is readable. Records inside a readable shard
     that fail to read (a corrupt chunk) are handled per record by `IndexedSource`.
     """
     paths = list(paths)
@@ -154,7 +158,7 @@ def scan_shards(paths: Sequence[str], what: str = "data.train_paths") -> Shards:
             bad.append((path, f"{type(e).__name__}: {reason}"))
             log.warning("%s: leaving out unreadable shard %s (%s: %s)", what, path, type(e).__name__, reason)
     if not good:
-        raise FileNotFoundError(f"{what}: none of the {len(paths)} shards is readable; first: "
+        raise NoReadableShardError(f"{what}: none of the {len(paths)} shards is readable; first: "
                                 f"{bad[0][0]} ({bad[0][1]})")
     return Shards(good, sizes, bad)
 
@@ -190,8 +194,8 @@ class ReplaceFaulty(grain.MapDataset):
     """Position p's example, or, if its record is faulty (None), the first good one at p + k·stride.
 
     With stride = the global batch B, the replacement sits in the same slot of a later
-    global batch, so it is read by the same host and never duplicates an example of the
-    same batch. Adds "skipped_records": int32 1 where position p's own record was faulty,
+    global batch, so it is read by the same host and, within an epoch, never duplicates an
+    example of the same batch. Adds "skipped_records": int32 1 where position p's own record was faulty,
     else 0 (failed replacement tries are not counted here: each is counted at its own
     position). Raises RuntimeError after `max_tries` faulty records in a row: the data
     is broken, not noisy.

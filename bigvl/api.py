@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from bigvl.checkpoint_loading import Run, load_run
+from bigvl.inference.run import Run, load_run
 from bigvl.data.image_ops import center_resize
 from bigvl.evaluators.zero_shot import class_embeddings
 

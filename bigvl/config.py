@@ -17,8 +17,8 @@ from typing import Any, Sequence
 import ml_collections
 
 from bigvl.models import model_config_defaults
-from bigvl.objective import LOSSES, MULTI_TEXT_LOSSES
-from bigvl.sharding import DEFAULT_RULES
+from bigvl.losses.objective import LOSSES, MULTI_TEXT_LOSSES
+from bigvl.parallel.mesh import DEFAULT_RULES
 
 
 class ConfigError(ValueError):
@@ -101,7 +101,7 @@ def base_config() -> ml_collections.ConfigDict:
     # Captioners: loss = contrastive_weight · contrastive + caption_weight · caption cross-entropy
     c.loss.contrastive_weight = 1.0
     c.loss.caption_weight = 2.0  # CoCa's 1 : 2
-    # Recipe objectives (see bigvl/objective.py): multi_text = per_text+multi_positive
+    # Recipe objectives (see bigvl/losses/objective.py): multi_text = per_text+multi_positive
     # (DreamLIP), long_clip (strategy `long`), alip (strategy `dual`).
     c.loss.pca_dim = 32  # Long-CLIP: principal components kept for the short-caption term
     c.loss.alip_momentum = 0.99  # ALIP: EMA momentum of the gate similarities
@@ -124,7 +124,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.weight_decay = 0.2
     c.optim.clip_norm = 1.0  # 0 = no clipping
     # Micro-batches per step: the loss is still over the whole batch (GradCache, exact full-batch
-    # gradient; see bigvl/grad_accumulation.py); batch_size / K must split over data x fsdp.
+    # gradient; see bigvl/train/grad_accumulation.py); batch_size / K must split over data x fsdp.
     c.optim.grad_accum_steps = 1
     c.optim.mu_dtype = ""  # Adam first moment dtype: '' (= params dtype) | 'bfloat16' | 'float32'
     # Params whose path matches one of these regexes get no weight decay; params with
@@ -295,7 +295,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
           f"batch_size {config.batch_size} is not divisible by {accum} micro-batches")
     if accum > 1:
         import jax
-        from bigvl.sharding import mesh_shape
+        from bigvl.parallel.mesh import mesh_shape
         try:
             shape = mesh_shape(config.mesh, jax.device_count())
         except ValueError:  # a bad mesh is reported by make_mesh

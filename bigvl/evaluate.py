@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--step", type=int, default=None, help="default: the latest checkpoint")
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    from bigvl.checkpoint_loading import load_run
+    from bigvl.inference.run import load_run
     from bigvl.evaluators import run_evals
 
     try:

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-from bigvl import distributed
+from bigvl.parallel import distributed
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -37,7 +37,7 @@ def preflight(config) -> None:
     import jax
 
     from bigvl.data.pipeline import resolve_paths
-    from bigvl.sharding import check_batch_divisible, make_mesh
+    from bigvl.parallel.mesh import check_batch_divisible, make_mesh
 
     mesh = make_mesh(config.mesh)
     check_batch_divisible(config.batch_size, mesh)
@@ -64,14 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     distributed.maybe_initialize()
 
     from bigvl.config import ConfigError, apply_overrides, load_config, validate
-    from bigvl.workdir_checks import check_workdir
+    from bigvl.train.run_dir import check_workdir
 
     try:
         config = load_config(args.config)
         apply_overrides(config, overrides)
         validate(config)  # before building the world: a config error costs nothing
         if config.world.build:
-            from bigvl.synthetic_world import ensure_world
+            from bigvl.data.world import ensure_world
             ensure_world(os.path.expanduser(config.world.dir), seed=config.world.seed,
                          num_train=config.world.num_train, image_size=config.world.image_size)
         preflight(config)
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from bigvl.data.pipeline import NoReadableShardError
-    from bigvl.train import train_and_evaluate
+    from bigvl.train.loop import train_and_evaluate
     logging.getLogger(__name__).info("%s", distributed.describe())
     try:
         metrics = train_and_evaluate(config, args.workdir)

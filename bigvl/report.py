@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from array_record.python.array_record_module import ArrayRecordReader  # noqa: E402
 
 from bigvl.evaluators import chance_levels  # noqa: E402
-from bigvl.metrics_writer import read_metrics  # noqa: E402
+from bigvl.train.run_dir import read_metrics  # noqa: E402
 
 
 def results_table(metrics: dict[str, float], chance: dict[str, float]) -> str:

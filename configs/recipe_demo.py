@@ -1,13 +1,13 @@
 """A recaption recipe on the demo world: the demo model and budget, one recipe's texts and loss.
 
     python -m bigvl.main --config configs/recipe_demo.py:partial --workdir workdirs/partial
-    python -m bigvl.ablation   # every recipe × 3 seeds → docs/ablation.{md,csv,png}
+    python -m bigvl.tools.ablation   # every recipe × 3 seeds → docs/ablation.{md,csv,png}
 
 Recipes (bigvl/recipes.py): alt, recap, mix, uniform, partial, multi, multi_grouping, long, dual,
 alip, distill, distill_mix.
 Optional second argument: total steps, e.g. `:partial,300`.
 `:distill` and `:distill_mix` read the world's train shards with a teacher's embeddings
-added, from `teacher_shards_dir()`; `python -m bigvl.ablation --recipes distill` builds
+added, from `teacher_shards_dir()`; `python -m bigvl.tools.ablation --recipes distill` builds
 them (a recap teacher, then data/add_teacher_embeddings.py), or build them yourself:
     python -m bigvl.main --config configs/recipe_demo.py:recap,500 --workdir workdirs/teacher
     python data/add_teacher_embeddings.py --teacher workdirs/teacher \

@@ -1,4 +1,4 @@
-"""Builds the synthetic recaptioned world (see `bigvl.synthetic_world`).
+"""Builds the synthetic recaptioned world (see `bigvl.data.world`).
 
     python data/make_synthetic_world.py --out /tmp/world [--seed 0] [--num-train 20000]
 """
@@ -9,7 +9,7 @@ import json
 import logging
 import time
 
-from bigvl import synthetic_world
+from bigvl.data import world as synthetic_world
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -28,14 +28,14 @@ def compilation_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory):
     """A small synthetic world (train, held-out splits, tokenizer) shared by the tests."""
-    from bigvl.synthetic_world import build_world
+    from bigvl.data.world import build_world
     return build_world(tmp_path_factory.mktemp("world") / "world", **TINY_WORLD)
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_world, tmp_path_factory):
     """6 uninterrupted steps of the tiny config on data=8: the reference run of the train tests."""
-    from bigvl.train import train_and_evaluate
+    from bigvl.train.loop import train_and_evaluate
     from tiny import tiny_config
     workdir = tmp_path_factory.mktemp("tiny_run")
     train_and_evaluate(tiny_config(tiny_world), str(workdir))

@@ -4,7 +4,7 @@
 """
 import sys
 
-from bigvl.distributed import initialize_local
+from bigvl.parallel.distributed import initialize_local
 
 if __name__ == "__main__":
     coordinator, num_processes, process_id, local_devices = sys.argv[1:5]

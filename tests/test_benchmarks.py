@@ -4,8 +4,8 @@ import math
 
 import numpy as np
 
-from bigvl.benchmarks import input_pipeline, train_step
-from bigvl.flops import model_flops_per_pair
+from bigvl.tools.benchmarks import input_pipeline, train_step
+from bigvl.models.flops import model_flops_per_pair
 
 TINY_CONFIG = '''
 import sys

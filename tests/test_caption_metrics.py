@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bigvl.caption_metrics import bleu, caption_scores, cider_d, tokenize
+from bigvl.evaluators.caption_metrics import bleu, caption_scores, cider_d, tokenize
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "caption_metrics.json").read_text())
 

@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 
-from bigvl import synthetic_world as world
+from bigvl.data import world as world
 from bigvl.config import base_config
 from bigvl.data.caption_strategies import (Alt, CaptionError, Dual, LongCaption, Mix, Multi, Partial, Recap,
                                            TokenCounter, Uniform, make_caption_strategy)

@@ -13,8 +13,8 @@ import orbax.checkpoint as ocp
 import pytest
 from tiny import tiny_config
 
-from bigvl import checkpointing
-from bigvl.checkpoint_loading import load_config_json
+from bigvl.train import checkpoints as checkpointing
+from bigvl.inference.run import load_config_json
 from bigvl.data.pipeline import make_train_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -111,8 +111,8 @@ def test_no_restorable_checkpoint_is_an_error_not_a_fresh_start(tiny_run, tmp_pa
 
 def test_training_resumes_past_a_corrupt_step(tiny_world, tiny_run, tmp_path, caplog):
     """Fall back to step 3, retrain 4-6, save step 6 again: the same params as the straight run."""
-    from bigvl.checkpoint_loading import load_run
-    from bigvl.train import train_and_evaluate
+    from bigvl.inference.run import load_run
+    from bigvl.train.loop import train_and_evaluate
     workdir = tmp_path / "run"
     shutil.copytree(tiny_run, workdir)
     _truncate_state(str(workdir / "checkpoints" / "6"))
@@ -147,7 +147,7 @@ jax.config.update("jax_num_cpu_devices", 8)
 import logging, pathlib
 logging.basicConfig(level=logging.INFO)
 from tiny import tiny_config
-from bigvl.train import train_and_evaluate
+from bigvl.train.loop import train_and_evaluate
 train_and_evaluate(tiny_config(pathlib.Path({world!r}), total_steps=200, ckpt_steps=1000), {workdir!r})
 """
 
@@ -161,7 +161,7 @@ def _logged_steps(workdir):
 
 
 def test_sigterm_saves_the_current_step_and_exits_0(tiny_world, tmp_path, caplog):
-    from bigvl.train import train_and_evaluate
+    from bigvl.train.loop import train_and_evaluate
     workdir = str(tmp_path / "run")
     script = _TRAIN.format(tests=os.path.join(ROOT, "tests"), world=str(tiny_world), workdir=workdir)
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}

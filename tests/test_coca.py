@@ -1,5 +1,5 @@
 """CoCa and CLIPS models: shapes, causal masking, CLS pooling, conditioning, loss vs a naive reference,
-and a few training steps through bigvl.train."""
+and a few training steps through bigvl.train.loop."""
 import json
 
 import jax.numpy as jnp
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from captioner_models import BATCH, DEC_LENGTH, LENGTH, VOCAB, build, jitted_apply, random_tokens
 
-from bigvl.captioning_loss import add_caption_loss
+from bigvl.losses.captioning import add_caption_loss
 from bigvl.models.coca import shift_right
 
 
@@ -114,8 +114,8 @@ def test_caption_loss_matches_naive_cross_entropy(kind):
 def test_coca_trains_and_captions_through_the_trainer(tiny_world, tmp_path):
     from tiny import tiny_config
 
-    from bigvl.metrics_writer import read_metrics
-    from bigvl.train import train_and_evaluate
+    from bigvl.train.run_dir import read_metrics
+    from bigvl.train.loop import train_and_evaluate
     config = tiny_config(tiny_world, total_steps=4, ckpt_steps=4)
     config.model.kind = "coca"
     config.model.text.depth = 1

@@ -8,7 +8,7 @@ from tiny import tiny_config
 
 from bigvl.data.pipeline import make_train_dataset, scan_shards
 from bigvl.data.records import read_records, write_records
-from bigvl.data_faults import RECORD_FAULTS, corrupt_chunk, truncate_shard, write_faulty_shard
+from bigvl.tools.data_faults import RECORD_FAULTS, corrupt_chunk, truncate_shard, write_faulty_shard
 
 B = 8
 

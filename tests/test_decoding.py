@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from captioner_models import BATCH, LENGTH, build, random_tokens
 
-from bigvl.decoding import DecodeConfig, decode
+from bigvl.inference.decoding import DecodeConfig, decode
 
 MAX_LEN = 10
 
@@ -91,7 +91,7 @@ def test_beam_search_with_a_full_beam_is_exhaustive():
 
 
 def test_top_p_keeps_the_smallest_set_reaching_p():
-    from bigvl.decoding import _top_p_filter
+    from bigvl.inference.decoding import _top_p_filter
     logits = jnp.log(jnp.asarray([[0.5, 0.3, 0.15, 0.05]]))
     kept = np.isfinite(np.asarray(_top_p_filter(logits, 0.7)))
     np.testing.assert_array_equal(kept, [[True, True, False, False]])

@@ -11,8 +11,8 @@ from tiny import tiny_config
 
 from bigvl.data.records import RecordError
 from bigvl.data.teacher import TEACHER_KEY, _pack, teacher_targets
-from bigvl.losses import distillation_loss
-from bigvl.sharding import make_mesh
+from bigvl.losses.contrastive import distillation_loss
+from bigvl.parallel.mesh import make_mesh
 
 
 def _unit(rng, *shape):
@@ -90,7 +90,7 @@ def test_teacher_embeddings_round_trip_and_a_student_distils(tiny_world, tiny_ru
     from bigvl.data.records import decode_example
     from bigvl.data.records import read_records
     from bigvl.data.teacher import add_teacher_embeddings
-    from bigvl.train import train_and_evaluate
+    from bigvl.train.loop import train_and_evaluate
 
     shards = resolve_paths([str(tiny_world / "train-*.array_record")])
     out = tmp_path / "reinforced"

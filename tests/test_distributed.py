@@ -1,4 +1,4 @@
-"""bigvl.distributed: cluster detection, the single-host no-op and a real 2-process CPU run.
+"""bigvl.parallel.distributed: cluster detection, the single-host no-op and a real 2-process CPU run.
 
 The multi-process test starts two Python processes on loopback, each with 2 simulated CPU
 devices; each contributes its own rows of a global [8, 3] array and both must print the
@@ -13,7 +13,7 @@ import numpy as np
 import portpicker
 import pytest
 
-from bigvl.distributed import detect_cluster
+from bigvl.parallel.distributed import detect_cluster
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 120
@@ -66,7 +66,7 @@ def test_detect_cluster_rejects_bad_explicit_vars(environ, message):
 
 
 def test_maybe_initialize_is_a_noop_on_one_host():
-    code = ("from bigvl import distributed\n"
+    code = ("from bigvl.parallel import distributed\n"
             "distributed.maybe_initialize(); distributed.maybe_initialize()\n"
             "import jax\n"
             "print(jax.distributed.is_initialized(), jax.process_count())\n"
@@ -81,7 +81,7 @@ def test_maybe_initialize_is_a_noop_on_one_host():
 WORKER = textwrap.dedent("""
     import sys
     import numpy as np
-    from bigvl import distributed
+    from bigvl.parallel import distributed
 
     coordinator, process_id = sys.argv[1], int(sys.argv[2])
     distributed.initialize_local(coordinator, num_processes=2, process_id=process_id, local_devices=2)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import pytest
 from jax.extend import core as jex_core
 
-from bigvl.flops import model_flops_per_pair
+from bigvl.models.flops import model_flops_per_pair
 from bigvl.models import build_model, model_config_defaults
 
 

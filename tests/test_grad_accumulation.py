@@ -6,12 +6,12 @@ import pytest
 from tiny import tiny_config
 
 from bigvl.config import ConfigError, base_config, validate
-from bigvl.grad_accumulation import accumulated_value_and_grad, merge_micro_batches, split_micro_batches
-from bigvl.metrics_writer import read_metrics
+from bigvl.train.grad_accumulation import accumulated_value_and_grad, merge_micro_batches, split_micro_batches
+from bigvl.train.run_dir import read_metrics
 from bigvl.models import build_model
-from bigvl.objective import training_loss
-from bigvl.sharding import batch_sharding, make_mesh, replicated, rules_from_config
-from bigvl.train import train_and_evaluate
+from bigvl.losses.objective import training_loss
+from bigvl.parallel.mesh import batch_sharding, make_mesh, replicated, rules_from_config
+from bigvl.train.loop import train_and_evaluate
 
 
 def test_split_and_merge_are_inverse_and_interleave():
@@ -67,7 +67,7 @@ def test_training_with_two_micro_batches_matches_one(tiny_world, tiny_run, tmp_p
     config = tiny_config(tiny_world)
     config.optim.grad_accum_steps = 2  # micro-batch 8 = 1 row per device
     train_and_evaluate(config, str(tmp_path))
-    from bigvl.checkpoint_loading import load_run
+    from bigvl.inference.run import load_run
     for a, b in zip(jax.tree.leaves(load_run(str(tiny_run)).params), jax.tree.leaves(load_run(str(tmp_path)).params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-6)
     straight = [r["loss"] for r in read_metrics(str(tiny_run)) if "loss" in r]

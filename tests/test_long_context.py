@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from tiny import tiny_config
 
-from bigvl.init_params import adapt_params
-from bigvl.long_context import stretch_positions
-from bigvl.optimizer import freeze_rows, make_optimizer
+from bigvl.models.pretrained import adapt_params
+from bigvl.models.pretrained import stretch_positions
+from bigvl.train.optimizer import freeze_rows, make_optimizer
 
 
 def test_stretch_77_to_248_keeps_20_and_interpolates_4x():
@@ -73,8 +73,8 @@ def test_adapt_params_names_a_misfit():
 
 def test_long_clip_finetune_from_a_short_context_run(tiny_world, tiny_run, tmp_path):
     """16 → 28 positions (keep 4, 2×), Long-CLIP objective, 2 steps: rows 0–3 stay the source's."""
-    from bigvl.checkpoint_loading import load_run
-    from bigvl.train import train_and_evaluate
+    from bigvl.inference.run import load_run
+    from bigvl.train.loop import train_and_evaluate
     config = tiny_config(tiny_world, total_steps=2, ckpt_steps=2, **{
         "model.text.context_length": 28, "init.workdir": str(tiny_run), "init.stretch_keep": 4,
         "optim.freeze_text_positions": 4, "data.caption_strategy": "long",

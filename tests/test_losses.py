@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from bigvl.losses import sigmoid_contrastive_loss, softmax_contrastive_loss
-from bigvl.sharding import make_mesh
+from bigvl.losses.contrastive import sigmoid_contrastive_loss, softmax_contrastive_loss
+from bigvl.parallel.mesh import make_mesh
 from numeric_reference import finite_difference_grads
 
 

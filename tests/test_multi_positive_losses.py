@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from bigvl.losses import softmax_contrastive_loss
-from bigvl.multi_positive_losses import multi_positive_softmax_loss, per_text_softmax_loss
-from bigvl.sharding import make_mesh
+from bigvl.losses.contrastive import softmax_contrastive_loss
+from bigvl.losses.multi_text import multi_positive_softmax_loss, per_text_softmax_loss
+from bigvl.parallel.mesh import make_mesh
 from numeric_reference import finite_difference_grads
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import portpicker
 from tiny import TINY_WORLD
 
-from bigvl.checkpoint_loading import load_run
+from bigvl.inference.run import load_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "multihost_worker.py")

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 
 from bigvl.config import base_config
-from bigvl.optimizer import decay_mask, make_optimizer, make_schedule
+from bigvl.train.optimizer import decay_mask, make_optimizer, make_schedule
 
 
 def _optim(**kw):

@@ -2,7 +2,7 @@
 import numpy as np
 
 from bigvl.evaluators import pointing
-from bigvl.synthetic_world import EXTENT
+from bigvl.data.world import EXTENT
 
 
 def _record(objects, rid="r"):
@@ -45,6 +45,6 @@ def test_oracle_patches_point_right_and_chance_is_the_disc_fraction():
 
 
 def test_pointing_runs_on_a_trained_two_tower_run(tiny_world, tiny_run):
-    from bigvl.checkpoint_loading import load_run
+    from bigvl.inference.run import load_run
     out = pointing.evaluate(load_run(str(tiny_run)).encoder, str(tiny_world / "retrieval.array_record"))
     assert out["queries"] > 40 and 0.0 <= out["accuracy"] <= 1.0 and 0.0 < out["chance"] < 0.5

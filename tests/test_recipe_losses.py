@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from bigvl import recipe_losses
-from bigvl.multi_positive_losses import multi_positive_softmax_loss, per_text_softmax_loss
-from bigvl.objective import initial_loss_state, training_loss
-from bigvl.sharding import make_mesh
+from bigvl.losses import recipe_terms as recipe_losses
+from bigvl.losses.multi_text import multi_positive_softmax_loss, per_text_softmax_loss
+from bigvl.losses.objective import initial_loss_state, training_loss
+from bigvl.parallel.mesh import make_mesh
 
 
 def _embeddings(b, t, d, seed=0):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from tiny import tiny_config
 
-from bigvl import ablation
+from bigvl.tools import ablation
 from bigvl.config import load_config, validate
 from bigvl.recipes import RECIPES, apply_recipe
 
@@ -41,7 +41,7 @@ def test_unknown_recipe_is_named():
 
 def test_alip_trains_and_checkpoints_its_ema_state(tiny_world, tmp_path):
     import orbax.checkpoint as ocp
-    from bigvl.train import train_and_evaluate
+    from bigvl.train.loop import train_and_evaluate
     config = tiny_config(tiny_world, total_steps=2, ckpt_steps=2)
     apply_recipe(config, "alip", "demo")
     validate(config)
@@ -56,7 +56,7 @@ def test_alip_trains_and_checkpoints_its_ema_state(tiny_world, tmp_path):
 
 
 def test_dreamlip_grouping_trains_through_the_real_step(tiny_world, tmp_path):
-    from bigvl.train import train_and_evaluate
+    from bigvl.train.loop import train_and_evaluate
     config = tiny_config(tiny_world, total_steps=2)
     apply_recipe(config, "multi_grouping", "demo")
     config.data.multi_k = 2

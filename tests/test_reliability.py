@@ -10,10 +10,10 @@ import orbax.checkpoint as ocp
 import pytest
 from tiny import tiny_config
 
-from bigvl import run_logs
+from bigvl.train import run_dir as run_logs
 from bigvl.data.records import read_records
-from bigvl.data_faults import truncate_shard, write_faulty_shard
-from bigvl.metrics_writer import read_metrics
+from bigvl.tools.data_faults import truncate_shard, write_faulty_shard
+from bigvl.train.run_dir import read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMING = {"time", "step_time_s", "pairs_per_s", "model_tflops_per_s", "mfu", "eval_time_s"}
@@ -24,8 +24,8 @@ import os, signal, sys, time, pathlib
 import jax
 sys.path.insert(0, {tests!r})
 jax.config.update("jax_num_cpu_devices", 8)
-from bigvl import metrics_writer
-from bigvl.train import train_and_evaluate
+from bigvl.train import run_dir as metrics_writer
+from bigvl.train.loop import train_and_evaluate
 from tiny import tiny_config
 
 write = metrics_writer.MetricsWriter.write
@@ -58,7 +58,7 @@ def faulty_world_overrides(tiny_world, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def straight_run(tiny_world, faulty_world_overrides, tmp_path_factory):
-    from bigvl.train import train_and_evaluate
+    from bigvl.train.loop import train_and_evaluate
     workdir = str(tmp_path_factory.mktemp("straight"))
     train_and_evaluate(tiny_config(tiny_world, **faulty_world_overrides[0]), workdir)
     return workdir
@@ -90,7 +90,7 @@ def test_straight_run_counts_faulty_records_and_unreadable_shards(straight_run, 
 
 def test_kill_9_then_relaunch_equals_the_straight_run(tiny_world, straight_run, faulty_world_overrides,
                                                       tmp_path):
-    from bigvl.train import train_and_evaluate
+    from bigvl.train.loop import train_and_evaluate
     overrides = faulty_world_overrides[0]
     workdir = str(tmp_path / "run")
     script = _KILLED.format(tests=os.path.join(ROOT, "tests"), world=str(tiny_world), workdir=workdir,

@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bigvl import losses
-from bigvl.ring_losses import (all_gather_softmax_contrastive_loss, ring_sigmoid_contrastive_loss,
+from bigvl.losses import contrastive as losses
+from bigvl.losses.ring import (all_gather_softmax_contrastive_loss, ring_sigmoid_contrastive_loss,
                                tiled_softmax_contrastive_loss)
-from bigvl.sharding import batch_sharding, make_mesh, replicated
+from bigvl.parallel.mesh import batch_sharding, make_mesh, replicated
 
 MESHES = {"data8": {"data": 8}, "data2_fsdp4": {"data": 2, "fsdp": 4},
           "data2_fsdp2_tensor2": {"data": 2, "fsdp": 2, "tensor": 2}}

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from bigvl import synthetic_world as world
+from bigvl.data import world as world
 from bigvl.data.sentences import join_sentences, split_sentences
 
 

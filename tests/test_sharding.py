@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from jax.sharding import AxisType, PartitionSpec as P
 
-from bigvl import sharding
+from bigvl.parallel import mesh as sharding
 
 
 @pytest.mark.parametrize("cfg, want", [

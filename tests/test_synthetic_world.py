@@ -16,7 +16,7 @@ import pytest
 from array_record.python.array_record_module import ArrayRecordReader
 from PIL import Image
 
-from bigvl import synthetic_world as sw
+from bigvl.data import world as sw
 from bigvl.data.records import decode_example
 from bigvl.data.tokenizer import Tokenizer
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from tiny import tiny_config
 
-from bigvl.checkpoint_loading import load_run
-from bigvl.metrics_writer import read_metrics
-from bigvl.train import train_and_evaluate
+from bigvl.inference.run import load_run
+from bigvl.train.run_dir import read_metrics
+from bigvl.train.loop import train_and_evaluate
 
 
 def _params(workdir):

@@ -2,7 +2,7 @@
 
 A reinforced record carries, in ``extras["teacher"]``, a trained teacher's embeddings of
 its image and of each of its texts, so a student distils from the teacher without running
-it (`loss.distill_weight`, `bigvl.losses.distillation_loss`):
+it (`loss.distill_weight`, `bigvl.losses.contrastive.distillation_loss`):
 
     {"image": bytes float16 [Dt], "texts": {"alt": bytes, "<caption name>": bytes, ...},
      "logit_scale": float, "model": str (the teacher's workdir)}
@@ -81,7 +81,7 @@ def add_teacher_embeddings(teacher_workdir: str, in_paths: Sequence[str], out_di
     temporary name and renamed into place, so an interrupted run leaves no partial shard;
     `out_dir/teacher.json` (the stats and the teacher) is written last, once all are done.
     """
-    from bigvl.checkpoint_loading import load_run
+    from bigvl.inference.run import load_run
     from bigvl.data.image_ops import center_resize, decode_image
     from bigvl.data.records import decode_example, encode_example, read_records, write_records
     from bigvl.models.two_tower import logit_scale_of

@@ -3,14 +3,14 @@
 References are each record's captions[field] (the demo world's retrieval split holds
 `short` and `long`); CLIPS captions an image given its alt-text (the record's
 `alt_text`). Texts are lowercased and split into letter/digit runs before scoring
-(`bigvl.caption_metrics.tokenize`; pycocoevalcap's PTB tokenizer needs Java).
+(`bigvl.evaluators.caption_metrics.tokenize`; pycocoevalcap's PTB tokenizer needs Java).
 """
 from __future__ import annotations
 
 from collections import Counter
 
-from bigvl.caption_metrics import caption_scores
-from bigvl.decoding import DecodeConfig
+from bigvl.evaluators.caption_metrics import caption_scores
+from bigvl.inference.decoding import DecodeConfig
 from bigvl.evaluators.splits import load_split
 
 
@@ -58,7 +58,7 @@ def main(argv=None) -> dict:
     import argparse
     import json
 
-    from bigvl.checkpoint_loading import load_run
+    from bigvl.inference.run import load_run
     parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--method", default="greedy", choices=("greedy", "beam"))

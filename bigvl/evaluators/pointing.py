@@ -16,7 +16,7 @@ from collections import Counter
 import numpy as np
 
 from bigvl.evaluators.splits import load_split
-from bigvl.synthetic_world import EXTENT, noun_phrase
+from bigvl.data.world import EXTENT, noun_phrase
 
 
 def patch_centres(grid: int) -> np.ndarray:

@@ -25,7 +25,7 @@ from bigvl.models.two_tower import TwoTower
 from bigvl.models.vit import POOLS as IMAGE_POOLS
 from bigvl.models.vit import VisionTower
 
-__all__ = ["TwoTower", "VisionTower", "TextTower", "model_config_defaults", "build_model", "count_params",
+__all__ = ["TwoTower", "VisionTower", "TextTower", "model_config_defaults", "build_model", "count_params", "param_path",
            "image_size_of", "text_size_of"]
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -150,3 +150,8 @@ def count_params(params) -> int:
     """Number of scalars in a params tree (arrays, ShapeDtypeStructs, or boxed leaves)."""
     leaves = jax.tree.leaves(nn.unbox(params))
     return int(sum(int(np.prod(leaf.shape)) for leaf in leaves))
+
+
+def param_path(path) -> str:
+    """A tree path as '/'-joined module names, e.g. 'image/block_3/mlp/Dense_0/kernel'."""
+    return "/".join(str(getattr(k, "key", k)) for k in path)

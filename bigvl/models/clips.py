@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from bigvl.captioning_loss import token_nll
+from bigvl.losses.captioning import token_nll
 from bigvl.models.coca import shift_right
 from bigvl.models.decoder import CaptionDecoder
 from bigvl.models.text import TextTower, sequence_lengths
@@ -35,7 +35,7 @@ from bigvl.models.vit import VisionTower
 
 class CLIPS(nn.Module):
     """images [B,S,S,3], tokens int [B·T,L] (, target_tokens int [B,Ld]) → dict(image_embeds [B,E],
-    text_embeds [B·T,E], logit_scale, caption_nll [B], caption_tokens [B]) (bigvl.captioning_loss)."""
+    text_embeds [B·T,E], logit_scale, caption_nll [B], caption_tokens [B]) (bigvl.losses.captioning)."""
     image: VisionTower
     text: TextTower
     decoder: CaptionDecoder

@@ -7,7 +7,7 @@
 
 The unimodal layers are the text tower: the contrastive text embedding is the output of a
 learned CLS token appended after each caption (`decoder.CaptionDecoder`, `cls_token`).
-Loss (see `bigvl.captioning_loss`): contrastive_weight · InfoNCE + caption_weight ·
+Loss (see `bigvl.losses.captioning`): contrastive_weight · InfoNCE + caption_weight ·
 cross-entropy of the next tokens (defaults 1 and 2, CoCa's weights), padding masked.
 
 Tokens arrive as the tokenizer writes them (ids, EOS, pads; no BOS); the decoder input is
@@ -23,7 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from bigvl.captioning_loss import token_nll
+from bigvl.losses.captioning import token_nll
 from bigvl.models.decoder import CaptionDecoder
 from bigvl.models.text import sequence_lengths
 from bigvl.models.transformer import DenseGeneral, Dtype, attention, layer_norm, named
@@ -68,7 +68,7 @@ class AttentionalPooler(nn.Module):
 
 class CoCa(nn.Module):
     """images [B,S,S,3], tokens int [B·T,L] (, target_tokens int [B,Ld]) → dict(image_embeds [B,E],
-    text_embeds [B·T,E], logit_scale, caption_nll [B], caption_tokens [B]) (bigvl.captioning_loss).
+    text_embeds [B·T,E], logit_scale, caption_nll [B], caption_tokens [B]) (bigvl.losses.captioning).
 
     `decoder` must have `cls_token=True`; its unimodal layers are the text tower.
     """

@@ -2,12 +2,12 @@
 same JPEG → crop → tokens input path.
 
     bash bigvl/benchmarks/open_clip_side_by_side.sh          # makes the venv, then runs this
-    python -m bigvl.benchmarks.open_clip_compare --python VENV/bin/python [--arch S64|B16]
+    python -m bigvl.tools.benchmarks.open_clip_compare --python VENV/bin/python [--arch S64|B16]
         [--batch N] [--steps 5] [--skip-train] [--skip-pipeline]
 
 Train step: the architecture `--arch` (see `open_clip_reference.ARCHS`) built on both sides,
 parameter for parameter (both counts are printed and must agree); bigvl runs its real train
-step (`bigvl.benchmarks.train_step.CompiledStep`: configs/clip_b16.py resized, float32, no
+step (`bigvl.tools.benchmarks.train_step.CompiledStep`: configs/clip_b16.py resized, float32, no
 remat, softmax loss, AdamW + clipping) in this process, open_clip its own step in a
 subprocess of `--python` (`open_clip_reference.py`). Same batch size, float32, all cores
 for each (XLA's thread pool; torch.set_num_threads(cores)). Steps alternate — bigvl,
@@ -15,7 +15,7 @@ open_clip, bigvl, ... — after one untimed step each, so load from other proces
 both alike; step time = the median. Prints a JSON line with `step_time_ratio`
 (bigvl / open_clip: below 1 means bigvl is faster).
 
-Input pipeline: `bigvl.benchmarks.input_pipeline` (bigvl's ExampleProcessor on records of
+Input pipeline: `bigvl.tools.benchmarks.input_pipeline` (bigvl's ExampleProcessor on records of
 the JPEGs) against open_clip's training transform + tokenizer on the same files, one
 thread each; `pairs_per_s_ratio` = bigvl / open_clip (above 1 means bigvl is faster).
 """
@@ -51,7 +51,7 @@ def bigvl_config(arch: str, batch: int):
 
 def compare_train_step(python: str, arch: str, batch: int, steps: int) -> dict:
     """Alternating timed steps of bigvl and open_clip; the side-by-side record."""
-    from bigvl.benchmarks.train_step import CompiledStep, summarise
+    from bigvl.tools.benchmarks.train_step import CompiledStep, summarise
 
     server = subprocess.Popen([python, REFERENCE, "train-step", "--arch", arch, "--batch", str(batch)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -98,7 +98,7 @@ def compare_train_step(python: str, arch: str, batch: int, steps: int) -> dict:
 
 def compare_input_pipeline(python: str, directory: str, num: int, repeats: int) -> dict:
     """bigvl's ExampleProcessor and open_clip's transform + tokenizer on the same JPEGs."""
-    from bigvl.benchmarks.input_pipeline import bigvl_pairs_per_s, make_jpegs
+    from bigvl.tools.benchmarks.input_pipeline import bigvl_pairs_per_s, make_jpegs
 
     items = make_jpegs(directory, num, 256)
     ours = bigvl_pairs_per_s(directory, items, 224, 77, repeats)
@@ -114,7 +114,7 @@ def compare_input_pipeline(python: str, directory: str, num: int, repeats: int) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bigvl.benchmarks.open_clip_compare",
+    parser = argparse.ArgumentParser(prog="python -m bigvl.tools.benchmarks.open_clip_compare",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--python", required=True, help="the venv's python with torch + open_clip_torch")
     parser.add_argument("--arch", choices=("S64", "B16"), default="S64")

@@ -12,7 +12,7 @@ again after the last hop.
 Both losses are `jax.custom_vjp` functions: the forward saves the embeddings and O(b)
 per-row statistics, the backward runs the ring again and recomputes every tile, so a
 device holds O(b * D + tile^2) floats, never O(b * B) (an all-gather loss) nor O(B^2)
-(the plain loss in `bigvl.losses`). Values and gradients equal the plain losses.
+(the plain loss in `bigvl.losses.contrastive`). Values and gradients equal the plain losses.
 
 - `tiled_softmax_contrastive_loss`: CLIP InfoNCE (Inf-CL style running log-sum-exp).
 - `ring_sigmoid_contrastive_loss`: SigLIP, positives in each device's own block.
@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, PartitionSpec as P
 
-from bigvl.sharding import BATCH_AXES
+from bigvl.parallel.mesh import BATCH_AXES
 
 DEFAULT_TILE_SIZE = 1024  # 4 MiB of float32 logits per tile
 
@@ -226,7 +226,7 @@ def _softmax_lse_sum(mesh: Mesh, tile_size: int) -> Callable:
 def tiled_softmax_contrastive_loss(image_embeds: jax.Array, text_embeds: jax.Array,
                                    logit_scale: jax.Array, *, mesh: Mesh,
                                    tile_size: int = DEFAULT_TILE_SIZE) -> jax.Array:
-    """CLIP InfoNCE equal to `bigvl.losses.softmax_contrastive_loss`, without the B x B logits.
+    """CLIP InfoNCE equal to `bigvl.losses.contrastive.softmax_contrastive_loss`, without the B x B logits.
 
     image_embeds, text_embeds: [B, D] (any float dtype, row i of each a positive pair);
     logit_scale: scalar multiplier. mesh: B is split over its ('data', 'fsdp') axes, which
@@ -307,7 +307,7 @@ def _sigmoid_log_likelihood(mesh: Mesh, tile_size: int) -> Callable:
 def ring_sigmoid_contrastive_loss(image_embeds: jax.Array, text_embeds: jax.Array,
                                   logit_scale: jax.Array, logit_bias: jax.Array, *, mesh: Mesh,
                                   tile_size: int = DEFAULT_TILE_SIZE) -> jax.Array:
-    """SigLIP loss equal to `bigvl.losses.sigmoid_contrastive_loss`, without the B x B logits.
+    """SigLIP loss equal to `bigvl.losses.contrastive.sigmoid_contrastive_loss`, without the B x B logits.
 
     image_embeds, text_embeds: [B, D] (any float dtype); logit_scale, logit_bias: scalars.
     Each device keeps its b x b block with the positives and scores its images against every
@@ -334,7 +334,7 @@ def all_gather_softmax_contrastive_loss(image_embeds: jax.Array, text_embeds: ja
     """open_clip's distributed "local loss": each device gathers all B embeddings (with
     gradients) and computes the cross-entropies of its own b rows, [b, B] logits per direction.
 
-    Same value and gradients as `bigvl.losses.softmax_contrastive_loss`; per device memory
+    Same value and gradients as `bigvl.losses.contrastive.softmax_contrastive_loss`; per device memory
     O(b * B). Kept as the middle point of the memory benchmark. Shapes as
     `tiled_softmax_contrastive_loss`; returns the float32 scalar loss.
     """

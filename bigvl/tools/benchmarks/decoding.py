@@ -1,10 +1,10 @@
 """Caption decoding speed: KV-cached against full recomputation, greedy (or beam), batched and jitted.
 
-    python -m bigvl.benchmarks.decoding [--config configs/coca_demo.py] [--workdir RUN]
+    python -m bigvl.tools.benchmarks.decoding [--config configs/coca_demo.py] [--workdir RUN]
         [--batch 64] [--max-length 32] [--method greedy] [--repeats 3]
 
 Builds the config's captioner (random init, or the params of a trained `--workdir`), then
-times `bigvl.decoding.decode` with `use_cache=True` and `use_cache=False` on the same
+times `bigvl.inference.decoding.decode` with `use_cache=True` and `use_cache=False` on the same
 random images, after one compiling call each. EOS is disabled (`eos_id=-1`) so every
 caption runs the full `--max-length` steps on both paths; whether the two outputs are
 identical is reported (same_tokens). Prints one JSON line: seconds per caption for each path
@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from bigvl.decoding import DecodeConfig, make_decode_fn
+from bigvl.inference.decoding import DecodeConfig, make_decode_fn
 
 
 def _time(fn, repeats: int) -> tuple[float, np.ndarray]:
@@ -43,7 +43,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     if args.workdir:
-        from bigvl.checkpoint_loading import load_run
+        from bigvl.inference.run import load_run
         run = load_run(args.workdir, mesh_shape={"data": 1, "fsdp": 1, "tensor": 1})
         config, model, params = run.config, run.model, jax.device_put(run.params, jax.devices()[0])
     else:

@@ -1,6 +1,6 @@
 """Every failure the reliability issue names, staged for real on the demo model:
 
-    python -m bigvl.reliability [--workdir workdirs/reliability]
+    python -m bigvl.tools.reliability [--workdir workdirs/reliability]
 
 Builds a small synthetic world (192 images, cached in the workdir), then runs
 `python -m bigvl.main --config configs/demo.py` (12 steps, batch 16, no evals) in
@@ -58,7 +58,7 @@ class Harness:
     """Runs `python -m bigvl.main` on the small world with the scenario's overrides."""
 
     def __init__(self, workdir: str):
-        from bigvl.synthetic_world import ensure_world
+        from bigvl.data.world import ensure_world
         self.root = os.path.abspath(workdir)
         os.makedirs(self.root, exist_ok=True)
         self.world = str(ensure_world(os.path.join(self.root, "world"), **WORLD))
@@ -118,7 +118,7 @@ class Harness:
 
 # ----------------------------------------------------------------------------- reading runs
 def logged_steps(workdir: str) -> list[int]:
-    from bigvl.metrics_writer import read_metrics
+    from bigvl.train.run_dir import read_metrics
     try:
         return [row["step"] for row in read_metrics(workdir) if "loss" in row]
     except (ValueError, OSError):  # a line being written right now
@@ -126,7 +126,7 @@ def logged_steps(workdir: str) -> list[int]:
 
 
 def metric_rows(workdir: str) -> list[dict]:
-    from bigvl.metrics_writer import read_metrics
+    from bigvl.train.run_dir import read_metrics
     return [{k: v for k, v in row.items() if k not in TIMING} for row in read_metrics(workdir)]
 
 
@@ -148,7 +148,7 @@ def same_state(a: str, b: str, step: int) -> bool:
 
 
 def ids_lines(workdir: str) -> list[str]:
-    from bigvl.run_logs import ids_path
+    from bigvl.train.run_dir import ids_path
     path = ids_path(workdir, 0, 1)
     if not os.path.exists(path):
         return []
@@ -225,7 +225,7 @@ def scenario_kill9(h: Harness) -> list[Row]:
 
 def scenario_data_faults(h: Harness) -> list[Row]:
     from bigvl.data.records import read_records
-    from bigvl.data_faults import RECORD_FAULTS, corrupt_chunk, truncate_shard, write_faulty_shard
+    from bigvl.tools.data_faults import RECORD_FAULTS, corrupt_chunk, truncate_shard, write_faulty_shard
     data = os.path.join(h.root, "faulty_data")
     os.makedirs(data, exist_ok=True)
     good = read_records(h.clean[0]) + read_records(h.clean[1])[:24]  # 120 records
@@ -362,7 +362,7 @@ def format_table(rows: list[Row]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bigvl.reliability", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bigvl.tools.reliability", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="workdirs/reliability", help="scratch space (reused)")
     args = parser.parse_args(argv)

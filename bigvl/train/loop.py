@@ -17,22 +17,24 @@ import jax.numpy as jnp
 import optax
 from tqdm import tqdm
 
-from bigvl import checkpointing, run_logs
-from bigvl.captioning_loss import add_caption_loss, caption_inputs
+from bigvl.train import checkpoints as checkpointing
+
+from bigvl.train import run_dir as run_logs
+from bigvl.losses.captioning import add_caption_loss, caption_inputs
 from bigvl.data.pipeline import make_train_dataset, resolve_paths, scan_shards
 from bigvl.data.tokenizer import Tokenizer
-from bigvl.encoder import make_encoder
+from bigvl.inference.encoder import make_encoder
 from bigvl.evaluators import run_evals
-from bigvl.flops import model_flops_per_pair
-from bigvl.grad_accumulation import accumulated_value_and_grad
-from bigvl.hardware import peak_flops
-from bigvl.init_params import load_init_params
-from bigvl.loop_counters import initial_counters, update_counters, window_mean_loss
-from bigvl.metrics_writer import MetricsWriter
+from bigvl.models.flops import model_flops_per_pair
+from bigvl.train.grad_accumulation import accumulated_value_and_grad
+from bigvl.parallel.hardware import peak_flops
+from bigvl.train.state import load_init_params
+from bigvl.train.counters import initial_counters, update_counters, window_mean_loss
+from bigvl.train.run_dir import MetricsWriter
 from bigvl.models import build_model, count_params
-from bigvl.objective import initial_loss_state, needs_patch_embeds, training_loss
-from bigvl.optimizer import make_optimizer
-from bigvl.sharding import (batch_sharding, check_batch_divisible, host_local_to_global,
+from bigvl.losses.objective import initial_loss_state, needs_patch_embeds, training_loss
+from bigvl.train.optimizer import make_optimizer
+from bigvl.parallel.mesh import (batch_sharding, check_batch_divisible, host_local_to_global,
                             logical_shardings, make_mesh, rules_from_config)
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,7 @@ def make_train_step(config, model, tx, schedule, mesh):
 
     Gradients are those of the loss over the whole global batch; with
     `optim.grad_accum_steps` = K > 1 they are computed in K micro-batches (GradCache: exact,
-    see bigvl/grad_accumulation.py).
+    see bigvl/train/grad_accumulation.py).
     """
     model_inputs = {"with_patch_embeds": True} if needs_patch_embeds(config.loss) else {}
 

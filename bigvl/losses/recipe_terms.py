@@ -1,6 +1,6 @@
 """Recipe-specific contrastive objectives over several texts per image: Long-CLIP and ALIP.
 
-Plain jnp on global arrays (like `bigvl.losses`): under `jax.jit` with batch-sharded
+Plain jnp on global arrays (like `bigvl.losses.contrastive`): under `jax.jit` with batch-sharded
 inputs GSPMD inserts the collectives, so values and gradients are the single-device ones
 on any mesh. Embeddings come L2-normalised; everything computes in float32.
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from bigvl.losses import softmax_contrastive_loss, softmax_contrastive_terms
+from bigvl.losses.contrastive import softmax_contrastive_loss, softmax_contrastive_terms
 from bigvl.models.two_tower import l2_normalize
 
 

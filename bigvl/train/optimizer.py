@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bigvl.models import param_path
+
 
 def make_schedule(optim_cfg, total_steps: int) -> optax.Schedule:
     """Learning rate per step: linear warmup, then cosine to end_lr_frac·lr, rsqrt, or constant."""
@@ -20,11 +22,6 @@ def make_schedule(optim_cfg, total_steps: int) -> optax.Schedule:
         return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), decay], [warmup])
     return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), optax.constant_schedule(lr)],
                                 [warmup])
-
-
-def param_path(path) -> str:
-    """A tree path as '/'-joined module names, e.g. 'image/block_3/mlp/Dense_0/kernel'."""
-    return "/".join(str(getattr(k, "key", k)) for k in path)
 
 
 def decay_mask(params, no_decay_patterns) -> dict:

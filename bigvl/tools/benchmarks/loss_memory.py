@@ -1,7 +1,7 @@
 """Per-device memory of contrastive loss + gradient as the global batch grows, and the speed
 of the tiled softmax loss against the plain one.
 
-    python -m bigvl.benchmarks.loss_memory [--devices 8] [--dim 512] [--max-batch 1048576]
+    python -m bigvl.tools.benchmarks.loss_memory [--devices 8] [--dim 512] [--max-batch 1048576]
 
 Memory: for each loss and global batch B (1k ... max-batch) it compiles
 `jax.jit(jax.value_and_grad(loss))` over a mesh of `--devices` simulated CPU devices (batch
@@ -9,11 +9,11 @@ split over all of them) and reads XLA's `memory_analysis()`: per-device temporar
 plus arguments (the embedding shards). Compiling allocates nothing, so batches whose B x B
 logits would need terabytes are measured too. Losses:
 
-  softmax_plain       bigvl.losses.softmax_contrastive_loss, global-batch jnp (GSPMD shards the B x B logits)
+  softmax_plain       bigvl.losses.contrastive.softmax_contrastive_loss, global-batch jnp (GSPMD shards the B x B logits)
   softmax_all_gather  open_clip's local loss: gather all B embeddings, b x B logits per device
-  softmax_tiled       bigvl.ring_losses.tiled_softmax_contrastive_loss (ring + tiles + custom VJP)
-  sigmoid_plain       bigvl.losses.sigmoid_contrastive_loss
-  sigmoid_ring        bigvl.ring_losses.ring_sigmoid_contrastive_loss
+  softmax_tiled       bigvl.losses.ring.tiled_softmax_contrastive_loss (ring + tiles + custom VJP)
+  sigmoid_plain       bigvl.losses.contrastive.sigmoid_contrastive_loss
+  sigmoid_ring        bigvl.losses.ring.ring_sigmoid_contrastive_loss
 
 Speed: executes plain and tiled softmax loss + gradient at `--time-batch` (both fit), then
 the tiled loss alone at `--large-batch`, where the plain loss would need B^2 * 4 bytes of
@@ -31,8 +31,10 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from bigvl import losses, ring_losses
-from bigvl.sharding import batch_sharding, make_mesh, replicated
+from bigvl.losses import contrastive as losses
+
+from bigvl.losses import ring as ring_losses
+from bigvl.parallel.mesh import batch_sharding, make_mesh, replicated
 
 BATCHES = (1024, 4096, 16384, 65536, 262144, 1048576)
 LOGIT_SCALE, LOGIT_BIAS = 1 / 0.07, -10.0
@@ -191,11 +193,11 @@ ring losses: {args.tile_size}.
 
 ![per-device memory](loss_memory.png)
 
-- `softmax_plain`, `sigmoid_plain`: `bigvl.losses`, global-batch jnp; GSPMD shards the
+- `softmax_plain`, `sigmoid_plain`: `bigvl.losses.contrastive`, global-batch jnp; GSPMD shards the
   B x B logits but keeps several B^2/devices buffers for the backward: O(B^2) per device.
 - `softmax_all_gather`: open_clip's local loss (all-gather the embeddings, b x B logits per
   direction): O(b * B) = O(B^2 / devices).
-- `softmax_tiled`, `sigmoid_ring`: `bigvl.ring_losses`; embeddings travel around the ring,
+- `softmax_tiled`, `sigmoid_ring`: `bigvl.losses.ring`; embeddings travel around the ring,
   logits exist one tile at a time, the backward recomputes them: O(b * d + tile^2), linear
   in B (at large B it is a few copies of the b x d embedding shard: the visiting block,
   its gradient and the transfer buffers).
@@ -247,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     if timings:
         print(timing_text(timings, args.dim), flush=True)
 
-    command = " ".join(["python -m bigvl.benchmarks.loss_memory", *(sys.argv[1:] if argv is None else argv)])
+    command = " ".join(["python -m bigvl.tools.benchmarks.loss_memory", *(sys.argv[1:] if argv is None else argv)])
     if args.plot:
         write_plot(records, args.plot)
     if args.markdown:

@@ -27,8 +27,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from bigvl import losses, recipe_losses, ring_losses
-from bigvl.multi_positive_losses import multi_positive_softmax_loss, per_text_softmax_loss
+from bigvl.losses import contrastive as losses
+
+from bigvl.losses import recipe_terms as recipe_losses
+
+from bigvl.losses import ring as ring_losses
+from bigvl.losses.multi_text import multi_positive_softmax_loss, per_text_softmax_loss
 
 LOSSES = ("softmax", "sigmoid", "softmax_tiled", "sigmoid_ring")
 MULTI_TEXT_LOSSES = ("per_text", "multi_positive", "per_text+multi_positive", "long_clip", "alip")

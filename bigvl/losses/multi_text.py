@@ -1,7 +1,7 @@
 """Contrastive losses for several texts per image (T texts: batches of [B, T, D] text embeddings).
 
 Used by the caption strategies that return more than one text (`partial` with the
-alt-text, `multi`, `long`, `dual`). Like `bigvl.losses`: plain jnp on global arrays,
+alt-text, `multi`, `long`, `dual`). Like `bigvl.losses.contrastive`: plain jnp on global arrays,
 so under `jax.jit` with batch-sharded inputs GSPMD inserts the collectives and the
 value (and gradient) is the single-device one on any mesh. Embeddings come
 L2-normalised, in any float dtype; everything computes in float32. `logit_scale` is

@@ -12,9 +12,9 @@ import orbax.checkpoint as ocp
 
 from bigvl.config import base_config
 from bigvl.data.tokenizer import Tokenizer
-from bigvl.encoder import Encoder, make_encoder
+from bigvl.inference.encoder import Encoder, make_encoder
 from bigvl.models import build_model
-from bigvl.sharding import logical_shardings, make_mesh, rules_from_config
+from bigvl.parallel.mesh import logical_shardings, make_mesh, rules_from_config
 
 
 @dataclasses.dataclass

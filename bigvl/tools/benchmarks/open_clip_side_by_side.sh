@@ -5,7 +5,7 @@
 #
 # Creates VENV_DIR (default /tmp/bigvl_open_clip_venv) with torch + open_clip_torch unless it
 # exists (torch stays out of bigvl's own dependencies), then runs
-# `python -m bigvl.benchmarks.open_clip_compare --python VENV_DIR/bin/python ARGS` with the
+# `python -m bigvl.tools.benchmarks.open_clip_compare --python VENV_DIR/bin/python ARGS` with the
 # current python (which has bigvl installed). Default ARGS: the small S64 CLIP at batch 64.
 # Torch comes from the CPU wheel index when it is reachable, else from the default registry.
 set -euo pipefail
@@ -28,4 +28,4 @@ cd "${repo}"
 if [[ $# -eq 0 ]]; then
   set -- --arch S64 --batch 64 --steps 5
 fi
-python -m bigvl.benchmarks.open_clip_compare --python "${venv}/bin/python" "$@"
+python -m bigvl.tools.benchmarks.open_clip_compare --python "${venv}/bin/python" "$@"

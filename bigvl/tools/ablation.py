@@ -1,6 +1,6 @@
 """The recaption ablation: every recipe on the demo world at equal compute, several seeds.
 
-    python -m bigvl.ablation [--recipes alt,mix,...] [--seeds 0,1,2] [--steps 250]
+    python -m bigvl.tools.ablation [--recipes alt,mix,...] [--seeds 0,1,2] [--steps 250]
                              [--workdir workdirs/ablation] [--out docs/ablation] [--report-only]
 
 Each (recipe, seed) trains configs/recipe_demo.py:RECIPE with `seed` for the same steps
@@ -64,7 +64,7 @@ def add_missing_metrics(recipe: str, steps: int, workdir: str, result: dict) -> 
     missing = {EVALUATOR_OF[key.split("/")[0]] for key, _ in METRICS if key not in result}
     if not missing:
         return result
-    from bigvl.checkpoint_loading import load_run
+    from bigvl.inference.run import load_run
     from bigvl.config import load_config
     from bigvl.evaluators import run_evals
     evals = load_config(os.path.join(ROOT, "configs", f"recipe_demo.py:{recipe},{steps}")).evals
@@ -83,8 +83,8 @@ def run_one(recipe: str, seed: int, steps: int, workdir: str, evaluate_missing: 
     done = os.path.join(workdir, "final_metrics.json")
     if not os.path.exists(done):
         from bigvl.config import load_config, validate
-        from bigvl.synthetic_world import ensure_world
-        from bigvl.train import train_and_evaluate
+        from bigvl.data.world import ensure_world
+        from bigvl.train.loop import train_and_evaluate
         config = load_config(os.path.join(ROOT, "configs", f"recipe_demo.py:{recipe},{steps}"))
         with config.unlocked():
             config.seed = seed
@@ -172,7 +172,7 @@ def write_outputs(rows: list[dict], recipes: list[str], steps: int, batch: int, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bigvl.ablation", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bigvl.tools.ablation", description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--steps", type=int, default=250)

@@ -1,5 +1,5 @@
 """The open_clip side of the side-by-side benchmarks. Runs in its own venv (torch + open_clip_torch,
-no bigvl, no JAX); `bigvl.benchmarks.open_clip_compare` starts it and talks to it.
+no bigvl, no JAX); `bigvl.tools.benchmarks.open_clip_compare` starts it and talks to it.
 
     python open_clip_reference.py train-step --arch B16 --batch 8
         prints {"ready": true, "num_params": ...}, then for every line "step" on stdin runs

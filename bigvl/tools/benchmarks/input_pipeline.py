@@ -1,6 +1,6 @@
 """Input pipeline speed per worker: JPEG decode + random resized crop + tokenize, pairs/s.
 
-    python -m bigvl.benchmarks.input_pipeline [--dir /tmp/bigvl_jpegs] [--num 256] [--size 256]
+    python -m bigvl.tools.benchmarks.input_pipeline [--dir /tmp/bigvl_jpegs] [--num 256] [--size 256]
         [--crop 224] [--context 77] [--repeats 3]
 
 Writes `--num` JPEGs of `--size` px rendered from the built-in synthetic world (with their
@@ -11,7 +11,7 @@ record → caption strategy → JPEG decode → random resized crop → tokenize
 from those files, in this one process on one thread (what one grain worker does). Images
 come out uint8 [crop, crop, 3] (normalised on the accelerator), tokens int32 [1, context].
 
-Prints one JSON line and a readable line. `bigvl.benchmarks.open_clip_compare` runs
+Prints one JSON line and a readable line. `bigvl.tools.benchmarks.open_clip_compare` runs
 open_clip's transform + tokenizer over the same files for the side-by-side ratio.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from PIL import Image
 def make_jpegs(directory: str, num: int, size: int, seed: int = 0, quality: int = 90) -> list[dict]:
     """Writes NNNNN.jpg (synthetic-world scenes at `size` px, JPEG 4:2:0) and captions.jsonl
     ({file, caption: long caption, alt}) to `directory`, reusing them when already there."""
-    from bigvl.synthetic_world import long_caption, render_scene, sample_scene
+    from bigvl.data.world import long_caption, render_scene, sample_scene
 
     index = os.path.join(directory, "captions.jsonl")
     if os.path.isfile(index):
@@ -92,7 +92,7 @@ def bigvl_pairs_per_s(directory: str, items: list[dict], crop: int, context: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bigvl.benchmarks.input_pipeline",
+    parser = argparse.ArgumentParser(prog="python -m bigvl.tools.benchmarks.input_pipeline",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", default="/tmp/bigvl_jpegs", help="where the JPEGs are (or go)")
     parser.add_argument("--num", type=int, default=256)

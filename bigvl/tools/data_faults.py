@@ -1,6 +1,6 @@
 """Faulty training data on purpose: broken records and shards, to check that runs survive them.
 
-Used by `python -m bigvl.reliability` and the tests. Each record fault kind turns one
+Used by `python -m bigvl.tools.reliability` and the tests. Each record fault kind turns one
 good example (a dict as `records.encode_example` takes) into the bytes of a faulty
 record; shard faults damage a copy of an ArrayRecord file.
 """

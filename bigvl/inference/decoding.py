@@ -2,7 +2,7 @@
 
     fn = make_decode_fn(model, DecodeConfig(method="beam", max_length=32, beam_size=4))
     tokens = fn(params, images, cond_tokens, rng)            # int32 [B, max_length]
-    texts = bigvl.decoding.caption(run, images)               # on a loaded run (checkpoint_loading.load_run)
+    texts = bigvl.inference.decoding.caption(run, images)               # on a loaded run (checkpoint_loading.load_run)
 
 Every method runs one `jax.lax.while_loop` over positions that stops when every sequence
 has emitted EOS. With `use_cache=True` (default) each step feeds one token through the
@@ -29,7 +29,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from bigvl.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
-from bigvl.sharding import host_local_to_global
+from bigvl.parallel.mesh import host_local_to_global
 
 METHODS = ("greedy", "beam", "sample")
 

@@ -1,18 +1,18 @@
 """Speed of bigvl's real train step: step time, pairs/s, model FLOPs, MFU and peak memory.
 
-    python -m bigvl.benchmarks.train_step --config configs/NAME.py[:ARG] [--config.key=value ...]
+    python -m bigvl.tools.benchmarks.train_step --config configs/NAME.py[:ARG] [--config.key=value ...]
         [--steps 5] [--warmup 1] [--devices N]
 
-Builds the state and the update exactly as `bigvl.train` does (`make_state_init`,
+Builds the state and the update exactly as `bigvl.train.loop` does (`make_state_init`,
 `make_train_step`, the same shardings and buffer donation), feeds it one random
 device-resident batch (uint8 images, random token ids; T texts per image as the caption
 strategy gives), and times `--steps` steps after compiling and `--warmup` untimed steps.
-The input pipeline is not in the loop (see `bigvl.benchmarks.input_pipeline`).
+The input pipeline is not in the loop (see `bigvl.tools.benchmarks.input_pipeline`).
 
-- model FLOPs per pair: `bigvl.flops` (image + T · text, forward, × 3 for training; no
+- model FLOPs per pair: `bigvl.models.flops` (image + T · text, forward, × 3 for training; no
   remat or GradCache recompute counted);
 - MFU: pairs/s · FLOPs per pair / (peak per device · devices); the peak is the vendor's
-  dense bf16 figure on accelerators (`bigvl.hardware`), and on the CPU a float32 matmul
+  dense bf16 figure on accelerators (`bigvl.parallel.hardware`), and on the CPU a float32 matmul
   rate measured on this machine and split over the simulated devices (they share cores);
 - peak memory per device: `memory_stats()["peak_bytes_in_use"]` where the backend keeps it
   (GPU, TPU), else XLA's compiled memory analysis (arguments + temporaries + outputs −
@@ -33,7 +33,7 @@ import numpy as np
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """--config/--steps/--warmup/--devices/--peak and the 'key=value' config overrides."""
-    parser = argparse.ArgumentParser(prog="python -m bigvl.benchmarks.train_step",
+    parser = argparse.ArgumentParser(prog="python -m bigvl.tools.benchmarks.train_step",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="configs/NAME.py[:ARG]")
     parser.add_argument("--steps", type=int, default=5, help="timed steps (0 with --warmup 0: compile only, "
@@ -42,7 +42,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--devices", type=int, default=0,
                         help="simulated CPU devices (0: what JAX finds; set before JAX starts)")
     parser.add_argument("--peak", type=float, default=0.0,
-                        help="peak FLOP/s per device for MFU (0: bigvl.hardware's table or a CPU matmul)")
+                        help="peak FLOP/s per device for MFU (0: bigvl.parallel.hardware's table or a CPU matmul)")
     args, rest = parser.parse_known_args(argv)
     overrides = []
     for item in rest:
@@ -98,9 +98,9 @@ class CompiledStep:
         import jax
 
         from bigvl.data.caption_strategies import make_caption_strategy
-        from bigvl.sharding import (batch_sharding, check_batch_divisible, host_local_to_global, make_mesh,
+        from bigvl.parallel.mesh import (batch_sharding, check_batch_divisible, host_local_to_global, make_mesh,
                                     rules_from_config)
-        from bigvl.train import make_state_init, make_train_step
+        from bigvl.train.loop import make_state_init, make_train_step
 
         self.config = config
         self.mesh = make_mesh(config.mesh)
@@ -129,8 +129,8 @@ class CompiledStep:
 
 def summarise(bench: CompiledStep, times: list[float], losses: list[float], peak: float = 0.0) -> dict:
     """The measurement record of `times` (timed steps, seconds) on `bench`."""
-    from bigvl.flops import model_flops_per_pair
-    from bigvl.hardware import measured_peak
+    from bigvl.models.flops import model_flops_per_pair
+    from bigvl.parallel.hardware import measured_peak
 
     config, mesh = bench.config, bench.mesh
     devices = mesh.devices.size

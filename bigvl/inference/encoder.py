@@ -16,7 +16,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from bigvl.data.tokenizer import Tokenizer
-from bigvl.sharding import batch_sharding, host_local_to_global
+from bigvl.parallel.mesh import batch_sharding, host_local_to_global
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Encoder:
     batch_size: int
     _encode_image: Callable
     _encode_text: Callable
-    captioner: Any = None  # a bigvl.decoding.Captioner for CoCa / CLIPS, else None
+    captioner: Any = None  # a bigvl.inference.decoding.Captioner for CoCa / CLIPS, else None
     _encode_patches: Callable | None = None  # two-tower models only
 
     def replace(self, **changes) -> "Encoder":
@@ -70,7 +70,7 @@ class Encoder:
 
 def make_encoder(model, params, tokenizer: Tokenizer, model_cfg, mesh, rules, batch_size: int) -> Encoder:
     """Builds an Encoder; `batch_size` is rounded up to a multiple of the device count."""
-    from bigvl.decoding import make_captioner
+    from bigvl.inference.decoding import make_captioner
     devices = mesh.devices.size
     batch_size = -(-batch_size // devices) * devices
 

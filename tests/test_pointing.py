@@ -1,21 +1,28 @@
-"""The pointing game: its geometry against a hand-built oracle encoder, and on a real run."""
+"""The pointing game: its geometry against hand counts and a hand-built oracle encoder, and on a real run."""
 import numpy as np
+import pytest
 
 from bigvl.evaluators import pointing
-from bigvl.data.world import EXTENT
 
 
-def _record(objects, rid="r"):
-    return {"id": rid, "extras": {"scene": {"objects": [
-        dict(colour=c, shape=s, x=x, y=y, radius=r) for c, s, x, y, r in objects]}}}
+def _record(regions, rid="r"):
+    return {"id": rid, "extras": {"regions": [dict(text=t, x=x, y=y, radius=r) for t, x, y, r in regions]}}
 
 
-def test_queries_name_each_unique_object_and_skip_repeated_ones():
-    records = [_record([("red", "circle", 0.3, 0.3, 0.1), ("red", "circle", 0.7, 0.7, 0.1),
-                        ("blue", "star", 0.5, 0.2, 0.1)]),
-               _record([("orange", "square", 0.6, 0.4, 0.15)])]
-    assert [(i, text) for i, text, *_ in pointing.pointing_queries(records)] == [
-        (0, "a blue star"), (1, "an orange square")]
+def test_queries_are_the_regions_of_each_record_in_order():
+    records = [_record([("a blue star", 0.5, 0.2, 0.11), ("a red circle", 0.3, 0.3, 0.1)]),
+               _record([("an orange square", 0.6, 0.4, 0.15)])]
+    assert pointing.pointing_queries(records) == [
+        (0, "a blue star", 0.5, 0.2, 0.11), (0, "a red circle", 0.3, 0.3, 0.1), (1, "an orange square", 0.6, 0.4, 0.15)]
+
+
+def test_a_record_without_regions_is_named():
+    with pytest.raises(KeyError, match="'img/7'.*extras.regions"):
+        pointing.pointing_queries([_record([("a red circle", 0.3, 0.3, 0.1)]), {"id": "img/7", "extras": {}}])
+    with pytest.raises(KeyError, match="'img/8'"):
+        pointing.pointing_queries([_record([], rid="img/8")])
+    with pytest.raises(ValueError, match="'img/9'.*radius"):
+        pointing.pointing_queries([{"id": "img/9", "extras": {"regions": [{"text": "a", "x": 0.5, "y": 0.5}]}}])
 
 
 def test_patch_centres_are_row_major():
@@ -24,9 +31,32 @@ def test_patch_centres_are_row_major():
     np.testing.assert_allclose(centres[4], [0.125, 0.375])  # row 1, column 0
 
 
+def test_hand_made_patches_give_the_hand_counted_accuracy_and_chance():
+    """A 4 × 4 grid (patch centres at 1/8, 3/8, 5/8, 7/8), one-hot texts, and patches that
+    carry a text's direction exactly where we put it.
+
+    Region A (1/8, 1/8), r 0.2: only patch 0 inside (the next centre is 0.25 away) → chance 1/16;
+    its text sits on patch 0: hit. Region B (1/2, 1/2), r 0.2: the 4 middle patches (√2/8 ≈
+    0.177 away) → 4/16; its text sits on the corner patch 15: miss. Region C (5/8, 5/8), r 0.3,
+    in a second image: its own patch and 4 edge neighbours (0.25 away; diagonals 0.354) →
+    5/16; its text sits on patch 10 (row 2, column 2): hit.
+    """
+    records = [_record([("A", 0.125, 0.125, 0.2), ("B", 0.5, 0.5, 0.2)]), _record([("C", 0.625, 0.625, 0.3)])]
+    queries = pointing.pointing_queries(records)
+    texts = np.eye(3)
+    patches = np.zeros((2, 16, 3))
+    patches[0, 0] = texts[0]
+    patches[0, 15] = texts[1]
+    patches[1, 10] = texts[2]
+    out = pointing.pointing_accuracy(patches, texts, queries)
+    assert out["queries"] == 3
+    assert out["accuracy"] == pytest.approx(2 / 3)
+    assert out["chance"] == pytest.approx((1 / 16 + 4 / 16 + 5 / 16) / 3)
+
+
 def test_oracle_patches_point_right_and_chance_is_the_disc_fraction():
     grid, dim = 8, 32
-    records = [_record([("red", "circle", 0.2, 0.7, 0.1), ("blue", "star", 0.65, 0.3, 0.12)])]
+    records = [_record([("a red circle", 0.2, 0.7, 0.11), ("a blue star", 0.65, 0.3, 0.132)])]
     queries = pointing.pointing_queries(records)
     rng = np.random.default_rng(0)
     texts = rng.normal(size=(len(queries), dim))
@@ -37,7 +67,7 @@ def test_oracle_patches_point_right_and_chance_is_the_disc_fraction():
     out = pointing.pointing_accuracy(patches, texts, queries)
     assert out["accuracy"] == 1.0 and out["queries"] == 2
     # chance by brute force over pixel-free patch centres
-    want = np.mean([np.mean([np.hypot((c + .5) / grid - x, (r + .5) / grid - y) <= EXTENT * rad
+    want = np.mean([np.mean([np.hypot((c + .5) / grid - x, (r + .5) / grid - y) <= rad
                              for r in range(grid) for c in range(grid)]) for _, _, x, y, rad in queries])
     np.testing.assert_allclose(out["chance"], want)
     # swapping the texts points every query at the other object: no hit

@@ -17,6 +17,7 @@ from array_record.python.array_record_module import ArrayRecordReader
 from PIL import Image
 
 from bigvl.data import world as sw
+from bigvl.data.world import build as world_build
 from bigvl.data.records import decode_example
 from bigvl.data.tokenizer import Tokenizer
 
@@ -258,6 +259,37 @@ def test_heldout_never_repeats_a_train_scene_even_when_asked():
     assert redrawn[0] == first[0] and redrawn[2] == first[2] and redrawn[1] != first[1]
 
 
+def test_retrieval_regions_match_the_scene(splits):
+    """extras.regions (the pointing targets): one disc per object whose colour+shape is unique,
+    centred on the object, of radius 1.1 × its radius (the disc every shape fits in)."""
+    regions_seen = 0
+    for record in splits["retrieval"]:
+        objects = record["extras"]["scene"]["objects"]
+        counts = collections.Counter((o["colour"], o["shape"]) for o in objects)
+        unique = [o for o in objects if counts[(o["colour"], o["shape"])] == 1]
+        regions = record["extras"]["regions"]
+        assert len(regions) == len(unique) >= 2, record["id"]
+        for region, obj in zip(regions, unique):
+            assert NOUN.fullmatch(region["text"]).groups() == (obj["colour"], obj["shape"]), region
+            assert (region["x"], region["y"]) == (obj["x"], obj["y"])
+            assert region["radius"] == pytest.approx(1.1 * obj["radius"], abs=1e-9)
+        regions_seen += len(regions)
+    assert regions_seen > 2 * len(splits["retrieval"])
+    for name in ("train", "zeroshot", "hard_negatives"):  # held-out retrieval records only
+        assert not any("regions" in r["extras"] for r in splits[name]), name
+
+
+def test_regions_leave_out_objects_whose_colour_and_shape_repeat():
+    def obj(colour, shape, x, y):
+        return sw.SceneObject(colour, shape, "small", x, y, 0.09, 0.0, (0, 0, 0))
+    scene = sw.Scene((obj("red", "circle", 0.25, 0.25), obj("red", "circle", 0.75, 0.75),
+                      obj("orange", "star", 0.75, 0.25), obj("red", "square", 0.25, 0.75)), "white", "plain", 0.1, 0)
+    regions = sw.pointing_regions(scene)
+    assert [(r["text"], r["x"], r["y"]) for r in regions] == [("an orange star", 0.75, 0.25),
+                                                               ("a red square", 0.25, 0.75)]
+    assert all(r["radius"] == pytest.approx(0.099) for r in regions)
+
+
 # ----------------------------------------------------------------------------- alt-text
 def classify_alt(text, scene):
     """'boilerplate' (no object words), 'wrong' (names an absent object) or 'accurate'."""
@@ -322,11 +354,15 @@ def test_ensure_world_reuses_and_rebuilds(tmp_path, monkeypatch):
     assert (out / "manifest.json").stat().st_mtime_ns == stamp
     sw.ensure_world(out, seed=4, **tiny)
     assert json.loads((out / "manifest.json").read_text())["params"]["seed"] == 4
+    manifest = json.loads((out / "manifest.json").read_text())  # a world of an older generator
+    (out / "manifest.json").write_text(json.dumps(manifest | {"generator_version": manifest["generator_version"] - 1}))
+    sw.ensure_world(out, seed=4, **tiny)
+    assert json.loads((out / "manifest.json").read_text())["generator_version"] == manifest["generator_version"]
 
     def killed(directory, params):
         (directory / "train-00000-of-00001.array_record").write_bytes(b"half")
         raise KeyboardInterrupt
-    monkeypatch.setattr(sw, "_write_world", killed)
+    monkeypatch.setattr(world_build, "_write_world", killed)
     with pytest.raises(KeyboardInterrupt):
         sw.build_world(tmp_path / "killed", **tiny)
     assert not (tmp_path / "killed").exists()

@@ -1,22 +1,25 @@
 """Pointing game: does the patch most similar to "a red circle" fall on the red circle?
 
-A fine-grained (dense) alignment score for two-tower models on the synthetic world, where
-every record knows its objects (``extras["scene"]``: colour, shape, centre x/y and radius
-as fractions of the image side). For each image and each object whose (colour, shape) is
-unique in it, the query is the world's noun phrase ("a red circle"); the hit test asks
-whether the centre of the argmax patch of <text, patch embedding> lies inside the
-object's disc (EXTENT × radius, the disc every shape fits in). Chance: the expected hit
-rate of a uniformly random patch (the fraction of patch centres inside the disc), per
-query, averaged. DreamLIP's grouping loss targets this kind of alignment.
+A fine-grained (dense) alignment score for two-tower models on any split whose records say
+where their objects are, in the generic per-record field
+
+    extras["regions"] = [{"text": "a red circle", "x": 0.31, "y": 0.62, "radius": 0.12}, ...]
+
+one entry per query: the text to point with and the disc the object lies in (centre x to
+the right, y downwards, and radius, all fractions of the image side). The synthetic world
+writes it into its retrieval split (one region per object whose colour+shape is unique in
+the image, the disc every shape fits in). For each region the hit test asks whether the
+centre of the argmax patch of <text, patch embedding> lies inside the disc. Chance: the
+expected hit rate of a uniformly random patch (the fraction of patch centres inside the
+disc), per query, averaged. DreamLIP's grouping loss targets this kind of alignment.
 """
 from __future__ import annotations
-
-from collections import Counter
 
 import numpy as np
 
 from bigvl.evaluators.splits import load_split
-from bigvl.data.world import EXTENT, noun_phrase
+
+REGION_FIELDS = ("text", "x", "y", "radius")
 
 
 def patch_centres(grid: int) -> np.ndarray:
@@ -27,31 +30,39 @@ def patch_centres(grid: int) -> np.ndarray:
 
 
 def pointing_queries(records: list[dict]) -> list[tuple[int, str, float, float, float]]:
-    """(record index, query text, x, y, radius) for every object whose colour+shape is unique in its image.
+    """(record index, text, x, y, radius) for every region of every record, in order.
 
-    Raises KeyError naming the record when it has no extras.scene.
+    Raises KeyError naming the record when it has no extras.regions (missing or empty),
+    ValueError naming the record when a region lacks a field of REGION_FIELDS.
     """
     queries = []
     for i, record in enumerate(records):
-        scene = record.get("extras", {}).get("scene")
-        if not scene:
-            raise KeyError(f"pointing split: record {record.get('id')!r} has no extras.scene")
-        counts = Counter((o["colour"], o["shape"]) for o in scene["objects"])
-        for o in scene["objects"]:
-            if counts[(o["colour"], o["shape"])] == 1:
-                queries.append((i, noun_phrase(o["colour"], o["shape"]), o["x"], o["y"], o["radius"]))
+        regions = record.get("extras", {}).get("regions")
+        if not regions:
+            raise KeyError(f"pointing split: record {record.get('id')!r} has no extras.regions "
+                           f"(a list of {{'text', 'x', 'y', 'radius'}} discs to point at)")
+        for region in regions:
+            missing = [name for name in REGION_FIELDS if name not in region]
+            if missing:
+                raise ValueError(f"pointing split: record {record.get('id')!r} has a region without {missing}")
+            queries.append((i, str(region["text"]), float(region["x"]), float(region["y"]),
+                            float(region["radius"])))
     return queries
 
 
 def pointing_accuracy(patch_embeds: np.ndarray, text_embeds: np.ndarray, queries) -> dict[str, float]:
-    """patch_embeds [N, P, E] (P a square grid), text_embeds [Q, E] (one per query) → accuracy and chance."""
+    """patch_embeds [N, P, E] (P a square grid), text_embeds [Q, E] (one per query) → accuracy and chance.
+
+    A hit: the centre of the patch with the largest <patch, text> lies inside the query's
+    disc (distance to (x, y) ≤ radius).
+    """
     grid = int(round(np.sqrt(patch_embeds.shape[1])))
     if grid * grid != patch_embeds.shape[1]:
         raise ValueError(f"pointing needs a square patch grid, got {patch_embeds.shape[1]} patches")
     centres = patch_centres(grid)
     hits, chance = [], []
     for (index, _, x, y, radius), text in zip(queries, text_embeds):
-        inside = np.hypot(centres[:, 0] - x, centres[:, 1] - y) <= EXTENT * radius
+        inside = np.hypot(centres[:, 0] - x, centres[:, 1] - y) <= radius
         best = int(np.argmax(patch_embeds[index] @ text))
         hits.append(inside[best])
         chance.append(inside.mean())
@@ -59,7 +70,7 @@ def pointing_accuracy(patch_embeds: np.ndarray, text_embeds: np.ndarray, queries
 
 
 def evaluate(encoder, split_path: str) -> dict[str, float]:
-    """The pointing game on every unique object of a split with extras.scene (e.g. the world's retrieval split)."""
+    """The pointing game on every region of a split with extras.regions (e.g. the world's retrieval split)."""
     images, records = load_split(split_path, encoder.image_size)
     queries = pointing_queries(records)
     patches = encoder.encode_patches(images)

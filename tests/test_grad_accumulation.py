@@ -9,7 +9,7 @@ from bigvl.config import ConfigError, base_config, validate
 from bigvl.train.grad_accumulation import accumulated_value_and_grad, merge_micro_batches, split_micro_batches
 from bigvl.train.run_dir import read_metrics
 from bigvl.models import build_model
-from bigvl.losses.objective import training_loss
+from bigvl.losses.objective import Objective
 from bigvl.parallel.mesh import batch_sharding, make_mesh, replicated, rules_from_config
 from bigvl.train.loop import train_and_evaluate
 
@@ -49,14 +49,16 @@ def test_accumulated_gradient_equals_full_batch_gradient(loss_name, multi_text, 
             out["text_embeds"] = out["text_embeds"].reshape(n, t, -1)
         return out
 
-    def loss_fn(outputs):
-        return training_loss(outputs, config.loss, mesh, {})[0], outputs["logit_scale"]
+    objective = Objective(cfg=config.loss, num_texts=texts, captioner=False, mesh=mesh)
+
+    def loss_fn(outputs, full_batch):
+        return objective(outputs, full_batch, {})[0], outputs["logit_scale"]
 
     fn = jax.jit(accumulated_value_and_grad(apply_fn, loss_fn, k), in_shardings=(replicated(mesh), batch_sharding(mesh)))
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         (loss, _), grads = jax.device_get(fn(params, batch))
     # the independent reference: plain value_and_grad of the full-batch loss, no accumulation code
-    reference = jax.device_get(jax.jit(jax.value_and_grad(lambda p: loss_fn(apply_fn(p, batch))[0]))(params))
+    reference = jax.device_get(jax.jit(jax.value_and_grad(lambda p: loss_fn(apply_fn(p, batch), batch)[0]))(params))
     np.testing.assert_allclose(loss, reference[0], rtol=1e-5)
     for (path, g), ref in zip(jax.tree_util.tree_leaves_with_path(grads), jax.tree.leaves(reference[1])):
         np.testing.assert_allclose(g, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max() + 1e-9,

@@ -7,7 +7,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from bigvl.losses import recipe_terms as recipe_losses
 from bigvl.losses.multi_text import multi_positive_softmax_loss, per_text_softmax_loss
-from bigvl.losses.objective import initial_loss_state, training_loss
+from bigvl.losses.objective import Objective
 from bigvl.parallel.mesh import make_mesh
 
 
@@ -119,18 +119,19 @@ def test_alip_gates_carry_no_gradient():
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-7)
 
 
-def _loss_cfg(**kw):
-    from bigvl.config import base_config
-    cfg = base_config().loss
+def _objective(num_texts=3, **kw):
+    """An Objective over config.loss defaults changed by `kw` (config checks are tested in test_config_checks)."""
+    from bigvl.losses.objective import loss_config_defaults
+    cfg = loss_config_defaults()
     cfg.update({**dict(name="softmax", multi_text="per_text", text_weights=[], pca_dim=3, alip_momentum=0.99,
                        tile_size=8), **kw})
-    return cfg
+    return Objective(cfg=cfg, num_texts=num_texts, captioner=False)
 
 
 def test_dreamlip_objective_is_per_text_plus_multi_positive():
     x, y = _embeddings(8, 3, 6, seed=2)
     outputs = {"image_embeds": jnp.float32(x), "text_embeds": jnp.float32(y), "logit_scale": jnp.float32(7.0)}
-    loss, state, _ = training_loss(outputs, _loss_cfg(multi_text="per_text+multi_positive"), None, {})
+    loss, _, state = _objective(multi_text="per_text+multi_positive")(outputs, {}, {})
     want = per_text_softmax_loss(x, y, 7.0) + multi_positive_softmax_loss(x, y, 7.0)
     np.testing.assert_allclose(loss, want, rtol=1e-6)
     assert state == {}
@@ -138,17 +139,17 @@ def test_dreamlip_objective_is_per_text_plus_multi_positive():
 
 @pytest.mark.parametrize("mode", ["long_clip", "alip"])
 def test_sharded_recipe_objectives_equal_single_device(mode):
-    cfg = _loss_cfg(multi_text=mode)
+    objective = _objective(num_texts=2, multi_text=mode)
     x, y = (np.float32(a) for a in _embeddings(32, 2, 16, seed=4))
 
     def step(x, y, scale, loss_state):
         def loss_fn(x, y, scale):
             out = {"image_embeds": x, "text_embeds": y, "logit_scale": scale}
-            loss, new_state, _ = training_loss(out, cfg, None, loss_state)
+            loss, _, new_state = objective(out, {}, loss_state)
             return loss, new_state
         return jax.value_and_grad(loss_fn, argnums=(0, 1, 2), has_aux=True)(x, y, scale)
 
-    state = initial_loss_state(cfg)
+    state = objective.initial_state()
     args = (x, y, np.float32(8.0))
     (single_value, single_state), single_grads = jax.jit(step)(*jax.device_put(args, jax.devices()[0]), state)
     mesh = make_mesh({"data": 8})
@@ -214,8 +215,8 @@ def test_objective_adds_weighted_grouping_term():
     patches = _patches(8, 4, 6, seed=9)
     outputs = {"image_embeds": jnp.float32(x), "text_embeds": jnp.float32(y), "logit_scale": jnp.float32(7.0),
                "patch_embeds": jnp.float32(patches)}
-    cfg = _loss_cfg(multi_text="per_text+multi_positive", grouping_weight=0.5, grouping_threshold=0.1)
-    loss, _, metrics = training_loss(outputs, cfg, None, {})
+    objective = _objective(multi_text="per_text+multi_positive", grouping_weight=0.5, grouping_threshold=0.1)
+    loss, metrics, _ = objective(outputs, {}, {})
     want_group = _grouping_reference(patches, y, 7.0, 0.1)
     np.testing.assert_allclose(metrics["grouping_loss"], want_group, rtol=1e-5)
     want = per_text_softmax_loss(x, y, 7.0) + multi_positive_softmax_loss(x, y, 7.0) + 0.5 * want_group

@@ -3,12 +3,11 @@
 The models compute the per-example part (`token_nll`: summed NLL and token count per
 caption, [B] floats) so that the big [B, L, V] logits never leave the model's forward
 pass (gradient accumulation caches only per-example outputs, see grad_accumulation.py).
-`add_caption_loss` then forms the global-batch mean over real tokens,
+`caption_loss` then forms the global-batch mean over real tokens,
 
     caption_loss = Σ_b nll_b / Σ_b tokens_b,
-    loss = contrastive_weight · contrastive + caption_weight · caption_loss,
 
-for any output dict that carries `caption_nll` (the two-tower models do not: unchanged).
+which the objective (bigvl/losses/objective.py) weights by `loss.caption_weight`.
 """
 from __future__ import annotations
 
@@ -30,17 +29,3 @@ def token_nll(logits: jax.Array, labels: jax.Array, pad_id: int) -> tuple[jax.Ar
 def caption_loss(outputs: dict) -> jax.Array:
     """Mean NLL per real token over the global batch, float32 scalar."""
     return jnp.sum(outputs["caption_nll"]) / jnp.maximum(jnp.sum(outputs["caption_tokens"]), 1.0)
-
-
-def add_caption_loss(contrastive: jax.Array, metrics: dict, outputs: dict, loss_cfg) -> tuple[jax.Array, dict]:
-    """(total loss, metrics + {contrastive_loss, caption_loss}) for captioners; unchanged otherwise."""
-    if "caption_nll" not in outputs:
-        return contrastive, metrics
-    generative = caption_loss(outputs)
-    total = loss_cfg.contrastive_weight * contrastive + loss_cfg.caption_weight * generative
-    return total, {**metrics, "contrastive_loss": contrastive, "caption_loss": generative}
-
-
-def caption_inputs(batch: dict) -> dict:
-    """The model's extra keyword inputs from a batch: {"target_tokens": [B,Ld]} when present."""
-    return {"target_tokens": batch["target_tokens"]} if "target_tokens" in batch else {}

@@ -1,101 +1,221 @@
-"""The training objective: the model's output dict (global batch) → scalar loss.
+"""The training objective: one object, built from the config, that owns every loss term.
 
-One function, `training_loss`, picks the configured loss (`config.loss`):
+    objective = Objective.from_config(config, mesh)          # checks config.loss; ValueError names the key
+    outputs = objective.model_outputs(model, params, batch)   # what the model must compute, per example
+    total, terms, loss_state = objective(outputs, batch, loss_state)
 
-- one text per image (text_embeds [B, E]): `loss.name` = softmax (CLIP) | sigmoid
-  (SigLIP) | softmax_tiled (Inf-CL ring) | sigmoid_ring;
-- several texts per image (text_embeds [B, T, E], from the caption strategy):
-  `loss.multi_text` =
+`terms` are named `*_loss` scalars; `total` = Σ weight · term, summed here and nowhere else:
+
+    contrastive_loss  × loss.contrastive_weight · (1 − λ)   always (the configured contrastive loss, below)
+    distill_loss      × loss.contrastive_weight · λ         λ = loss.distill_weight > 0 (MobileCLIP)
+    grouping_loss     × loss.grouping_weight                > 0 (DreamLIP's subcaption grouping)
+    caption_loss      × loss.caption_weight                 captioners (CoCa, CLIPS)
+
+The contrastive term:
+- one text per image (text_embeds [B, E]): `loss.name` = softmax (CLIP) | sigmoid (SigLIP)
+  | softmax_tiled (Inf-CL ring) | sigmoid_ring;
+- several texts per image (text_embeds [B, T, E], from the caption strategy): `loss.multi_text` =
     per_text                 mean (or `loss.text_weights`) of per-slot InfoNCE (CLIPS, dual)
     multi_positive           one softmax, every text of an image a positive
     per_text+multi_positive  DreamLIP: the sum of the two
     long_clip                Long-CLIP: long caption + PCA-reduced image vs first sentence
     alip                     ALIP: gated alt-text and caption terms (EMA state)
-  plus, with `loss.grouping_weight` > 0, DreamLIP's subcaption grouping loss (each text
-  against its similarity-weighted pooling of the image's patch embeddings; needs
-  outputs["patch_embeds"], see `needs_patch_embeds`);
-  and, with `loss.distill_weight` = λ > 0, MobileCLIP's distillation from stored teacher
-  embeddings: (1 − λ) · contrastive + λ · KD (outputs teacher_image, teacher_text [B,Dt],
-  teacher_logit_scale [B], from the batch).
 
-Some objectives carry state between steps (ALIP's similarity EMAs): `initial_loss_state`
-gives it, `training_loss` returns the next one; it lives in the train state (and in
-checkpoints) as `state["loss_state"]`.
+Some objectives carry state between steps (ALIP's similarity EMAs): `initial_state()` gives
+it, the call returns the next one; the train state keeps it as `state["loss_state"]`.
+
+Model outputs: image_embeds [B, E], text_embeds [B, E] or [B, T, E], logit_scale, logit_bias
+(SigLIP), patch_embeds [B, N, E] (grouping), caption_nll / caption_tokens [B] (captioners).
+Batch keys read here: tokens [B, T, L], target_tokens [B, Ld] (captioners), teacher_image,
+teacher_text [B, Dt] and teacher_logit_scale [B] (distillation).
+
+A new term: a function of (outputs, batch) in this package, a `loss.*_weight` default in
+`loss_config_defaults`, and one line in `Objective.terms`.
 """
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import jax
 import jax.numpy as jnp
+import ml_collections
 
-from bigvl.losses import contrastive as losses
-
-from bigvl.losses import recipe_terms as recipe_losses
-
-from bigvl.losses import ring as ring_losses
+from bigvl.data.caption_strategies import make_caption_strategy
+from bigvl.losses import captioning, contrastive, recipe_terms, ring
 from bigvl.losses.multi_text import multi_positive_softmax_loss, per_text_softmax_loss
 
 LOSSES = ("softmax", "sigmoid", "softmax_tiled", "sigmoid_ring")
 MULTI_TEXT_LOSSES = ("per_text", "multi_positive", "per_text+multi_positive", "long_clip", "alip")
+MODEL_KINDS_WITH_CAPTIONS = ("coca", "clips")
+SINGLE_FIELD_STRATEGIES = ("alt", "recap", "mix", "uniform")  # a whole stored field per text (distillation)
 
 
-def initial_loss_state(loss_cfg) -> dict:
-    """The objective's state before step 1: ALIP's EMAs, else {} (stateless)."""
-    return recipe_losses.alip_initial_state() if loss_cfg.multi_text == "alip" else {}
+def loss_config_defaults() -> ml_collections.ConfigDict:
+    """Every `config.loss` key with its default."""
+    return ml_collections.ConfigDict({
+        # softmax | sigmoid: plain global-batch losses (B×B logits); softmax_tiled (Inf-CL style)
+        # | sigmoid_ring: ring over the batch axes, O(b·D + tile²) memory per device.
+        "name": "softmax",
+        "tile_size": 1024,  # tile edge of softmax_tiled / sigmoid_ring
+        # With T > 1 texts per image: the mean (or `text_weights`-weighted sum) of per-text
+        # InfoNCE terms, or one loss where every text of an image is a positive.
+        "multi_text": "per_text",
+        "text_weights": [],  # [] = equal weights (mean); else one weight per text
+        # total = contrastive_weight · contrastive + caption_weight · caption cross-entropy (captioners)
+        "contrastive_weight": 1.0,
+        "caption_weight": 2.0,  # CoCa's 1 : 2
+        "pca_dim": 32,  # Long-CLIP: principal components kept for the short-caption term
+        "alip_momentum": 0.99,  # ALIP: EMA momentum of the gate similarities
+        # DreamLIP's subcaption grouping loss (0 = off): each text vs the pooling of its image's
+        # patch embeddings weighted by min-max-normalised similarity, weights < threshold dropped.
+        "grouping_weight": 0.0,
+        "grouping_threshold": 0.1,  # DreamLIP's sgl_delta
+        # MobileCLIP: (1 - w) · contrastive + w · KD against the teacher embeddings stored in the
+        # shards (python -m bigvl.tools.teacher_embeddings); 0 = off. MobileCLIP uses w = 0.75 at B/16.
+        "distill_weight": 0.0,
+    })
 
 
-def needs_patch_embeds(loss_cfg) -> bool:
-    """Whether the objective reads outputs["patch_embeds"] (DreamLIP's grouping loss)."""
-    return loss_cfg.grouping_weight > 0
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ValueError(f"config key {key!r}: {message}")
 
 
-def training_loss(outputs: dict, loss_cfg, mesh, loss_state: dict) -> tuple[jax.Array, dict, dict]:
-    """(loss, next loss_state, extra metrics) for the model outputs of the global batch.
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """The loss of a run (see the module docstring). Build it with `Objective.from_config`."""
+    cfg: Any  # config.loss
+    num_texts: int  # texts per image from the caption strategy
+    captioner: bool  # model.kind coca | clips: outputs carry caption_nll / caption_tokens
+    mesh: Any = None  # the ring losses' mesh
 
-    outputs: image_embeds [B,E], text_embeds [B,E] or [B,T,E], logit_scale, logit_bias
-    (SigLIP), patch_embeds [B,N,E] (grouping loss). loss_state: from `initial_loss_state`
-    or the previous step.
-    """
-    loss, loss_state, metrics = _contrastive_loss(outputs, loss_cfg, mesh, loss_state)
-    weight = loss_cfg.distill_weight
-    if weight > 0:
-        distill = losses.distillation_loss(outputs["image_embeds"], outputs["text_embeds"], outputs["logit_scale"],
-                                           outputs["teacher_image"], outputs["teacher_text"],
-                                           jnp.mean(outputs["teacher_logit_scale"]))
-        metrics = {**metrics, "contrastive_loss": loss, "distill_loss": distill}
-        loss = (1.0 - weight) * loss + weight * distill
-    if needs_patch_embeds(loss_cfg):
-        text = outputs["text_embeds"]
-        grouping = recipe_losses.grouping_loss(outputs["patch_embeds"], text if text.ndim == 3 else text[:, None],
-                                               outputs["logit_scale"], loss_cfg.grouping_threshold)
-        loss = loss + loss_cfg.grouping_weight * grouping
-        metrics = {**metrics, "grouping_loss": grouping}
-    return loss, loss_state, metrics
+    @classmethod
+    def from_config(cls, config, mesh=None) -> "Objective":
+        """Checks `config.loss` against the model kind and the caption strategy; ValueError names the key."""
+        loss, kind, strategy = config.loss, config.model.kind, config.data.caption_strategy
+        num_texts = make_caption_strategy(config.data, count_tokens=len).num_texts
+        _check(loss.name in LOSSES, "loss.name", f"{loss.name!r} is not one of {LOSSES}")
+        _check(loss.multi_text in MULTI_TEXT_LOSSES, "loss.multi_text",
+               f"{loss.multi_text!r} is not one of {MULTI_TEXT_LOSSES}")
+        _check(loss.tile_size >= 1, "loss.tile_size", f"must be >= 1, got {loss.tile_size}")
+        if loss.name in ("sigmoid", "sigmoid_ring"):
+            _check(config.model.bias_init is not None, "model.bias_init",
+                   f"loss.name {loss.name!r} needs a learnable logit bias: set model.bias_init "
+                   "(SigLIP: -10.0, with model.temperature_init 10.0)")
+        if num_texts > 1:
+            _check(loss.name == "softmax", "loss.name", f"caption strategy {strategy!r} gives {num_texts} texts "
+                   "per image; only the plain softmax loss takes several")
+            _check(len(loss.text_weights) in (0, num_texts), "loss.text_weights",
+                   f"needs {num_texts} weights (one per text of {strategy!r}) or none")
+        else:
+            _check(not loss.text_weights, "loss.text_weights", f"caption strategy {strategy!r} gives 1 text per "
+                   f"image; per-text weights {list(loss.text_weights)} would be ignored")
+        needs = {"long_clip": "long", "alip": "dual"}.get(loss.multi_text)
+        if needs:
+            _check(strategy == needs, "loss.multi_text", f"{loss.multi_text!r} needs data.caption_strategy "
+                   f"{needs!r} (its 2 texts in order), got {strategy!r}")
+        if loss.grouping_weight:
+            _check(loss.grouping_weight > 0, "loss.grouping_weight", f"must be >= 0, got {loss.grouping_weight}")
+            _check(kind == "two_tower", "loss.grouping_weight", "the grouping loss needs the two-tower model's "
+                   f"patch embeddings, model.kind is {kind!r}")
+            _check(loss.name == "softmax", "loss.grouping_weight",
+                   f"the grouping loss adds to the plain softmax loss, loss.name is {loss.name!r}")
+            _check(0.0 <= loss.grouping_threshold < 1.0, "loss.grouping_threshold",
+                   f"{loss.grouping_threshold} is not in [0, 1) (weights are min-max normalised)")
+        if loss.distill_weight:
+            _check(0.0 < loss.distill_weight <= 1.0, "loss.distill_weight", f"{loss.distill_weight} is not in [0, 1]")
+            _check(strategy in SINGLE_FIELD_STRATEGIES, "loss.distill_weight",
+                   f"distillation needs one whole stored text per image (strategy alt, recap, mix or uniform: "
+                   f"the teacher embedded whole fields), got {strategy!r}")
+            _check(kind == "two_tower" and loss.name == "softmax", "loss.distill_weight",
+                   f"distillation adds to the two-tower softmax loss, got model.kind {kind!r}, loss.name {loss.name!r}")
+        captioner = kind in MODEL_KINDS_WITH_CAPTIONS
+        if captioner:
+            _check(loss.name == "softmax", "loss.name", f"model.kind {kind!r} needs 'softmax'")
+        return cls(cfg=loss, num_texts=num_texts, captioner=captioner, mesh=mesh)
 
+    # ------------------------------------------------------------------ what the model computes
+    def needs_patch_embeds(self) -> bool:
+        """Whether the terms read outputs["patch_embeds"] (DreamLIP's grouping loss)."""
+        return self.cfg.grouping_weight > 0
 
-def _contrastive_loss(outputs: dict, loss_cfg, mesh, loss_state: dict) -> tuple[jax.Array, dict, dict]:
-    """`training_loss` without the distillation and grouping terms."""
-    image, text, scale = outputs["image_embeds"], outputs["text_embeds"], outputs["logit_scale"]
-    if text.ndim == 3:
-        mode = loss_cfg.multi_text
-        if mode == "alip":
-            return recipe_losses.alip_loss(image, text, scale, loss_state, loss_cfg.alip_momentum)
-        if mode == "long_clip":
-            return recipe_losses.long_clip_loss(image, text, scale, loss_cfg.pca_dim), loss_state, {}
-        weights = jnp.asarray(loss_cfg.text_weights, jnp.float32) if loss_cfg.text_weights else None
-        if mode == "multi_positive":
-            return multi_positive_softmax_loss(image, text, scale), loss_state, {}
-        per_text = per_text_softmax_loss(image, text, scale, weights)
-        if mode == "per_text+multi_positive":
-            return per_text + multi_positive_softmax_loss(image, text, scale), loss_state, {}
-        return per_text, loss_state, {}
-    if loss_cfg.name == "softmax_tiled":
-        loss = ring_losses.tiled_softmax_contrastive_loss(image, text, scale, mesh=mesh,
-                                                          tile_size=loss_cfg.tile_size)
-    elif loss_cfg.name == "sigmoid_ring":
-        loss = ring_losses.ring_sigmoid_contrastive_loss(image, text, scale, outputs["logit_bias"],
-                                                         mesh=mesh, tile_size=loss_cfg.tile_size)
-    elif loss_cfg.name == "sigmoid":
-        loss = losses.sigmoid_contrastive_loss(image, text, scale, outputs["logit_bias"])
-    else:
-        loss = losses.softmax_contrastive_loss(image, text, scale)
-    return loss, loss_state, {}
+    def model_outputs(self, model, params, batch: dict) -> dict:
+        """The model's outputs on a (micro-)batch {image [b,S,S,3], tokens [b,T,L], target_tokens?}.
+
+        Texts are encoded as one [b·T, L] batch; text_embeds come back [b, T, E] when T > 1
+        (per example, so micro-batch outputs concatenate in example order).
+        """
+        b, t, length = batch["tokens"].shape
+        kwargs = {"target_tokens": batch["target_tokens"]} if "target_tokens" in batch else {}
+        if self.needs_patch_embeds():
+            kwargs["with_patch_embeds"] = True
+        outputs = model.apply({"params": params}, batch["image"], batch["tokens"].reshape(b * t, length), **kwargs)
+        if t > 1:
+            outputs["text_embeds"] = outputs["text_embeds"].reshape(b, t, -1)
+        return outputs
+
+    # ------------------------------------------------------------------ the loss
+    def initial_state(self) -> dict:
+        """The state before step 1: ALIP's EMAs, else {} (stateless)."""
+        return recipe_terms.alip_initial_state() if self.cfg.multi_text == "alip" else {}
+
+    def weights(self) -> dict[str, float]:
+        """{term name: weight} of the terms this objective computes."""
+        cfg, lam = self.cfg, self.cfg.distill_weight
+        weights = {"contrastive_loss": cfg.contrastive_weight * (1.0 - lam) if lam > 0 else cfg.contrastive_weight}
+        if lam > 0:
+            weights["distill_loss"] = cfg.contrastive_weight * lam
+        if self.needs_patch_embeds():
+            weights["grouping_loss"] = cfg.grouping_weight
+        if self.captioner:
+            weights["caption_loss"] = cfg.caption_weight
+        return weights
+
+    def __call__(self, outputs: dict, batch: dict, state: dict) -> tuple[jax.Array, dict, dict]:
+        """(total float32 scalar, {term: value, + diagnostics}, next state) on the global batch."""
+        contrastive_term, state, diagnostics = self._contrastive(outputs, state)
+        terms = {"contrastive_loss": contrastive_term}
+        weights = self.weights()
+        if "distill_loss" in weights:
+            terms["distill_loss"] = contrastive.distillation_loss(
+                outputs["image_embeds"], outputs["text_embeds"], outputs["logit_scale"], batch["teacher_image"],
+                batch["teacher_text"], jnp.mean(batch["teacher_logit_scale"]))
+        if "grouping_loss" in weights:
+            text = outputs["text_embeds"]
+            terms["grouping_loss"] = recipe_terms.grouping_loss(
+                outputs["patch_embeds"], text if text.ndim == 3 else text[:, None], outputs["logit_scale"],
+                self.cfg.grouping_threshold)
+        if "caption_loss" in weights:
+            terms["caption_loss"] = captioning.caption_loss(outputs)
+        total = sum(weights[name] * value for name, value in terms.items())
+        return total, {**terms, **diagnostics}, state
+
+    def _contrastive(self, outputs: dict, state: dict) -> tuple[jax.Array, dict, dict]:
+        """(the contrastive term, next state, diagnostics)."""
+        cfg = self.cfg
+        image, text, scale = outputs["image_embeds"], outputs["text_embeds"], outputs["logit_scale"]
+        if text.ndim == 3:
+            mode = cfg.multi_text
+            if mode == "alip":
+                loss, state, diagnostics = recipe_terms.alip_loss(image, text, scale, state, cfg.alip_momentum)
+                return loss, state, diagnostics
+            if mode == "long_clip":
+                return recipe_terms.long_clip_loss(image, text, scale, cfg.pca_dim), state, {}
+            if mode == "multi_positive":
+                return multi_positive_softmax_loss(image, text, scale), state, {}
+            weights = jnp.asarray(cfg.text_weights, jnp.float32) if cfg.text_weights else None
+            per_text = per_text_softmax_loss(image, text, scale, weights)
+            if mode == "per_text+multi_positive":
+                return per_text + multi_positive_softmax_loss(image, text, scale), state, {}
+            return per_text, state, {}
+        if cfg.name == "softmax_tiled":
+            loss = ring.tiled_softmax_contrastive_loss(image, text, scale, mesh=self.mesh, tile_size=cfg.tile_size)
+        elif cfg.name == "sigmoid_ring":
+            loss = ring.ring_sigmoid_contrastive_loss(image, text, scale, outputs["logit_bias"], mesh=self.mesh,
+                                                      tile_size=cfg.tile_size)
+        elif cfg.name == "sigmoid":
+            loss = contrastive.sigmoid_contrastive_loss(image, text, scale, outputs["logit_bias"])
+        else:
+            loss = contrastive.softmax_contrastive_loss(image, text, scale)
+        return loss, state, {}

@@ -1,4 +1,7 @@
-"""Async orbax checkpoints of the train state and the grain iterator, resume, and preemption."""
+"""Async orbax checkpoints of the train state and the grain iterator, resume, and preemption.
+
+The layout of a step and its format version: bigvl/inference/checkpoint_format.py.
+"""
 from __future__ import annotations
 
 import logging
@@ -9,6 +12,8 @@ import threading
 import grain
 import jax
 import orbax.checkpoint as ocp
+
+from bigvl.inference.checkpoint_format import META_ITEM, CheckpointVersionError, check_format, meta
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +40,8 @@ def save(manager: ocp.CheckpointManager, step: int, state, data_iterator, force:
         return
     manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
-        data=grain.checkpoint.CheckpointSave(data_iterator)), force=force)
+        data=grain.checkpoint.CheckpointSave(data_iterator),
+        **{META_ITEM: ocp.args.JsonSave(meta())}), force=force)
 
 
 def _short(error: BaseException, limit: int = 300) -> str:
@@ -64,14 +70,19 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state, data_iterator
     restored in place. A step that fails to restore (truncated or missing files, bad
     JSON, an orbax/tensorstore error) is logged, moved aside to `<step>.corrupt` so a
     later save of that step can succeed, and the next older step is tried. Raises
-    RuntimeError, listing every step and its error, when checkpoints exist but none restores.
+    RuntimeError, listing every step and its error, when checkpoints exist but none restores;
+    CheckpointVersionError (one line: the step's format version and the supported ones) for a
+    step written in an unknown format, which is left in place.
     """
     failures = []
     for step in sorted(manager.all_steps(), reverse=True):
         try:
+            check_format(manager.directory / str(step))
             restored = manager.restore(step, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(abstract_state),
                 data=grain.checkpoint.CheckpointRestore(data_iterator)))
+        except CheckpointVersionError:  # not damaged: another format; leave it in place
+            raise
         except Exception as e:  # noqa: BLE001 (orbax, tensorstore, json and OS errors all differ)
             reason = _short(e)
             failures.append((step, reason))

@@ -55,19 +55,20 @@ def merge_micro_batches(stacked: Any) -> Any:
     return jax.tree.map(merge, stacked)
 
 
-def accumulated_value_and_grad(apply_fn: Callable[[Any, Batch], dict], loss_fn: Callable[[dict], tuple],
+def accumulated_value_and_grad(apply_fn: Callable[[Any, Batch], dict], loss_fn: Callable[[dict, Batch], tuple],
                                num_micro: int) -> Callable[[Any, Batch], tuple]:
-    """`jax.value_and_grad(lambda p: loss_fn(apply_fn(p, batch)), has_aux=True)`, computed in
+    """`jax.value_and_grad(lambda p: loss_fn(apply_fn(p, batch), batch), has_aux=True)`, computed in
     `num_micro` micro-batches (GradCache, see the module docstring).
 
     apply_fn(params, batch) → outputs dict: leaves with a leading batch axis [b, ...] (per
         example) or scalars (params-only, e.g. logit_scale). batch: {name: [B, ...]}.
-    loss_fn(outputs) → (loss scalar, aux), on the full-batch outputs.
+    loss_fn(outputs, batch) → (loss scalar, aux), on the full-batch outputs and the full batch
+        (differentiated with respect to the outputs only).
     Returns f(params, batch) → ((loss, aux), grads); with num_micro = 1 it is plain
     value_and_grad. B must be divisible by num_micro (and B / num_micro by the batch axes).
     """
     def full_batch(params, batch):
-        return loss_fn(apply_fn(params, batch))
+        return loss_fn(apply_fn(params, batch), batch)
 
     if num_micro == 1:
         return jax.value_and_grad(full_batch, has_aux=True)
@@ -79,7 +80,7 @@ def accumulated_value_and_grad(apply_fn: Callable[[Any, Batch], dict], loss_fn: 
         is_scalar = jax.tree.map(lambda x: x.ndim == 1, stacked)  # [K] after stacking
         outputs = jax.tree.map(lambda x, s: x[0] if s else merge_micro_batches(x), stacked, is_scalar)
         # 2. the loss and its gradient w.r.t. the full-batch outputs
-        (loss, aux), out_grads = jax.value_and_grad(loss_fn, has_aux=True)(outputs)
+        (loss, aux), out_grads = jax.value_and_grad(loss_fn, has_aux=True)(outputs, batch)
         cotangents = jax.tree.map(
             lambda g, s: jnp.broadcast_to(g / num_micro, (num_micro,)) if s else split_micro_batches(g, num_micro),
             out_grads, is_scalar)

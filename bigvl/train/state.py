@@ -1,14 +1,135 @@
-"""The train state: its one definition and its one constructor (fresh, or from another run's params)."""
+"""The train state: its one definition, its one constructor, and the loop counters it carries.
+
+A `TrainState` is a plain dict of arrays (a pytree orbax saves as is; the key set is the
+checkpoint layout, so keys are only ever added):
+
+    params               the model's params (plain arrays; logical names only in the shardings)
+    opt_state            optax state of `make_optimizer`
+    step                 int32, steps done
+    skipped_steps        int32, non-finite steps skipped (nonfinite = "skip")
+    data_skipped         int32, faulty records replaced so far (all hosts)
+    window_loss_sum      float32, the current log window: sum of finite losses ...
+    window_finite_steps  int32, ... and their count (the log line's `loss` is their mean)
+    loss_state           the objective's state between steps (ALIP's EMAs); only when it has one
+
+Counters live in the state, not on the host, so a resumed run logs what an uninterrupted
+one would: a log window cut by a checkpoint restarts where it was.
+"""
 from __future__ import annotations
 
+import dataclasses
 import logging
+from typing import Any, Callable, NotRequired, TypedDict
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from bigvl.inference.run import load_run
+from bigvl.losses.objective import Objective
+from bigvl.models import build_model, count_params
 from bigvl.models.pretrained import adapt_params
+from bigvl.parallel.mesh import logical_shardings
+from bigvl.train.optimizer import make_optimizer
 
 log = logging.getLogger(__name__)
+
+
+class TrainState(TypedDict):
+    params: Any
+    opt_state: Any
+    step: jax.Array
+    skipped_steps: jax.Array
+    data_skipped: jax.Array
+    window_loss_sum: jax.Array
+    window_finite_steps: jax.Array
+    loss_state: NotRequired[dict]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSetup:
+    """What a run trains: the model, its optimizer and schedule, the objective, and the state's
+    initialiser (`init(rng)` → TrainState, unjitted; `compiled_init`: AOT-compiled, its
+    output_shardings are the state's shardings)."""
+    model: nn.Module
+    tx: Any
+    schedule: Callable
+    objective: Objective
+    init: Callable[[jax.Array], TrainState]
+    compiled_init: Any
+    num_params: int
+
+    @property
+    def state_shardings(self):
+        return self.compiled_init.output_shardings
+
+
+def dummy_inputs(model_cfg, batch: int = 1) -> tuple[jax.Array, jax.Array]:
+    """Zero images uint8 [b,S,S,3] and tokens int32 [b,L] for init and shape inference."""
+    size, length = model_cfg.image.image_size, model_cfg.text.context_length
+    return jnp.zeros((batch, size, size, 3), jnp.uint8), jnp.zeros((batch, length), jnp.int32)
+
+
+def make_train_setup(config, mesh, rules) -> TrainSetup:
+    """Model, optimizer, objective and the sharded state initialiser, built by shape (nothing allocated)."""
+    model = build_model(config.model)
+    tx, schedule = make_optimizer(config.optim, config.total_steps)
+    objective = Objective.from_config(config, mesh)
+    images0, tokens0 = dummy_inputs(config.model)
+    boxed = jax.eval_shape(lambda rng: model.init(rng, images0, tokens0)["params"], jax.random.key(0))
+    param_shardings = logical_shardings(boxed, mesh, rules)
+    loss_state = objective.initial_state()
+
+    def init(rng) -> TrainState:
+        params = nn.unbox(model.init(rng, images0, tokens0)["params"])
+        params = jax.lax.with_sharding_constraint(params, param_shardings)
+        zero_i, zero_f = jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32)
+        state = TrainState(params=params, opt_state=tx.init(params), step=zero_i, skipped_steps=zero_i,
+                           data_skipped=zero_i, window_loss_sum=zero_f, window_finite_steps=zero_i)
+        if loss_state:
+            state["loss_state"] = loss_state
+        return state
+
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        compiled_init = jax.jit(init).lower(jax.random.key(config.seed)).compile()
+    return TrainSetup(model=model, tx=tx, schedule=schedule, objective=objective, init=init,
+                      compiled_init=compiled_init, num_params=count_params(nn.unbox(boxed)))
+
+
+def next_state(state: TrainState, *, params, opt_state, loss_state, loss: jax.Array, finite: jax.Array,
+               skipped_records: jax.Array, keep_last_good: bool, log_steps: int, total_steps: int
+               ) -> tuple[TrainState, dict]:
+    """(the state after step `state["step"] + 1`, its counter metrics).
+
+    keep_last_good: where the step is not finite, keep the old params, moments and loss
+    state (nonfinite = "skip"). skipped_records: int [B], 1 where the slot's own record was
+    faulty. The log window (window_*) is emptied on a log step (a multiple of log_steps, or
+    total_steps); the metrics carry the window ending at this step.
+    """
+    def keep(new, old):
+        return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old) if keep_last_good else new
+
+    step = state["step"] + 1
+    window_sum = state["window_loss_sum"] + jnp.where(finite, loss.astype(jnp.float32), 0.0)
+    window_n = state["window_finite_steps"] + finite.astype(jnp.int32)
+    data_skipped = state["data_skipped"] + jnp.sum(skipped_records).astype(jnp.int32)
+    skipped_steps = state["skipped_steps"] + (~finite).astype(jnp.int32)
+    log_now = (step % log_steps == 0) | (step == total_steps)
+    new = TrainState(params=keep(params, state["params"]), opt_state=keep(opt_state, state["opt_state"]),
+                     step=step, skipped_steps=skipped_steps, data_skipped=data_skipped,
+                     window_loss_sum=jnp.where(log_now, 0.0, window_sum),
+                     window_finite_steps=jnp.where(log_now, 0, window_n))
+    if "loss_state" in state:
+        new["loss_state"] = keep(loss_state, state["loss_state"])
+    metrics = {"skipped_steps": skipped_steps, "data_skipped": data_skipped, "window_loss_sum": window_sum,
+               "window_finite_steps": window_n}
+    return new, metrics
+
+
+def window_mean_loss(metrics: dict[str, float]) -> float:
+    """Pops the window fields from host-side metrics; their mean loss (NaN if no finite step)."""
+    total, count = metrics.pop("window_loss_sum"), metrics.pop("window_finite_steps")
+    return total / count if count else float("nan")
 
 
 def load_init_params(init_cfg, params: dict) -> dict:

@@ -1,0 +1,49 @@
+"""The update: one function, jitted once by the loop, from (state, global batch) to (state, metrics)."""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from bigvl.train.grad_accumulation import accumulated_value_and_grad
+from bigvl.train.state import TrainSetup, TrainState, next_state
+
+
+def make_train_step(config, setup: TrainSetup):
+    """The update (state, global batch) → (state, metrics), unjitted.
+
+    batch: image uint8 [B,S,S,3], tokens int32 [B,T,L], skipped_records int32 [B], plus what
+    the objective reads (target_tokens, teacher_*). Gradients are those of the loss over the
+    whole global batch; with `optim.grad_accum_steps` = K > 1 they are computed in K
+    micro-batches (GradCache: exact, see bigvl/train/grad_accumulation.py).
+    Metrics: loss, the objective's named terms, lr, grad_norm, logit_scale (logit_bias),
+    finite, and the state's counters.
+    """
+    objective, tx, schedule = setup.objective, setup.tx, setup.schedule
+    apply_fn = functools.partial(objective.model_outputs, setup.model)
+
+    def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        def loss_fn(outputs, full_batch):
+            loss, terms, loss_state = objective(outputs, full_batch, state.get("loss_state", {}))
+            return loss, (outputs, loss_state, terms)
+
+        (loss, (outputs, loss_state, terms)), grads = accumulated_value_and_grad(
+            apply_fn, loss_fn, config.optim.grad_accum_steps)(state["params"], batch)
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        grad_norm = optax.tree.norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jax.tree.reduce(
+            jnp.logical_and, jax.tree.map(lambda p: jnp.isfinite(p).all(), params))
+        new_state, counters = next_state(
+            state, params=params, opt_state=opt_state, loss_state=loss_state, loss=loss, finite=finite,
+            skipped_records=batch["skipped_records"], keep_last_good=config.nonfinite == "skip",
+            log_steps=config.log_steps, total_steps=config.total_steps)
+        metrics = {"loss": loss, "lr": schedule(state["step"]), "grad_norm": grad_norm,
+                   "logit_scale": outputs["logit_scale"], "finite": finite, **counters, **terms}
+        if "logit_bias" in outputs:
+            metrics["logit_bias"] = outputs["logit_bias"]
+        return new_state, metrics
+
+    return train_step

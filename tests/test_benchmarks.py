@@ -1,11 +1,11 @@
 """The benchmark commands on tiny inputs: their JSON records have the promised keys and sane values."""
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 
 from bigvl.tools.benchmarks import input_pipeline, train_step
-from bigvl.models.flops import model_flops_per_pair
 
 TINY_CONFIG = '''
 import sys
@@ -31,10 +31,14 @@ def test_train_step_benchmark_prints_a_sane_record(tmp_path, capsys):
     assert record["loss"] == "sigmoid"
     assert record["step_time_min_s"] <= record["step_time_s"] and record["compile_s"] > 0
     assert math.isclose(record["pairs_per_s"], 16 / record["step_time_s"])
-    from tiny import tiny_config
-    flops = model_flops_per_pair(tiny_config(tmp_path).model)
-    assert math.isclose(record["model_flops_per_pair"], flops["train"])
-    assert math.isclose(record["mfu"], record["pairs_per_s"] * flops["train"] / (1e12 * 8))
+    # tests/tiny.py's CLIP, one text per image, counted by hand (2·rows·inner·cols per matmul):
+    image = (2 * 16 * 192 * 32  # patch embedding: 16 patches of 8·8·3 → 32
+             + 2 * (2 * 17 * 32 * 96 + 2 * 2 * 17 * 17 * 32 + 2 * 17 * 32 * 32 + 2 * 2 * 17 * 32 * 64)  # 2 layers
+             + 2 * 32 * 16)  # projection
+    text = 2 * (2 * 16 * 32 * 96 + 2 * 2 * 16 * 16 * 32 + 2 * 16 * 32 * 32 + 2 * 2 * 16 * 32 * 64) + 2 * 32 * 16
+    assert (image, text) == (828672, 590848)
+    assert record["model_flops_per_pair"] == 3 * (828672 + 590848) == 4258560
+    assert math.isclose(record["mfu"], record["pairs_per_s"] * 4258560 / (1e12 * 8))
     # params, gradients and two Adam moments, float32, replicated on every device (data parallel)
     assert record["peak_memory_bytes"] >= 4 * 4 * record["num_params"]
     assert np.isfinite(record["loss_first"]) and np.isfinite(record["loss_last"])
@@ -52,3 +56,31 @@ def test_input_pipeline_benchmark_runs_bigvl_example_path(tmp_path):
     assert record["image_shape"] == [64, 64, 3] and record["image_dtype"] == "uint8"
     assert record["tokens_shape"] == [1, 16]
     assert math.isclose(record["pairs_per_s"], 6 / record["seconds"])
+
+
+def fake_bench(config, num_texts: int, batch_keys: tuple[str, ...]) -> SimpleNamespace:
+    """What `train_step.summarise` reads of a CompiledStep, without compiling anything."""
+    device = SimpleNamespace(platform="cpu", device_kind="cpu", memory_stats=lambda: None)
+    memory = SimpleNamespace(argument_size_in_bytes=0, temp_size_in_bytes=0, output_size_in_bytes=0,
+                             alias_size_in_bytes=0)
+    return SimpleNamespace(config=config, mesh=SimpleNamespace(devices=np.array([device]), shape={"data": 1}),
+                           compiled=SimpleNamespace(memory_analysis=lambda: memory), num_texts=num_texts,
+                           num_params=0, compile_s=0.0, batch={k: None for k in batch_keys})
+
+
+def test_train_step_flops_count_every_text_and_the_decoder(tmp_path):
+    from test_flops import tiny as tiny_model  # the tiny models hand-counted in tests/test_flops.py
+    from tiny import tiny_config
+    config = tiny_config(tmp_path)
+    # Two texts per image: tests/tiny.py's CLIP, image 828,672 and 590,848 per text (see above).
+    record = train_step.summarise(fake_bench(config, 2, ("image", "tokens")), [0.5], [1.0], peak=1e12)
+    assert record["model_flops_per_pair"] == 3 * (828672 + 2 * 590848)
+    assert math.isclose(record["mfu"], 32 * 3 * (828672 + 2 * 590848) / 1e12)  # 16 pairs in 0.5 s, 1 device
+    # CoCa, two texts: image 10,464, text 2 × 4,672; the decoder 14,752 with the batch's caption
+    # target (4 tokens), 7,104 when it captions the first text (3 tokens).
+    with config.unlocked():
+        config.model = tiny_model("coca")
+    record = train_step.summarise(fake_bench(config, 2, ("image", "tokens", "target_tokens")), [0.5], [1.0], 1e12)
+    assert record["model_flops_per_pair"] == 3 * (10464 + 2 * 4672 + 14752)
+    record = train_step.summarise(fake_bench(config, 2, ("image", "tokens")), [0.5], [1.0], 1e12)
+    assert record["model_flops_per_pair"] == 3 * (10464 + 2 * 4672 + 7104)

@@ -1,25 +1,63 @@
-"""Model FLOPs per image-text pair, from the config alone (no tracing).
+"""Model FLOPs per image-text pair for every `model.kind`, from the config alone (no tracing).
 
-Per tower, forward, counting a multiply-add as 2 FLOPs and only matmuls:
-    L · (8·N·D² + 4·N·D·M + 4·N²·D)      (qkv + out proj, MLP, attention scores + values)
-which is SPEC's L·(24·N·D² + 4·N²·D) when M = 4·D (all named sizes but So400m); plus
-- image: patch embedding 2·N_p·(3·P²)·D, and a MAP head when pooled so (1 query);
-- text: nothing for the embedding lookup; a MAP head when pooled so;
-- each enabled projection head: 2·D·E.
-N counts every token the encoder sees (the cls token included; the full, padded text
-context). Training = 3 × forward; rematerialisation is not counted (MFU uses model FLOPs).
+Counting: matmuls only (every Dense / DenseGeneral, the attention scores Q·Kᵀ and the
+weighted values), a multiply-add = 2 FLOPs; no LayerNorm, softmax, GELU, bias adds,
+embedding lookups or losses. Attention is counted dense over every query and key (causal
+and padding masks cost the same as XLA computes them). Per sequence, forward:
+
+    encoder / causal self-attention layer over n tokens, width d, MLP m:
+        8·n·d² + 4·n·d·m + 4·n²·d          (qkv + out proj, MLP, scores + values)
+    which is SPEC's 24·n·d² + 4·n²·d when m = 4·d (all named sizes but So400m);
+    cross-attention of n queries to M memory tokens of width dm (decoder layers):
+        4·n·d² + 4·M·dm·d + 4·n·M·d        (q + out proj, memory kv proj, scores + values)
+    one-query MAP head over n tokens:    4·d² + 4·n·d² + 4·n·d + 4·d·m
+    attentional pooler (CoCa), Q queries over n tokens of width d:  4·Q·d² + 4·n·d² + 4·Q·n·d
+    ViT patch embedding:  2·P·(3·p²)·d;   projection head: 2·d·E;   vocabulary logits: 2·L·d·V.
+
+Per kind (T = texts per image, each through the text side; the decoder runs once per image):
+- two_tower: image tower (+ MAP head when pooled so) + projection; T × (text tower + head
+  + projection).
+- coca: the ViT (its patch tokens feed two attentional poolers; its own pool head, unused,
+  is dropped by XLA and not counted), the 1-query pooler + image projection; per text the
+  unimodal causal layers over L + 1 positions (the CLS slot) + text projection; the decoder:
+  the `num_queries` pooler, multimodal layers (causal self-attention, cross-attention to the
+  pooled tokens, MLP) over the caption's positions and logits. Without a separate caption
+  target the multimodal layers continue the first text's own unimodal stream, L positions
+  (as open_clip's CoCa); with one (`data.target_field`) the decoder first runs the unimodal
+  layers over the target, Ld + 1 positions (Ld = `decoder.context_length`).
+- clips: both towers as two_tower (T texts); the decoder: the memory adapters (image
+  tokens and the conditioning text's tokens → decoder width), multimodal layers over Ld
+  target positions cross-attending to [image tokens ; conditioning text] (P + L tokens),
+  and logits.
+
+n counts every token an encoder sees (the cls token included; the full, padded context).
+Training = 3 × forward; rematerialisation and GradCache recomputation are not counted (MFU
+uses model FLOPs). Batch-independent matmuls (the MAP probe's and the poolers' query
+projections) are counted once per pair, i.e. as at batch 1.
 Reproduces open_clip's profiler numbers: ViT-B/16 CLIP @224 image 35.13, text 5.96 GFLOPs.
 """
 from __future__ import annotations
 
 from bigvl.models import image_size_of, text_size_of
+from bigvl.models.captioners import decoder_size
 from bigvl.models.sizes import TransformerSize
 
 
 def encoder_flops(size: TransformerSize, num_tokens: int) -> int:
-    """Forward FLOPs of `size.depth` pre-LN blocks over `num_tokens` tokens (per sequence)."""
-    n, d, m = num_tokens, size.width, size.mlp_dim
-    return size.depth * (8 * n * d * d + 4 * n * d * m + 4 * n * n * d)
+    """Forward FLOPs of `size.depth` pre-LN self-attention blocks over `num_tokens` tokens (per sequence)."""
+    return size.depth * self_attention_layer_flops(size.width, size.mlp_dim, num_tokens)
+
+
+def self_attention_layer_flops(width: int, mlp_dim: int, num_tokens: int) -> int:
+    """One self-attention + MLP layer over `num_tokens` tokens: 8·n·d² + 4·n·d·m + 4·n²·d."""
+    n, d, m = num_tokens, width, mlp_dim
+    return 8 * n * d * d + 4 * n * d * m + 4 * n * n * d
+
+
+def cross_attention_flops(width: int, num_tokens: int, memory_tokens: int, memory_width: int) -> int:
+    """Cross-attention of `num_tokens` queries (width d) to a memory [M, dm]: 4·n·d² + 4·M·dm·d + 4·n·M·d."""
+    n, d, mem, dm = num_tokens, width, memory_tokens, memory_width
+    return 4 * n * d * d + 4 * mem * dm * d + 4 * n * mem * d
 
 
 def map_head_flops(size: TransformerSize, num_tokens: int) -> int:
@@ -28,29 +66,114 @@ def map_head_flops(size: TransformerSize, num_tokens: int) -> int:
     return 2 * d * d + 4 * n * d * d + 4 * n * d + 2 * d * d + 4 * d * m
 
 
-def model_flops_per_pair(model_cfg) -> dict[str, float]:
-    """`config.model` → {image, text, total_forward, train} FLOPs for one image-text pair.
+def attentional_pooler_flops(width: int, num_queries: int, num_tokens: int) -> int:
+    """CoCa's attentional pooler, Q queries over n tokens of width d: q, kv, attention, out projections."""
+    q, n, d = num_queries, num_tokens, width
+    return 2 * q * d * d + 4 * n * d * d + 4 * q * n * d + 2 * q * d * d
 
-    image/text: forward FLOPs of each tower including its projection head; total_forward =
-    image + text; train = 3 · total_forward.
+
+def vit_flops(image_cfg, with_pool_head: bool = True) -> tuple[int, int]:
+    """`model.image` → (forward FLOPs of the ViT, patch tokens P it outputs).
+
+    The patch embedding and encoder, plus the MAP head when `pool == "map"` and
+    `with_pool_head` (CoCa uses only the patch tokens). No projection.
     """
-    image_cfg, text_cfg, embed_dim = model_cfg.image, model_cfg.text, model_cfg.embed_dim
-    isz, tsz = image_size_of(image_cfg), text_size_of(text_cfg)
+    size = image_size_of(image_cfg)
+    patches = (image_cfg.image_size // size.patch_size) ** 2
+    tokens = patches + (1 if image_cfg.pool == "cls" else 0)
+    flops = 2 * patches * (3 * size.patch_size ** 2) * size.width + encoder_flops(size, tokens)
+    if with_pool_head and image_cfg.pool == "map":
+        flops += map_head_flops(size, tokens)
+    return flops, patches
 
-    patches = (image_cfg.image_size // isz.patch_size) ** 2
-    image_tokens = patches + (1 if image_cfg.pool == "cls" else 0)
-    image = 2 * patches * (3 * isz.patch_size ** 2) * isz.width + encoder_flops(isz, image_tokens)
-    if image_cfg.pool == "map":
-        image += map_head_flops(isz, image_tokens)
-    if image_cfg.proj:
-        image += 2 * isz.width * embed_dim
 
-    text_tokens = text_cfg.context_length
-    text = encoder_flops(tsz, text_tokens)
+def text_tower_flops(text_cfg) -> int:
+    """`model.text` → forward FLOPs of one text through the text tower and its pool head (no projection)."""
+    size = text_size_of(text_cfg)
+    flops = encoder_flops(size, text_cfg.context_length)
     if text_cfg.pool == "map":
-        text += map_head_flops(tsz, text_tokens)
-    if text_cfg.proj:
-        text += 2 * tsz.width * embed_dim
+        flops += map_head_flops(size, text_cfg.context_length)
+    return flops
 
-    forward = image + text
-    return {"image": float(image), "text": float(text), "total_forward": float(forward), "train": 3.0 * forward}
+
+def decoder_layers_flops(size: TransformerSize, num_tokens: int, memory_tokens: int, memory_width: int) -> int:
+    """`size.depth` multimodal layers (causal self-attention, cross-attention, MLP) over `num_tokens`."""
+    per_layer = (self_attention_layer_flops(size.width, size.mlp_dim, num_tokens)
+                 + cross_attention_flops(size.width, num_tokens, memory_tokens, memory_width))
+    return size.depth * per_layer
+
+
+def _two_tower(model_cfg) -> tuple[int, int, int]:
+    ic, tc, e = model_cfg.image, model_cfg.text, model_cfg.embed_dim
+    image, _ = vit_flops(ic)
+    if ic.proj:
+        image += 2 * image_size_of(ic).width * e
+    text = text_tower_flops(tc)
+    if tc.proj:
+        text += 2 * text_size_of(tc).width * e
+    return image, text, 0
+
+
+def _coca(model_cfg, caption_target: bool) -> tuple[int, int, int]:
+    ic, tc, dc, e = model_cfg.image, model_cfg.text, model_cfg.decoder, model_cfg.embed_dim
+    image_width = image_size_of(ic).width
+    tsz = text_size_of(tc)
+    dsz = decoder_size(model_cfg, tsz)  # the unimodal layers are built with the decoder's width and MLP
+    vit, patches = vit_flops(ic, with_pool_head=False)
+    image = vit + attentional_pooler_flops(image_width, 1, patches) + 2 * image_width * e
+
+    def unimodal(length: int) -> int:  # text tokens + the CLS slot
+        return tsz.depth * self_attention_layer_flops(dsz.width, dsz.mlp_dim, length + 1)
+
+    text = unimodal(tc.context_length) + 2 * dsz.width * e
+    target = dc.context_length if caption_target else tc.context_length
+    decoder = (attentional_pooler_flops(image_width, dc.num_queries, patches)
+               + (unimodal(target) if caption_target else 0)
+               + decoder_layers_flops(dsz, target, dc.num_queries, image_width)
+               + 2 * target * dsz.width * tc.vocab_size)
+    return image, text, decoder
+
+
+def _clips(model_cfg, caption_target: bool) -> tuple[int, int, int]:
+    tc, dc = model_cfg.text, model_cfg.decoder
+    image, text, _ = _two_tower(model_cfg)
+    _, patches = vit_flops(model_cfg.image)
+    image_width, tsz = image_size_of(model_cfg.image).width, text_size_of(tc)
+    dsz = decoder_size(model_cfg, tsz)
+    target = dc.context_length if caption_target else tc.context_length
+    memory_tokens = patches + tc.context_length  # [image tokens ; the conditioning text's tokens]
+    decoder = (2 * patches * image_width * dsz.width + 2 * tc.context_length * tsz.width * dsz.width
+               + decoder_layers_flops(dsz, target, memory_tokens, dsz.width)
+               + 2 * target * dsz.width * tc.vocab_size)
+    return image, text, decoder
+
+
+def model_flops_per_pair(model_cfg, texts_per_image: int = 1, *, caption_target: bool = True
+                         ) -> dict[str, float]:
+    """`config.model` → {image, text, decoder, total_forward, train} FLOPs for one image and its texts.
+
+    texts_per_image: T, the texts the caption strategy gives each image (`num_texts`), each
+    through the text side. caption_target (captioners only): the batch carries a separate
+    caption target of `model.decoder.context_length` tokens (`data.target_field` set; the
+    train-step benchmark always gives one); False = the decoder captions the first
+    contrastive text (L = `model.text.context_length`).
+    image: forward FLOPs of the image side including its pooler and projection; text: T × one
+    text's (tower or unimodal layers, projection); decoder: the captioner's decoder and
+    logits (0 for two_tower); total_forward = image + text + decoder; train = 3 · total_forward.
+    See the module docstring for what is counted.
+    """
+    if int(texts_per_image) != texts_per_image or texts_per_image < 1:
+        raise ValueError(f"texts_per_image must be an integer >= 1, got {texts_per_image!r}")
+    kind = model_cfg.get("kind", "two_tower")
+    if kind == "two_tower":
+        image, text, decoder = _two_tower(model_cfg)
+    elif kind == "coca":
+        image, text, decoder = _coca(model_cfg, caption_target)
+    elif kind == "clips":
+        image, text, decoder = _clips(model_cfg, caption_target)
+    else:
+        raise ValueError(f"model.kind {kind!r} has no FLOPs count (two_tower, coca, clips)")
+    text *= texts_per_image
+    forward = image + text + decoder
+    return {"image": float(image), "text": float(text), "decoder": float(decoder),
+            "total_forward": float(forward), "train": 3.0 * forward}

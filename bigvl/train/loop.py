@@ -50,6 +50,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
 
     # ------------------------------------------------------------------ input
     tokenizer = Tokenizer(config.data.tokenizer)
+    tokenizer.check_model_text(config.model.text)
     shards = scan_shards(resolve_paths(config.data.train_paths))  # unreadable shards: warned, left out
     data_iter = iter(make_train_dataset(config, jax.process_index(), jax.process_count(), shards))
 
@@ -96,8 +97,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             return metrics
 
         # -------------------------------------------------------------- loop
-        throughput = Throughput(config.batch_size, model_flops_per_pair(config.model)["train"], peak_flops(),
-                                mesh.devices.size)
+        flops = model_flops_per_pair(config.model, setup.objective.num_texts,
+                                     caption_target=bool(config.data.target_field))
+        throughput = Throughput(config.batch_size, flops["train"], peak_flops(), mesh.devices.size)
         progress = tqdm(total=config.total_steps, initial=start_step, desc="train", unit="step",
                         disable=not (config.progress_bar and is_host0), dynamic_ncols=True)
         closing.callback(progress.close)

@@ -3,14 +3,15 @@
     python -m bigvl.tools.benchmarks.train_step --config configs/NAME.py[:ARG] [--config.key=value ...]
         [--steps 5] [--warmup 1] [--devices N]
 
-Builds the state and the update exactly as `bigvl.train.loop` does (`make_state_init`,
+Builds the state and the update exactly as `bigvl.train.loop` does (`make_train_setup`,
 `make_train_step`, the same shardings and buffer donation), feeds it one random
 device-resident batch (uint8 images, random token ids; T texts per image as the caption
 strategy gives), and times `--steps` steps after compiling and `--warmup` untimed steps.
 The input pipeline is not in the loop (see `bigvl.tools.benchmarks.input_pipeline`).
 
-- model FLOPs per pair: `bigvl.models.flops` (image + T · text, forward, × 3 for training; no
-  remat or GradCache recompute counted);
+- model FLOPs per pair: `bigvl.models.flops.model_flops_per_pair(config.model, T)["train"]`
+  (image + T · text + the captioners' decoder, forward, × 3 for training; no remat or
+  GradCache recompute counted);
 - MFU: pairs/s · FLOPs per pair / (peak per device · devices); the peak is the vendor's
   dense bf16 figure on accelerators (`bigvl.parallel.hardware`), and on the CPU a float32 matmul
   rate measured on this machine and split over the simulated devices (they share cores);
@@ -100,7 +101,8 @@ class CompiledStep:
         from bigvl.data.caption_strategies import make_caption_strategy
         from bigvl.parallel.mesh import (batch_sharding, check_batch_divisible, host_local_to_global, make_mesh,
                                     rules_from_config)
-        from bigvl.train.loop import make_state_init, make_train_step
+        from bigvl.train.state import make_train_setup
+        from bigvl.train.step import make_train_step
 
         self.config = config
         self.mesh = make_mesh(config.mesh)
@@ -108,11 +110,12 @@ class CompiledStep:
         check_batch_divisible(config.batch_size, self.mesh)
         self.num_texts = make_caption_strategy(config.data, count_tokens=len).num_texts
         start = time.perf_counter()
-        model, tx, schedule, _, compiled_init, self.num_params = make_state_init(config, self.mesh, rules)
-        self.state = compiled_init(jax.random.key(config.seed))
-        train_step = make_train_step(config, model, tx, schedule, self.mesh)
+        setup = make_train_setup(config, self.mesh, rules)
+        self.num_params = setup.num_params
+        self.state = setup.compiled_init(jax.random.key(config.seed))
+        train_step = make_train_step(config, setup)
         self.batch = host_local_to_global(random_batch(config, self.num_texts), self.mesh)
-        shardings = compiled_init.output_shardings
+        shardings = setup.state_shardings
         with jax.set_mesh(self.mesh), nn.logical_axis_rules(rules):
             step_fn = jax.jit(train_step, in_shardings=(shardings, batch_sharding(self.mesh)),
                               out_shardings=(shardings, None), donate_argnums=(0,))
@@ -134,8 +137,9 @@ def summarise(bench: CompiledStep, times: list[float], losses: list[float], peak
 
     config, mesh = bench.config, bench.mesh
     devices = mesh.devices.size
-    flops = model_flops_per_pair(config.model)
-    flops_per_pair = 3.0 * (flops["image"] + bench.num_texts * flops["text"])
+    # T texts per image through the text side; captioners get a target here (random_batch).
+    flops_per_pair = model_flops_per_pair(config.model, bench.num_texts,
+                                          caption_target="target_tokens" in bench.batch)["train"]
     step_time = statistics.median(times) if times else None  # --steps 0: compile only
     pairs_per_s = config.batch_size / step_time if times else 0.0
     peak_source = "--peak"

@@ -12,26 +12,21 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
 
-from bigvl.inference.run import Run, load_run
-from bigvl.data.image_ops import center_resize
+from bigvl.config import load_config_json
 from bigvl.evaluators.zero_shot import class_embeddings
+from bigvl.inference.images import prepare_images
+from bigvl.inference.run import Run, load_run
 
 
 def load(workdir: str, step: int | None = None) -> Run:
-    """The run in `workdir` (its config and params at the latest or given step)."""
-    return load_run(workdir, step)
-
-
-def _prepare(run: Run, images) -> np.ndarray:
-    size = run.encoder.image_size
-    return np.stack([center_resize(Image.fromarray(np.asarray(im, np.uint8)), size) for im in images])
+    """The run in `workdir` (its full config and its params at the latest or given step)."""
+    return load_run(workdir, step, config=load_config_json(workdir))
 
 
 def encode_images(run: Run, images) -> np.ndarray:
     """uint8 [N,H,W,3] → L2-normalised embeddings float32 [N,E]."""
-    return run.encoder.encode_images(_prepare(run, images))
+    return run.encoder.encode_images(prepare_images(images, run.encoder.image_size))
 
 
 def encode_texts(run: Run, texts: Sequence[str]) -> np.ndarray:

@@ -9,7 +9,9 @@ import argparse
 import json
 import sys
 
-from bigvl.config import ConfigError, apply_overrides
+from bigvl.config import ConfigError, apply_overrides, load_config_json, split_overrides
+from bigvl.evaluators import run_evals
+from bigvl.inference.run import load_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,12 +19,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--step", type=int, default=None, help="default: the latest checkpoint")
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    from bigvl.inference.run import load_run
-    from bigvl.evaluators import run_evals
 
     try:
-        run = load_run(args.workdir, step=args.step)
-        apply_overrides(run.config, [r[len("--config."):] for r in rest if r.startswith("--config.")])
+        config = load_config_json(args.workdir)
+        apply_overrides(config, split_overrides(rest))
+        run = load_run(args.workdir, step=args.step, config=config)
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,14 +1,20 @@
 """Decoding: the KV-cached path against full recomputation and against a naive Python greedy loop;
-beam search against exhaustive search; top-p sampling limits."""
+beam search against exhaustive search; top-p sampling limits; the Captioner's chunking and the
+standalone captioning evaluation."""
 import functools
+import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
-from captioner_models import BATCH, LENGTH, build, random_tokens
+from captioner_models import BATCH, LENGTH, build, random_tokens, tiny_model_config
 
-from bigvl.inference.decoding import DecodeConfig, decode
+from bigvl.config import base_config
+from bigvl.evaluators import captioning
+from bigvl.inference.decoding import DecodeConfig, decode, make_captioner
+from bigvl.parallel.mesh import make_mesh
 
 MAX_LEN = 10
 
@@ -97,3 +103,45 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     np.testing.assert_array_equal(kept, [[True, True, False, False]])
     kept = np.isfinite(np.asarray(_top_p_filter(logits, 0.81)))
     np.testing.assert_array_equal(kept, [[True, True, True, False]])
+
+
+class _LookupTokenizer:
+    """encode: each text is the str() of its token row (a stand-in for sentencepiece); decode: the ids joined."""
+
+    def encode(self, texts, length):
+        return np.stack([np.asarray(json.loads(t), np.int32)[:length] for t in texts])
+
+    def decode(self, ids):
+        return " ".join(map(str, ids))
+
+
+@pytest.mark.parametrize("kind,rows", [("coca", 11), ("clips", 5)])
+def test_captioner_chunks_and_shards_like_one_whole_batch_decode(kind, rows):
+    model, params, _ = build(kind, seed=7)
+    rng = np.random.default_rng(9)
+    images = rng.integers(0, 256, (rows, 16, 16, 3)).astype(np.uint8)
+    cond = random_tokens(rng, rows, LENGTH) if kind == "clips" else None
+    captioner = make_captioner(model, _LookupTokenizer(), tiny_model_config(kind),
+                               make_mesh({"data": -1, "fsdp": 1, "tensor": 1}), (), batch_size=8)
+    cfg = DecodeConfig(max_length=MAX_LEN)
+    got = captioner.tokens(params, images, None if cond is None else [json.dumps(r.tolist()) for r in cond], cfg)
+    want = jax.jit(lambda p, i, c: decode(model, p, i, c, jax.random.key(0), cfg))(params, images, cond)
+    np.testing.assert_array_equal(got, np.asarray(want))  # chunks of 8 (the last padded) on 8 devices
+
+
+def test_captioning_main_on_a_saved_coca_run(tiny_world, tmp_path, capsys):
+    """`python -m bigvl.evaluators.captioning --workdir RUN` reads the run's config.json without bigvl.config."""
+    _, params, _ = build("coca", seed=7)
+    config = base_config()
+    config.model = tiny_model_config("coca")
+    config.data.update(tokenizer=str(tiny_world / "tokenizer.model"),
+                       train_paths=[str(tiny_world / "train-*.array_record")])
+    config.evals.update(batch_size=8, captioning=str(tiny_world / "retrieval.array_record"), captioning_max_length=6)
+    (tmp_path / "config.json").write_text(config.to_json_best_effort(indent=2))
+    with ocp.CheckpointManager(str(tmp_path / "checkpoints")) as manager:
+        manager.save(2, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": params})))
+        manager.wait_until_finished()
+    result = captioning.main(["--workdir", str(tmp_path), "--samples", "1"])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed == result and result["field"] == "short"
+    assert all(0.0 <= result[k] for k in ("cider_d", "bleu4", "baseline_cider_d", "baseline_bleu4"))

@@ -1,6 +1,13 @@
-"""Evaluator metrics against naive per-query loops."""
-import numpy as np
+"""Evaluator metrics against naive per-query loops; one evaluation reads and encodes each split once."""
+import zlib
+from collections import Counter
 
+import numpy as np
+import pytest
+
+import bigvl.evaluators.splits as splits_module
+from bigvl.config import base_config
+from bigvl.evaluators import captioning, hard_negatives, pointing, retrieval, run_evals, zero_shot
 from bigvl.evaluators.hard_negatives import hard_negative_accuracy
 from bigvl.evaluators.retrieval import recall_at_k
 from bigvl.evaluators.zero_shot import zero_shot_accuracy
@@ -65,10 +72,8 @@ class _CaptionLookupEncoder:
 
 
 def test_long_caption_retrieval_queries_with_the_full_long_captions(tiny_world):
-    from bigvl.evaluators import retrieval
-    from bigvl.evaluators.splits import load_split
     path = str(tiny_world / "retrieval.array_record")
-    _, records = load_split(path, 32)
+    _, records = splits_module.load_split(path, 32)
     by_long = {r["captions"]["long"]: i for i, r in enumerate(records)}
     encoder = _CaptionLookupEncoder(by_long)
     out = retrieval.evaluate(encoder, path, {"retrieval": "short", "long_retrieval": "long"})
@@ -76,3 +81,84 @@ def test_long_caption_retrieval_queries_with_the_full_long_captions(tiny_world):
     assert out["retrieval"]["t2i_r1"] == 0.0  # short captions are not the long ones
     assert encoder.queries[1] == [r["captions"]["long"] for r in records]
     assert all(len(q.split(". ")) >= 2 for q in encoder.queries[1])  # whole multi-sentence captions
+
+
+class _FakeCaptioner:
+    needs_condition = False
+
+    def __init__(self):
+        self.images = []
+
+    def caption(self, params, images, cond, cfg):
+        self.images.append(len(images))
+        return ["a red circle"] * len(images)
+
+
+class _PixelEncoder:
+    """Deterministic stand-in for an Encoder: embeddings from pixel statistics and text hashes, calls counted."""
+    image_size, params, has_patches, dim = 32, None, True, 8
+
+    def __init__(self):
+        self.image_passes = []  # (method, number of images) per call
+        self.captioner = _FakeCaptioner()
+        self.projection = np.random.default_rng(0).normal(size=(3, self.dim))
+
+    def _patches(self, images):  # 2x2 grid of 16-pixel patches: mean colour, projected
+        quads = images.reshape(len(images), 2, 16, 2, 16, 3).mean(axis=(2, 4)).reshape(len(images), 4, 3)
+        return _unit(quads / 255.0 @ self.projection)
+
+    def encode_images(self, images):
+        self.image_passes.append(("pooled", len(images)))
+        return _unit(self._patches(images).mean(axis=1))
+
+    def encode_images_with_patches(self, images):
+        self.image_passes.append(("with_patches", len(images)))
+        patches = self._patches(images)
+        return _unit(patches.mean(axis=1)), patches
+
+    def encode_patches(self, images):
+        return self.encode_images_with_patches(images)[1]
+
+    def encode_texts(self, texts):
+        return np.stack([_unit(np.random.default_rng(zlib.crc32(t.encode())).normal(size=self.dim)) for t in texts])
+
+
+def test_one_evaluation_reads_and_encodes_each_split_once(tiny_world, monkeypatch):
+    evals = base_config().evals
+    split = {name: str(tiny_world / f"{name}.array_record") for name in ("zeroshot", "retrieval", "hard_negatives")}
+    evals.update(zeroshot=split["zeroshot"], zeroshot_classes=str(tiny_world / "zeroshot_classes.json"),
+                 retrieval=split["retrieval"], long_retrieval_field="long", hard_negatives=split["hard_negatives"],
+                 pointing=split["retrieval"], captioning=split["retrieval"])
+    reads = Counter()
+    read_records = splits_module.read_records
+
+    def counting_read(path, *args, **kwargs):
+        reads[path] += 1
+        return read_records(path, *args, **kwargs)
+
+    monkeypatch.setattr(splits_module, "read_records", counting_read)
+    encoder = _PixelEncoder()
+    metrics = run_evals(encoder, evals)
+    assert reads == Counter(split.values())  # each split read once, the retrieval split by four evaluators
+    sizes = {"zeroshot": 60, "retrieval": 40, "hard_negatives": 40}  # TINY_WORLD
+    assert sorted(encoder.image_passes) == sorted(
+        [("pooled", sizes["zeroshot"]), ("pooled", sizes["hard_negatives"]), ("with_patches", sizes["retrieval"])])
+    assert encoder.captioner.images == [sizes["retrieval"]]
+
+    # the same numbers as each evaluator run on its own (each reading its split again)
+    alone = {**{f"zeroshot/{k}": v for k, v in zero_shot.evaluate(
+                 encoder, split["zeroshot"], evals.zeroshot_classes).items()},
+             **{f"{name}/{k}": v for name, values in retrieval.evaluate(
+                 encoder, split["retrieval"], {"retrieval": "short", "long_retrieval": "long"}).items()
+                for k, v in values.items()},
+             **{f"hard_negatives/{k}": v for k, v in hard_negatives.evaluate(encoder, split["hard_negatives"]).items()},
+             **{f"pointing/{k}": v for k, v in pointing.evaluate(encoder, split["retrieval"]).items()},
+             **{f"captioning/{k}": v for k, v in captioning.evaluate(encoder, split["retrieval"]).items()}}
+    assert metrics == alone
+    assert reads[split["retrieval"]] == 1 + 3  # standalone: retrieval, pointing, captioning read it again
+
+
+def test_a_split_cache_belongs_to_one_encoder(tiny_world):
+    with pytest.raises(ValueError, match="another encoder"):
+        retrieval.evaluate(_PixelEncoder(), str(tiny_world / "retrieval.array_record"), {"retrieval": "short"},
+                           splits_module.SplitCache(_PixelEncoder()))

@@ -5,7 +5,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from bigvl.evaluators.splits import load_split
+from bigvl.evaluators.splits import SplitCache, split_cache
 
 
 def hard_negative_accuracy(image_embeds: np.ndarray, positive_embeds: np.ndarray,
@@ -24,14 +24,17 @@ def hard_negative_accuracy(image_embeds: np.ndarray, positive_embeds: np.ndarray
     return {("accuracy" if k == "all" else f"accuracy_{k}"): float(np.mean(v)) for k, v in wins.items()}
 
 
-def evaluate(encoder, split_path: str) -> dict[str, float]:
-    """Hard-negative accuracy on a split with extras.positive / negatives / negative_kinds."""
-    images, records = load_split(split_path, encoder.image_size)
+def evaluate(encoder, split_path: str, splits: SplitCache | None = None) -> dict[str, float]:
+    """Hard-negative accuracy on a split with extras.positive / negatives / negative_kinds.
+
+    splits: the evaluation's SplitCache (None = a fresh one).
+    """
+    splits = split_cache(encoder, splits)
+    _, records = splits.load(split_path)
     positives = [r["extras"]["positive"] for r in records]
     negatives = [list(r["extras"]["negatives"]) for r in records]
     kinds = [list(r["extras"]["negative_kinds"]) for r in records]
     flat = encoder.encode_texts(positives + [t for negs in negatives for t in negs])
     pos_embeds, flat_negs = flat[:len(positives)], flat[len(positives):]
-    splits = np.cumsum([len(n) for n in negatives])[:-1]
-    return hard_negative_accuracy(encoder.encode_images(images), pos_embeds,
-                                  np.split(flat_negs, splits), kinds)
+    ends = np.cumsum([len(n) for n in negatives])[:-1]
+    return hard_negative_accuracy(splits.image_embeds(split_path), pos_embeds, np.split(flat_negs, ends), kinds)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bigvl.evaluators.splits import load_split
+from bigvl.evaluators.splits import SplitCache, split_cache
 
 REGION_FIELDS = ("text", "x", "y", "radius")
 
@@ -69,10 +69,9 @@ def pointing_accuracy(patch_embeds: np.ndarray, text_embeds: np.ndarray, queries
     return {"accuracy": float(np.mean(hits)), "chance": float(np.mean(chance)), "queries": float(len(hits))}
 
 
-def evaluate(encoder, split_path: str) -> dict[str, float]:
-    """The pointing game on every region of a split with extras.regions (e.g. the world's retrieval split)."""
-    images, records = load_split(split_path, encoder.image_size)
-    queries = pointing_queries(records)
-    patches = encoder.encode_patches(images)
+def evaluate(encoder, split_path: str, splits: SplitCache | None = None) -> dict[str, float]:
+    """The pointing game on every region of a split whose records carry extras.regions."""
+    splits = split_cache(encoder, splits)
+    queries = pointing_queries(splits.load(split_path)[1])
     texts = encoder.encode_texts([text for _, text, *_ in queries])
-    return pointing_accuracy(patches, texts, queries)
+    return pointing_accuracy(splits.patch_embeds(split_path), texts, queries)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bigvl.evaluators.splits import load_split
+from bigvl.evaluators.splits import SplitCache, split_cache
 
 
 def recall_at_k(image_embeds: np.ndarray, text_embeds: np.ndarray, ks=(1, 5, 10)) -> dict[str, float]:
@@ -32,14 +32,16 @@ def caption_texts(records: list[dict], field: str) -> list[str]:
     return [r["captions"][field] for r in records]
 
 
-def evaluate(encoder, split_path: str, fields: dict[str, str]) -> dict[str, dict[str, float]]:
+def evaluate(encoder, split_path: str, fields: dict[str, str],
+             splits: SplitCache | None = None) -> dict[str, dict[str, float]]:
     """Retrieval on one split for several query fields, the images encoded once.
 
     fields: {name: caption field}, e.g. {"retrieval": "short", "long_retrieval": "long"}
     (long captions are queries as they are, truncated by the text tower's context only).
-    Returns {name: recall_at_k(...)}.
+    Returns {name: recall_at_k(...)}. splits: the evaluation's SplitCache (None = a fresh one).
     """
-    images, records = load_split(split_path, encoder.image_size)
-    image_embeds = encoder.encode_images(images)
+    splits = split_cache(encoder, splits)
+    _, records = splits.load(split_path)
+    image_embeds = splits.image_embeds(split_path)
     return {name: recall_at_k(image_embeds, encoder.encode_texts(caption_texts(records, field)))
             for name, field in fields.items()}

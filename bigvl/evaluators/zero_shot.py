@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from bigvl.evaluators.splits import load_split
+from bigvl.evaluators.splits import SplitCache, split_cache
 
 
 def class_embeddings(encoder, classnames: list[str], templates: list[str]) -> np.ndarray:
@@ -26,11 +26,15 @@ def zero_shot_accuracy(image_embeds: np.ndarray, labels: np.ndarray, class_embed
     return {f"top{k}": float((rank < k).mean()) for k in ks if k <= class_embeds.shape[0]}
 
 
-def evaluate(encoder, split_path: str, classes_path: str) -> dict[str, float]:
-    """Zero-shot top-1/top-5 on a split whose records carry extras.label."""
+def evaluate(encoder, split_path: str, classes_path: str, splits: SplitCache | None = None) -> dict[str, float]:
+    """Zero-shot top-1/top-5 on a split whose records carry extras.label.
+
+    splits: the evaluation's SplitCache (shares the split's loading and image encoding); None = a fresh one.
+    """
+    splits = split_cache(encoder, splits)
     with open(classes_path) as f:
         classes = json.load(f)
-    images, records = load_split(split_path, encoder.image_size)
+    _, records = splits.load(split_path)
     labels = np.array([r["extras"]["label"] for r in records])
     class_embeds = class_embeddings(encoder, classes["classnames"], classes["templates"])
-    return zero_shot_accuracy(encoder.encode_images(images), labels, class_embeds)
+    return zero_shot_accuracy(splits.image_embeds(split_path), labels, class_embeds)

@@ -2,7 +2,7 @@
 
     fn = make_decode_fn(model, DecodeConfig(method="beam", max_length=32, beam_size=4))
     tokens = fn(params, images, cond_tokens, rng)            # int32 [B, max_length]
-    texts = bigvl.inference.decoding.caption(run, images)               # on a loaded run (checkpoint_loading.load_run)
+    texts = bigvl.inference.decoding.caption(run, images)               # on a loaded run (bigvl.inference.run.load_run)
 
 Every method runs one `jax.lax.while_loop` over positions that stops when every sequence
 has emitted EOS. With `use_cache=True` (default) each step feeds one token through the
@@ -26,10 +26,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import multihost_utils
 
 from bigvl.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
-from bigvl.parallel.mesh import host_local_to_global
+from bigvl.inference.batched import run_in_chunks
+from bigvl.inference.images import prepare_images
 
 METHODS = ("greedy", "beam", "sample")
 
@@ -185,23 +185,13 @@ class Captioner:
             raise ValueError("this model captions an image given its alt-text: pass one condition text per image")
         if cfg not in self._fns:
             self._fns[cfg] = make_decode_fn(self.model, cfg, self.rules)
-        fn, n, chunk = self._fns[cfg], len(images), self.batch_size
-        cond = (self.tokenizer.encode(list(cond_texts), self.context_length) if self.needs_condition
-                else np.zeros((n, 1), np.int32))
-        hosts, host = jax.process_count(), jax.process_index()
-        outputs = []
-        for start in range(0, n, chunk):
-            part = {"image": np.asarray(images[start:start + chunk]), "cond": cond[start:start + chunk]}
-            if len(part["image"]) < chunk:  # pad the last chunk: one compiled shape
-                part = {k: np.concatenate([v, np.repeat(v[-1:], chunk - len(v), axis=0)]) for k, v in part.items()}
-            local = {k: v[host * chunk // hosts:(host + 1) * chunk // hosts] for k, v in part.items()}
-            batch = host_local_to_global(local, self.mesh)
-            out = fn(params, batch["image"], batch["cond"] if self.needs_condition else None,
-                     jax.random.key(seed + start))
-            if hosts > 1:
-                out = multihost_utils.process_allgather(out, tiled=True)
-            outputs.append(np.asarray(out))
-        return np.concatenate(outputs)[:n]
+        fn = self._fns[cfg]
+        inputs = {"image": np.asarray(images)}
+        if self.needs_condition:
+            inputs["cond"] = self.tokenizer.encode(list(cond_texts), self.context_length)
+        return run_in_chunks(
+            lambda batch, start: fn(params, batch["image"], batch.get("cond"), jax.random.key(seed + start)),
+            inputs, self.batch_size, self.mesh)
 
     def caption(self, params, images: np.ndarray, cond_texts: Sequence[str] | None = None,
                 cfg: DecodeConfig = DecodeConfig(), seed: int = 0) -> list[str]:
@@ -225,13 +215,9 @@ def caption(run, images, cond_texts: Sequence[str] | None = None, method: str = 
     CLIPS runs need `cond_texts` (each image's alt-text). `options`: DecodeConfig fields
     (beam_size, top_p, temperature, length_penalty, use_cache).
     """
-    from PIL import Image
-
-    from bigvl.data.image_ops import center_resize
     captioner = run.encoder.captioner
     if captioner is None:
         raise ValueError(f"model.kind {run.config.model.kind!r} has no caption decoder")
-    size = run.encoder.image_size
-    prepared = np.stack([center_resize(Image.fromarray(np.asarray(im, np.uint8)), size) for im in images])
+    prepared = prepare_images(images, run.encoder.image_size)
     cfg = DecodeConfig(method=method, max_length=max_length or run.config.evals.captioning_max_length, **options)
     return captioner.caption(run.params, prepared, cond_texts, cfg, seed)

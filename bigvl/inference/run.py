@@ -1,20 +1,39 @@
-"""Loading a trained run for inference: config + params from a workdir, no optimizer state."""
+"""Loading a trained run for inference: config + params from a workdir, no optimizer state.
+
+    run = load_run("workdirs/demo")                 # reads workdir/config.json itself
+    run = load_run(workdir, config=full_config)     # the CLI passes bigvl.config.load_config_json(workdir)
+    params, step = restore_params(workdir, abstract_params)   # the params alone (fine-tuning init)
+
+This stage does not know the full config schema (bigvl.config, the CLI stage): without a
+`config`, `read_run_config` takes `workdir/config.json` as saved, fills its `model`
+section over `bigvl.models.model_config_defaults()` and defaults the few other keys
+inference reads (`INFERENCE_DEFAULTS`) where an older config.json lacks them.
+"""
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+from typing import Any
 
 import flax.linen as nn
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-from bigvl.config import base_config
 from bigvl.data.tokenizer import Tokenizer
+from bigvl.inference.checkpoint_format import check_format
 from bigvl.inference.encoder import Encoder, make_encoder
-from bigvl.models import build_model
-from bigvl.parallel.mesh import logical_shardings, make_mesh, rules_from_config
+from bigvl.models import build_model, model_config_defaults
+from bigvl.parallel.mesh import DEFAULT_RULES, logical_shardings, make_mesh, rules_from_config
+
+# The keys besides `model` that inference reads, with the values a config.json lacking them gets
+# (the schema's defaults in bigvl.config.base_config).
+INFERENCE_DEFAULTS = {
+    "data": {"tokenizer": ""},
+    "sharding_rules": [list(rule) for rule in DEFAULT_RULES],
+    "evals": {"batch_size": 256, "captioning_max_length": 32},
+}
 
 
 @dataclasses.dataclass
@@ -26,50 +45,78 @@ class Run:
     encoder: Encoder
 
 
-def load_config_json(workdir: str) -> ml_collections.ConfigDict:
-    """The config a run saved in `workdir/config.json`, over the current schema's defaults."""
+def read_run_config(workdir: str) -> ml_collections.ConfigDict:
+    """`workdir/config.json` as saved, its `model` section over `model_config_defaults()`.
+
+    Keys of `INFERENCE_DEFAULTS` missing from the file get those defaults; every other
+    section is kept as saved. Raises FileNotFoundError when there is no config.json, and
+    KeyError / TypeError for a model key the schema does not have or a value of the wrong type.
+    """
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: is {workdir!r} a bigvl workdir?")
     with open(path) as f:
         saved = json.load(f)
-    config = base_config()
-    config.update_from_flattened_dict(_flatten(saved))
+    model = model_config_defaults()
+    model.lock()  # an unknown model key is an error, as with the full schema
+    model.update(saved.pop("model", {}))
+    model.unlock()
+    config = ml_collections.ConfigDict(saved)
+    config.model = model
+    for key, default in INFERENCE_DEFAULTS.items():
+        if isinstance(default, dict):
+            section = config.get(key)
+            if section is None:
+                config[key] = section = ml_collections.ConfigDict()
+            for name, value in default.items():
+                if name not in section:
+                    section[name] = value
+        elif key not in config:
+            config[key] = default
     return config
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def load_run(workdir: str, step: int | None = None, mesh_shape: dict | None = None) -> Run:
-    """Restores the params of `workdir` (latest step unless `step`) onto a mesh (default: all data)."""
-    config = load_config_json(workdir)
-    mesh = make_mesh(mesh_shape or {"data": -1, "fsdp": 1, "tensor": 1})
-    rules = rules_from_config(config.sharding_rules)
-    model = build_model(config.model)
-    size, length = config.model.image.image_size, config.model.text.context_length
+def abstract_params(model: nn.Module, model_cfg, mesh: jax.sharding.Mesh, rules) -> Any:
+    """The params tree of `model` as ShapeDtypeStructs carrying their NamedShardings on `mesh` (no memory)."""
+    size, length = model_cfg.image.image_size, model_cfg.text.context_length
     images, tokens = jax.numpy.zeros((1, size, size, 3), "uint8"), jax.numpy.zeros((1, length), "int32")
     boxed = jax.eval_shape(lambda r: model.init(r, images, tokens)["params"], jax.random.key(0))
     shardings = logical_shardings(boxed, mesh, rules)
-    abstract = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                            nn.unbox(boxed), shardings)
+    return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                        nn.unbox(boxed), shardings)
+
+
+def restore_params(workdir: str, abstract: Any, step: int | None = None) -> tuple[Any, int]:
+    """(params, step): the params of `workdir`'s checkpoint `step` (default: the latest), no optimizer state.
+
+    abstract: the params tree as ShapeDtypeStructs with shardings (`abstract_params`, or the
+    trainer's own); each leaf is restored onto its sharding. Raises FileNotFoundError when
+    the workdir holds no checkpoint, CheckpointVersionError for a format this code does not know.
+    """
     ckpt_dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
     with ocp.CheckpointManager(ckpt_dir) as manager:
         step = manager.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {ckpt_dir}")
+        check_format(os.path.join(ckpt_dir, str(step)))  # an unknown format: one line, before restoring
+        target = {"params": abstract}
         restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-            {"params": abstract}, restore_args=jax.tree.map(
-                lambda a: ocp.ArrayRestoreArgs(sharding=a.sharding), {"params": abstract}),
+            target, restore_args=jax.tree.map(lambda a: ocp.ArrayRestoreArgs(sharding=a.sharding), target),
             partial_restore=True)))
-    params = restored["state"]["params"]
+    return restored["state"]["params"], step
+
+
+def load_run(workdir: str, step: int | None = None, mesh_shape: dict | None = None,
+             config: ml_collections.ConfigDict | None = None) -> Run:
+    """Restores the params of `workdir` (latest step unless `step`) onto a mesh (default: all data).
+
+    config: the run's config; None reads it from `workdir/config.json` (`read_run_config`).
+    """
+    config = read_run_config(workdir) if config is None else config
+    mesh = make_mesh(mesh_shape or {"data": -1, "fsdp": 1, "tensor": 1})
+    rules = rules_from_config(config.sharding_rules)
+    model = build_model(config.model)
+    params, step = restore_params(workdir, abstract_params(model, config.model, mesh, rules), step)
     encoder = make_encoder(model, params, Tokenizer(config.data.tokenizer), config.model, mesh, rules,
                            config.evals.batch_size)
     return Run(config=config, step=step, model=model, params=params, encoder=encoder)

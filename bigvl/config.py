@@ -10,22 +10,25 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib.util
+import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
+import jax
 import ml_collections
 
-from bigvl.models import model_config_defaults
-from bigvl.losses.objective import LOSSES, MULTI_TEXT_LOSSES
-from bigvl.parallel.mesh import DEFAULT_RULES
+from bigvl.data.caption_strategies import make_caption_strategy, strategy_config_defaults
+from bigvl.losses.objective import Objective, loss_config_defaults
+from bigvl.models import build_model, model_config_defaults
+from bigvl.parallel.mesh import DEFAULT_RULES, mesh_shape
 
 
 class ConfigError(ValueError):
     """A config that cannot run; the message names the key and the problem."""
 
 
-CAPTION_STRATEGIES = ("alt", "recap", "mix", "uniform", "partial", "multi", "long", "dual")
 SCHEDULES = ("cosine", "rsqrt", "constant")
 MU_DTYPES = ("", "bfloat16", "float32")
 
@@ -65,21 +68,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.train_paths = []  # ArrayRecord files or globs
     c.data.tokenizer = ""  # sentencepiece model file
-    c.data.caption_strategy = "mix"
-    c.data.caption_field = "short"  # the synthetic caption `recap` and `mix` use
-    c.data.mix_p = 0.2  # P(synthetic caption) for `mix`
-    # Strategies with several texts per image (see bigvl/data/caption_strategies.py).
-    c.data.uniform_fields = ["alt", "rewrite_0", "rewrite_1"]  # LaCLIP: alt-text or a rewrite
-    c.data.uniform_min_words = 2  # shorter picks fall back to the alt-text
-    c.data.partial_max_tokens = 32  # CLIPS: whole sentences of the long caption up to K tokens
-    c.data.partial_field = "long"
-    c.data.partial_with_alt = True  # the alt-text as a second positive
-    c.data.partial_keep_order = False
-    c.data.multi_k = 6  # DreamLIP: k sentences of the long caption + the raw text
-    c.data.multi_field = "long"
-    c.data.multi_with_raw = True
-    c.data.multi_raw_field = "alt"
-    c.data.long_field = "long"  # Long-CLIP: the long caption and its first sentence
+    # How each example's texts are drawn (bigvl/data/caption_strategies.py): data.caption_strategy
+    # names one, and each strategy's parameters are keys of this section with the strategy's own
+    # defaults (caption_field, mix_p, uniform_*, partial_*, multi_*, long_field, first_sentence_field).
+    c.data.update(strategy_config_defaults())
     # Captioners (model.kind coca | clips): the caption the decoder learns to write, as
     # batch["target_tokens"] [b, model.decoder.context_length]; "" = the (first) contrastive text.
     c.data.target_field = ""
@@ -89,29 +81,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.model = model_config_defaults()
 
-    c.loss = ml_collections.ConfigDict()
-    # softmax | sigmoid: plain global-batch losses (B×B logits); softmax_tiled (Inf-CL style)
-    # | sigmoid_ring: ring over the batch axes, O(b·D + tile²) memory per device.
-    c.loss.name = "softmax"
-    c.loss.tile_size = 1024  # tile edge of softmax_tiled / sigmoid_ring
-    # With T > 1 texts per image: the mean (or `text_weights`-weighted sum) of per-text
-    # InfoNCE terms, or one loss where every text of an image is a positive.
-    c.loss.multi_text = "per_text"
-    c.loss.text_weights = []  # [] = equal weights (mean); else one weight per text
-    # Captioners: loss = contrastive_weight · contrastive + caption_weight · caption cross-entropy
-    c.loss.contrastive_weight = 1.0
-    c.loss.caption_weight = 2.0  # CoCa's 1 : 2
-    # Recipe objectives (see bigvl/losses/objective.py): multi_text = per_text+multi_positive
-    # (DreamLIP), long_clip (strategy `long`), alip (strategy `dual`).
-    c.loss.pca_dim = 32  # Long-CLIP: principal components kept for the short-caption term
-    c.loss.alip_momentum = 0.99  # ALIP: EMA momentum of the gate similarities
-    # DreamLIP's subcaption grouping loss (0 = off): each text vs the pooling of its image's
-    # patch embeddings weighted by min-max-normalised similarity, weights < threshold dropped.
-    c.loss.grouping_weight = 0.0
-    c.loss.grouping_threshold = 0.1  # DreamLIP's sgl_delta
-    # MobileCLIP: (1 - w) * contrastive + w * KD against the teacher embeddings stored in the
-    # shards (data/add_teacher_embeddings.py); 0 = off. MobileCLIP uses w = 0.75 at B/16.
-    c.loss.distill_weight = 0.0
+    c.loss = loss_config_defaults()  # every key documented in bigvl/losses/objective.py
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 5e-4
@@ -147,7 +117,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.evals.retrieval_field = "short"
     c.evals.long_retrieval_field = ""  # also retrieve with these (long) captions as queries; "" = off
     c.evals.hard_negatives = ""  # ArrayRecord with extras.positive/negatives
-    c.evals.pointing = ""  # ArrayRecord with extras.scene (synthetic world): text→patch pointing game
+    c.evals.pointing = ""  # ArrayRecord whose records carry extras.regions (e.g. the synthetic world's retrieval split): text→patch pointing game
     # Captioners: CIDEr-D / BLEU-4 of decoded captions against captions[captioning_field]
     c.evals.captioning = ""  # ArrayRecord with captions (e.g. the retrieval split); "" = off
     c.evals.captioning_field = "short"
@@ -155,6 +125,16 @@ def base_config() -> ml_collections.ConfigDict:
     c.evals.captioning_method = "greedy"  # greedy | beam
     c.evals.captioning_beam_size = 4
     return c
+
+
+def config_variants(arg: str, known: Sequence[str]) -> set[str]:
+    """The comma-separated variants after a config's colon (`configs/x.py:a,b`); ConfigError names
+    an unknown one and the known ones (a typo must not silently train the base config)."""
+    variants = set(filter(None, arg.split(",")))
+    unknown = sorted(variants - set(known))
+    if unknown:
+        raise ConfigError(f"unknown config variant {unknown[0]!r}; this config knows {', '.join(known) or 'none'}")
+    return variants
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
@@ -169,6 +149,8 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
         raise ConfigError(f"config file {path!r} defines no get_config()")
     try:
         config = module.get_config(arg) if arg else module.get_config()
+    except ConfigError as e:
+        raise ConfigError(f"config file {path!r}: {e}") from None
     except AttributeError as e:  # a locked base config rejects unknown keys
         raise ConfigError(f"config file {path!r}: {_first_line(e)}") from None
     except TypeError as e:  # ml_collections' type-safe assignment: `c.batch_size = "64"`
@@ -179,6 +161,19 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
 
 def _first_line(e: Exception) -> str:
     return str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'").splitlines()[0]
+
+
+def split_overrides(args: Sequence[str]) -> list[str]:
+    """Command-line words `--config.key=value` → ['key=value', ...]; ConfigError for any other word."""
+    overrides = []
+    for item in args:
+        if not item.startswith("--config."):
+            raise ConfigError(f"unrecognised argument {item!r} (config overrides are --config.key=value)")
+        key_value = item[len("--config."):]
+        if "=" not in key_value:
+            raise ConfigError(f"override {item!r} needs a value: --config.{key_value}=VALUE")
+        overrides.append(key_value)
+    return overrides
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> None:
@@ -240,47 +235,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
     check_schema(config)
 
-    check(config.data.caption_strategy in CAPTION_STRATEGIES, "data.caption_strategy",
-          f"{config.data.caption_strategy!r} is not one of {CAPTION_STRATEGIES}")
-    check(0.0 <= config.data.mix_p <= 1.0, "data.mix_p", f"{config.data.mix_p} is not in [0, 1]")
     check(0.0 < config.data.min_crop_scale <= 1.0, "data.min_crop_scale",
           f"{config.data.min_crop_scale} is not in (0, 1]")
     check(config.nonfinite in ("skip", "stop"), "nonfinite", f"{config.nonfinite!r} is not 'skip' or 'stop'")
-    check(config.loss.name in LOSSES, "loss.name", f"{config.loss.name!r} is not one of {LOSSES}")
-    check(config.loss.multi_text in MULTI_TEXT_LOSSES, "loss.multi_text",
-          f"{config.loss.multi_text!r} is not one of {MULTI_TEXT_LOSSES}")
-    from bigvl.data.caption_strategies import make_caption_strategy
-    num_texts = make_caption_strategy(config.data, count_tokens=len).num_texts
-    if num_texts > 1:
-        check(config.loss.name == "softmax", "loss.name",
-              f"caption strategy {config.data.caption_strategy!r} gives {num_texts} texts per image; "
-              "only the plain softmax loss takes several")
-        check(len(config.loss.text_weights) in (0, num_texts), "loss.text_weights",
-              f"needs {num_texts} weights (one per text of {config.data.caption_strategy!r}) or none")
-    needs = {"long_clip": "long", "alip": "dual"}.get(config.loss.multi_text)
-    if needs:
-        check(config.data.caption_strategy == needs, "loss.multi_text",
-              f"{config.loss.multi_text!r} needs data.caption_strategy {needs!r} (its 2 texts in order), "
-              f"got {config.data.caption_strategy!r}")
-    if config.loss.grouping_weight:
-        check(config.loss.grouping_weight > 0, "loss.grouping_weight",
-              f"must be >= 0, got {config.loss.grouping_weight}")
-        check(config.model.kind == "two_tower", "loss.grouping_weight",
-              f"the grouping loss needs the two-tower model's patch embeddings, model.kind is "
-              f"{config.model.kind!r}")
-        check(config.loss.name == "softmax", "loss.grouping_weight",
-              f"the grouping loss adds to the plain softmax loss, loss.name is {config.loss.name!r}")
-        check(0.0 <= config.loss.grouping_threshold < 1.0, "loss.grouping_threshold",
-              f"{config.loss.grouping_threshold} is not in [0, 1) (weights are min-max normalised)")
-    if config.loss.distill_weight:
-        check(0.0 < config.loss.distill_weight <= 1.0, "loss.distill_weight",
-              f"{config.loss.distill_weight} is not in [0, 1]")
-        check(config.data.caption_strategy in ("alt", "recap", "mix", "uniform"), "loss.distill_weight",
-              f"distillation needs one whole stored text per image (strategy alt, recap, mix or uniform: "
-              f"the teacher embedded whole fields), got {config.data.caption_strategy!r}")
-        check(config.model.kind == "two_tower" and config.loss.name == "softmax", "loss.distill_weight",
-              f"distillation adds to the two-tower softmax loss, got model.kind {config.model.kind!r}, "
-              f"loss.name {config.loss.name!r}")
+    try:  # each stage checks its own section: the caption strategy, the objective, the model
+        make_caption_strategy(config.data, count_tokens=len)
+        Objective.from_config(config)
+        build_model(config.model)  # constructs the modules only: no params, no compilation
+    except ValueError as e:
+        raise ConfigError(_first_line(e)) from None
     check(config.optim.schedule in SCHEDULES, "optim.schedule",
           f"{config.optim.schedule!r} is not one of {SCHEDULES}")
     for key in ("total_steps", "batch_size", "log_steps"):
@@ -294,8 +257,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check(config.batch_size % accum == 0, "optim.grad_accum_steps",
           f"batch_size {config.batch_size} is not divisible by {accum} micro-batches")
     if accum > 1:
-        import jax
-        from bigvl.parallel.mesh import mesh_shape
         try:
             shape = mesh_shape(config.mesh, jax.device_count())
         except ValueError:  # a bad mesh is reported by make_mesh
@@ -310,7 +271,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.model.kind != "two_tower":  # captioners: bigvl/models/captioners.py
         check(not config.evals.pointing, "evals.pointing",
               f"the pointing game reads two-tower patch embeddings; model.kind is {config.model.kind!r}")
-        check(config.loss.name == "softmax", "loss.name", f"model.kind {config.model.kind!r} needs 'softmax'")
         check(config.evals.captioning_max_length <= config.model.decoder.context_length,
               "evals.captioning_max_length", f"{config.evals.captioning_max_length} exceeds "
               f"model.decoder.context_length {config.model.decoder.context_length}")
@@ -320,7 +280,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def _type_error_line(e: TypeError) -> str:
     """ml_collections' "Could not override field 'k' (reference). v is of original type <class
     'str'> and cannot be casted to type <class 'int'>" → "config key 'k' expects int, got str 'v'"."""
-    import re
     m = re.search(r"field '([^']+)'.*?\. (.*) is of original type <class '(\w+)'> and cannot be "
                   r"casted to type <class '(\w+)'>", str(e), re.S)
     if not m:
@@ -373,42 +332,51 @@ def check_schema(config: ml_collections.ConfigDict, schema: ml_collections.Confi
 
 
 def check_contradictions(config: ml_collections.ConfigDict) -> None:
-    """Options that each look fine but cannot run together, or ranges that fail deep in a run.
+    """Ranges that would fail deep in a run, and options that cross stages.
 
-    Raises ConfigError naming the key: counts and intervals out of range; a sigmoid loss
-    without `model.bias_init` (the loss needs the learnable bias); a single-text caption
-    strategy with per-text `loss.text_weights`; a `partial` token budget larger than the
-    text context (K ≤ context_length); a model section that does not
-    build (e.g. image_size not divisible by the patch).
+    Raises ConfigError naming the key: counts and intervals out of range; a `partial` token
+    budget larger than the text context (K ≤ context_length). The loss, strategy and model
+    sections check themselves (`validate`).
     """
     def check(ok: bool, key: str, message: str) -> None:
         if not ok:
             raise ConfigError(f"config key {key!r}: {message}")
 
     for key, low in (("ckpt_steps", 1), ("keep_ckpts", 1), ("eval_steps", 0), ("data.num_workers", 0),
-                     ("evals.batch_size", 1), ("loss.tile_size", 1), ("min_free_disk_gb", 0)):
+                     ("evals.batch_size", 1), ("min_free_disk_gb", 0)):
         *parents, leaf = key.split(".")
         node = config
         for p in parents:
             node = node[p]
         check(node[leaf] >= low, key, f"must be >= {low}, got {node[leaf]}")
-    if config.loss.name in ("sigmoid", "sigmoid_ring"):
-        check(config.model.bias_init is not None, "model.bias_init",
-              f"loss.name {config.loss.name!r} needs a learnable logit bias: set model.bias_init "
-              "(SigLIP: -10.0, with model.temperature_init 10.0)")
-    from bigvl.data.caption_strategies import make_caption_strategy
-    num_texts = make_caption_strategy(config.data, count_tokens=len).num_texts
-    check(num_texts > 1 or not config.loss.text_weights, "loss.text_weights",
-          f"caption strategy {config.data.caption_strategy!r} gives 1 text per image; per-text weights "
-          f"{list(config.loss.text_weights)} would be ignored")
     if config.data.caption_strategy == "partial":
         length = config.model.text.context_length
         check(config.data.partial_max_tokens <= length, "data.partial_max_tokens",
               f"a budget of {config.data.partial_max_tokens} tokens exceeds model.text.context_length "
               f"{length}: partial captions would be cut by the tokenizer; lower it or raise the context")
-    from bigvl.models import build_model
-    try:
-        build_model(config.model)  # constructs the modules only: no params, no compilation
-    except ValueError as e:
-        raise ConfigError(_first_line(e)) from None
 
+
+def load_config_json(workdir: str) -> ml_collections.ConfigDict:
+    """The config a run saved in `workdir/config.json`, over the current schema's defaults (`base_config`).
+
+    Raises FileNotFoundError when there is no config.json; a key the schema does not have is a KeyError.
+    """
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: is {workdir!r} a bigvl workdir?")
+    with open(path) as f:
+        saved = json.load(f)
+    config = base_config()
+    config.update_from_flattened_dict(_flatten(saved))
+    return config
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} → {"a.b": 1}: nested dicts to dotted keys (lists are values)."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

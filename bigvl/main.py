@@ -11,7 +11,16 @@ import logging
 import os
 import sys
 
+import jax
+
+from bigvl.config import ConfigError, apply_overrides, load_config, split_overrides, validate
+from bigvl.data.pipeline import NoReadableShardError, resolve_paths
+from bigvl.data.tokenizer import Tokenizer
+from bigvl.inference.checkpoint_format import CheckpointVersionError
 from bigvl.parallel import distributed
+from bigvl.parallel.mesh import check_batch_divisible, make_mesh
+from bigvl.train.loop import train_and_evaluate
+from bigvl.train.run_dir import check_workdir
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -21,24 +30,14 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--config", required=True, help="configs/NAME.py[:ARG]")
     parser.add_argument("--workdir", required=True, help="checkpoints, logs and metrics go here")
     args, rest = parser.parse_known_args(argv)
-    overrides = []
-    for i, item in enumerate(rest):
-        if not item.startswith("--config."):
-            parser.error(f"unrecognised argument {item!r} (config overrides are --config.key=value)")
-        key_value = item[len("--config."):]
-        if "=" not in key_value:
-            parser.error(f"override {item!r} needs a value: --config.{key_value}=VALUE")
-        overrides.append(key_value)
-    return args, overrides
+    try:
+        return args, split_overrides(rest)
+    except ConfigError as e:
+        parser.error(str(e))
 
 
 def preflight(config) -> None:
     """Checks that need devices or files but no compilation; raises with a one-line message."""
-    import jax
-
-    from bigvl.data.pipeline import resolve_paths
-    from bigvl.parallel.mesh import check_batch_divisible, make_mesh
-
     mesh = make_mesh(config.mesh)
     check_batch_divisible(config.batch_size, mesh)
     if config.batch_size % jax.process_count():
@@ -46,11 +45,7 @@ def preflight(config) -> None:
                          f"{jax.process_count()} hosts")
     resolve_paths(config.data.train_paths, "data.train_paths")
     resolve_paths([config.data.tokenizer], "data.tokenizer")
-    from bigvl.data.tokenizer import Tokenizer
-    pieces = Tokenizer(config.data.tokenizer).vocab_size
-    if pieces > config.model.text.vocab_size:
-        raise ValueError(f"config key 'model.text.vocab_size': {config.model.text.vocab_size} is smaller "
-                         f"than the {pieces} pieces of tokenizer {config.data.tokenizer}")
+    Tokenizer(config.data.tokenizer).check_model_text(config.model.text)
     for key in ("zeroshot", "zeroshot_classes", "retrieval", "hard_negatives", "pointing", "captioning"):
         if config.evals[key]:
             resolve_paths([config.evals[key]], f"evals.{key}")
@@ -63,15 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     distributed.maybe_initialize()
 
-    from bigvl.config import ConfigError, apply_overrides, load_config, validate
-    from bigvl.train.run_dir import check_workdir
-
     try:
         config = load_config(args.config)
         apply_overrides(config, overrides)
         validate(config)  # before building the world: a config error costs nothing
         if config.world.build:
-            from bigvl.data.world import ensure_world
+            from bigvl.data.world import ensure_world  # the built-in world: only when a config asks for it
             ensure_world(os.path.expanduser(config.world.dir), seed=config.world.seed,
                          num_train=config.world.num_train, image_size=config.world.image_size)
         preflight(config)
@@ -80,21 +72,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    from bigvl.data.pipeline import NoReadableShardError
-    from bigvl.train.loop import train_and_evaluate
     logging.getLogger(__name__).info("%s", distributed.describe())
     try:
         metrics = train_and_evaluate(config, args.workdir)
     except FloatingPointError as e:  # nonfinite='stop': one line naming the step and the newest checkpoint
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except NoReadableShardError as e:  # found when the trainer opens the shards, before compiling
+    except (NoReadableShardError, CheckpointVersionError) as e:  # found before compiling
         print(f"error: {e}", file=sys.stderr)
         return 2
     if config.report:
-        import jax
-
-        from bigvl.report import write_report
+        from bigvl.report import write_report  # matplotlib: only when a report is asked for
         if jax.process_index() == 0:
             write_report(config, args.workdir, metrics)
     return 0

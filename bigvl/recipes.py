@@ -3,7 +3,7 @@
 `apply_recipe(config, name, scale)` sets the caption strategy, the multi-text objective
 and, where the recipe needs them, the text context and the fine-tuning keys. `scale`
 is "demo" (the synthetic world: captions of ≤ 90 tokens, 32-token text context) or
-"b16" (real data, 77-token context). Numbers from SPEC.md "Caption strategies".
+"b16" (real data, 77-token context). The papers' published numbers: README "Caption strategies".
 
     alt       alt-text only (CLIP / ALIGN baseline)
     recap     synthetic short caption only

@@ -11,12 +11,12 @@ params over an fsdp axis of 8 (rest data); `:fsdp_tp` adds tensor = 4.
 Data, tokenizer and workdir paths are local files (on a pod: a gcsfuse mount shared by
 the workers, so every host sees the same checkpoints).
 """
-from bigvl.config import base_config
+from bigvl.config import base_config, config_variants
 
 
 def get_config(arg: str = ""):
-    c = base_config()
-    variants = set(filter(None, arg.split(",")))
+    c = base_config()  # its defaults are open_clip ViT-B-16's towers, AdamW (lr 5e-4, wd 0.2, β2 0.98), mix p 0.2
+    variants = config_variants(arg, ("fsdp", "fsdp_tp"))
     c.total_steps = 390_000  # ~12.8B samples seen at batch 32k
     c.batch_size = 32_768
     c.log_steps = 100
@@ -24,35 +24,14 @@ def get_config(arg: str = ""):
     c.ckpt_steps = 2_000
     c.keep_ckpts = 3
 
-    c.data.train_paths = []  # user-supplied ArrayRecord shards of recaptioned examples
-    c.data.tokenizer = ""  # sentencepiece model with ≤ 49408 pieces
-    c.data.caption_strategy = "mix"
-    c.data.mix_p = 0.2
-    c.data.caption_field = "short"
+    # data.train_paths / data.tokenizer (≤ 49408 pieces) come from the command line
     c.data.min_crop_scale = 0.4
     c.data.num_workers = 16
 
-    c.model.image.variant = "B/16"
-    c.model.image.image_size = 224
-    c.model.image.pool = "cls"
-    c.model.image.patch_bias = False
-    c.model.image.ln_pre = True
-    c.model.text.vocab_size = 49408
-    c.model.text.context_length = 77
-    c.model.text.variant = "B"
-    c.model.text.width = 512
-    c.model.text.num_heads = 8
-    c.model.text.mlp_dim = 2048
-    c.model.text.causal = True
-    c.model.text.pool = "eos"
-    c.model.embed_dim = 512
+    c.model.text.update(width=512, num_heads=8, mlp_dim=2048)  # open_clip's text tower: narrower than ViT-B
     c.model.dtype = "bfloat16"
     c.model.remat = "dots_saveable"
-
-    c.optim.lr = 5e-4
     c.optim.warmup_steps = 10_000
-    c.optim.weight_decay = 0.2
-    c.optim.b2 = 0.98
 
     if "fsdp" in variants:
         c.mesh.data, c.mesh.fsdp = -1, 8

@@ -11,18 +11,17 @@ is the baseline. Evaluates zero-shot, retrieval and CIDEr-D of the long captions
 """
 import os
 
-from bigvl.config import load_config
+from bigvl.config import config_variants, load_config
+from bigvl.recipes import apply_recipe
 
 
 def get_config(arg: str = ""):
+    config_variants(arg, ())
     c = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo.py"))  # world, towers, optim
     c.eval_steps = 0
     c.ckpt_steps = 300
-    c.data.caption_strategy = "partial"
-    c.data.partial_max_tokens = 32
-    c.data.partial_with_alt = True
+    apply_recipe(c, "partial", "demo")  # CLIPS's contrastive texts: partial long caption + alt-text
     c.data.target_field = "long"
-    c.loss.multi_text = "per_text"
 
     c.model.kind = "clips"
     c.model.decoder.update(depth=2, context_length=96, cond_slot=1)

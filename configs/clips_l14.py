@@ -15,17 +15,14 @@ Starts from configs/clip_b16.py (schedule, batch, optimizer, bf16, remat, `:fsdp
 import os
 
 from bigvl.config import load_config
+from bigvl.recipes import apply_recipe
 
 
 def get_config(arg: str = ""):
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clip_b16.py")
     c = load_config(f"{path}:{arg}" if arg else path)
-    c.data.caption_strategy = "partial"
-    c.data.partial_max_tokens = 32
-    c.data.partial_field = "long"
-    c.data.partial_with_alt = True
+    apply_recipe(c, "partial", "b16")  # CLIPS's contrastive texts: partial long caption + alt-text
     c.data.target_field = "long"
-    c.loss.multi_text = "per_text"
 
     m = c.model
     m.kind = "clips"

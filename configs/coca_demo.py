@@ -10,10 +10,11 @@ of the held-out retrieval images against their short captions. World as configs/
 """
 import os
 
-from bigvl.config import load_config
+from bigvl.config import config_variants, load_config
 
 
 def get_config(arg: str = ""):
+    config_variants(arg, ())
     c = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo.py"))  # world, towers, optim
     c.eval_steps = 0
     c.ckpt_steps = 300

@@ -10,7 +10,7 @@ only, `:sigmoid` uses the SigLIP loss (default: mix with p = 0.5, softmax loss).
 """
 import os
 
-from bigvl.config import base_config
+from bigvl.config import base_config, config_variants
 
 
 def world_dir(seed: int = 0) -> str:
@@ -20,7 +20,7 @@ def world_dir(seed: int = 0) -> str:
 
 def get_config(arg: str = ""):
     c = base_config()
-    variants = set(filter(None, arg.split(",")))
+    variants = config_variants(arg, ("alt", "recap", "sigmoid"))
     c.seed = 0
     c.total_steps = 600
     c.batch_size = 64

@@ -22,22 +22,15 @@ def get_config(arg: str = ""):
     c.ckpt_steps = 2_000
     c.keep_ckpts = 3
 
-    c.data.train_paths = []
-    c.data.tokenizer = ""
-    c.data.caption_strategy = "mix"
-    c.data.mix_p = 0.2
     c.data.min_crop_scale = 0.4
     c.data.num_workers = 16
 
-    c.model.image.variant = "B/16"
-    c.model.image.image_size = 224
     c.model.image.pool = "map"
     c.model.image.patch_bias = True
     c.model.image.ln_pre = False
     c.model.image.proj = False  # big_vision: the MAP head output is the embedding (out_dim None)
     c.model.text.vocab_size = 32000
     c.model.text.context_length = 64
-    c.model.text.variant = "B"
     c.model.text.causal = False
     c.model.text.pool = "last"
     c.model.text.proj_bias = True

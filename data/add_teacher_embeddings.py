@@ -4,7 +4,7 @@
         --in '~/.cache/bigvl/synthetic_world_seed0/train-*.array_record' --out /tmp/reinforced
 
 Writes one shard per input shard (same names) into --out; train a student on them with
-`loss.distill_weight` > 0 (e.g. `configs/recipe_demo.py:distill`). See bigvl/data/teacher.py.
+`loss.distill_weight` > 0 (e.g. `configs/recipe_demo.py:distill`). See bigvl/tools/teacher_embeddings.py.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import logging
 import time
 
 from bigvl.data.pipeline import resolve_paths
-from bigvl.data.teacher import add_teacher_embeddings
+from bigvl.tools.teacher_embeddings import add_teacher_embeddings
 
 
 def main(argv=None) -> int:

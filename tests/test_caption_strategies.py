@@ -7,7 +7,7 @@ import pytest
 
 from bigvl.data import world as world
 from bigvl.config import base_config
-from bigvl.data.caption_strategies import (Alt, CaptionError, Dual, LongCaption, Mix, Multi, Partial, Recap,
+from bigvl.data.caption_strategies import (Alt, CaptionError, Dual, FirstSentence, LongCaption, Mix, Multi, Partial, Recap,
                                            TokenCounter, Uniform, make_caption_strategy)
 from bigvl.data.tokenizer import Tokenizer, train_tokenizer
 
@@ -201,6 +201,7 @@ NEW_STRATEGIES = {
     "multi": Multi(6),
     "long": LongCaption(),
     "dual": Dual(),
+    "first_sentence": FirstSentence(),
 }
 
 
@@ -228,8 +229,8 @@ def test_new_strategies_raise_caption_error_on_missing_or_empty_text(name, alt, 
     strategy = NEW_STRATEGIES[name]
     if name == "uniform" and captions and alt and all(v == "" for v in captions.values()):
         pytest.skip("uniform falls back to the alt-text for empty rewrites (tested above)")
-    if name == "long" and not alt:
-        pytest.skip("long uses no alt-text")
+    if name in ("long", "first_sentence") and not alt:
+        pytest.skip(f"{name} uses no alt-text")
     with pytest.raises(CaptionError):
         for seed in range(10):  # uniform must fail on every draw, not only when it picks the field
             strategy(alt, captions, np.random.default_rng(seed))
@@ -279,3 +280,27 @@ def test_make_new_strategies_from_config_defaults_and_keys(tokenizer):
     assert make_caption_strategy(cfg) == Multi(4, raw_field="long")
     cfg.caption_strategy = "long"
     assert make_caption_strategy(cfg) == LongCaption("short")
+
+
+def test_first_sentence_is_the_long_captions_first_sentence():
+    for seed, (alt, captions) in enumerate(EXAMPLES):
+        assert FirstSentence()(alt, captions, np.random.default_rng(seed)) == [long_sentences(captions["long"])[0]]
+        assert FirstSentence("short")(alt, captions, None) == [captions["short"]]  # one sentence: itself
+
+
+def test_every_strategy_is_built_from_config_keys_with_its_own_defaults():
+    """The schema's data keys are the strategies' defaults (one home); a config names a strategy and
+    changes its keys; every strategy validates as a config line."""
+    from bigvl.config import validate
+    from bigvl.data.caption_strategies import STRATEGIES, strategy_config_defaults
+    data = base_config().data
+    for key, value in strategy_config_defaults().items():
+        assert data[key] == value, key
+    cfg = base_config()
+    cfg.data.train_paths, cfg.data.tokenizer = ["x"], "x"
+    cfg.data.caption_strategy, cfg.data.first_sentence_field = "first_sentence", "short"
+    assert make_caption_strategy(cfg.data) == FirstSentence("short")
+    validate(cfg)
+    for name in STRATEGIES:
+        cfg.data.caption_strategy = name
+        assert make_caption_strategy(cfg.data, count_tokens=count_words).num_texts >= 1

@@ -14,7 +14,7 @@ import pytest
 from tiny import tiny_config
 
 from bigvl.train import checkpoints as checkpointing
-from bigvl.inference.run import load_config_json
+from bigvl.config import load_config_json
 from bigvl.data.pipeline import make_train_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -10,7 +10,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from tiny import tiny_config
 
 from bigvl.data.records import RecordError
-from bigvl.data.teacher import TEACHER_KEY, _pack, teacher_targets
+from bigvl.data.teacher import TEACHER_KEY, pack_embedding, teacher_targets
 from bigvl.losses.contrastive import distillation_loss
 from bigvl.parallel.mesh import make_mesh
 
@@ -64,8 +64,8 @@ def _record(teacher=True):
     record = {"id": "r7", "alt_text": "a red ball", "captions": {"short": "A red circle.", "long": "Long."},
               "extras": {}}
     if teacher:
-        record["extras"][TEACHER_KEY] = {"image": _pack(np.full(4, 0.5)), "logit_scale": 50.0,
-                                         "texts": {"alt": _pack(np.arange(4)), "short": _pack(-np.arange(4))}}
+        record["extras"][TEACHER_KEY] = {"image": pack_embedding(np.full(4, 0.5)), "logit_scale": 50.0,
+                                         "texts": {"alt": pack_embedding(np.arange(4)), "short": pack_embedding(-np.arange(4))}}
     return record
 
 
@@ -89,7 +89,7 @@ def test_teacher_embeddings_round_trip_and_a_student_distils(tiny_world, tiny_ru
     from bigvl.data.pipeline import resolve_paths
     from bigvl.data.records import decode_example
     from bigvl.data.records import read_records
-    from bigvl.data.teacher import add_teacher_embeddings
+    from bigvl.tools.teacher_embeddings import add_teacher_embeddings
     from bigvl.train.loop import train_and_evaluate
 
     shards = resolve_paths([str(tiny_world / "train-*.array_record")])

@@ -15,6 +15,7 @@ strategy returns exactly `num_texts` texts, so batches of tokens are [B, T, L].
 - `multi(k)`: DreamLIP: k sentences of the long caption plus the raw caption.
 - `long`: Long-CLIP: the long caption and its first sentence.
 - `dual`: the alt-text and a synthetic caption, each with its own contrastive term.
+- `first_sentence`: the first sentence of a (long) caption.
 
 Texts go to the tokenizer as they are: a text longer than the context is truncated
 there (EOS kept last).
@@ -35,6 +36,14 @@ ALT = "alt"  # in a list of fields: the alt-text itself
 
 class CaptionError(ValueError):
     """The example lacks the text the strategy needs (missing or empty field)."""
+
+
+class ParameterError(ValueError):
+    """A strategy parameter out of range; `field` names the constructor argument."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
 
 
 def _text(value, name: str) -> str:
@@ -74,6 +83,10 @@ class Mix:
     field: str = "short"
     num_texts = 1
 
+    def __post_init__(self):
+        if not 0.0 <= self.p <= 1.0:
+            raise ParameterError("p", f"{self.p} is not in [0, 1]")
+
     def __call__(self, alt_text, captions, rng) -> list[str]:
         if rng.random() < self.p:
             return [_caption(captions, self.field)]
@@ -106,7 +119,7 @@ class Uniform:
 
     def __post_init__(self):
         if not self.fields:
-            raise ValueError("Uniform needs at least one field")
+            raise ParameterError("fields", "needs at least one field")
 
     def __call__(self, alt_text, captions, rng) -> list[str]:
         alt_text = _text(alt_text, "alt_text")
@@ -174,7 +187,7 @@ class Partial:
         if self.count_tokens is None:
             raise ValueError("Partial needs count_tokens (e.g. Tokenizer(path).count_tokens)")
         if self.max_tokens < 1:
-            raise ValueError(f"Partial.max_tokens must be ≥ 1, got {self.max_tokens}")
+            raise ParameterError("max_tokens", f"must be ≥ 1, got {self.max_tokens}")
 
     @property
     def num_texts(self) -> int:
@@ -213,7 +226,7 @@ class Multi:
 
     def __post_init__(self):
         if self.k < 1:
-            raise ValueError(f"Multi.k must be ≥ 1, got {self.k}")
+            raise ParameterError("k", f"must be ≥ 1, got {self.k}")
 
     @property
     def num_texts(self) -> int:
@@ -246,44 +259,68 @@ class Dual:
         return [_text(alt_text, "alt_text"), _caption(captions, self.field)]
 
 
-def make_caption_strategy(data_cfg, count_tokens: Callable[[str], int] | None = None):
-    """Builds the strategy named by `data.caption_strategy` with its parameters.
+@dataclasses.dataclass(frozen=True)
+class FirstSentence:
+    """The first sentence of captions[field]: a short caption cut from a long one (Long-CLIP's
+    short text alone, e.g. to train on short captions when only long ones were written)."""
+    field: str = "long"
+    num_texts = 1
 
-    Keys of the newer strategies are optional (defaults in brackets): uniform:
-    `uniform_fields` [("alt", "rewrite_0", "rewrite_1")], `uniform_min_words` [2];
-    partial: `partial_max_tokens` [32], `partial_field` ["long"], `partial_with_alt`
-    [True], `partial_keep_order` [False]; multi: `multi_k` [6], `multi_field` ["long"],
-    `multi_with_raw` [True], `multi_raw_field` ["alt"]; long: `long_field` ["long"];
-    dual: `caption_field` ["short"]. `partial` counts tokens with `count_tokens`, or
-    else with a `TokenCounter` over `data.tokenizer`.
+    def __call__(self, alt_text, captions, rng) -> list[str]:
+        return [_sentences(captions, self.field)[0]]
+
+
+# name → (class, {constructor argument: key of config.data}). The keys' defaults are the
+# classes' own (`strategy_config_defaults`); a new strategy is a class and one line here.
+STRATEGIES: dict[str, tuple[type, dict[str, str]]] = {
+    "alt": (Alt, {}),
+    "recap": (Recap, {"field": "caption_field"}),
+    "mix": (Mix, {"p": "mix_p", "field": "caption_field"}),
+    "uniform": (Uniform, {"fields": "uniform_fields", "min_words": "uniform_min_words"}),
+    "partial": (Partial, {"max_tokens": "partial_max_tokens", "field": "partial_field",
+                          "with_alt": "partial_with_alt", "keep_order": "partial_keep_order"}),
+    "multi": (Multi, {"k": "multi_k", "field": "multi_field", "with_raw": "multi_with_raw",
+                      "raw_field": "multi_raw_field"}),
+    "long": (LongCaption, {"field": "long_field"}),
+    "dual": (Dual, {"field": "caption_field"}),
+    "first_sentence": (FirstSentence, {"field": "first_sentence_field"}),
+}
+
+
+def strategy_config_defaults() -> dict:
+    """{config.data key: default} for every strategy's parameters, from the classes' defaults.
+
+    Tuples become lists (the config's type for sequences). Raises AssertionError if two
+    strategies sharing a key (e.g. `caption_field`) disagree on its default.
+    """
+    defaults = {"caption_strategy": "mix"}
+    for cls, keys in STRATEGIES.values():
+        fields = {f.name: f.default for f in dataclasses.fields(cls)}
+        for arg, key in keys.items():
+            value = list(fields[arg]) if isinstance(fields[arg], tuple) else fields[arg]
+            assert defaults.setdefault(key, value) == value, f"strategies disagree on the default of data.{key}"
+    return defaults
+
+
+def make_caption_strategy(data_cfg, count_tokens: Callable[[str], int] | None = None):
+    """Builds the strategy named by `data.caption_strategy` from its `data.*` keys (STRATEGIES).
+
+    `partial` counts tokens with `count_tokens`, or else with a `TokenCounter` over
+    `data.tokenizer`. Raises ValueError naming the key for an unknown strategy or a bad value.
     """
     name = data_cfg.caption_strategy
-    get = data_cfg.get
-    if name == "alt":
-        return Alt()
-    if name == "recap":
-        return Recap(field=data_cfg.caption_field)
-    if name == "mix":
-        return Mix(p=data_cfg.mix_p, field=data_cfg.caption_field)
-    if name == "uniform":
-        return Uniform(fields=tuple(get("uniform_fields", Uniform.fields)),
-                       min_words=int(get("uniform_min_words", Uniform.min_words)))
-    if name == "partial":
+    if name not in STRATEGIES:
+        raise ValueError(f"config key 'data.caption_strategy': {name!r} is not one of {tuple(STRATEGIES)}")
+    cls, keys = STRATEGIES[name]
+    kwargs = {arg: tuple(data_cfg[key]) if isinstance(data_cfg[key], list) else data_cfg[key]
+              for arg, key in keys.items()}
+    if cls is Partial:
         if count_tokens is None:
-            if not get("tokenizer", ""):
-                raise ValueError("data.caption_strategy 'partial' counts tokens: set data.tokenizer")
+            if not data_cfg.get("tokenizer", ""):
+                raise ValueError("config key 'data.tokenizer': caption strategy 'partial' counts tokens; set it")
             count_tokens = TokenCounter(data_cfg.tokenizer)
-        return Partial(max_tokens=int(get("partial_max_tokens", Partial.max_tokens)),
-                       field=get("partial_field", Partial.field),
-                       with_alt=bool(get("partial_with_alt", Partial.with_alt)),
-                       keep_order=bool(get("partial_keep_order", Partial.keep_order)),
-                       count_tokens=count_tokens)
-    if name == "multi":
-        return Multi(k=int(get("multi_k", Multi.k)), field=get("multi_field", Multi.field),
-                     with_raw=bool(get("multi_with_raw", Multi.with_raw)),
-                     raw_field=get("multi_raw_field", Multi.raw_field))
-    if name == "long":
-        return LongCaption(field=get("long_field", LongCaption.field))
-    if name == "dual":
-        return Dual(field=get("caption_field", Dual.field))
-    raise ValueError(f"data.caption_strategy {name!r} is not a known strategy")
+        kwargs["count_tokens"] = count_tokens
+    try:
+        return cls(**kwargs)
+    except ParameterError as e:
+        raise ValueError(f"config key 'data.{keys[e.field]}': {e}") from None

@@ -63,6 +63,23 @@ class Tokenizer:
     def eos_id(self) -> int:
         return self._sp.eos_id()
 
+    @property
+    def bos_id(self) -> int:
+        """The BOS id (-1 when the model defines none)."""
+        return self._sp.bos_id()
+
+    def check_model_text(self, text_cfg) -> None:
+        """Raises ValueError naming the `model.text` key that does not match this tokenizer:
+        vocab_size below the number of pieces, or a special id (pad_id, bos_id, eos_id) that differs."""
+        if self.vocab_size > text_cfg.vocab_size:
+            raise ValueError(f"config key 'model.text.vocab_size': {text_cfg.vocab_size} is smaller than the "
+                             f"{self.vocab_size} pieces of tokenizer {self.path}")
+        for name in ("pad_id", "bos_id", "eos_id"):
+            want = text_cfg.get(name)
+            if want is not None and getattr(self, name) >= 0 and want != getattr(self, name):
+                raise ValueError(f"config key 'model.text.{name}': {want} but tokenizer {self.path} has "
+                                 f"{name} {getattr(self, name)}")
+
     def encode(self, texts: Sequence[str], length: int) -> np.ndarray:
         """Token ids int32 [len(texts), length]: text ids then EOS, right-padded with `pad_id`.
 

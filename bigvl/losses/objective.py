@@ -99,10 +99,6 @@ class Objective:
         _check(loss.multi_text in MULTI_TEXT_LOSSES, "loss.multi_text",
                f"{loss.multi_text!r} is not one of {MULTI_TEXT_LOSSES}")
         _check(loss.tile_size >= 1, "loss.tile_size", f"must be >= 1, got {loss.tile_size}")
-        if loss.name in ("sigmoid", "sigmoid_ring"):
-            _check(config.model.bias_init is not None, "model.bias_init",
-                   f"loss.name {loss.name!r} needs a learnable logit bias: set model.bias_init "
-                   "(SigLIP: -10.0, with model.temperature_init 10.0)")
         if num_texts > 1:
             _check(loss.name == "softmax", "loss.name", f"caption strategy {strategy!r} gives {num_texts} texts "
                    "per image; only the plain softmax loss takes several")
@@ -111,6 +107,10 @@ class Objective:
         else:
             _check(not loss.text_weights, "loss.text_weights", f"caption strategy {strategy!r} gives 1 text per "
                    f"image; per-text weights {list(loss.text_weights)} would be ignored")
+        if loss.name in ("sigmoid", "sigmoid_ring"):
+            _check(config.model.bias_init is not None, "model.bias_init",
+                   f"loss.name {loss.name!r} needs a learnable logit bias: set model.bias_init "
+                   "(SigLIP: -10.0, with model.temperature_init 10.0)")
         needs = {"long_clip": "long", "alip": "dual"}.get(loss.multi_text)
         if needs:
             _check(strategy == needs, "loss.multi_text", f"{loss.multi_text!r} needs data.caption_strategy "

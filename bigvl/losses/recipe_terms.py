@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from bigvl.losses.contrastive import softmax_contrastive_loss, softmax_contrastive_terms
-from bigvl.models.two_tower import l2_normalize
+from bigvl.models.heads import l2_normalize
 
 
 def principal_component_projection(x: jax.Array, k: int) -> jax.Array:

@@ -48,7 +48,7 @@ def prepare_teacher_shards(config, root: str) -> dict:
     """Trains the teacher (once, in ROOT/teacher_recap500) and writes the world's train shards
     with its embeddings where the `distill` config reads them (once); returns the teacher's metrics."""
     from bigvl.data.pipeline import resolve_paths
-    from bigvl.data.teacher import add_teacher_embeddings
+    from bigvl.tools.teacher_embeddings import add_teacher_embeddings
     teacher_workdir = os.path.join(root, f"teacher_{TEACHER_RECIPE}{TEACHER_STEPS}")
     metrics = run_one(TEACHER_RECIPE, TEACHER_SEED, TEACHER_STEPS, teacher_workdir)
     out_dir = os.path.dirname(os.path.expanduser(config.data.train_paths[0]))

@@ -1,4 +1,4 @@
-"""Every failure the reliability issue names, staged for real on the demo model:
+"""Every failure a run can meet (README "Reliability"), staged for real on the demo model:
 
     python -m bigvl.tools.reliability [--workdir workdirs/reliability]
 

@@ -45,12 +45,11 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--peak", type=float, default=0.0,
                         help="peak FLOP/s per device for MFU (0: bigvl.parallel.hardware's table or a CPU matmul)")
     args, rest = parser.parse_known_args(argv)
-    overrides = []
-    for item in rest:
-        if not item.startswith("--config.") or "=" not in item:
-            parser.error(f"unrecognised argument {item!r} (config overrides are --config.key=VALUE)")
-        overrides.append(item[len("--config."):])
-    return args, overrides
+    from bigvl.config import ConfigError, split_overrides  # JAX starts after --devices is applied (see main)
+    try:
+        return args, split_overrides(rest)
+    except ConfigError as e:
+        parser.error(str(e))
 
 
 def random_tokens(rng: np.random.Generator, shape: tuple[int, ...], text_cfg) -> np.ndarray:

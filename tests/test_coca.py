@@ -2,13 +2,15 @@
 and a few training steps through bigvl.train.loop."""
 import json
 
+import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from captioner_models import BATCH, DEC_LENGTH, LENGTH, VOCAB, build, jitted_apply, random_tokens
+from captioner_models import BATCH, DEC_LENGTH, LENGTH, VOCAB, build, jitted_apply, random_tokens, tiny_model_config
 
-from bigvl.losses.captioning import add_caption_loss
-from bigvl.models.coca import shift_right
+from bigvl.losses.objective import Objective, loss_config_defaults
+from bigvl.models import build_model
+from bigvl.models.decoder import shift_right
 
 
 def _memory(apply, params, images, cond=None):
@@ -103,12 +105,54 @@ def test_caption_loss_matches_naive_cross_entropy(kind):
         np.testing.assert_allclose(out["caption_nll"][b], row, rtol=1e-4)
         total += row
 
-    class LossCfg:
-        contrastive_weight, caption_weight = 1.0, 2.0
+    # the objective: contrastive_weight · InfoNCE (mean over the T texts) + caption_weight · (NLL per real token)
+    texts = len(out["text_embeds"]) // BATCH
+    if texts > 1:  # CLIPS: [B·T, E] → [B, T, E], as the objective's model_outputs returns them
+        out = {**out, "text_embeds": out["text_embeds"].reshape(BATCH, texts, -1)}
+    objective = Objective(cfg=loss_config_defaults(), num_texts=texts, captioner=True)
+    loss, metrics, _ = objective(out, {}, {})
+    image, text = np.float64(out["image_embeds"]), np.float64(out["text_embeds"]).reshape(BATCH, texts, -1)
 
-    loss, metrics = add_caption_loss(jnp.float32(0.7), {}, out, LossCfg)
-    np.testing.assert_allclose(loss, 0.7 + 2.0 * total / count, rtol=1e-5)
+    def log_softmax(z, axis):
+        z = z - z.max(axis, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis, keepdims=True))
+
+    infonce = np.mean([-0.5 * (np.trace(log_softmax(s, 1)) + np.trace(log_softmax(s, 0))) / BATCH
+                       for s in (np.float64(out["logit_scale"]) * image @ text[:, t].T for t in range(texts))])
+    np.testing.assert_allclose(metrics["contrastive_loss"], infonce, rtol=1e-5)
+    np.testing.assert_allclose(loss, 1.0 * infonce + 2.0 * total / count, rtol=1e-5)
     np.testing.assert_allclose(metrics["caption_loss"], total / count, rtol=1e-5)
+
+
+def test_coca_captions_the_first_text_from_its_one_unimodal_pass():
+    """T = 2 texts, no target: the caption NLL is that of the first text, and the unimodal layers run once."""
+    model, params, images = build("coca")
+    tokens = random_tokens(np.random.default_rng(6), 2 * BATCH, LENGTH)
+    first = tokens.reshape(BATCH, 2, LENGTH)[:, 0]
+    unimodal_calls = []
+
+    def count_unimodal(next_fun, args, kwargs, context):
+        if context.method_name == "unimodal":
+            unimodal_calls.append(args[0].shape)
+        return next_fun(*args, **kwargs)
+
+    with nn.intercept_methods(count_unimodal):
+        out = model.apply({"params": params}, images, tokens)
+    assert unimodal_calls == [(2 * BATCH, LENGTH)]
+    separate = model.apply({"params": params}, images, tokens, first)  # the first text again, as a target
+    np.testing.assert_allclose(out["caption_nll"], separate["caption_nll"], rtol=1e-5)
+    np.testing.assert_array_equal(out["caption_tokens"], (first != 0).sum(axis=1))
+    np.testing.assert_allclose(out["text_embeds"], separate["text_embeds"], atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["coca", "clips"])
+def test_special_ids_come_from_the_config(kind):
+    config = tiny_model_config(kind)
+    config.text.update(bos_id=5, pad_id=1, eos_id=6)
+    model = build_model(config)
+    assert (model.bos_id, model.pad_id) == (5, 1)
+    if kind == "clips":  # CoCa's text tower is its decoder's unimodal half, which needs no ids
+        assert (model.text.eos_id, model.text.pad_id) == (6, 1)
 
 
 def test_coca_trains_and_captions_through_the_trainer(tiny_world, tmp_path):

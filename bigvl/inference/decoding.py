@@ -27,7 +27,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bigvl.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from bigvl.inference.batched import run_in_chunks
 from bigvl.inference.images import prepare_images
 
@@ -36,7 +35,11 @@ METHODS = ("greedy", "beam", "sample")
 
 @dataclasses.dataclass(frozen=True)
 class DecodeConfig:
-    """How to decode. `length_penalty` α ranks finished beams by log p / length^α."""
+    """How to decode. `length_penalty` α ranks finished beams by log p / length^α.
+
+    Special ids default to the model's own (`model.bos_id`, `eos_id`, `pad_id`, from
+    config.model.text); set one to override it (e.g. eos_id=-1: never stop early).
+    """
     method: str = "greedy"
     max_length: int = 32
     beam_size: int = 4
@@ -44,9 +47,9 @@ class DecodeConfig:
     temperature: float = 1.0
     length_penalty: float = 1.0
     use_cache: bool = True
-    bos_id: int = BOS_ID
-    eos_id: int = EOS_ID
-    pad_id: int = PAD_ID
+    bos_id: int | None = None
+    eos_id: int | None = None
+    pad_id: int | None = None
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -143,6 +146,8 @@ def _beam(step, state, batch: int, cfg: DecodeConfig) -> jax.Array:
 def decode(model: nn.Module, params, images: jax.Array, cond_tokens: jax.Array | None, rng: jax.Array,
            cfg: DecodeConfig) -> jax.Array:
     """images [B,S,S,3] (+ CLIPS alt-text tokens [B,L]) → generated ids int32 [B, max_length]."""
+    cfg = dataclasses.replace(cfg, **{name: getattr(model, name) for name in ("bos_id", "eos_id", "pad_id")
+                                      if getattr(cfg, name) is None})
     memory, memory_lengths = model.apply({"params": params}, images, cond_tokens, method="caption_memory")
     batch = memory.shape[0]
     if cfg.method == "beam":

@@ -56,8 +56,11 @@ def model_config_defaults() -> ml_collections.ConfigDict:
         "width": 0, "depth": 0, "num_heads": 0, "mlp_dim": 0,
         "causal": True,  # CLIP: causal; SigLIP: bidirectional with a padding mask
         "pool": "eos",  # eos | last | first | map
-        "eos_id": 3,  # our sentencepiece: pad 0, unk 1, bos 2, eos 3
+        # Special token ids, their one home in the model (our sentencepiece: pad 0, unk 1, bos 2, eos 3);
+        # they must equal the tokenizer's. bos_id: the captioners' decoder start token.
+        "eos_id": 3,
         "pad_id": 0,
+        "bos_id": 2,
         "proj": True,
         "proj_bias": False,
     })
@@ -82,6 +85,9 @@ def model_config_defaults() -> ml_collections.ConfigDict:
         "param_dtype": "float32",
         "remat": "none",  # one of REMAT_POLICIES
         "attention_impl": "",  # '' (XLA picks) | 'xla' | 'cudnn'
+        # Image/text encoder blocks under nn.scan, params stacked [depth, ...] (compile time flat in depth);
+        # False keeps the unrolled block_0..block_{L-1} params (bigvl.models.pretrained converts between them).
+        "scan_layers": False,
     })
 
 
@@ -119,15 +125,17 @@ def build_model(model_cfg) -> nn.Module:
     remat = _choice(model_cfg.remat, REMAT_POLICIES, "remat")
     impl = _choice(model_cfg.attention_impl, ATTENTION_IMPLS, "attention_impl") or None
     common = dict(dtype=dtype, param_dtype=param_dtype, remat=remat, attention_impl=impl)
+    # The towers only: the captioners' decoder stays unrolled. `get`: configs saved before the key existed.
+    scan_layers = _choice(model_cfg.get("scan_layers", False), (False, True), "scan_layers")
     ic, tc = model_cfg.image, model_cfg.text
     isz, tsz = image_size_of(ic), text_size_of(tc)
     image = VisionTower(width=isz.width, depth=isz.depth, num_heads=isz.num_heads, mlp_dim=isz.mlp_dim,
                         patch_size=isz.patch_size, pool=_choice(ic.pool, IMAGE_POOLS, "image.pool"),
-                        patch_bias=ic.patch_bias, ln_pre=ic.ln_pre, **common)
+                        patch_bias=ic.patch_bias, ln_pre=ic.ln_pre, scan_layers=scan_layers, **common)
     text = TextTower(vocab_size=tc.vocab_size, context_length=tc.context_length, width=tsz.width,
                      depth=tsz.depth, num_heads=tsz.num_heads, mlp_dim=tsz.mlp_dim, causal=tc.causal,
                      pool=_choice(tc.pool, TEXT_POOLS, "text.pool"), eos_id=tc.eos_id, pad_id=tc.pad_id,
-                     **common)
+                     scan_layers=scan_layers, **common)
     for name, cfg, size in (("image", ic, isz), ("text", tc, tsz)):
         if not cfg.proj and size.width != model_cfg.embed_dim:
             raise ValueError(f"model.{name}.proj is False, so its width {size.width} must equal "

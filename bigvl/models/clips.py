@@ -18,18 +18,14 @@ inference) it captions the first text of each image.
 """
 from __future__ import annotations
 
-import math
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from bigvl.losses.captioning import token_nll
-from bigvl.models.coca import shift_right
-from bigvl.models.decoder import CaptionDecoder
+from bigvl.models.decoder import CaptionDecoder, shift_right, token_nll
+from bigvl.models.heads import l2_normalize, logit_scale_of, logit_scale_param, projection
 from bigvl.models.text import TextTower, sequence_lengths
-from bigvl.models.transformer import Dtype, layer_norm, named
-from bigvl.models.two_tower import l2_normalize, logit_scale_of
+from bigvl.models.transformer import Dtype, layer_norm
 from bigvl.models.vit import VisionTower
 
 
@@ -40,27 +36,24 @@ class CLIPS(nn.Module):
     text: TextTower
     decoder: CaptionDecoder
     embed_dim: int
+    bos_id: int  # special ids: no defaults, they come from config.model.text (build_captioner)
+    eos_id: int  # where decoding stops (bigvl.inference.decoding)
+    pad_id: int
     cond_slot: int = 1
     temperature_init: float = 1 / 0.07
     max_logit_scale: float = 100.0
-    bos_id: int = 2
-    pad_id: int = 0
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
     def setup(self):
         common = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        proj = dict(use_bias=False, kernel_init=named(nn.initializers.lecun_normal(), "embed", "proj"), **common)
-        self.image_proj = nn.Dense(self.embed_dim, **proj)
-        self.text_proj = nn.Dense(self.embed_dim, **proj)
-        adapter = dict(kernel_init=named(nn.initializers.lecun_normal(), "embed", "proj"),
-                       bias_init=named(nn.initializers.zeros, "proj"), **common)
-        self.image_memory = nn.Dense(self.decoder.width, **adapter)
-        self.text_memory = nn.Dense(self.decoder.width, **adapter)
+        self.image_proj = projection(self.embed_dim, name="image_proj", **common)
+        self.text_proj = projection(self.embed_dim, name="text_proj", **common)
+        # Adapters of image tokens and alt-text tokens to the decoder's width: the same Dense form, with bias.
+        self.image_memory = projection(self.decoder.width, use_bias=True, name="image_memory", **common)
+        self.text_memory = projection(self.decoder.width, use_bias=True, name="text_memory", **common)
         self.ln_memory = layer_norm(self.dtype, self.param_dtype)
-        log_t = math.log(self.temperature_init)
-        self.log_logit_scale = self.param("log_logit_scale", named(lambda *_: jnp.asarray(log_t, jnp.float32)),
-                                          (), jnp.float32)
+        self.log_logit_scale = logit_scale_param(self, self.temperature_init)
 
     def encode_image(self, images: jax.Array) -> jax.Array:
         """images [B,S,S,3] uint8 (or float in [-1,1]) → L2-normalised float32 [B,E]."""

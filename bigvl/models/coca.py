@@ -17,29 +17,24 @@ contrastive text and the caption target may differ (e.g. alt-text vs synthetic c
 """
 from __future__ import annotations
 
-import math
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from bigvl.losses.captioning import token_nll
-from bigvl.models.decoder import CaptionDecoder
+from bigvl.models.decoder import CaptionDecoder, shift_right, token_nll
+from bigvl.models.heads import l2_normalize, logit_scale_of, logit_scale_param, projection
 from bigvl.models.text import sequence_lengths
 from bigvl.models.transformer import DenseGeneral, Dtype, attention, layer_norm, named
-from bigvl.models.two_tower import l2_normalize, logit_scale_of
 from bigvl.models.vit import VisionTower
-
-
-def shift_right(tokens: jax.Array, bos_id: int) -> jax.Array:
-    """tokens int [B,L] → decoder input [B,L]: BOS then tokens[:, :-1]."""
-    return jnp.concatenate([jnp.full((tokens.shape[0], 1), bos_id, tokens.dtype), tokens[:, :-1]], axis=1)
 
 
 class AttentionalPooler(nn.Module):
     """CoCa's attentional pooler: Q learned queries attend to LN(x) in one multi-head attention.
 
     x [B,N,Dx] → [B,Q,width] (LayerNorm'd). open_clip's AttentionalPooler plus its ln_post.
+    Not `transformer.MAPHead` with options: the two differ in every part but the attention
+    (LayerNorm on queries and keys, a LayerNorm after, no MLP; `query` vs `probe` with another
+    init), and both param trees are frozen by stored checkpoints (tests/test_param_trees.py).
     """
     width: int
     num_heads: int
@@ -75,12 +70,13 @@ class CoCa(nn.Module):
     image: VisionTower
     decoder: CaptionDecoder
     embed_dim: int
+    bos_id: int  # special ids: no defaults, they come from config.model.text (build_captioner)
+    eos_id: int  # where decoding stops (bigvl.inference.decoding)
+    pad_id: int
     num_queries: int = 256
     pooler_heads: int = 8
     temperature_init: float = 1 / 0.07
     max_logit_scale: float = 100.0
-    bos_id: int = 2
-    pad_id: int = 0
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -91,12 +87,9 @@ class CoCa(nn.Module):
                                                     attention_impl=self.image.attention_impl)
         self.caption_pooler = AttentionalPooler(width, self.pooler_heads, self.num_queries, **common,
                                                 attention_impl=self.image.attention_impl)
-        proj = dict(use_bias=False, kernel_init=named(nn.initializers.lecun_normal(), "embed", "proj"), **common)
-        self.image_proj = nn.Dense(self.embed_dim, **proj)
-        self.text_proj = nn.Dense(self.embed_dim, **proj)
-        log_t = math.log(self.temperature_init)
-        self.log_logit_scale = self.param("log_logit_scale", named(lambda *_: jnp.asarray(log_t, jnp.float32)),
-                                          (), jnp.float32)
+        self.image_proj = projection(self.embed_dim, name="image_proj", **common)
+        self.text_proj = projection(self.embed_dim, name="text_proj", **common)
+        self.log_logit_scale = logit_scale_param(self, self.temperature_init)
 
     def _image_embeds(self, tokens: jax.Array) -> jax.Array:
         return l2_normalize(self.image_proj(self.contrastive_pooler(tokens)[:, 0]))
@@ -122,22 +115,20 @@ class CoCa(nn.Module):
         batch = images.shape[0]
         vit_tokens = self.image(images)[1]
         memory = self.caption_pooler(vit_tokens)
-        out = {"image_embeds": self._image_embeds(vit_tokens),
-               "logit_scale": logit_scale_of(self.log_logit_scale, self.max_logit_scale)}
-        num_texts = tokens.shape[0] // batch
-        if target_tokens is None and num_texts == 1:  # one pass: CLS feature and caption logits together
-            target_tokens = tokens
-            decoder_in, lengths = self._decoder_input(tokens)
-            logits, pooled = self.decoder(decoder_in, memory, lengths=lengths)
+        # One unimodal pass over all B·T texts gives the CLS features and, without a separate
+        # target, the first text's unimodal stream that the multimodal layers caption.
+        pooled, text_stream = self.decoder.unimodal(*self._decoder_input(tokens))
+        if target_tokens is None:
+            num_texts = tokens.shape[0] // batch
+            target_tokens = tokens.reshape(batch, num_texts, -1)[:, 0]
+            text_stream = text_stream.reshape(batch, num_texts, *text_stream.shape[1:])[:, 0]
+            text_stream = nn.with_logical_constraint(text_stream, ("batch", "seq", "act_embed"))
         else:
-            pooled, _ = self.decoder.unimodal(*self._decoder_input(tokens))
-            if target_tokens is None:
-                target_tokens = tokens.reshape(batch, num_texts, -1)[:, 0]
-            decoder_in, lengths = self._decoder_input(target_tokens)
-            logits, _ = self.decoder(decoder_in, memory, lengths=lengths)
-        nll, count = token_nll(logits, target_tokens, self.pad_id)
-        out.update(text_embeds=l2_normalize(self.text_proj(pooled)), caption_nll=nll, caption_tokens=count)
-        return out
+            _, text_stream = self.decoder.unimodal(*self._decoder_input(target_tokens))
+        nll, count = token_nll(self.decoder.multimodal(text_stream, memory), target_tokens, self.pad_id)
+        return {"image_embeds": self._image_embeds(vit_tokens), "text_embeds": l2_normalize(self.text_proj(pooled)),
+                "logit_scale": logit_scale_of(self.log_logit_scale, self.max_logit_scale),
+                "caption_nll": nll, "caption_tokens": count}
 
     def decode_step(self, token, position, cache, memory_lengths=None):
         """One incremental decoder step: see `CaptionDecoder.step`."""

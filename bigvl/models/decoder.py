@@ -15,6 +15,10 @@ Two ways to run it, giving the same logits:
   cache)` → (logits [B,V], cache) per generated token. The cache is a plain pytree of
   arrays with batch first, so beam search reorders it with one gather.
 
+Also here, the two ends of a caption's training pass: `shift_right` (labels → decoder input)
+and `token_nll` (logits + labels → the per-caption summed NLL and token count the captioners
+output; `bigvl.losses.captioning.caption_loss` averages them over the global batch).
+
 Logical axis names as in `transformer.py` (`embed`, `heads`, `kv`, `mlp`, `vocab`, `pos`;
 activations `batch`, `seq`, `act_embed`, `act_heads`).
 """
@@ -25,11 +29,27 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import optax
 
 from bigvl.models.transformer import (DENSE_INIT, ZEROS, DenseGeneral, Dtype, Mlp, attention, layer_norm, named,
                                      remat_policy)
 
 Cache = dict[str, Any]
+
+
+def shift_right(tokens: jax.Array, bos_id: int) -> jax.Array:
+    """tokens int [B,L] → decoder input [B,L]: BOS then tokens[:, :-1]."""
+    return jnp.concatenate([jnp.full((tokens.shape[0], 1), bos_id, tokens.dtype), tokens[:, :-1]], axis=1)
+
+
+def token_nll(logits: jax.Array, labels: jax.Array, pad_id: int) -> tuple[jax.Array, jax.Array]:
+    """logits [B,L,V], labels int [B,L] → (summed NLL float32 [B], real-token count float32 [B]).
+
+    Positions whose label is `pad_id` count for nothing.
+    """
+    mask = (labels != pad_id).astype(jnp.float32)
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+    return jnp.sum(nll * mask, axis=1), jax.lax.stop_gradient(jnp.sum(mask, axis=1))
 
 
 class CausalLayer(nn.Module):
@@ -167,13 +187,17 @@ class CaptionDecoder(nn.Module):
         pooled = jnp.take_along_axis(x, lengths[:, None, None], axis=1)[:, 0]
         return nn.with_logical_constraint(pooled, ("batch", "act_embed")), x[:, :length]
 
+    def multimodal(self, x: jax.Array, memory: jax.Array, memory_lengths: jax.Array | None = None) -> jax.Array:
+        """Full mode from `unimodal`'s x [B,T,D] through the multimodal layers → logits float32 [B,T,V]."""
+        for layer in self.layers:
+            x = layer(x, memory, memory_lengths)
+        return self._logits(x)
+
     def __call__(self, tokens: jax.Array, memory: jax.Array, memory_lengths: jax.Array | None = None,
                  lengths: jax.Array | None = None) -> tuple[jax.Array, jax.Array | None]:
         """Full mode → (logits float32 [B,T,V], cls feature [B,D] or None). lengths: see `unimodal`."""
         pooled, x = self.unimodal(tokens, lengths)
-        for layer in self.layers:
-            x = layer(x, memory, memory_lengths)
-        return self._logits(x), pooled
+        return self.multimodal(x, memory, memory_lengths), pooled
 
     def init_cache(self, memory: jax.Array, max_length: int) -> Cache:
         """memory [B,M,Dm] → an empty cache for `max_length` steps (memory keys/values precomputed)."""

@@ -7,7 +7,7 @@ and padding masks cost the same as XLA computes them). Per sequence, forward:
 
     encoder / causal self-attention layer over n tokens, width d, MLP m:
         8·n·d² + 4·n·d·m + 4·n²·d          (qkv + out proj, MLP, scores + values)
-    which is SPEC's 24·n·d² + 4·n²·d when m = 4·d (all named sizes but So400m);
+    which is the usual 24·n·d² + 4·n²·d per layer when m = 4·d (all named sizes but So400m);
     cross-attention of n queries to M memory tokens of width dm (decoder layers):
         4·n·d² + 4·M·dm·d + 4·n·M·d        (q + out proj, memory kv proj, scores + values)
     one-query MAP head over n tokens:    4·d² + 4·n·d² + 4·n·d + 4·d·m

@@ -46,14 +46,15 @@ class TextTower(nn.Module):
     depth: int
     num_heads: int
     mlp_dim: int
+    eos_id: int  # special ids: no defaults, they come from config.model.text (build_model)
+    pad_id: int
     causal: bool = True
     pool: str = "eos"
-    eos_id: int = 3
-    pad_id: int = 0
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     remat: str = "none"
     attention_impl: str | None = None
+    scan_layers: bool = False  # run the encoder blocks under nn.scan (params stacked [depth, ...])
 
     @nn.compact
     def __call__(self, tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -74,7 +75,7 @@ class TextTower(nn.Module):
         x = nn.with_logical_constraint(x + pos[:length].astype(self.dtype), ("batch", "seq", "act_embed"))
         kv_lengths = None if self.causal else sequence_lengths(tokens, self.pad_id)
         x = Encoder(self.depth, self.num_heads, self.mlp_dim, self.causal, self.dtype, self.param_dtype,
-                    self.remat, self.attention_impl, name="encoder")(x, kv_lengths)
+                    self.remat, self.attention_impl, self.scan_layers, name="encoder")(x, kv_lengths)
         if self.pool == "map":
             pooled = MAPHead(self.num_heads, self.mlp_dim, 1, self.dtype, self.param_dtype, self.attention_impl,
                              name="map_head")(x, sequence_lengths(tokens, self.pad_id))[:, 0]

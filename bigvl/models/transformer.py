@@ -156,10 +156,48 @@ class EncoderBlock(nn.Module):
         return nn.with_logical_constraint(x, ("batch", "seq", "act_embed"))
 
 
+SCANNED_BLOCKS = "blocks"  # the Encoder's submodule name when its blocks run under nn.scan
+LAYER_AXIS = "layers"  # logical name of the stacked params' leading layer axis (replicated by the rules)
+
+
+def per_layer_ndim(path: str, ndim: int) -> int:
+    """A param's rank as one block sees it: `ndim` less the stacked layer axis for params under a
+    scanned Encoder (a `blocks` module in the '/'-joined `path`, see `models.param_path`), else `ndim`.
+
+    For rules keyed on rank (weight decay on ≥ 2-D params) to treat both layouts alike.
+    """
+    return ndim - 1 if SCANNED_BLOCKS in path.split("/")[:-1] else ndim
+
+
+class ScannedEncoderBlock(EncoderBlock):
+    """An EncoderBlock in the (carry, output) form nn.scan wants: x [B,T,D] → (x' [B,T,D], None)."""
+
+    def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None) -> tuple[jax.Array, None]:
+        return super().__call__(x, kv_lengths), None
+
+
+def scanned_blocks(depth: int, remat: str = "none") -> type[nn.Module]:
+    """`depth` ScannedEncoderBlocks as one module class under `nn.scan` (remat inside the scanned body).
+
+    Its params are the block's stacked on a leading layer axis [depth, ...] named LAYER_AXIS;
+    kv_lengths is broadcast to every layer. Call: (x [B,T,D], kv_lengths [B] | None) → (x, None).
+    """
+    use_remat, policy = remat_policy(remat)
+    # Inside scan, prevent_cse is unnecessary (the loop body cannot be CSE'd across iterations) and costly.
+    body = nn.remat(ScannedEncoderBlock, policy=policy, prevent_cse=False) if use_remat else ScannedEncoderBlock
+    return nn.scan(body, variable_axes={"params": 0}, split_rngs={"params": True}, in_axes=(nn.broadcast,),
+                   length=depth, metadata_params={nn.PARTITION_NAME: LAYER_AXIS})
+
+
 class Encoder(nn.Module):
     """`depth` EncoderBlocks (each optionally rematerialised) then a final LayerNorm.
 
     x [B,T,D] in `dtype` → [B,T,D]; kv_lengths int32 [B] or None (see `attention`).
+    Unrolled (`scan=False`): params `block_0` … `block_{depth-1}`, one Python-loop copy of the
+    block per layer in the program. Scanned (`scan=True`, MaxText's scan_layers): one block under
+    `flax.linen.scan`, params `blocks/...` stacked on a leading [depth] axis named LAYER_AXIS, so
+    the program (and its compile time) does not grow with depth; remat then wraps the scanned
+    body. The two give the same outputs for the same weights (`pretrained.stack_layers`).
     """
     depth: int
     num_heads: int
@@ -169,14 +207,18 @@ class Encoder(nn.Module):
     param_dtype: Dtype = jnp.float32
     remat: str = "none"
     attention_impl: str | None = None
+    scan: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None) -> jax.Array:
         use_remat, policy = remat_policy(self.remat)
-        block_cls = nn.remat(EncoderBlock, policy=policy, prevent_cse=True) if use_remat else EncoderBlock
-        for i in range(self.depth):
-            x = block_cls(self.num_heads, self.mlp_dim, self.is_causal, self.dtype, self.param_dtype,
-                          self.attention_impl, name=f"block_{i}")(x, kv_lengths)
+        block_args = (self.num_heads, self.mlp_dim, self.is_causal, self.dtype, self.param_dtype, self.attention_impl)
+        if self.scan:
+            x, _ = scanned_blocks(self.depth, self.remat)(*block_args, name=SCANNED_BLOCKS)(x, kv_lengths)
+        else:
+            block_cls = nn.remat(EncoderBlock, policy=policy, prevent_cse=True) if use_remat else EncoderBlock
+            for i in range(self.depth):
+                x = block_cls(*block_args, name=f"block_{i}")(x, kv_lengths)
         return layer_norm(self.dtype, self.param_dtype, "ln_final")(x)
 
 
@@ -185,6 +227,9 @@ class MAPHead(nn.Module):
 
     x [B,T,D] → [B,Q,D] with Q = num_queries probes; then + MLP(LN(·)) as in big_vision.
     kv_lengths int32 [B] masks padded tokens (text towers).
+    CoCa's pooler (`coca.AttentionalPooler`) is a separate class, not an option of this one: it
+    normalises queries and keys, ends in a LayerNorm instead of the residual MLP and names its
+    params otherwise, and both param trees must stay as stored checkpoints have them.
     """
     num_heads: int
     mlp_dim: int

@@ -5,27 +5,16 @@ log_logit_scale (scalar, = log temperature_init), logit_bias (scalar, SigLIP onl
 """
 from __future__ import annotations
 
-import math
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bigvl.models.heads import l2_normalize, logit_bias_param, logit_scale_of, logit_scale_param, projection
 from bigvl.models.text import TextTower
-from bigvl.models.transformer import Dtype, named
+from bigvl.models.transformer import Dtype
 from bigvl.models.vit import VisionTower
 
-
-def l2_normalize(x: jax.Array) -> jax.Array:
-    """[..., E] any float → float32 [..., E] with unit rows (rows of zeros stay zero)."""
-    x = x.astype(jnp.float32)
-    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-24))
-
-
-def logit_scale_of(log_logit_scale: jax.Array, max_logit_scale: float) -> jax.Array:
-    """exp(log scale), capped at `max_logit_scale` when > 0 (CLIP's clamp at 100)."""
-    scale = jnp.exp(log_logit_scale)
-    return jnp.minimum(scale, max_logit_scale) if max_logit_scale > 0 else scale
+__all__ = ["TwoTower"]
 
 
 class TwoTower(nn.Module):
@@ -51,20 +40,14 @@ class TwoTower(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     def setup(self):
-        def projection(use_bias: bool, name: str):
-            return nn.Dense(self.embed_dim, use_bias=use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
-                            kernel_init=named(nn.initializers.lecun_normal(), "embed", "proj"),
-                            bias_init=named(nn.initializers.zeros, "proj"), name=name)
-
-        self.image_proj = projection(self.image_proj_bias, "image_proj") if self.project_image else None
-        self.text_proj = projection(self.text_proj_bias, "text_proj") if self.project_text else None
-        log_t = math.log(self.temperature_init)
-        self.log_logit_scale = self.param("log_logit_scale", named(lambda *_: jnp.asarray(log_t, jnp.float32)),
-                                          (), jnp.float32)
+        head = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        self.image_proj = (projection(self.embed_dim, use_bias=self.image_proj_bias, name="image_proj", **head)
+                           if self.project_image else None)
+        self.text_proj = (projection(self.embed_dim, use_bias=self.text_proj_bias, name="text_proj", **head)
+                          if self.project_text else None)
+        self.log_logit_scale = logit_scale_param(self, self.temperature_init)
         if self.bias_init is not None:
-            b = float(self.bias_init)
-            self.logit_bias = self.param("logit_bias", named(lambda *_: jnp.asarray(b, jnp.float32)),
-                                         (), jnp.float32)
+            self.logit_bias = logit_bias_param(self, self.bias_init)
 
     def encode_image(self, images: jax.Array) -> jax.Array:
         """images [B,S,S,3] uint8 (or float in [-1,1]) → L2-normalised float32 [B,E]."""

@@ -51,6 +51,7 @@ class VisionTower(nn.Module):
     param_dtype: Dtype = jnp.float32
     remat: str = "none"
     attention_impl: str | None = None
+    scan_layers: bool = False  # run the encoder blocks under nn.scan (params stacked [depth, ...])
 
     @nn.compact
     def __call__(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -72,7 +73,7 @@ class VisionTower(nn.Module):
         if self.ln_pre:
             x = layer_norm(self.dtype, self.param_dtype, "ln_pre")(x)
         x = Encoder(self.depth, self.num_heads, self.mlp_dim, False, self.dtype, self.param_dtype, self.remat,
-                    self.attention_impl, name="encoder")(x)
+                    self.attention_impl, self.scan_layers, name="encoder")(x)
         if self.pool == "cls":
             pooled, tokens = x[:, 0], x[:, 1:]
         elif self.pool == "gap":

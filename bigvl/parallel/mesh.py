@@ -35,6 +35,7 @@ DEFAULT_RULES: Rules = (
     ("pos", None),  # positional embedding positions
     ("patch", None),  # flattened patch pixels of the patch embedding
     ("proj", None),  # output width of the projection heads
+    ("layers", None),  # leading layer axis of scanned (stacked) encoder blocks: every device holds all layers
     # Activations.
     ("batch", BATCH_AXES),
     ("seq", None),

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import optax
 
 from bigvl.models import param_path
+from bigvl.models.transformer import per_layer_ndim
 
 
 def make_schedule(optim_cfg, total_steps: int) -> optax.Schedule:
@@ -25,7 +26,8 @@ def make_schedule(optim_cfg, total_steps: int) -> optax.Schedule:
 
 
 def decay_mask(params, no_decay_patterns) -> dict:
-    """True where weight decay applies: params of ≥ 2 dims not matching a no-decay regex.
+    """True where weight decay applies: params of ≥ 2 dims (per layer: a scanned encoder's stacked
+    layer axis does not count, so its LayerNorm scales stay undecayed) not matching a no-decay regex.
 
     Paths are '/'-joined module names, e.g. 'image/block_3/mlp/Dense_0/kernel'.
     """
@@ -33,7 +35,7 @@ def decay_mask(params, no_decay_patterns) -> dict:
 
     def keep(path, leaf) -> bool:
         name = param_path(path)
-        return leaf.ndim >= 2 and not any(r.fullmatch(name) for r in regexes)
+        return per_layer_ndim(name, leaf.ndim) >= 2 and not any(r.fullmatch(name) for r in regexes)
 
     return jax.tree_util.tree_map_with_path(keep, params)
 

@@ -5,4 +5,9 @@
   the plain and ring sigmoid losses as the global batch grows (compiled on simulated CPU
   devices, nothing that large is run), plus the speed of the tiled softmax against the plain
   one; writes docs/loss_memory.md and docs/loss_memory.png.
+- `python -m bigvl.tools.benchmarks.train_step --config configs/NAME.py` — step time, pairs/s, MFU, peak memory.
+- `python -m bigvl.tools.benchmarks.compile_time [--suite depth clips_l14] [--depths 24 48]` — lower and
+  compile time of the real train step with `model.scan_layers` off and on (one fresh process each).
+- `python -m bigvl.tools.benchmarks.input_pipeline`, `...decoding`, `...open_clip_compare` (side by side
+  with open_clip, `open_clip_side_by_side.sh`).
 """

@@ -1,0 +1,59 @@
+"""The joint-space heads every contrastive model shares (TwoTower, CoCa, CLIPS).
+
+- `projection`: the linear map of a tower's features [.., D] to the joint space [.., E]
+  (kernel logical axes ("embed", "proj"), optional bias ("proj"));
+- `logit_scale_param` / `logit_bias_param`: the learnable logit scale, stored as its log
+  (`log_logit_scale`, = log temperature_init), and SigLIP's logit bias (`logit_bias`), both
+  float32 scalars created directly on the calling module;
+- `logit_scale_of`: exp(log scale) with CLIP's cap; `l2_normalize`: unit rows in float32.
+
+The params land on the module that calls these (in its `setup`), under the names given
+there, so the param trees of the models are those they had when each built its own heads.
+"""
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from bigvl.models.transformer import Dtype, named
+
+
+def l2_normalize(x: jax.Array) -> jax.Array:
+    """[..., E] any float → float32 [..., E] with unit rows (rows of zeros stay zero)."""
+    x = x.astype(jnp.float32)
+    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-24))
+
+
+def logit_scale_of(log_logit_scale: jax.Array, max_logit_scale: float) -> jax.Array:
+    """log scale f32 [] → exp(log scale) f32 [], capped at `max_logit_scale` when > 0 (CLIP's clamp at 100).
+
+    The cap has zero gradient above it, as open_clip's in-place clamp.
+    """
+    scale = jnp.exp(log_logit_scale)
+    return jnp.minimum(scale, max_logit_scale) if max_logit_scale > 0 else scale
+
+
+def projection(features: int, *, use_bias: bool = False, dtype: Dtype = jnp.float32,
+               param_dtype: Dtype = jnp.float32, name: str | None = None) -> nn.Dense:
+    """A Dense [.., D] → [.., features]: lecun-normal kernel [D, features] named ("embed", "proj"),
+    zero bias [features] named ("proj",) when `use_bias`."""
+    return nn.Dense(features, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype,
+                    kernel_init=named(nn.initializers.lecun_normal(), "embed", "proj"),
+                    bias_init=named(nn.initializers.zeros, "proj"), name=name)
+
+
+def _scalar_param(module: nn.Module, name: str, value: float) -> jax.Array:
+    return module.param(name, named(lambda *_: jnp.asarray(value, jnp.float32)), (), jnp.float32)
+
+
+def logit_scale_param(module: nn.Module, temperature_init: float) -> jax.Array:
+    """Creates `module`'s param 'log_logit_scale' (f32 [], = log temperature_init) and returns it."""
+    return _scalar_param(module, "log_logit_scale", math.log(temperature_init))
+
+
+def logit_bias_param(module: nn.Module, bias_init: float) -> jax.Array:
+    """Creates `module`'s param 'logit_bias' (f32 [], = bias_init; SigLIP) and returns it."""
+    return _scalar_param(module, "logit_bias", float(bias_init))

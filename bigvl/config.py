@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib.util
-import json
 import os
 import re
 from pathlib import Path
@@ -20,6 +19,7 @@ import jax
 import ml_collections
 
 from bigvl.data.caption_strategies import make_caption_strategy, strategy_config_defaults
+from bigvl.inference.run import read_config_json
 from bigvl.losses.objective import Objective, loss_config_defaults
 from bigvl.models import build_model, model_config_defaults
 from bigvl.parallel.mesh import DEFAULT_RULES, mesh_shape
@@ -361,13 +361,8 @@ def load_config_json(workdir: str) -> ml_collections.ConfigDict:
 
     Raises FileNotFoundError when there is no config.json; a key the schema does not have is a KeyError.
     """
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: is {workdir!r} a bigvl workdir?")
-    with open(path) as f:
-        saved = json.load(f)
     config = base_config()
-    config.update_from_flattened_dict(_flatten(saved))
+    config.update_from_flattened_dict(_flatten(read_config_json(workdir)))
     return config
 
 

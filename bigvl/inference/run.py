@@ -45,6 +45,15 @@ class Run:
     encoder: Encoder
 
 
+def read_config_json(workdir: str) -> dict:
+    """`workdir/config.json` as the run saved it (nested dicts); FileNotFoundError if there is none."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: is {workdir!r} a bigvl workdir?")
+    with open(path) as f:
+        return json.load(f)
+
+
 def read_run_config(workdir: str) -> ml_collections.ConfigDict:
     """`workdir/config.json` as saved, its `model` section over `model_config_defaults()`.
 
@@ -52,11 +61,7 @@ def read_run_config(workdir: str) -> ml_collections.ConfigDict:
     section is kept as saved. Raises FileNotFoundError when there is no config.json, and
     KeyError / TypeError for a model key the schema does not have or a value of the wrong type.
     """
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: is {workdir!r} a bigvl workdir?")
-    with open(path) as f:
-        saved = json.load(f)
+    saved = read_config_json(workdir)
     model = model_config_defaults()
     model.lock()  # an unknown model key is an error, as with the full schema
     model.update(saved.pop("model", {}))

@@ -1,4 +1,5 @@
 """The benchmark commands on tiny inputs: their JSON records have the promised keys and sane values."""
+import pytest
 import json
 import math
 from types import SimpleNamespace
@@ -18,6 +19,7 @@ def get_config():
 '''
 
 
+@pytest.mark.slow
 def test_train_step_benchmark_prints_a_sane_record(tmp_path, capsys):
     config_file = tmp_path / "tiny_bench.py"
     config_file.write_text(TINY_CONFIG.format(tests=str(__import__("pathlib").Path(__file__).parent)))

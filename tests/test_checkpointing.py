@@ -160,6 +160,7 @@ def _logged_steps(workdir):
         return [json.loads(line)["step"] for line in f if line.strip().endswith("}")]
 
 
+@pytest.mark.slow
 def test_sigterm_saves_the_current_step_and_exits_0(tiny_world, tmp_path, caplog):
     from bigvl.train.loop import train_and_evaluate
     workdir = str(tmp_path / "run")

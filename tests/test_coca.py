@@ -155,6 +155,7 @@ def test_special_ids_come_from_the_config(kind):
         assert (model.text.eos_id, model.text.pad_id) == (6, 1)
 
 
+@pytest.mark.slow
 def test_coca_trains_and_captions_through_the_trainer(tiny_world, tmp_path):
     from tiny import tiny_config
 

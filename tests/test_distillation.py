@@ -83,6 +83,7 @@ def test_teacher_targets_pick_the_chosen_field_and_name_what_is_missing():
         teacher_targets(_record(teacher=False), ["a red ball"], "#3")
 
 
+@pytest.mark.slow
 def test_teacher_embeddings_round_trip_and_a_student_distils(tiny_world, tiny_run, tmp_path):
     from bigvl import api
     from bigvl.config import validate

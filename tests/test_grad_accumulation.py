@@ -65,6 +65,7 @@ def test_accumulated_gradient_equals_full_batch_gradient(loss_name, multi_text, 
                                    err_msg=jax.tree_util.keystr(path))
 
 
+@pytest.mark.slow
 def test_training_with_two_micro_batches_matches_one(tiny_world, tiny_run, tmp_path):
     config = tiny_config(tiny_world)
     config.optim.grad_accum_steps = 2  # micro-batch 8 = 1 row per device

@@ -71,6 +71,7 @@ def test_adapt_params_names_a_misfit():
         adapt_params(source, {"missing": target["proj"]}, stretch_keep=2)
 
 
+@pytest.mark.slow
 def test_long_clip_finetune_from_a_short_context_run(tiny_world, tiny_run, tmp_path):
     """16 → 28 positions (keep 4, 2×), Long-CLIP objective, 2 steps: rows 0–3 stay the source's."""
     from bigvl.inference.run import load_run

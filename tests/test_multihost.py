@@ -15,6 +15,9 @@ import portpicker
 from tiny import TINY_WORLD
 
 from bigvl.inference.run import load_run
+import pytest
+
+pytestmark = pytest.mark.slow  # second tier: end-to-end (README, .ci/run)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "multihost_worker.py")

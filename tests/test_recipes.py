@@ -39,6 +39,7 @@ def test_unknown_recipe_is_named():
         apply_recipe(load_config("configs/recipe_demo.py:alt"), "bogus")
 
 
+@pytest.mark.slow
 def test_alip_trains_and_checkpoints_its_ema_state(tiny_world, tmp_path):
     import orbax.checkpoint as ocp
     from bigvl.train.loop import train_and_evaluate
@@ -55,6 +56,7 @@ def test_alip_trains_and_checkpoints_its_ema_state(tiny_world, tmp_path):
     assert all(v != 1.0 and abs(v - 1.0) < 0.03 for v in ema.values())
 
 
+@pytest.mark.slow
 def test_dreamlip_grouping_trains_through_the_real_step(tiny_world, tmp_path):
     from bigvl.train.loop import train_and_evaluate
     config = tiny_config(tiny_world, total_steps=2)

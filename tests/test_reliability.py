@@ -28,6 +28,8 @@ from bigvl.train import run_dir as metrics_writer
 from bigvl.train.loop import train_and_evaluate
 from tiny import tiny_config
 
+pytestmark = pytest.mark.slow  # second tier: end-to-end (README, .ci/run)
+
 write = metrics_writer.MetricsWriter.write
 def write_then_die(self, step, metrics, console=True):
     write(self, step, metrics, console)

@@ -50,6 +50,7 @@ def shapes(tree):
 
 
 # ---------------------------------------------------------------- same function as unrolled
+@pytest.mark.slow
 @pytest.mark.parametrize("remat", ["none", "full"])
 @pytest.mark.parametrize("causal,text_pool", [(True, "eos"), (False, "last")])
 def test_scanned_towers_match_unrolled_outputs_and_grads(causal, text_pool, remat):
@@ -141,6 +142,7 @@ def test_init_by_shape_names_the_layer_axis():
     assert (LAYER_AXIS, None) in DEFAULT_RULES
 
 
+@pytest.mark.slow
 def test_scanned_params_shard_by_the_rules_and_a_train_step_runs():
     from bigvl.config import base_config
     from bigvl.parallel.mesh import batch_sharding, host_local_to_global

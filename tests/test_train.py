@@ -25,6 +25,7 @@ def test_resume_is_exact(tiny_world, tiny_run, tmp_path):
     assert straight == resumed
 
 
+@pytest.mark.slow
 def test_fsdp_tensor_mesh_matches_data_parallel(tiny_world, tiny_run, tmp_path):
     config = tiny_config(tiny_world)
     config.mesh.update(data=2, fsdp=2, tensor=2)

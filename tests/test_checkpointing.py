@@ -189,3 +189,32 @@ def test_sigterm_saves_the_current_step_and_exits_0(tiny_world, tmp_path, caplog
     train_and_evaluate(config, workdir)
     assert f"restored checkpoint at step {stopped}" in caplog.text
     assert max(_logged_steps(workdir)) == stopped + 2
+
+
+def test_a_finished_run_relaunched_reports_and_a_killed_final_evaluation_is_redone_once(tiny_world, tmp_path):
+    """Killed after its final checkpoint, during or after the final evaluation: the relaunch evaluates
+    once more and metrics.jsonl keeps one evaluation row for the last step (the old one moves to
+    metrics.superseded.jsonl); relaunched once finished, it returns the results and writes nothing."""
+    from bigvl.train.loop import train_and_evaluate
+    config = tiny_config(tiny_world, total_steps=2, ckpt_steps=2)
+    config.evals.retrieval = str(tiny_world / "retrieval.array_record")
+    workdir = tmp_path / "run"
+    first = train_and_evaluate(config, str(workdir))
+    metrics_path = workdir / "metrics.jsonl"
+
+    def eval_rows():
+        return [json.loads(line) for line in metrics_path.read_text().splitlines() if "eval_time_s" in line]
+
+    before = metrics_path.read_text()
+    assert len(eval_rows()) == 1 and eval_rows()[0]["step"] == 2
+    assert train_and_evaluate(config, str(workdir)) == first  # finished: reported, not recomputed
+    assert metrics_path.read_text() == before
+
+    os.remove(workdir / "final_metrics.json")  # as if killed right after writing the final eval row
+    again = train_and_evaluate(config, str(workdir))
+    assert again == pytest.approx(first)
+    assert len(eval_rows()) == 1
+    superseded = (workdir / "metrics.superseded.jsonl").read_text().splitlines()
+    assert len(superseded) == 1 and json.loads(superseded[0])["step"] == 2 and "eval_time_s" in superseded[0]
+    train_rows = [line for line in metrics_path.read_text().splitlines() if "eval_time_s" not in line]
+    assert [json.loads(line)["step"] for line in train_rows] == [1, 2]

@@ -7,7 +7,8 @@ import numpy as np
 import optax
 
 from bigvl.config import base_config
-from bigvl.train.optimizer import decay_mask, make_optimizer, make_schedule
+from bigvl.models.heads import logit_scale
+from bigvl.train.optimizer import clamp_log_logit_scale, decay_mask, make_optimizer, make_schedule
 
 
 def _optim(**kw):
@@ -70,3 +71,31 @@ def test_mu_dtype_stores_the_first_moment_in_bfloat16():
             if isinstance(s, optax.ScaleByAdamState)][0]
     assert adam.mu["w"].dtype == jnp.bfloat16  # stays bf16 after an update: (1 - b1) * 0.5
     np.testing.assert_allclose(np.asarray(adam.mu["w"], np.float32), 0.05, rtol=1e-2)
+
+
+def test_logit_scale_is_clamped_and_comes_back_down():
+    """Drive the scale up (loss −scale) for 120 Adam steps, then down (loss +scale) for 80: the param
+    never passes log 100 and, its gradient never cut, comes back. (With a cap in the forward pass
+    instead, min(exp(p), 100) has zero gradient above 100: Adam's momentum carries p past the cap
+    and it never returns.)"""
+    cfg = base_config().optim
+    cfg.lr, cfg.warmup_steps, cfg.clip_norm = 0.05, 0, 0.0
+    tx, _ = make_optimizer(cfg, total_steps=1000)
+    params = {"log_logit_scale": jnp.float32(math.log(1 / 0.07)), "w": jnp.ones((2, 2))}
+    state = tx.init(params)
+
+    @jax.jit
+    def step(params, state, sign):
+        grads = jax.grad(lambda p: sign * logit_scale(p["log_logit_scale"]) + jnp.sum(p["w"] ** 2))(params)
+        updates, state = tx.update(grads, state, params)
+        return clamp_log_logit_scale(optax.apply_updates(params, updates), 100.0), state
+
+    highest = -np.inf
+    for _ in range(120):
+        params, state = step(params, state, -1.0)
+        highest = max(highest, float(params["log_logit_scale"]))
+    assert highest <= math.log(100.0) + 1e-6
+    assert float(params["log_logit_scale"]) > math.log(99.0)  # it reached the cap
+    for _ in range(80):
+        params, state = step(params, state, 1.0)
+    assert float(logit_scale(params["log_logit_scale"])) < 50.0

@@ -80,7 +80,7 @@ def model_config_defaults() -> ml_collections.ConfigDict:
         "embed_dim": 512,
         "temperature_init": 1 / 0.07,  # logit scale at init (stored as its log); SigLIP: 10
         "bias_init": None,  # None: no logit bias (CLIP); SigLIP: -10.0
-        "max_logit_scale": 100.0,  # cap on exp(log_logit_scale); 0 = no cap
+        "max_logit_scale": 100.0,  # the optimizer clamps log_logit_scale to ≤ log of this; 0 = no cap
         "dtype": "float32",  # compute dtype
         "param_dtype": "float32",
         "remat": "none",  # one of REMAT_POLICIES
@@ -142,6 +142,9 @@ def build_model(model_cfg) -> nn.Module:
                              f"model.embed_dim {model_cfg.embed_dim}")
     if not model_cfg.temperature_init > 0:
         raise ValueError(f"config key 'model.temperature_init' must be > 0, got {model_cfg.temperature_init}")
+    if 0 < model_cfg.max_logit_scale < model_cfg.temperature_init:
+        raise ValueError(f"config key 'model.temperature_init': {model_cfg.temperature_init} exceeds "
+                         f"model.max_logit_scale {model_cfg.max_logit_scale}")
     if _choice(model_cfg.get("kind", "two_tower"), KINDS, "kind") != "two_tower":
         return build_captioner(model_cfg, image, text, tsz, common)
     bias_init = model_cfg.bias_init
@@ -151,7 +154,7 @@ def build_model(model_cfg) -> nn.Module:
                     project_text=tc.proj, image_proj_bias=ic.proj_bias, text_proj_bias=tc.proj_bias,
                     temperature_init=float(model_cfg.temperature_init),
                     bias_init=None if bias_init is None else float(bias_init),
-                    max_logit_scale=float(model_cfg.max_logit_scale), dtype=dtype, param_dtype=param_dtype)
+                    dtype=dtype, param_dtype=param_dtype)
 
 
 def count_params(params) -> int:

@@ -28,7 +28,7 @@ def build_captioner(model_cfg, image: VisionTower, text: TextTower, text_size: T
     """`model.kind` 'coca' or 'clips' → the unbound model (towers already built by build_model)."""
     kind, d = model_cfg.kind, model_cfg.decoder
     dsz = decoder_size(model_cfg, text_size)
-    shared = dict(temperature_init=float(model_cfg.temperature_init), max_logit_scale=float(model_cfg.max_logit_scale),
+    shared = dict(temperature_init=float(model_cfg.temperature_init),
                   bos_id=model_cfg.text.bos_id, eos_id=model_cfg.text.eos_id, pad_id=model_cfg.text.pad_id, dtype=common["dtype"],
                   param_dtype=common["param_dtype"])
     if model_cfg.bias_init is not None:

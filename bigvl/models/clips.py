@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from bigvl.models.decoder import CaptionDecoder, shift_right, token_nll
-from bigvl.models.heads import l2_normalize, logit_scale_of, logit_scale_param, projection
+from bigvl.models.heads import l2_normalize, logit_scale, logit_scale_param, projection
 from bigvl.models.text import TextTower, sequence_lengths
 from bigvl.models.transformer import Dtype, layer_norm
 from bigvl.models.vit import VisionTower
@@ -41,7 +41,6 @@ class CLIPS(nn.Module):
     pad_id: int
     cond_slot: int = 1
     temperature_init: float = 1 / 0.07
-    max_logit_scale: float = 100.0
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -90,7 +89,7 @@ class CLIPS(nn.Module):
         nll, count = token_nll(logits, target_tokens, self.pad_id)
         return {"image_embeds": l2_normalize(self.image_proj(pooled_image)),
                 "text_embeds": l2_normalize(self.text_proj(pooled_text)),
-                "logit_scale": logit_scale_of(self.log_logit_scale, self.max_logit_scale),
+                "logit_scale": logit_scale(self.log_logit_scale),
                 "caption_nll": nll, "caption_tokens": count}
 
     def decode_step(self, token, position, cache, memory_lengths=None):

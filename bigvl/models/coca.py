@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from bigvl.models.decoder import CaptionDecoder, shift_right, token_nll
-from bigvl.models.heads import l2_normalize, logit_scale_of, logit_scale_param, projection
+from bigvl.models.heads import l2_normalize, logit_scale, logit_scale_param, projection
 from bigvl.models.text import sequence_lengths
 from bigvl.models.transformer import DenseGeneral, Dtype, attention, layer_norm, named
 from bigvl.models.vit import VisionTower
@@ -76,7 +76,6 @@ class CoCa(nn.Module):
     num_queries: int = 256
     pooler_heads: int = 8
     temperature_init: float = 1 / 0.07
-    max_logit_scale: float = 100.0
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -127,7 +126,7 @@ class CoCa(nn.Module):
             _, text_stream = self.decoder.unimodal(*self._decoder_input(target_tokens))
         nll, count = token_nll(self.decoder.multimodal(text_stream, memory), target_tokens, self.pad_id)
         return {"image_embeds": self._image_embeds(vit_tokens), "text_embeds": l2_normalize(self.text_proj(pooled)),
-                "logit_scale": logit_scale_of(self.log_logit_scale, self.max_logit_scale),
+                "logit_scale": logit_scale(self.log_logit_scale),
                 "caption_nll": nll, "caption_tokens": count}
 
     def decode_step(self, token, position, cache, memory_lengths=None):

@@ -5,7 +5,11 @@
 - `logit_scale_param` / `logit_bias_param`: the learnable logit scale, stored as its log
   (`log_logit_scale`, = log temperature_init), and SigLIP's logit bias (`logit_bias`), both
   float32 scalars created directly on the calling module;
-- `logit_scale_of`: exp(log scale) with CLIP's cap; `l2_normalize`: unit rows in float32.
+- `logit_scale`: exp(log scale), what the models output (the cap is on the param: the
+  optimizer clamps `log_logit_scale` to ≤ log max_logit_scale after each update, as open_clip
+  clamps it in place, so the gradient keeps flowing below the cap);
+- `logit_scale_of`: exp(log scale) with the cap, for reading a stored param;
+- `l2_normalize`: unit rows in float32.
 
 The params land on the module that calls these (in its `setup`), under the names given
 there, so the param trees of the models are those they had when each built its own heads.
@@ -27,11 +31,15 @@ def l2_normalize(x: jax.Array) -> jax.Array:
     return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-24))
 
 
-def logit_scale_of(log_logit_scale: jax.Array, max_logit_scale: float) -> jax.Array:
-    """log scale f32 [] → exp(log scale) f32 [], capped at `max_logit_scale` when > 0 (CLIP's clamp at 100).
+def logit_scale(log_logit_scale: jax.Array) -> jax.Array:
+    """log scale f32 [] → exp(log scale) f32 []: the multiplier of the cosine logits (its gradient
+    never vanishes; the train step's `clamp_log_logit_scale` keeps the param under the cap)."""
+    return jnp.exp(log_logit_scale)
 
-    The cap has zero gradient above it, as open_clip's in-place clamp.
-    """
+
+def logit_scale_of(log_logit_scale: jax.Array, max_logit_scale: float) -> jax.Array:
+    """log scale f32 [] → exp(log scale) f32 [], capped at `max_logit_scale` when > 0: the scale a
+    stored param stands for (a run from before the param clamp may hold one above the cap)."""
     scale = jnp.exp(log_logit_scale)
     return jnp.minimum(scale, max_logit_scale) if max_logit_scale > 0 else scale
 

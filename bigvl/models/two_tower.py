@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from bigvl.models.heads import l2_normalize, logit_bias_param, logit_scale_of, logit_scale_param, projection
+from bigvl.models.heads import l2_normalize, logit_bias_param, logit_scale, logit_scale_param, projection
 from bigvl.models.text import TextTower
 from bigvl.models.transformer import Dtype
 from bigvl.models.vit import VisionTower
@@ -21,8 +21,8 @@ class TwoTower(nn.Module):
     """images [B,S,S,3], tokens int [B,L] → dict(image_embeds [B,E] f32, text_embeds [B,E] f32,
     logit_scale f32 scalar, logit_bias f32 scalar when `bias_init` is set).
 
-    `logit_scale` = exp(log_logit_scale), capped at `max_logit_scale` when it is > 0 (CLIP's
-    clamp at 100; the cap has zero gradient, as open_clip's in-place clamp).
+    `logit_scale` = exp(log_logit_scale); the optimizer keeps the param ≤ log model.max_logit_scale
+    (CLIP's 100), clamping it after each update as open_clip does.
     A tower with `project_*=False` outputs its pooled features directly (its width must equal
     `embed_dim`), as big_vision's SigLIP image tower.
     """
@@ -35,7 +35,6 @@ class TwoTower(nn.Module):
     text_proj_bias: bool = False
     temperature_init: float = 1 / 0.07
     bias_init: float | None = None
-    max_logit_scale: float = 100.0
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -83,7 +82,7 @@ class TwoTower(nn.Module):
         else:
             image_embeds, patch_embeds = self.encode_image(images), None
         out = {"image_embeds": image_embeds, "text_embeds": self.encode_text(tokens),
-               "logit_scale": logit_scale_of(self.log_logit_scale, self.max_logit_scale)}
+               "logit_scale": logit_scale(self.log_logit_scale)}
         if patch_embeds is not None:
             out["patch_embeds"] = patch_embeds
         if self.bias_init is not None:

@@ -68,9 +68,14 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         if config.init.workdir:  # fine-tuning: params from another run (Adam moments start at 0)
             state["params"] = load_init_params(config.init, state["params"])
     start_step = int(state["step"])
+    if start_step == config.total_steps and (done := run_dir.finished_metrics(workdir, start_step)) is not None:
+        log.info("%s finished at step %d already: its final evaluation is in final_metrics.json", workdir, start_step)
+        return done
     # Lines a killed run wrote after this checkpoint move to *.superseded.* files: the
-    # resumed run writes them again, and TensorBoard drops its events past start_step.
-    run_dir.supersede_logs(workdir, start_step, jax.process_index(), jax.process_count())
+    # resumed run writes them again (the final evaluation too, when only it is left), and
+    # TensorBoard drops its events past start_step.
+    run_dir.supersede_logs(workdir, start_step, jax.process_index(), jax.process_count(),
+                           evals_at_step=start_step == config.total_steps)
 
     # ------------------------------------------------------------------ update
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):

@@ -1,6 +1,7 @@
 """The optimizer: optax AdamW with warmup + cosine/rsqrt, a weight-decay mask, clipping."""
 from __future__ import annotations
 
+import math
 import re
 
 import jax
@@ -55,6 +56,16 @@ def freeze_rows(path_regex: str, num_rows: int) -> optax.GradientTransformation:
         return jax.tree_util.tree_map_with_path(mask, updates), state
 
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def clamp_log_logit_scale(params: dict, max_logit_scale: float, name: str = "log_logit_scale") -> dict:
+    """params with the top-level scalar `name` clamped to ≤ log(max_logit_scale) (> 0; else unchanged):
+    open_clip's in-place `logit_scale.clamp_(0, log 100)` after each update (upper side). Applied to
+    the updated params, not as an optax transformation, so the optimizer state keeps its layout;
+    a param at or under the cap passes bit for bit."""
+    if max_logit_scale <= 0 or name not in params:
+        return params
+    return {**params, name: jnp.minimum(params[name], jnp.asarray(math.log(max_logit_scale), params[name].dtype))}
 
 
 def make_optimizer(optim_cfg, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:

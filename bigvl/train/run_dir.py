@@ -52,8 +52,14 @@ def _line_step(line: str) -> int | None:
     return int(head) if head.isdigit() else None
 
 
-def supersede_after(path: str, step: int) -> int:
-    """Moves the lines of `path` about steps > `step` (and torn lines) to `superseded_path(path)`.
+def _is_eval_row(line: str) -> bool:
+    return line.lstrip().startswith("{") and '"eval_time_s"' in line
+
+
+def supersede_after(path: str, step: int, evals_at_step: bool = False) -> int:
+    """Moves the lines of `path` about steps > `step` (and torn lines) to `superseded_path(path)`;
+    with `evals_at_step`, also the evaluation rows of `step` itself (a relaunch that will
+    evaluate `step` again: the final evaluation of a run killed before it finished).
 
     Appends them to the side file (flushed and fsynced) before atomically replacing `path`
     by its kept lines, so a crash in between loses nothing. Returns the number moved;
@@ -66,7 +72,8 @@ def supersede_after(path: str, step: int) -> int:
     keep, moved = [], []
     for line in lines:
         line_step = _line_step(line)
-        if line_step is not None and line_step <= step:
+        if line_step is not None and (line_step < step or line_step == step and not
+                                      (evals_at_step and _is_eval_row(line))):
             keep.append(line)
         elif line.strip():
             moved.append(line if line.endswith("\n") else line + "\n")
@@ -115,12 +122,25 @@ def read_ids(path: str) -> list[tuple[int, list[int]]]:
 
 
 def supersede_logs(workdir: str, step: int, host: int, hosts: int,
-                   names: Sequence[str] = ("metrics.jsonl",)) -> int:
-    """`supersede_after(·, step)` on this host's ids file and, on host 0, on `names` in workdir."""
+                   names: Sequence[str] = ("metrics.jsonl",), evals_at_step: bool = False) -> int:
+    """`supersede_after(·, step, evals_at_step)` on this host's ids file and, on host 0, on `names`."""
     paths = [ids_path(workdir, host, hosts)]
     if host == 0:
         paths += [os.path.join(workdir, name) for name in names]
-    return sum(supersede_after(path, step) for path in paths)
+    return sum(supersede_after(path, step, evals_at_step) for path in paths)
+
+
+def finished_metrics(workdir: str, total_steps: int) -> dict[str, float] | None:
+    """The final evaluation of a run that finished (`final_metrics.json` at `total_steps`), else None."""
+    path = os.path.join(workdir, "final_metrics.json")
+    try:
+        with open(path) as f:
+            final = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if final.get("step") != total_steps:
+        return None
+    return {k: v for k, v in final.items() if k not in ("step", "num_params")}
 
 
 class MetricsWriter:

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import optax
 
 from bigvl.train.grad_accumulation import accumulated_value_and_grad
+from bigvl.train.optimizer import clamp_log_logit_scale
 from bigvl.train.state import TrainSetup, TrainState, next_state
 
 
@@ -32,7 +33,7 @@ def make_train_step(config, setup: TrainSetup):
         (loss, (outputs, loss_state, terms)), grads = accumulated_value_and_grad(
             apply_fn, loss_fn, config.optim.grad_accum_steps)(state["params"], batch)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
+        params = clamp_log_logit_scale(optax.apply_updates(state["params"], updates), config.model.max_logit_scale)
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jax.tree.reduce(
             jnp.logical_and, jax.tree.map(lambda p: jnp.isfinite(p).all(), params))

@@ -195,7 +195,9 @@ class ReplaceFaulty(grain.MapDataset):
 
     With stride = the global batch B, the replacement sits in the same slot of a later
     global batch, so it is read by the same host and, within an epoch, never duplicates an
-    example of the same batch. Adds "skipped_records": int32 1 where position p's own record was faulty,
+    example of the same batch. It is that later example itself (same record, same crop, same
+    text): each faulty record makes one example appear twice in its epoch (`data_skipped` counts
+    them). Adds "skipped_records": int32 1 where position p's own record was faulty,
     else 0 (failed replacement tries are not counted here: each is counted at its own
     position). Raises RuntimeError after `max_tries` faulty records in a row: the data
     is broken, not noisy.

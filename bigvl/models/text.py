@@ -9,6 +9,11 @@ Pooling: 'eos' = the first position holding `eos_id` (the last real token if the
 e.g. a truncated sequence), 'last' = the last real token, 'first' = position 0, 'map' =
 attention pooling over the real tokens.
 The projection to the joint embedding lives in `two_tower.TwoTower`, not here.
+
+Where this differs from the references (for imported weights): 'last' is the last *real*
+token, with pads masked, while big_vision's SigLIP text tower takes the last position of
+the fixed-length sequence (its pads included, unmasked); LayerNorm eps 1e-6 and tanh GELU as
+in bigvl/models/vit.py (open_clip: 1e-5, QuickGELU / exact GELU).
 """
 from __future__ import annotations
 

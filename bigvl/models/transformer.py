@@ -35,7 +35,9 @@ def named(initializer, *names: str | None):
 
 
 def layer_norm(dtype: Dtype, param_dtype: Dtype, name: str | None = None) -> nn.LayerNorm:
-    """LayerNorm over the last (`embed`) axis; statistics in float32, output in `dtype`."""
+    """LayerNorm over the last (`embed`) axis; statistics in float32, output in `dtype`.
+
+    eps 1e-6 (big_vision); open_clip's and HF CLIP's LayerNorms use 1e-5."""
     return nn.LayerNorm(epsilon=1e-6, dtype=dtype, param_dtype=param_dtype, name=name,
                         scale_init=named(nn.initializers.ones, "embed"), bias_init=named(ZEROS, "embed"))
 
@@ -118,7 +120,10 @@ class SelfAttention(nn.Module):
 
 
 class Mlp(nn.Module):
-    """Dense → GELU → Dense: [..., D] → [..., D] through a hidden width `mlp_dim`."""
+    """Dense → GELU → Dense: [..., D] → [..., D] through a hidden width `mlp_dim`.
+
+    GELU is the tanh approximation (big_vision); OpenAI CLIP uses QuickGELU, x·σ(1.702x), and
+    open_clip's other models the exact erf GELU."""
     mlp_dim: int
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32

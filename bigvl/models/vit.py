@@ -4,6 +4,12 @@ Options cover both reference families:
 - open_clip CLIP: `patch_bias=False`, `ln_pre=True`, pool 'cls' (positions include the cls slot).
 - big_vision SigLIP: `patch_bias=True`, `ln_pre=False`, pool 'map'.
 The projection to the joint embedding lives in `two_tower.TwoTower`, not here.
+
+Where this differs from the references (it matters when importing their weights, not when
+training from scratch): pixels go in as x/127.5 − 1 (big_vision), not CLIP's per-channel
+mean/std normalisation; LayerNorm eps is 1e-6 (big_vision) where open_clip uses 1e-5; the MLP
+uses tanh-approximated GELU where open_clip's OpenAI models use QuickGELU and others exact GELU
+(bigvl/models/transformer.py).
 """
 from __future__ import annotations
 

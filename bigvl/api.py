@@ -5,7 +5,8 @@
     labels, probs = bigvl.zero_shot_classify(run, images, ["red circle", "blue square"])
     top, scores = bigvl.retrieve(run, ["a red circle left of a blue square"], images, k=5)
 
-Images are uint8 [N,H,W,3] arrays (any size: centre-cropped and resized to the model's).
+Images are uint8 [N,H,W,3] arrays (any size: centre-cropped and resized to the model's;
+grayscale [H,W] and RGBA [H,W,4] images are made RGB, see `bigvl.inference.images`).
 """
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from bigvl.config import load_config_json
 from bigvl.evaluators.zero_shot import class_embeddings
 from bigvl.inference.images import prepare_images
 from bigvl.inference.run import Run, load_run
+from bigvl.models.heads import logit_scale_of
+
+SIGMOID_LOSSES = ("sigmoid", "sigmoid_ring")  # SigLIP's: zero-shot probabilities are per-class sigmoids
 
 
 def load(workdir: str, step: int | None = None) -> Run:
@@ -25,7 +29,7 @@ def load(workdir: str, step: int | None = None) -> Run:
 
 
 def encode_images(run: Run, images) -> np.ndarray:
-    """uint8 [N,H,W,3] → L2-normalised embeddings float32 [N,E]."""
+    """uint8 [N,H,W,3] (or grayscale [H,W] / RGBA [H,W,4] images) → L2-normalised embeddings float32 [N,E]."""
     return run.encoder.encode_images(prepare_images(images, run.encoder.image_size))
 
 
@@ -36,12 +40,28 @@ def encode_texts(run: Run, texts: Sequence[str]) -> np.ndarray:
 
 def zero_shot_classify(run: Run, images, classnames: Sequence[str],
                        templates: Sequence[str] = ("a photo of a {}.",)) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted class index [N] and softmax probabilities [N,C] over `classnames`."""
+    """Predicted class index int [N] and probabilities float32 [N,C] over `classnames`, as the run was trained.
+
+    logits = scale · cos(image, class) [N,C], with the run's own learned logit scale
+    (exp(params["log_logit_scale"]), capped at config.model.max_logit_scale when > 0);
+    a class embedding is the renormalised mean of its prompts' (`templates`) embeddings.
+    Softmax-loss runs: probabilities = softmax over the classes (rows sum to 1). Sigmoid-loss
+    runs (config.loss.name in SIGMOID_LOSSES, SigLIP): sigmoid(logits + params["logit_bias"]),
+    each class's own probability of matching (rows need not sum to 1). The prediction is the
+    most similar class either way.
+    """
+    if "log_logit_scale" not in run.params:
+        raise ValueError("zero_shot_classify needs a contrastive model (one with a learned logit scale); "
+                         f"this run's model.kind is {run.config.model.kind!r}")
     classes = class_embeddings(run.encoder, list(classnames), list(templates))
-    logits = encode_images(run, images) @ classes.T * 100.0
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
-    return probs.argmax(axis=1), probs
+    scale = float(logit_scale_of(run.params["log_logit_scale"], run.config.model.max_logit_scale))
+    logits = scale * (encode_images(run, images).astype(np.float64) @ classes.astype(np.float64).T)
+    if run.config.get("loss", {}).get("name") in SIGMOID_LOSSES:
+        probs = np.exp(-np.logaddexp(0.0, -(logits + float(run.params["logit_bias"]))))  # sigmoid, no overflow
+    else:
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+    return logits.argmax(axis=1), probs.astype(np.float32)
 
 
 def retrieve(run: Run, queries: Sequence[str], images, k: int = 5) -> tuple[np.ndarray, np.ndarray]:

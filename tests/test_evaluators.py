@@ -7,7 +7,7 @@ import pytest
 
 import bigvl.evaluators.splits as splits_module
 from bigvl.config import base_config
-from bigvl.evaluators import captioning, hard_negatives, pointing, retrieval, run_evals, zero_shot
+from bigvl.evaluators import captioning, chance_levels, hard_negatives, pointing, retrieval, run_evals, zero_shot
 from bigvl.evaluators.hard_negatives import hard_negative_accuracy
 from bigvl.evaluators.retrieval import recall_at_k
 from bigvl.evaluators.zero_shot import zero_shot_accuracy
@@ -162,3 +162,68 @@ def test_a_split_cache_belongs_to_one_encoder(tiny_world):
     with pytest.raises(ValueError, match="another encoder"):
         retrieval.evaluate(_PixelEncoder(), str(tiny_world / "retrieval.array_record"), {"retrieval": "short"},
                            splits_module.SplitCache(_PixelEncoder()))
+
+
+class _CollapsedEncoder:
+    """A collapsed model: every image, patch and text maps to the same unit vector (a generic one,
+    so <image, text> is a sum of unequal products, computed by any route)."""
+    image_size, params, has_patches, dim, grid = 32, None, True, 16, 4
+
+    def __init__(self):
+        self.vector = _unit(np.random.default_rng(3).normal(size=self.dim)).astype(np.float32)
+
+    def encode_images(self, images):
+        return np.tile(self.vector, (len(images), 1))
+
+    def encode_images_with_patches(self, images):
+        return self.encode_images(images), np.tile(self.vector, (len(images), self.grid ** 2, 1))
+
+    def encode_patches(self, images):
+        return self.encode_images_with_patches(images)[1]
+
+    def encode_texts(self, texts):
+        return np.tile(self.vector, (len(texts), 1))
+
+
+def test_a_collapsed_encoder_scores_at_most_chance_in_every_evaluator(tiny_world):
+    """Ties count against the query everywhere: a model that cannot tell anything apart learns nothing."""
+    split = {name: str(tiny_world / f"{name}.array_record") for name in ("zeroshot", "retrieval", "hard_negatives")}
+    evals = base_config().evals
+    evals.update(zeroshot=split["zeroshot"], zeroshot_classes=str(tiny_world / "zeroshot_classes.json"),
+                 retrieval=split["retrieval"], hard_negatives=split["hard_negatives"])
+    chance = chance_levels(evals, num_retrieval=40)  # TINY_WORLD num_retrieval
+    encoder = _CollapsedEncoder()
+    got = {f"zeroshot/{k}": v for k, v in zero_shot.evaluate(encoder, split["zeroshot"],
+                                                               evals.zeroshot_classes).items()}
+    got.update({f"retrieval/{k}": v for k, v in retrieval.evaluate(
+        encoder, split["retrieval"], {"retrieval": "short"})["retrieval"].items()})
+    got.update({f"hard_negatives/{k}": v for k, v in hard_negatives.evaluate(encoder, split["hard_negatives"]).items()})
+    assert set(chance) <= set(got) and "zeroshot/top1" in chance
+    for name, level in chance.items():
+        assert got[name] <= level, (name, got[name], level)
+    assert all(v == 0.0 for k, v in got.items() if k.startswith("hard_negatives/"))  # every tie is a miss
+    point = pointing.evaluate(encoder, split["retrieval"])
+    assert point["queries"] > 40 and point["accuracy"] <= point["chance"]
+
+
+def test_zero_shot_ties_count_against_the_query():
+    classes = _unit(np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))  # classes 0 and 1 tie on every image
+    images = _unit(np.array([[1.0, 0.1], [0.1, 1.0]]))
+    got = zero_shot_accuracy(images, np.array([0, 2]), classes, ks=(1, 2))
+    assert got == {"top1": 0.5, "top2": 1.0}  # image 0 ties with class 1: rank 1, found only within 2
+
+
+def test_a_hard_negative_equal_to_the_positive_is_a_miss():
+    rng = np.random.default_rng(4)
+    image, text = _unit(rng.normal(size=(1, 24))), _unit(rng.normal(size=(1, 24)))
+    got = hard_negative_accuracy(image, text, [np.concatenate([text, -text])], [["same", "opposite"]])
+    assert got == {"accuracy": 0.5, "accuracy_same": 0.0, "accuracy_opposite": 1.0}
+
+
+def test_collapsed_hard_negatives_are_misses_however_the_scores_round():
+    """Positive and negatives equal to the image's vector: every pair ties, whatever float rounding
+    the positive's and the negatives' scores get (a dot product and a matrix product round differently)."""
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        v = _unit(rng.normal(size=(1, 64))).astype(np.float32)
+        assert hard_negative_accuracy(v, v, [np.tile(v, (5, 1))], [["same"] * 5])["accuracy"] == 0.0

@@ -78,3 +78,21 @@ def test_pointing_runs_on_a_trained_two_tower_run(tiny_world, tiny_run):
     from bigvl.inference.run import load_run
     out = pointing.evaluate(load_run(str(tiny_run)).encoder, str(tiny_world / "retrieval.array_record"))
     assert out["queries"] > 40 and 0.0 <= out["accuracy"] <= 1.0 and 0.0 < out["chance"] < 0.5
+
+
+def test_a_tie_between_an_inside_and_an_outside_patch_is_a_miss():
+    """4 × 4 grid; region (1/8, 1/8), r 0.2 holds patch 0 only; region (1/2, 1/2), r 0.2 holds patches 5, 6, 9, 10.
+
+    Query 0: every patch equal (a collapsed model) → miss (argmax alone would pick patch 0: a hit).
+    Query 1: patches 5 and 15 tie for the best → miss. Query 2: patches 5 and 10, both inside, tie → hit.
+    """
+    records = [_record([("A", 0.125, 0.125, 0.2)]), _record([("B", 0.5, 0.5, 0.2)]), _record([("B", 0.5, 0.5, 0.2)])]
+    queries = pointing.pointing_queries(records)
+    texts = np.tile([1.0, 0.0], (3, 1))
+    patches = np.tile([0.5, 0.5], (3, 16, 1))
+    patches[1, [5, 15]] = [1.0, 0.0]
+    patches[2, [5, 10]] = [1.0, 0.0]
+    per_query = [pointing.pointing_accuracy(patches[i:i + 1], texts[i:i + 1], [(0, *q[1:])])["accuracy"]
+                 for i, q in enumerate(queries)]
+    assert per_query == [0.0, 0.0, 1.0]
+    assert pointing.pointing_accuracy(patches, texts, queries)["accuracy"] == pytest.approx(1 / 3)

@@ -5,6 +5,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from bigvl.evaluators.ranking import TIE_TOLERANCE, similarities
 from bigvl.evaluators.splits import SplitCache, split_cache
 
 
@@ -13,14 +14,16 @@ def hard_negative_accuracy(image_embeds: np.ndarray, positive_embeds: np.ndarray
     """Fraction of (image, negative) pairs where sim(image, positive) > sim(image, negative).
 
     image_embeds, positive_embeds [N,E]; negative_embeds[i] [K_i,E] with kinds[i] naming each.
-    Returns the overall accuracy and one per negative kind.
+    Returns the overall accuracy and one per negative kind. A negative tying with the positive
+    (within TIE_TOLERANCE, both scored by the same float64 product) is a miss.
     """
     wins: dict[str, list[bool]] = defaultdict(list)
-    pos = (image_embeds * positive_embeds).sum(axis=-1)
     for i, (negs, names) in enumerate(zip(negative_embeds, kinds)):
-        for score, name in zip(negs @ image_embeds[i], names):
-            wins[name].append(bool(pos[i] > score))
-            wins["all"].append(bool(pos[i] > score))
+        scores = similarities(np.concatenate([positive_embeds[i:i + 1], negs]), image_embeds[i:i + 1])[:, 0]
+        for score, name in zip(scores[1:], names):
+            win = bool(scores[0] > score + TIE_TOLERANCE)
+            wins[name].append(win)
+            wins["all"].append(win)
     return {("accuracy" if k == "all" else f"accuracy_{k}"): float(np.mean(v)) for k, v in wins.items()}
 
 

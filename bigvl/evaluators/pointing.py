@@ -9,7 +9,9 @@ one entry per query: the text to point with and the disc the object lies in (cen
 the right, y downwards, and radius, all fractions of the image side). The synthetic world
 writes it into its retrieval split (one region per object whose colour+shape is unique in
 the image, the disc every shape fits in). For each region the hit test asks whether the
-centre of the argmax patch of <text, patch embedding> lies inside the disc. Chance: the
+centre of the argmax patch of <text, patch embedding> lies inside the disc; ties count
+against the query (the evaluators' rule, `bigvl.evaluators.ranking.rank_of_true`): a hit
+needs the best patch inside the disc to beat every patch outside it. Chance: the
 expected hit rate of a uniformly random patch (the fraction of patch centres inside the
 disc), per query, averaged. DreamLIP's grouping loss targets this kind of alignment.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bigvl.evaluators.ranking import TIE_TOLERANCE, similarities
 from bigvl.evaluators.splits import SplitCache, split_cache
 
 REGION_FIELDS = ("text", "x", "y", "radius")
@@ -54,7 +57,9 @@ def pointing_accuracy(patch_embeds: np.ndarray, text_embeds: np.ndarray, queries
     """patch_embeds [N, P, E] (P a square grid), text_embeds [Q, E] (one per query) → accuracy and chance.
 
     A hit: the centre of the patch with the largest <patch, text> lies inside the query's
-    disc (distance to (x, y) ≤ radius).
+    disc (distance to (x, y) ≤ radius), and no patch outside ties with it: the best score
+    inside beats the best outside by more than TIE_TOLERANCE (a disc holding every patch
+    centre is always hit, one holding none never).
     """
     grid = int(round(np.sqrt(patch_embeds.shape[1])))
     if grid * grid != patch_embeds.shape[1]:
@@ -63,8 +68,10 @@ def pointing_accuracy(patch_embeds: np.ndarray, text_embeds: np.ndarray, queries
     hits, chance = [], []
     for (index, _, x, y, radius), text in zip(queries, text_embeds):
         inside = np.hypot(centres[:, 0] - x, centres[:, 1] - y) <= radius
-        best = int(np.argmax(patch_embeds[index] @ text))
-        hits.append(inside[best])
+        scores = similarities(patch_embeds[index], text[None])[:, 0]  # [P]
+        best_inside = scores[inside].max(initial=-np.inf)
+        best_outside = scores[~inside].max(initial=-np.inf)
+        hits.append(bool(inside.any() and best_inside > best_outside + TIE_TOLERANCE))
         chance.append(inside.mean())
     return {"accuracy": float(np.mean(hits)), "chance": float(np.mean(chance)), "queries": float(len(hits))}
 

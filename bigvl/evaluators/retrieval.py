@@ -1,20 +1,23 @@
-"""Image↔text retrieval recall@k with one caption per image (short, alt or full long captions)."""
+"""Image↔text retrieval recall@k with one caption per image (short, alt or full long captions).
+
+Ties count against the query (bigvl/evaluators/ranking.py).
+"""
 from __future__ import annotations
 
 import numpy as np
 
+from bigvl.evaluators.ranking import rank_of_true, similarities
 from bigvl.evaluators.splits import SplitCache, split_cache
-
 
 def recall_at_k(image_embeds: np.ndarray, text_embeds: np.ndarray, ks=(1, 5, 10)) -> dict[str, float]:
     """Recall@k both ways; text i describes image i. [N,E] each.
 
-    Ties count against the query (rank = number of candidates scoring ≥ the true one, minus 1).
+    Ties count against the query (`rank_of_true`).
     """
-    sims = image_embeds @ text_embeds.T  # [N images, N texts]
+    sims = similarities(image_embeds, text_embeds)  # [N images, N texts]
     diag = np.diag(sims)
-    i2t_rank = (sims >= diag[:, None]).sum(axis=1) - 1
-    t2i_rank = (sims >= diag[None, :]).sum(axis=0) - 1
+    i2t_rank = rank_of_true(sims, diag)
+    t2i_rank = rank_of_true(sims.T, diag)
     out = {}
     for k in ks:
         out[f"i2t_r{k}"] = float((i2t_rank < k).mean())

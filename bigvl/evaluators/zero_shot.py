@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 
+from bigvl.evaluators.ranking import rank_of_true, similarities
 from bigvl.evaluators.splits import SplitCache, split_cache
 
 
@@ -18,11 +19,12 @@ def class_embeddings(encoder, classnames: list[str], templates: list[str]) -> np
 
 def zero_shot_accuracy(image_embeds: np.ndarray, labels: np.ndarray, class_embeds: np.ndarray,
                        ks=(1, 5)) -> dict[str, float]:
-    """Top-k accuracy of argmax similarity. image_embeds [N,E], labels [N] int, class_embeds [C,E]."""
-    scores = image_embeds @ class_embeds.T  # [N, C]
-    # rank of the true class = number of classes scoring strictly higher
-    true = scores[np.arange(len(labels)), labels]
-    rank = (scores > true[:, None]).sum(axis=1)
+    """Top-k accuracy of argmax similarity. image_embeds [N,E], labels [N] int, class_embeds [C,E].
+
+    Ties count against the image (`rank_of_true`): a class tying with the true one ranks above it.
+    """
+    scores = similarities(image_embeds, class_embeds)  # [N, C]
+    rank = rank_of_true(scores, scores[np.arange(len(labels)), labels])
     return {f"top{k}": float((rank < k).mean()) for k in ks if k <= class_embeds.shape[0]}
 
 

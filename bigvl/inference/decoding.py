@@ -5,12 +5,14 @@
     texts = bigvl.inference.decoding.caption(run, images)               # on a loaded run (bigvl.inference.run.load_run)
 
 Every method runs one `jax.lax.while_loop` over positions that stops when every sequence
-has emitted EOS. With `use_cache=True` (default) each step feeds one token through the
-decoder's KV cache (`model.init_cache` / `model.decode_step`); with `use_cache=False` it
-recomputes the whole prefix every step (`model.caption_logits`), the reference the cache
-is tested against. Both paths share the search code below, so they differ only in how
-the next-token logits are computed. Output rows hold the generated ids then EOS, then
-padding (BOS is not included).
+has emitted EOS (beam search: when no live beam can beat a finished one, see `_beam`).
+PAD and BOS are never generated (their logits are -inf at every step). With
+`use_cache=True` (default) each step feeds one token through the decoder's KV cache
+(`model.init_cache` / `model.decode_step`); with `use_cache=False` it recomputes the whole
+prefix every step (`model.caption_logits`), the reference the cache is tested against.
+Both paths share the search code below, so they differ only in how the next-token logits
+are computed. Output rows hold the generated ids then EOS, then padding (BOS is not
+included).
 
 The model protocol (CoCa and CLIPS implement it): `caption_memory(images, cond_tokens)
 → (memory [B,M,D], memory_lengths [B] | None)`, `init_cache(memory, max_length)`,
@@ -35,7 +37,7 @@ METHODS = ("greedy", "beam", "sample")
 
 @dataclasses.dataclass(frozen=True)
 class DecodeConfig:
-    """How to decode. `length_penalty` α ranks finished beams by log p / length^α.
+    """How to decode. `length_penalty` α ranks finished beams by log p / length^α (length counts EOS).
 
     Special ids default to the model's own (`model.bos_id`, `eos_id`, `pad_id`, from
     config.model.text); set one to override it (e.g. eos_id=-1: never stop early).
@@ -86,7 +88,16 @@ def _top_p_filter(logits: jax.Array, top_p: float) -> jax.Array:
     return jnp.where(logits >= threshold, logits, -jnp.inf)
 
 
+def _mask_special(logits: jax.Array, cfg: DecodeConfig) -> jax.Array:
+    """logits [N,V] → the same with PAD and BOS at -inf (never generated; EOS is kept if it shares an id)."""
+    ids = jnp.arange(logits.shape[-1])
+    banned = (((ids == cfg.pad_id) & (cfg.pad_id != cfg.eos_id))
+              | ((ids == cfg.bos_id) & (cfg.bos_id != cfg.eos_id)))
+    return jnp.where(banned, -jnp.inf, logits)
+
+
 def _greedy_or_sample(step, state, batch: int, cfg: DecodeConfig, rng) -> jax.Array:
+    """step (see _stepper) over `batch` rows → ids int32 [batch, max_length] (argmax or top-p sample)."""
     def cond(carry):
         i, _, _, _, done = carry
         return (i < cfg.max_length) & ~jnp.all(done)
@@ -94,6 +105,7 @@ def _greedy_or_sample(step, state, batch: int, cfg: DecodeConfig, rng) -> jax.Ar
     def body(carry):
         i, token, state, out, done = carry
         logits, state = step(state, token, i)
+        logits = _mask_special(logits.astype(jnp.float32), cfg)
         if cfg.method == "sample":
             logits = _top_p_filter(logits / cfg.temperature, cfg.top_p)
             nxt = jax.random.categorical(jax.random.fold_in(rng, i), logits, axis=-1)
@@ -110,37 +122,62 @@ def _greedy_or_sample(step, state, batch: int, cfg: DecodeConfig, rng) -> jax.Ar
 
 
 def _beam(step, state, batch: int, cfg: DecodeConfig) -> jax.Array:
+    """Beam search with a pool of finished hypotheses → ids int32 [batch, max_length].
+
+    `state` holds batch·k rows (row b·k + j = beam j of example b). Per example, k live beams
+    hold the best unfinished prefixes by raw log p; every live beam's EOS extension is offered
+    to a pool of k finished captions ranked by log p / length^α (length counts EOS). Live beams
+    never hold EOS, so short finished captions cannot take their places (HF's BeamHypotheses,
+    t5x's beam_search; like t5x, every EOS extension is offered to the pool, not only those
+    ranked among the top candidates). An example stops when no live beam can beat its worst
+    finished one: extending adds log p ≤ 0, so a live prefix of raw score s can reach at best
+    max(s / (i+2)^α, s / max_length^α). The result is the best finished caption, or the best
+    live beam where none finished by max_length. Log-probs are the model's own (log_softmax
+    over the whole vocabulary) with PAD and BOS then set to -inf.
+    """
     k, length = cfg.beam_size, cfg.max_length
+    alpha = cfg.length_penalty
+
+    def penalised(raw, n):  # raw log p [..] of captions of n tokens (incl. EOS)
+        return raw / jnp.asarray(n, jnp.float32) ** alpha
 
     def cond(carry):
         i, *_, done = carry
         return (i < length) & ~jnp.all(done)
 
     def body(carry):
-        i, token, state, seqs, scores, done = carry
+        i, token, state, seqs, scores, fin_seqs, fin_scores, done = carry
         logits, state = step(state, token, i)
         vocab = logits.shape[-1]
-        logp = jax.nn.log_softmax(logits, axis=-1).reshape(batch, k, vocab)
-        finished = jnp.full((vocab,), -jnp.inf).at[cfg.pad_id].set(0.0)  # a done beam only extends by pad
-        logp = jnp.where(done[..., None], finished, logp)
-        top, flat = jax.lax.top_k((scores[..., None] + logp).reshape(batch, k * vocab), k)
+        logp = _mask_special(jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1), cfg)
+        cand = scores[..., None] + logp.reshape(batch, k, vocab)  # [B,k,V] raw log p of each extension
+        if 0 <= cfg.eos_id < vocab:  # every live beam + EOS, merged into the pool (pool first: a tie keeps it)
+            ended = jax.lax.dynamic_update_slice_in_dim(seqs, jnp.full((batch, k, 1), cfg.eos_id, jnp.int32), i, 2)
+            pool = jnp.concatenate([fin_scores, penalised(cand[..., cfg.eos_id], i + 1)], axis=1)  # [B,2k]
+            top_fin, pick = jax.lax.top_k(pool, k)
+            picked = jnp.take_along_axis(jnp.concatenate([fin_seqs, ended], axis=1), pick[..., None], axis=1)
+            fin_scores = jnp.where(done[:, None], fin_scores, top_fin)  # a stopped example keeps its pool
+            fin_seqs = jnp.where(done[:, None, None], fin_seqs, picked)
+            cand = cand.at[..., cfg.eos_id].set(-jnp.inf)
+        top, flat = jax.lax.top_k(cand.reshape(batch, k * vocab), k)  # live: the best unfinished extensions
         beam, nxt = flat // vocab, (flat % vocab).astype(jnp.int32)
         rows = (jnp.arange(batch)[:, None] * k + beam).reshape(-1)
         state = jax.tree.map(lambda x: x[rows], state)
         seqs = jnp.take_along_axis(seqs, beam[..., None], axis=1)
         seqs = jax.lax.dynamic_update_slice_in_dim(seqs, nxt[..., None], i, axis=2)
-        done = jnp.take_along_axis(done, beam, axis=1) | (nxt == cfg.eos_id)
-        return i + 1, nxt.reshape(-1), state, seqs, top, done
+        reachable = jnp.where(i + 2 <= length, jnp.maximum(penalised(top[:, 0], i + 2), penalised(top[:, 0], length)),
+                              -jnp.inf)  # the best a live beam can still finish with
+        done = done | (reachable <= fin_scores[:, -1])
+        return i + 1, nxt.reshape(-1), state, seqs, top, fin_seqs, fin_scores, done
 
     token = jnp.full((batch * k,), cfg.bos_id, jnp.int32)
     seqs = jnp.full((batch, k, length), cfg.pad_id, jnp.int32)
     scores = jnp.tile(jnp.asarray([0.0] + [-jnp.inf] * (k - 1), jnp.float32), (batch, 1))
-    carry = (jnp.int32(0), token, state, seqs, scores, jnp.zeros((batch, k), bool))
-    _, _, _, seqs, scores, _ = jax.lax.while_loop(cond, body, carry)
-    lengths = jnp.sum((seqs != cfg.pad_id), axis=-1).astype(jnp.float32)  # tokens incl. EOS
-    ranked = scores / jnp.maximum(lengths, 1.0) ** cfg.length_penalty
-    best = jnp.argmax(ranked, axis=1)
-    return jnp.take_along_axis(seqs, best[:, None, None], axis=1)[:, 0]
+    fin_scores = jnp.full((batch, k), -jnp.inf, jnp.float32)
+    carry = (jnp.int32(0), token, state, seqs, scores, seqs, fin_scores, jnp.zeros((batch,), bool))
+    _, _, _, seqs, _, fin_seqs, fin_scores, _ = jax.lax.while_loop(cond, body, carry)
+    any_finished = fin_scores[:, 0] > -jnp.inf  # top_k keeps both lists sorted, best first
+    return jnp.where(any_finished[:, None], fin_seqs[:, 0], seqs[:, 0])
 
 
 def decode(model: nn.Module, params, images: jax.Array, cond_tokens: jax.Array | None, rng: jax.Array,

@@ -37,3 +37,82 @@ def test_crop_shape_and_center_resize():
 def test_corrupt_bytes_raise_value_error(data):
     with pytest.raises(ValueError, match="undecodable image"):
         decode_image(data)
+
+
+class _BoxRecorder:
+    """Stands in for a PIL image of `size` (width, height): records the crop box it is resized from."""
+
+    def __init__(self, size):
+        self.size, self.boxes = size, []
+
+    def resize(self, size, resample, box):
+        self.boxes.append(box)
+        return np.zeros((size[1], size[0], 3), np.uint8)
+
+
+def _boxes(size, min_scale, draws, seed, ratio=(3 / 4, 4 / 3)):
+    image, rng = _BoxRecorder(size), np.random.default_rng(seed)
+    for _ in range(draws):
+        random_resized_crop(image, 8, min_scale, rng, ratio)
+    return np.asarray(image.boxes, np.float64)  # [draws, 4]: x0, y0, x1, y1
+
+
+def _accepted_scale_cdf(f, min_scale, ratio):
+    """CDF of the area fraction of the boxes kept, for a square image (derived by hand, not from the code).
+
+    Draw f ~ U[min_scale, 1] and a log-uniform in [r0, r1] (r0 = 1/r1 < 1); the box
+    S·sqrt(f a) × S·sqrt(f / a) fits iff f ≤ min(a, 1/a), i.e. |ln a| ≤ −ln f. So a draw is kept
+    with probability 1 for f ≤ r0 and −ln f / ln r1 above; the kept f has density ∝ that (a
+    redraw is independent). ∫ −ln f df = f − f ln f.
+    """
+    r0, c = ratio[0], np.log(ratio[1])
+    low = np.clip(f, min_scale, r0) - min_scale
+    g = lambda u: u - u * np.log(u)  # noqa: E731
+    high = (g(np.clip(f, r0, 1.0)) - g(r0)) / c
+    total = (r0 - min_scale) + (g(1.0) - g(r0)) / c
+    return (low + high) / total
+
+
+def test_random_resized_crop_box_distribution():
+    """Over many draws: boxes inside the image, area fraction in [min_scale, 1], aspect ratio in
+    the range, and the area fraction distributed as U[min_scale, 1] kept where the box fits (KS)."""
+    ratio = (3 / 4, 4 / 3)
+    # a non-square image: geometry only
+    boxes = _boxes((640, 480), 0.3, 3000, seed=1, ratio=ratio)
+    x0, y0, x1, y1 = boxes.T
+    w, h = x1 - x0, y1 - y0
+    assert (x0 >= 0).all() and (y0 >= 0).all() and (x1 <= 640).all() and (y1 <= 480).all()
+    assert (w > 0).all() and (h > 0).all() and np.array_equal(boxes, np.round(boxes))
+    fraction = w * h / (640 * 480)
+    assert fraction.min() >= 0.3 * (1 - 0.01) and fraction.max() <= 1.0
+    assert (w / h >= ratio[0] * (1 - 0.01)).all() and (w / h <= ratio[1] * (1 + 0.01)).all()  # ±1 px rounding
+    # the box's position is uniform over the places it fits: offset / slack averages 1/2
+    slack_x, slack_y = 640 - w, 480 - h
+    assert abs(np.mean(x0[slack_x > 0] / slack_x[slack_x > 0]) - 0.5) < 0.03
+    assert abs(np.mean(y0[slack_y > 0] / slack_y[slack_y > 0]) - 0.5) < 0.03
+    assert (x0 == 0).any() and (x0 == slack_x).any() and (y0 == 0).any() and (y0 == slack_y).any()  # both ends
+
+    # a large square image (rounding ≪ the test's resolution): the distribution of the area fraction
+    n, min_scale, side = 20_000, 0.25, 10_000
+    boxes = _boxes((side, side), min_scale, n, seed=2, ratio=ratio)
+    fraction = np.sort((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) / side ** 2)
+    cdf = _accepted_scale_cdf(fraction, min_scale, ratio)
+    ks = max(np.max(np.arange(1, n + 1) / n - cdf), np.max(cdf - np.arange(n) / n))
+    assert ks < 1.95 / np.sqrt(n), ks  # Kolmogorov–Smirnov at the 0.1% level (deterministic seed)
+    # and plainly: below 3/4 every box fits, so equal-width bins hold equal counts there
+    counts, _ = np.histogram(fraction, bins=10, range=(min_scale, 0.75))
+    expected = n * _accepted_scale_cdf(np.float64(0.75), min_scale, ratio) / 10
+    assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected)), (counts, expected)
+    # where every aspect fits (area fraction < 3/4) the aspect ratio is log-uniform over the range
+    w, h = (boxes[:, 2] - boxes[:, 0]), (boxes[:, 3] - boxes[:, 1])
+    always = w * h / side ** 2 < 0.74
+    u = np.sort((np.log(w / h)[always] - np.log(ratio[0])) / (np.log(ratio[1]) - np.log(ratio[0])))
+    m = len(u)
+    ks = max(np.max(np.arange(1, m + 1) / m - u), np.max(u - np.arange(m) / m))
+    assert ks < 1.95 / np.sqrt(m), ks
+
+
+def test_random_resized_crop_falls_back_to_the_whole_image():
+    """A 1000×10 strip has no box of aspect within [3/4, 4/3] covering half its area: whole image."""
+    boxes = _boxes((1000, 10), 0.5, 20, seed=0)
+    assert (boxes == [0, 0, 1000, 10]).all()

@@ -187,10 +187,23 @@ def test_clip_has_no_bias_and_its_scale_is_exp_of_the_param():
     np.testing.assert_allclose(float(out["logit_scale"]), 50.0, rtol=1e-6)
 
 
+def test_uint8_pixels_map_evenly_onto_minus_one_to_one():
+    """The documented pixel range, as properties: 0 → −1, 255 → +1, equal steps, symmetric."""
+    from bigvl.models.vit import to_model_range
+    got = np.asarray(to_model_range(jnp.arange(256, dtype=jnp.uint8), jnp.float32), np.float64)
+    assert got[0] == -1.0 and got[255] == 1.0
+    steps = np.diff(got)
+    assert np.all(steps > 0)  # strictly monotone
+    np.testing.assert_allclose(steps, 2 / 255, rtol=0, atol=1e-6)  # evenly spaced: 255 equal steps cover [-1, 1]
+    np.testing.assert_allclose(got, -got[::-1], atol=1e-6)  # v and 255 − v are mirror images: 127.5 ↦ 0
+
+
 def test_uint8_and_normalised_float_images_agree():
+    """A uint8 image and the same image already in [-1, 1] (pixel v ↦ the v-th of 256 evenly
+    spaced values from −1 to 1) encode alike."""
     model, params = build_model(CLIP_TINY), shared_params("clip")
     images, _ = inputs(CLIP_TINY)
-    as_float = jnp.asarray(np.asarray(images, np.float32) / 127.5 - 1.0)
+    as_float = jnp.asarray(np.linspace(-1.0, 1.0, 256, dtype=np.float32)[np.asarray(images)])
     z8, zf = apply(model, params, images, as_float, method=lambda m, a, b: (m.encode_image(a), m.encode_image(b)))
     np.testing.assert_allclose(z8, zf, rtol=1e-5, atol=1e-6)
 

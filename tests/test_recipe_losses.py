@@ -58,36 +58,41 @@ def test_long_clip_loss_is_long_term_plus_pca_short_term():
     np.testing.assert_allclose(got, want, rtol=1e-4)
 
 
-def _reference_alip(scale, steps_of_batches, momentum=0.99):
-    """ALIP's gates written out per example, over several steps (EMAs start at 1)."""
-    ema = {"alt_caption": 1.0, "image_alt": 1.0, "image_caption": 1.0}
-    out = []
-    for x, y in steps_of_batches:
-        alt, cap = y[:, 0], y[:, 1]
-        sims = {"alt_caption": (alt * cap).sum(1), "image_alt": (x * alt).sum(1), "image_caption": (x * cap).sum(1)}
-        ema = {k: momentum * ema[k] + (1 - momentum) * sims[k].mean() for k in ema}
-        w_sample = np.array([min(np.exp(s - ema["alt_caption"]) ** 2, 1.0) for s in sims["alt_caption"]])
-        w_alt, w_cap = np.ones(len(x)), np.ones(len(x))
-        for i in range(len(x)):
-            if np.exp(sims["alt_caption"][i] - ema["alt_caption"]) ** 2 < 1:
-                w_alt[i] = np.exp(sims["image_alt"][i] - ema["image_alt"]) ** 2
-                w_cap[i] = np.exp(sims["image_caption"][i] - ema["image_caption"]) ** 2
-        loss = np.mean(w_sample * w_alt * _per_pair(x, alt, scale)) + np.mean(
-            w_sample * w_cap * _per_pair(x, cap, scale))
-        out.append((loss, dict(ema)))
-    return out
+def test_alip_loss_on_a_hand_computed_two_example_case():
+    """ALIP's released training step (deepglint/ALIP train.py + Adaptive_loss), by hand.
 
+    Its formulas: per similarity kind, the EMA first takes the batch mean, m ← 0.99 m + 0.01 mean(s),
+    starting from m = 1; then gate = exp(s − m)²; the sample weight is min(gate_alt,caption, 1);
+    where that gate is < 1 the pair weights are the image-alt / image-caption gates, else 1;
+    loss = mean_i w_s w_alt ℓ_alt,i + mean_i w_s w_cap ℓ_cap,i with ℓ_i = (row CE + column CE) / 2.
 
-def test_alip_loss_and_ema_follow_the_reference_over_steps():
-    batches = [_embeddings(12, 2, 6, seed=s) for s in range(3)]
-    want = _reference_alip(5.0, batches)
+    Two examples in 2-D, logit scale t = ln 3 (so e^-t = 1/3):
+      image  x0 = (1, 0)  x1 = (0, 1)
+      alt    a0 = (1, 0)  a1 = (0, 1)      s_ia  = (1, 1)  mean 1    → m_ia = 1
+      caption c0 = (1, 0) c1 = (1, 0)      s_ic  = (1, 0)  mean 1/2  → m_ic = 0.995
+                                           s_ac  = (1, 0)  mean 1/2  → m_ac = 0.995
+      example 0: gate_ac = e^{2·0.005} ≥ 1 → w_s = 1, pair weights 1
+      example 1: gate_ac = e^{-1.99} < 1 → w_s = e^{-1.99}, w_alt = e^{2(1−1)} = 1, w_cap = e^{-1.99}
+    InfoNCE terms: image·alt logits t·I: ℓ_alt,0 = ℓ_alt,1 = ln(1 + e^-t) = ln(4/3).
+      image·caption logits t·[[1, 1], [0, 0]]: rows ln 2, ln 2; columns ln(1 + e^-t) = ln(4/3),
+      ln(e^t + 1) = ln 4 → ℓ_cap,0 = ½ ln(8/3), ℓ_cap,1 = ½ ln 8.
+    Step 2 on the same batch: m_ac = m_ic = 0.99 · 0.995 + 0.005 = 0.99005, m_ia = 1.
+    """
+    x = np.array([[1.0, 0.0], [0.0, 1.0]])
+    y = np.array([[[1.0, 0.0], [1.0, 0.0]],    # example 0: (alt, caption)
+                  [[0.0, 1.0], [1.0, 0.0]]])   # example 1
+    scale = np.log(3.0)
     ema = recipe_losses.alip_initial_state()
-    for (x, y), (want_loss, want_ema) in zip(batches, want):
-        loss, ema, metrics = recipe_losses.alip_loss(jnp.float32(x), jnp.float32(y), 5.0, ema)
-        np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
-        for key in want_ema:
-            np.testing.assert_allclose(ema[key], want_ema[key], rtol=1e-6)
-        assert 0 < float(metrics["alip_sample_gate"]) <= 1
+    for m in (0.995, 0.99005):  # the alt-caption (= image-caption) EMA after steps 1 and 2
+        w1 = np.exp(-2 * m)  # example 1's sample gate (and its caption pair gate)
+        want = 0.5 * (np.log(4 / 3) + w1 * np.log(4 / 3)) + 0.5 * (0.5 * np.log(8 / 3) + w1 * w1 * 0.5 * np.log(8))
+        loss, ema, metrics = recipe_losses.alip_loss(jnp.float32(x), jnp.float32(y), jnp.float32(scale), ema)
+        np.testing.assert_allclose(loss, want, rtol=2e-6)
+        np.testing.assert_allclose([ema["alt_caption"], ema["image_alt"], ema["image_caption"]], [m, 1.0, m],
+                                   rtol=1e-6)
+        np.testing.assert_allclose(metrics["alip_sample_gate"], (1 + w1) / 2, rtol=1e-6)
+        np.testing.assert_allclose(metrics["alip_alt_gate"], 1.0, rtol=1e-6)
+        np.testing.assert_allclose(metrics["alip_caption_gate"], (1 + w1) / 2, rtol=1e-6)
 
 
 def test_alip_gates_carry_no_gradient():

@@ -20,18 +20,33 @@ def test_every_recipe_is_a_valid_demo_config(name):
 @pytest.mark.parametrize("name,strategy,objective", [
     ("partial", "partial", "per_text"), ("multi", "multi", "per_text+multi_positive"),
     ("long", "long", "long_clip"), ("alip", "dual", "alip"), ("dual", "dual", "per_text")])
-def test_b16_recipes_set_the_published_knobs(name, strategy, objective):
+def test_b16_recipes_set_consistent_knobs(name, strategy, objective):
+    """Each recipe's texts and objective, and its knobs checked against the model they run on
+    (not against the numbers bigvl/recipes.py writes)."""
     config = load_config(f"configs/recipe_b16.py:{name}")
     assert (config.data.caption_strategy, config.loss.multi_text) == (strategy, objective)
-    if name == "partial":
-        assert config.data.partial_max_tokens == 32 and config.data.partial_with_alt
-    if name == "multi":
-        assert config.data.multi_k == 6 and config.loss.grouping_weight == 0
+    context = config.model.text.context_length
+    if name == "partial":  # the partial caption's budget (EOS not counted) fits the text context
+        assert 1 <= config.data.partial_max_tokens < context and config.data.partial_with_alt
+    if name == "multi":  # grouping is multi_grouping's addition: off here, on (a valid threshold) there
+        assert config.data.multi_k >= 2 and config.loss.grouping_weight == 0
         grouped = load_config("configs/recipe_b16.py:multi_grouping")
-        assert (grouped.loss.grouping_weight, grouped.loss.grouping_threshold) == (1.0, 0.1)
+        assert grouped.loss.grouping_weight > 0 and 0 <= grouped.loss.grouping_threshold < 1
+        assert grouped.data.multi_k == config.data.multi_k
     if name == "long":
-        assert config.model.text.context_length == 248 and config.optim.freeze_text_positions == 20
-        assert config.init.stretch_keep == 20 and config.loss.pca_dim == 32
+        from bigvl.models.pretrained import stretch_positions
+        base = load_config("configs/clip_b16.py").model.text.context_length  # the 77-position run it loads
+        keep = config.init.stretch_keep
+        # Long-CLIP (Zhang et al. 2024): positions 77 → 248, the first 20 kept, the rest stretched 4×
+        assert (context - keep) == 4 * (base - keep)
+        table = np.arange(base, dtype=np.float64)[:, None]  # row i holds i: the stretch is readable
+        stretched = stretch_positions(table, context, keep=keep)
+        assert stretched.shape == (context, 1)
+        np.testing.assert_array_equal(stretched[:keep, 0], np.arange(keep))  # kept rows copied
+        assert np.all(np.diff(stretched[:, 0]) > 0)  # interpolated in order
+        assert config.optim.freeze_text_positions == keep  # frozen rows are exactly the copied ones
+        # the short term uses the top-k principal components: k below the embedding width, or it is no PCA
+        assert 1 <= config.loss.pca_dim < config.model.embed_dim
 
 
 def test_unknown_recipe_is_named():
@@ -53,6 +68,9 @@ def test_alip_trains_and_checkpoints_its_ema_state(tiny_world, tmp_path):
     saved = ocp.StandardCheckpointer().restore(str(tmp_path / "checkpoints" / "2" / "state"))
     ema = {k: float(v) for k, v in saved["loss_state"].items()}  # 2 EMA updates from 1.0, in the checkpoint
     assert set(ema) == {"alt_caption", "image_alt", "image_caption"}
+    # by hand from the logged batch means s1, s2: m = 0.99 (0.99 · 1 + 0.01 s1) + 0.01 s2
+    s1, s2 = (r["alip_alt_caption_sim"] for r in rows)
+    assert ema["alt_caption"] == pytest.approx(0.99 * (0.99 + 0.01 * s1) + 0.01 * s2, abs=1e-6)
     assert all(v != 1.0 and abs(v - 1.0) < 0.03 for v in ema.values())
 
 

@@ -20,6 +20,7 @@ from bigvl.data import world as sw
 from bigvl.data.world import build as world_build
 from bigvl.data.records import decode_example
 from bigvl.data.tokenizer import Tokenizer
+from bigvl.models import model_config_defaults
 
 # what the colour words mean, written independently of the generator's palette
 PALETTE = {"red": (220, 40, 40), "green": (40, 160, 60), "blue": (40, 80, 220), "yellow": (240, 200, 40),
@@ -108,7 +109,7 @@ def test_files_counts_and_ids(world, splits):
     manifest = json.loads((world / "manifest.json").read_text())
     assert manifest["counts"] == {"train": 200, "zeroshot": 60, "retrieval": 40, "hard_negatives": 40}
     assert manifest["files"]["train"] == ["train-00000-of-00002.array_record", "train-00001-of-00002.array_record"]
-    assert manifest["params"]["noise"] == {"p_boilerplate": 0.3, "p_wrong_attribute": 0.25, "p_one_object": 0.75}
+    assert manifest["params"]["noise"] == dataclasses.asdict(sw.AltTextNoise())  # what it was built with
     for name, records in splits.items():
         assert len(records) == manifest["counts"][name]
         assert [r["id"] for r in records] == [f"{name}/{i:06d}" for i in range(len(records))]
@@ -232,10 +233,12 @@ def test_hard_negatives_are_false(splits):
 
 def test_zeroshot_balanced_and_labels_match_pixels(world, splits):
     classes = json.loads((world / "zeroshot_classes.json").read_text())
-    assert len(classes["classnames"]) == 30 == len(set(classes["classnames"]))
+    # every colour × shape this file's own word lists name, once each
+    everything = {f"{c} {s}" for c in COLOUR_WORDS.split("|") for s in SHAPE_WORDS.split("|")}
+    assert sorted(classes["classnames"]) == sorted(everything)
     assert len(classes["templates"]) >= 4 and all("{}" in t for t in classes["templates"])
     labels = [r["extras"]["label"] for r in splits["zeroshot"]]
-    assert collections.Counter(labels) == {c: 2 for c in range(30)}
+    assert collections.Counter(labels) == {c: SMALL["num_zeroshot"] // len(everything) for c in range(len(everything))}
     for record in splits["zeroshot"]:
         (obj,) = record["extras"]["scene"]["objects"]
         colour, shape = classes["classnames"][record["extras"]["label"]].split()
@@ -322,7 +325,9 @@ def test_alt_text_noise_rates_follow_parameters():
     assert one_object / multi == pytest.approx(0.6, abs=0.04)
 
 
-def test_world_alt_texts_are_noisy_but_informative(splits):
+def test_world_alt_texts_are_noisy_but_informative(world, splits):
+    """The train split's alt-texts show the noise rates its manifest records (binomial, 4 sd)."""
+    noise = json.loads((world / "manifest.json").read_text())["params"]["noise"]
     kinds = collections.Counter()
     for record in splits["train"]:
         scene = sw.Scene(tuple(sw.SceneObject(o["colour"], o["shape"], o["size"], o["x"], o["y"], o["radius"],
@@ -330,12 +335,16 @@ def test_world_alt_texts_are_noisy_but_informative(splits):
                          record["extras"]["scene"]["background"], record["extras"]["scene"]["texture"], 0.1, 0.0)
         kinds[classify_alt(record["alt_text"], scene)[0]] += 1
         assert record["alt_text"] != record["captions"]["rewrite_0"] != record["captions"]["rewrite_1"]
-    assert 0.15 < kinds["boilerplate"] / 200 < 0.45 and 0.3 < kinds["accurate"] / 200 < 0.6
+    n = len(splits["train"])
+    for kind, p in (("boilerplate", noise["p_boilerplate"]), ("wrong", noise["p_wrong_attribute"]),
+                    ("accurate", 1 - noise["p_boilerplate"] - noise["p_wrong_attribute"])):
+        assert abs(kinds[kind] / n - p) < 4 * math.sqrt(p * (1 - p) / n), (kind, kinds, noise)
 
 
 def test_tokenizer_covers_the_world(world, splits):
     tok = Tokenizer(world / "tokenizer.model")
-    assert (tok.pad_id, tok.eos_id) == (0, 3) and tok.vocab_size <= 2048
+    text = model_config_defaults().text  # the ids the text towers assume
+    assert (tok.pad_id, tok.eos_id) == (text.pad_id, text.eos_id) and tok.vocab_size <= SMALL["vocab_size"]
     classes = json.loads((world / "zeroshot_classes.json").read_text())
     texts = classes["classnames"] + [r["captions"]["short"] for r in splits["retrieval"]]
     rows = tok.encode(texts, 64)

@@ -12,10 +12,10 @@ import textwrap
 import jax
 import numpy as np
 import portpicker
+import pytest
 
 from bigvl.inference.run import load_run
 from bigvl.train.run_dir import ids_path, read_ids
-import pytest
 
 pytestmark = pytest.mark.slow  # second tier: end-to-end (README, .ci/run)
 

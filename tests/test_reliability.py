@@ -15,6 +15,8 @@ from bigvl.data.records import read_records
 from bigvl.tools.data_faults import truncate_shard, write_faulty_shard
 from bigvl.train.run_dir import read_metrics
 
+pytestmark = pytest.mark.slow  # second tier: end-to-end (README, .ci/run)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMING = {"time", "step_time_s", "pairs_per_s", "model_tflops_per_s", "mfu", "eval_time_s"}
 STEPS, KILL_AT = 8, 5  # checkpoints at 3, 6, 8; killed after step 5, so resumed from 3
@@ -27,8 +29,6 @@ jax.config.update("jax_num_cpu_devices", 8)
 from bigvl.train import run_dir as metrics_writer
 from bigvl.train.loop import train_and_evaluate
 from tiny import tiny_config
-
-pytestmark = pytest.mark.slow  # second tier: end-to-end (README, .ci/run)
 
 write = metrics_writer.MetricsWriter.write
 def write_then_die(self, step, metrics, console=True):

@@ -56,7 +56,7 @@ def test_real_configs_build_the_published_models(name, count):
     import jax
 
     from bigvl.models import build_model, count_params
-    from bigvl.train.state import dummy_inputs
+    from bigvl.models import dummy_inputs
     config = load_config(f"configs/{name}.py")
     model = build_model(config.model)
     images, tokens = dummy_inputs(config.model)

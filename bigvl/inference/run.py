@@ -24,7 +24,7 @@ import orbax.checkpoint as ocp
 from bigvl.data.tokenizer import Tokenizer
 from bigvl.inference.checkpoint_format import check_format
 from bigvl.inference.encoder import Encoder, make_encoder
-from bigvl.models import build_model, model_config_defaults
+from bigvl.models import build_model, dummy_inputs, model_config_defaults
 from bigvl.parallel.mesh import DEFAULT_RULES, logical_shardings, make_mesh, rules_from_config
 
 # The keys besides `model` that inference reads, with the values a config.json lacking them gets
@@ -83,8 +83,7 @@ def read_run_config(workdir: str) -> ml_collections.ConfigDict:
 
 def abstract_params(model: nn.Module, model_cfg, mesh: jax.sharding.Mesh, rules) -> Any:
     """The params tree of `model` as ShapeDtypeStructs carrying their NamedShardings on `mesh` (no memory)."""
-    size, length = model_cfg.image.image_size, model_cfg.text.context_length
-    images, tokens = jax.numpy.zeros((1, size, size, 3), "uint8"), jax.numpy.zeros((1, length), "int32")
+    images, tokens = dummy_inputs(model_cfg)
     boxed = jax.eval_shape(lambda r: model.init(r, images, tokens)["params"], jax.random.key(0))
     shardings = logical_shardings(boxed, mesh, rules)
     return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),

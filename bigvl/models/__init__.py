@@ -25,7 +25,7 @@ from bigvl.models.two_tower import TwoTower
 from bigvl.models.vit import POOLS as IMAGE_POOLS
 from bigvl.models.vit import VisionTower
 
-__all__ = ["TwoTower", "VisionTower", "TextTower", "model_config_defaults", "build_model", "count_params", "param_path",
+__all__ = ["TwoTower", "VisionTower", "TextTower", "model_config_defaults", "build_model", "count_params", "param_path", "dummy_inputs",
            "image_size_of", "text_size_of"]
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -166,3 +166,9 @@ def count_params(params) -> int:
 def param_path(path) -> str:
     """A tree path as '/'-joined module names, e.g. 'image/block_3/mlp/Dense_0/kernel'."""
     return "/".join(str(getattr(k, "key", k)) for k in path)
+
+
+def dummy_inputs(model_cfg, batch: int = 1) -> tuple[jax.Array, jax.Array]:
+    """Zero images uint8 [b,S,S,3] and tokens int32 [b,L] for init and shape inference."""
+    size, length = model_cfg.image.image_size, model_cfg.text.context_length
+    return jnp.zeros((batch, size, size, 3), jnp.uint8), jnp.zeros((batch, length), jnp.int32)

@@ -66,7 +66,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     if state is None:
         state = setup.compiled_init(rng)
         if config.init.workdir:  # fine-tuning: params from another run (Adam moments start at 0)
-            state["params"] = load_init_params(config.init, state["params"])
+            state["params"] = load_init_params(config.init, state["params"], mesh)
     start_step = int(state["step"])
     if start_step == config.total_steps and (done := run_dir.finished_metrics(workdir, start_step)) is not None:
         log.info("%s finished at step %d already: its final evaluation is in final_metrics.json", workdir, start_step)

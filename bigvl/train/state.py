@@ -25,11 +25,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from bigvl.inference.run import load_run
+from bigvl.inference.run import abstract_params, read_run_config, restore_params
 from bigvl.losses.objective import Objective
-from bigvl.models import build_model, count_params
+from bigvl.models import build_model, count_params, dummy_inputs
 from bigvl.models.pretrained import adapt_params
-from bigvl.parallel.mesh import logical_shardings
+from bigvl.parallel.mesh import logical_shardings, rules_from_config
 from bigvl.train.optimizer import make_optimizer
 
 log = logging.getLogger(__name__)
@@ -62,12 +62,6 @@ class TrainSetup:
     @property
     def state_shardings(self):
         return self.compiled_init.output_shardings
-
-
-def dummy_inputs(model_cfg, batch: int = 1) -> tuple[jax.Array, jax.Array]:
-    """Zero images uint8 [b,S,S,3] and tokens int32 [b,L] for init and shape inference."""
-    size, length = model_cfg.image.image_size, model_cfg.text.context_length
-    return jnp.zeros((batch, size, size, 3), jnp.uint8), jnp.zeros((batch, length), jnp.int32)
 
 
 def make_train_setup(config, mesh, rules) -> TrainSetup:
@@ -132,9 +126,15 @@ def window_mean_loss(metrics: dict[str, float]) -> float:
     return total / count if count else float("nan")
 
 
-def load_init_params(init_cfg, params: dict) -> dict:
-    """The params of run `init_cfg.workdir` (latest step), adapted to and placed like `params`."""
-    source = load_run(init_cfg.workdir)
-    log.info("initialising from %s step %d", init_cfg.workdir, source.step)
-    adapted = adapt_params(source.params, params, init_cfg.stretch_keep)
+def load_init_params(init_cfg, params: dict, mesh) -> dict:
+    """The params of run `init_cfg.workdir` (latest step), adapted to and placed like `params`.
+
+    Restores the source's params alone, by its own config's shapes (it may differ, e.g. a shorter
+    text context): no optimizer state, no encoder."""
+    source_cfg = read_run_config(init_cfg.workdir)
+    source_model = build_model(source_cfg.model)
+    source_params, step = restore_params(init_cfg.workdir, abstract_params(
+        source_model, source_cfg.model, mesh, rules_from_config(source_cfg.sharding_rules)))
+    log.info("initialising from %s step %d", init_cfg.workdir, step)
+    adapted = adapt_params(source_params, params, init_cfg.stretch_keep)
     return jax.tree.map(lambda a, p: jax.device_put(a, p.sharding), adapted, params)

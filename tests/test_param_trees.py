@@ -6,7 +6,7 @@ as it was *before* the models refactor (commit 2e3709d), by this file run as a s
 
     PYTHONPATH=<checkout of that commit> python tests/test_param_trees.py --write
 
-Cases: every config under configs/ (default argument), demo's SigLIP variant, the options
+Cases: every config under configs/ at the time (default argument), demo's SigLIP variant, the options
 that add or remove params (MAP pooling in either tower, no projection, projection bias,
 bfloat16 params) and the tiny captioners of the captioner tests.
 """
@@ -56,8 +56,13 @@ def _tiny_captioner(kind: str, **updates):
     return make
 
 
+# The configs that existed when the reference was written; a config added later (e.g. own_data.py)
+# has no old code to be checked against, and test_config.py builds every config.
+FROZEN_CONFIGS = ("clip_b16.py", "clips_demo.py", "clips_l14.py", "coca_b16.py", "coca_demo.py", "demo.py",
+                  "recipe_b16.py", "recipe_demo.py", "siglip_b16.py")
+
 CASES = {
-    **{f"configs/{p.name}": (lambda name=p.name: _config(name)) for p in sorted(CONFIGS.glob("*.py"))},
+    **{f"configs/{name}": (lambda name=name: _config(name)) for name in FROZEN_CONFIGS},
     "configs/demo.py:sigmoid": lambda: _config("demo.py:sigmoid"),
     "demo+image_pool_map": _demo_with(**{"image.pool": "map"}),
     "demo+text_pool_map_bidirectional": _demo_with(**{"text.pool": "map", "text.causal": False}),

@@ -3,6 +3,10 @@
     tok = Tokenizer("tokenizer.model")
     tok.encode(["a red circle"], length=16)  # int32 [1, 16]: ids..., eos, 0, 0, ...
 
+The file picks the kind (`data.tokenizer`): a sentencepiece .model (bigvl's own, SigLIP's), or
+CLIP's BPE, open_clip's `bpe_simple_vocab_16e6.txt.gz` or an HF `tokenizer.json`
+(bigvl/data/clip_bpe.py: rows <start>, ids..., <end>, 0, ... as open_clip's `tokenize`).
+
 `train_tokenizer` trains a model in-process (used by the synthetic world and `data/`
 tools) with the ids every bigvl model assumes: pad 0, unk 1, bos 2, eos 3.
 """
@@ -15,6 +19,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import sentencepiece as spm
+
+from bigvl.data.clip_bpe import ClipBpe, is_clip_bpe
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
@@ -36,6 +42,9 @@ class Tokenizer:
     def _load(self, path: str, model_proto: bytes) -> None:
         self.path = path
         self._model_proto = model_proto
+        if is_clip_bpe(path):
+            self._sp = ClipBpe(path, model_proto)
+            return
         try:
             self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
         except RuntimeError as e:

@@ -20,7 +20,7 @@ from bigvl.models.captioners import KINDS, build_captioner
 from bigvl.models.sizes import TransformerSize, resolve_size
 from bigvl.models.text import POOLS as TEXT_POOLS
 from bigvl.models.text import TextTower
-from bigvl.models.transformer import REMAT_POLICIES
+from bigvl.models.transformer import ACTIVATIONS, REMAT_POLICIES
 from bigvl.models.two_tower import TwoTower
 from bigvl.models.vit import POOLS as IMAGE_POOLS
 from bigvl.models.vit import VisionTower
@@ -48,6 +48,10 @@ def model_config_defaults() -> ml_collections.ConfigDict:
         "ln_pre": True,  # LayerNorm before the encoder (open_clip), not in big_vision
         "proj": True,  # linear projection to embed_dim (False: width must equal embed_dim)
         "proj_bias": False,  # open_clip: no bias; big_vision heads: bias
+        # uint8 pixels → (x/255 − mean)/std per channel; 0.5/0.5 is x/127.5 − 1 (big_vision, SigLIP);
+        # CLIP: mean (0.48145466, 0.4578275, 0.40821073), std (0.26862954, 0.26130258, 0.27577711)
+        "pixel_mean": (0.5, 0.5, 0.5),
+        "pixel_std": (0.5, 0.5, 0.5),
     })
     text = ml_collections.ConfigDict({
         "variant": "B",
@@ -63,6 +67,7 @@ def model_config_defaults() -> ml_collections.ConfigDict:
         "bos_id": 2,
         "proj": True,
         "proj_bias": False,
+        "mask_pads": True,  # False: pads are unmasked tokens and 'last' is position T−1 (SigLIP as published)
     })
     # Captioners (model.kind coca | clips): the multimodal decoder; 0 = the text tower's value.
     decoder = ml_collections.ConfigDict({
@@ -84,10 +89,13 @@ def model_config_defaults() -> ml_collections.ConfigDict:
         "dtype": "float32",  # compute dtype
         "param_dtype": "float32",
         "remat": "none",  # one of REMAT_POLICIES
-        "attention_impl": "",  # '' (XLA picks) | 'xla' | 'cudnn'
+        "attention_impl": "",  # '' (by backend: cuDNN flash on GPU for bf16/fp16, else XLA) | 'xla' | 'cudnn'
         # Image/text encoder blocks under nn.scan, params stacked [depth, ...] (compile time flat in depth);
         # False keeps the unrolled block_0..block_{L-1} params (bigvl.models.pretrained converts between them).
         "scan_layers": False,
+        # The towers' transformer (imported weights set what they were trained with, bigvl/convert):
+        "activation": "gelu_tanh",  # gelu_tanh (big_vision, SigLIP) | gelu (exact erf) | quick_gelu (OpenAI CLIP)
+        "layer_norm_eps": 1e-6,  # big_vision 1e-6; open_clip / HF CLIP 1e-5
     })
 
 
@@ -129,13 +137,26 @@ def build_model(model_cfg) -> nn.Module:
     scan_layers = _choice(model_cfg.get("scan_layers", False), (False, True), "scan_layers")
     ic, tc = model_cfg.image, model_cfg.text
     isz, tsz = image_size_of(ic), text_size_of(tc)
+    # `get`: configs saved before these keys existed.
+    arch = dict(activation=_choice(model_cfg.get("activation", "gelu_tanh"), ACTIVATIONS, "activation"),
+                ln_eps=float(model_cfg.get("layer_norm_eps", 1e-6)))
+    if not arch["ln_eps"] > 0:
+        raise ValueError(f"config key 'model.layer_norm_eps' must be > 0, got {arch['ln_eps']}")
+    pixels = {}
+    for key in ("pixel_mean", "pixel_std"):
+        value = tuple(float(v) for v in ic.get(key, (0.5, 0.5, 0.5)))
+        if len(value) != 3 or (key == "pixel_std" and min(value) <= 0):
+            raise ValueError(f"config key 'model.image.{key}' must be 3 numbers (std > 0), got {value}")
+        pixels[key] = value
     image = VisionTower(width=isz.width, depth=isz.depth, num_heads=isz.num_heads, mlp_dim=isz.mlp_dim,
                         patch_size=isz.patch_size, pool=_choice(ic.pool, IMAGE_POOLS, "image.pool"),
-                        patch_bias=ic.patch_bias, ln_pre=ic.ln_pre, scan_layers=scan_layers, **common)
+                        patch_bias=ic.patch_bias, ln_pre=ic.ln_pre, scan_layers=scan_layers, **arch, **pixels,
+                        **common)
     text = TextTower(vocab_size=tc.vocab_size, context_length=tc.context_length, width=tsz.width,
                      depth=tsz.depth, num_heads=tsz.num_heads, mlp_dim=tsz.mlp_dim, causal=tc.causal,
                      pool=_choice(tc.pool, TEXT_POOLS, "text.pool"), eos_id=tc.eos_id, pad_id=tc.pad_id,
-                     scan_layers=scan_layers, **common)
+                     mask_pads=_choice(tc.get("mask_pads", True), (True, False), "text.mask_pads"),
+                     scan_layers=scan_layers, **arch, **common)
     for name, cfg, size in (("image", ic, isz), ("text", tc, tsz)):
         if not cfg.proj and size.width != model_cfg.embed_dim:
             raise ValueError(f"model.{name}.proj is False, so its width {size.width} must equal "

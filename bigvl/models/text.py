@@ -10,10 +10,10 @@ e.g. a truncated sequence), 'last' = the last real token, 'first' = position 0, 
 attention pooling over the real tokens.
 The projection to the joint embedding lives in `two_tower.TwoTower`, not here.
 
-Where this differs from the references (for imported weights): 'last' is the last *real*
-token, with pads masked, while big_vision's SigLIP text tower takes the last position of
-the fixed-length sequence (its pads included, unmasked); LayerNorm eps 1e-6 and tanh GELU as
-in bigvl/models/vit.py (open_clip: 1e-5, QuickGELU / exact GELU).
+For imported weights: big_vision's and HF's SigLIP text towers see the fixed-length sequence
+whole (pads unmasked) and take its last position; `mask_pads=False` does the same (every
+position counts as real, so 'last' is position T−1 and nothing is masked). LayerNorm eps and
+the MLP activation are options as in bigvl/models/vit.py (open_clip: 1e-5, QuickGELU / exact GELU).
 """
 from __future__ import annotations
 
@@ -60,6 +60,9 @@ class TextTower(nn.Module):
     remat: str = "none"
     attention_impl: str | None = None
     scan_layers: bool = False  # run the encoder blocks under nn.scan (params stacked [depth, ...])
+    activation: str = "gelu_tanh"  # transformer.ACTIVATIONS
+    ln_eps: float = 1e-6
+    mask_pads: bool = True  # False: pads are ordinary tokens (SigLIP as published: no mask, last = T−1)
 
     @nn.compact
     def __call__(self, tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -78,13 +81,17 @@ class TextTower(nn.Module):
         pos = self.param("pos_embedding", named(nn.initializers.normal(0.01), "pos", "embed"),
                          (self.context_length, self.width), self.param_dtype)
         x = nn.with_logical_constraint(x + pos[:length].astype(self.dtype), ("batch", "seq", "act_embed"))
-        kv_lengths = None if self.causal else sequence_lengths(tokens, self.pad_id)
+        # mask_pads=False: a pad id no token can hold makes every position real (length T, no mask).
+        pad_id = self.pad_id if self.mask_pads else -1
+        kv_lengths = None if self.causal or not self.mask_pads else sequence_lengths(tokens, pad_id)
         x = Encoder(self.depth, self.num_heads, self.mlp_dim, self.causal, self.dtype, self.param_dtype,
-                    self.remat, self.attention_impl, self.scan_layers, name="encoder")(x, kv_lengths)
+                    self.remat, self.attention_impl, self.scan_layers, self.activation, self.ln_eps,
+                    name="encoder")(x, kv_lengths)
         if self.pool == "map":
             pooled = MAPHead(self.num_heads, self.mlp_dim, 1, self.dtype, self.param_dtype, self.attention_impl,
-                             name="map_head")(x, sequence_lengths(tokens, self.pad_id))[:, 0]
+                             self.activation, self.ln_eps, name="map_head")(
+                x, sequence_lengths(tokens, pad_id) if self.mask_pads else None)[:, 0]
         else:
-            where = pool_positions(tokens, self.pool, self.eos_id, self.pad_id)
+            where = pool_positions(tokens, self.pool, self.eos_id, pad_id)
             pooled = jnp.take_along_axis(x, where[:, None, None], axis=1)[:, 0]
         return nn.with_logical_constraint(pooled, ("batch", "act_embed")), x

@@ -25,6 +25,21 @@ Dtype = Any
 DENSE_INIT = nn.initializers.xavier_uniform()
 ZEROS = nn.initializers.zeros
 
+ACTIVATIONS = ("gelu_tanh", "gelu", "quick_gelu")  # model.activation: big_vision/SigLIP, exact erf, OpenAI CLIP
+
+
+def activation_fn(name: str):
+    """`model.activation` → the MLP nonlinearity: tanh-approximated GELU, exact erf GELU, or
+    QuickGELU x·σ(1.702x)."""
+    if name == "gelu_tanh":
+        return lambda x: nn.gelu(x, approximate=True)
+    if name == "gelu":
+        return lambda x: nn.gelu(x, approximate=False)
+    if name == "quick_gelu":
+        return lambda x: x * jax.nn.sigmoid(1.702 * x)
+    raise ValueError(f"model.activation {name!r} is not one of {ACTIVATIONS}")
+
+
 REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable", "nothing_saveable",
                   "everything_saveable")
 
@@ -34,11 +49,11 @@ def named(initializer, *names: str | None):
     return nn.with_logical_partitioning(initializer, names)
 
 
-def layer_norm(dtype: Dtype, param_dtype: Dtype, name: str | None = None) -> nn.LayerNorm:
+def layer_norm(dtype: Dtype, param_dtype: Dtype, name: str | None = None, eps: float = 1e-6) -> nn.LayerNorm:
     """LayerNorm over the last (`embed`) axis; statistics in float32, output in `dtype`.
 
-    eps 1e-6 (big_vision); open_clip's and HF CLIP's LayerNorms use 1e-5."""
-    return nn.LayerNorm(epsilon=1e-6, dtype=dtype, param_dtype=param_dtype, name=name,
+    eps 1e-6 (big_vision, the default); open_clip's and HF CLIP's LayerNorms use 1e-5 (`model.layer_norm_eps`)."""
+    return nn.LayerNorm(epsilon=eps, dtype=dtype, param_dtype=param_dtype, name=name,
                         scale_init=named(nn.initializers.ones, "embed"), bias_init=named(ZEROS, "embed"))
 
 
@@ -58,9 +73,22 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, *, is_causal: bool = Fal
 
     q [B,T,H,K], k/v [B,S,H,K] in the compute dtype; kv_lengths int32 [B] masks keys at
     positions >= length (right padding). Returns [B,T,H,K] in q's dtype (softmax in float32).
+    implementation: 'xla', 'cudnn', or None / '' = by backend (`attention_implementation`).
     """
     return jax.nn.dot_product_attention(q, k, v, is_causal=is_causal, key_value_seq_lengths=kv_lengths,
-                                        implementation=implementation or None)
+                                        implementation=implementation or attention_implementation(q.dtype, q.shape[-1]))
+
+
+def attention_implementation(dtype, head_dim: int, backend: str | None = None) -> str:
+    """The attention kernel when the config leaves it to bigvl: 'cudnn' (flash attention) on a GPU
+    for bf16 / fp16 with a head width cuDNN takes (a multiple of 8, at most 128), else 'xla'.
+
+    (`jax.nn.dot_product_attention` itself always picks XLA when given None.) backend: default
+    `jax.default_backend()`, i.e. 'xla' on CPU and TPU, also when compiling for a TPU topology.
+    """
+    backend = backend or jax.default_backend()
+    flash_ok = jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16) and head_dim % 8 == 0 and head_dim <= 128
+    return "cudnn" if backend in ("gpu", "cuda") and flash_ok else "xla"
 
 
 def flat_init(initializer, in_dims: int):
@@ -122,11 +150,12 @@ class SelfAttention(nn.Module):
 class Mlp(nn.Module):
     """Dense → GELU → Dense: [..., D] → [..., D] through a hidden width `mlp_dim`.
 
-    GELU is the tanh approximation (big_vision); OpenAI CLIP uses QuickGELU, x·σ(1.702x), and
-    open_clip's other models the exact erf GELU."""
+    GELU is the tanh approximation (big_vision) by default; `activation` (ACTIVATIONS) picks
+    OpenAI CLIP's QuickGELU, x·σ(1.702x), or open_clip's / HF's exact erf GELU."""
     mlp_dim: int
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    activation: str = "gelu_tanh"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -135,7 +164,7 @@ class Mlp(nn.Module):
                      kernel_init=named(DENSE_INIT, "embed", "mlp"), bias_init=named(ZEROS, "mlp"),
                      name="fc1")(x)
         h = nn.with_logical_constraint(h, ("batch", "seq", "act_mlp"))
-        h = nn.gelu(h, approximate=True)
+        h = activation_fn(self.activation)(h)
         return nn.Dense(width, dtype=self.dtype, param_dtype=self.param_dtype,
                         kernel_init=named(DENSE_INIT, "mlp", "embed"), bias_init=named(ZEROS, "embed"),
                         name="fc2")(h)
@@ -149,15 +178,17 @@ class EncoderBlock(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     attention_impl: str | None = None
+    activation: str = "gelu_tanh"  # ACTIVATIONS
+    ln_eps: float = 1e-6
 
     @nn.compact
     def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None) -> jax.Array:
-        y = layer_norm(self.dtype, self.param_dtype, "ln_1")(x)
+        y = layer_norm(self.dtype, self.param_dtype, "ln_1", self.ln_eps)(x)
         x = x + SelfAttention(self.num_heads, self.is_causal, self.dtype, self.param_dtype,
                               self.attention_impl, name="attn")(y, kv_lengths)
         x = nn.with_logical_constraint(x, ("batch", "seq", "act_embed"))
-        y = layer_norm(self.dtype, self.param_dtype, "ln_2")(x)
-        x = x + Mlp(self.mlp_dim, self.dtype, self.param_dtype, name="mlp")(y)
+        y = layer_norm(self.dtype, self.param_dtype, "ln_2", self.ln_eps)(x)
+        x = x + Mlp(self.mlp_dim, self.dtype, self.param_dtype, self.activation, name="mlp")(y)
         return nn.with_logical_constraint(x, ("batch", "seq", "act_embed"))
 
 
@@ -213,18 +244,21 @@ class Encoder(nn.Module):
     remat: str = "none"
     attention_impl: str | None = None
     scan: bool = False
+    activation: str = "gelu_tanh"  # ACTIVATIONS
+    ln_eps: float = 1e-6
 
     @nn.compact
     def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None) -> jax.Array:
         use_remat, policy = remat_policy(self.remat)
-        block_args = (self.num_heads, self.mlp_dim, self.is_causal, self.dtype, self.param_dtype, self.attention_impl)
+        block_args = (self.num_heads, self.mlp_dim, self.is_causal, self.dtype, self.param_dtype, self.attention_impl,
+                      self.activation, self.ln_eps)
         if self.scan:
             x, _ = scanned_blocks(self.depth, self.remat)(*block_args, name=SCANNED_BLOCKS)(x, kv_lengths)
         else:
             block_cls = nn.remat(EncoderBlock, policy=policy, prevent_cse=True) if use_remat else EncoderBlock
             for i in range(self.depth):
                 x = block_cls(*block_args, name=f"block_{i}")(x, kv_lengths)
-        return layer_norm(self.dtype, self.param_dtype, "ln_final")(x)
+        return layer_norm(self.dtype, self.param_dtype, "ln_final", self.ln_eps)(x)
 
 
 class MAPHead(nn.Module):
@@ -242,6 +276,8 @@ class MAPHead(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     attention_impl: str | None = None
+    activation: str = "gelu_tanh"  # ACTIVATIONS
+    ln_eps: float = 1e-6
 
     @nn.compact
     def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None) -> jax.Array:
@@ -255,6 +291,6 @@ class MAPHead(nn.Module):
         kv = nn.with_logical_constraint(kv, ("batch", "seq", None, "act_heads", None))
         y = attention(q, kv[:, :, 0], kv[:, :, 1], kv_lengths=kv_lengths, implementation=self.attention_impl)
         y = DenseGeneral((width,), ("heads", "kv", "embed"), in_dims=2, name="out", **dense)(y)
-        y = y + Mlp(self.mlp_dim, self.dtype, self.param_dtype, name="mlp")(
-            layer_norm(self.dtype, self.param_dtype, "ln")(y))
+        y = y + Mlp(self.mlp_dim, self.dtype, self.param_dtype, self.activation, name="mlp")(
+            layer_norm(self.dtype, self.param_dtype, "ln", self.ln_eps)(y))
         return nn.with_logical_constraint(y, ("batch", None, "act_embed"))

@@ -5,11 +5,10 @@ Options cover both reference families:
 - big_vision SigLIP: `patch_bias=True`, `ln_pre=False`, pool 'map'.
 The projection to the joint embedding lives in `two_tower.TwoTower`, not here.
 
-Where this differs from the references (it matters when importing their weights, not when
-training from scratch): pixels go in as x/127.5 − 1 (big_vision), not CLIP's per-channel
-mean/std normalisation; LayerNorm eps is 1e-6 (big_vision) where open_clip uses 1e-5; the MLP
-uses tanh-approximated GELU where open_clip's OpenAI models use QuickGELU and others exact GELU
-(bigvl/models/transformer.py).
+The defaults follow big_vision: pixels go in as x/127.5 − 1, LayerNorm eps 1e-6, tanh GELU.
+Imported weights set what they were trained with (bigvl/convert): `pixel_mean`/`pixel_std`
+(CLIP's per-channel mean/std over x/255), `ln_eps` 1e-5 and QuickGELU or exact GELU
+(`activation`, bigvl/models/transformer.py).
 """
 from __future__ import annotations
 
@@ -32,10 +31,17 @@ def patchify(images: jax.Array, patch_size: int) -> jax.Array:
     return x.reshape(b, (h // p) * (w // p), p * p * c)
 
 
-def to_model_range(images: jax.Array, dtype: Dtype) -> jax.Array:
-    """uint8 pixels → x/127.5 − 1 in [-1, 1]; float inputs are taken as already normalised."""
+UNIT_RANGE = (0.5, 0.5, 0.5)  # mean = std = 0.5 over x/255 is x/127.5 − 1 (big_vision, SigLIP)
+
+
+def to_model_range(images: jax.Array, dtype: Dtype, mean: tuple = UNIT_RANGE, std: tuple = UNIT_RANGE) -> jax.Array:
+    """uint8 pixels → (x/255 − mean)/std per channel (default: x/127.5 − 1 in [-1, 1], computed
+    as such); float inputs are taken as already normalised."""
     if jnp.issubdtype(images.dtype, jnp.integer):
-        return (images.astype(jnp.float32) * (1.0 / 127.5) - 1.0).astype(dtype)
+        if tuple(mean) == UNIT_RANGE and tuple(std) == UNIT_RANGE:
+            return (images.astype(jnp.float32) * (1.0 / 127.5) - 1.0).astype(dtype)
+        mean, std = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
+        return ((images.astype(jnp.float32) / 255.0 - mean) / std).astype(dtype)
     return images.astype(dtype)
 
 
@@ -58,13 +64,17 @@ class VisionTower(nn.Module):
     remat: str = "none"
     attention_impl: str | None = None
     scan_layers: bool = False  # run the encoder blocks under nn.scan (params stacked [depth, ...])
+    activation: str = "gelu_tanh"  # transformer.ACTIVATIONS
+    ln_eps: float = 1e-6
+    pixel_mean: tuple = UNIT_RANGE  # uint8 images → (x/255 − mean)/std
+    pixel_std: tuple = UNIT_RANGE
 
     @nn.compact
     def __call__(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
         if self.pool not in POOLS:
             raise ValueError(f"model.image.pool {self.pool!r} is not one of {POOLS}")
         d = self.width
-        patches = to_model_range(patchify(images, self.patch_size), self.dtype)
+        patches = patchify(to_model_range(images, self.dtype, self.pixel_mean, self.pixel_std), self.patch_size)
         patches = nn.with_logical_constraint(patches, ("batch", "seq", None))
         x = nn.Dense(d, use_bias=self.patch_bias, dtype=self.dtype, param_dtype=self.param_dtype,
                      kernel_init=named(DENSE_INIT, "patch", "embed"), bias_init=named(ZEROS, "embed"),
@@ -77,14 +87,14 @@ class VisionTower(nn.Module):
                          (x.shape[1], d), self.param_dtype)
         x = nn.with_logical_constraint(x + pos.astype(self.dtype), ("batch", "seq", "act_embed"))
         if self.ln_pre:
-            x = layer_norm(self.dtype, self.param_dtype, "ln_pre")(x)
+            x = layer_norm(self.dtype, self.param_dtype, "ln_pre", self.ln_eps)(x)
         x = Encoder(self.depth, self.num_heads, self.mlp_dim, False, self.dtype, self.param_dtype, self.remat,
-                    self.attention_impl, self.scan_layers, name="encoder")(x)
+                    self.attention_impl, self.scan_layers, self.activation, self.ln_eps, name="encoder")(x)
         if self.pool == "cls":
             pooled, tokens = x[:, 0], x[:, 1:]
         elif self.pool == "gap":
             pooled, tokens = jnp.mean(x.astype(jnp.float32), axis=1).astype(self.dtype), x
         else:
             pooled, tokens = MAPHead(self.num_heads, self.mlp_dim, 1, self.dtype, self.param_dtype,
-                                     self.attention_impl, name="map_head")(x)[:, 0], x
+                                     self.attention_impl, self.activation, self.ln_eps, name="map_head")(x)[:, 0], x
         return nn.with_logical_constraint(pooled, ("batch", "act_embed")), tokens

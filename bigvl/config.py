@@ -19,6 +19,7 @@ import jax
 import ml_collections
 
 from bigvl.data.caption_strategies import make_caption_strategy, strategy_config_defaults
+from bigvl.evaluators.suites import unknown_suite
 from bigvl.inference.run import read_config_json
 from bigvl.losses.objective import Objective, loss_config_defaults
 from bigvl.models import build_model, model_config_defaults
@@ -68,6 +69,15 @@ def base_config() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.train_paths = []  # ArrayRecord files or globs
     c.data.tokenizer = ""  # sentencepiece model file
+    # Where training examples come from: "array_record" (data.train_paths) or "tfds" (a TFDS dataset
+    # prepared as array_record, read by index; field mapping in bigvl/data/tfds_source.py).
+    c.data.source = "array_record"
+    c.data.tfds_name = ""  # e.g. "coco_captions" (a name[/config][:version] in tfds_data_dir)
+    c.data.tfds_split = "train"
+    c.data.tfds_data_dir = ""  # "" = TFDS's default (~/tensorflow_datasets)
+    c.data.tfds_image_key = "image"
+    c.data.tfds_alt_key = ""  # feature path of the alt-text; "" = none
+    c.data.tfds_captions = []  # ["NAME=feature/path", ...], e.g. ["short=captions/text"]
     # How each example's texts are drawn (bigvl/data/caption_strategies.py): data.caption_strategy
     # names one, and each strategy's parameters are keys of this section with the strategy's own
     # defaults (caption_field, mix_p, uniform_*, partial_*, multi_*, long_field, first_sentence_field).
@@ -124,6 +134,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.evals.captioning_max_length = 32  # decode length (≤ model.decoder.context_length)
     c.evals.captioning_method = "greedy"  # greedy | beam
     c.evals.captioning_beam_size = 4
+    # Published benchmarks (bigvl.evaluators.suites.SUITES), e.g. "wds/imagenet1k,karpathy/coco"; "" = off
+    c.evals.suites = ""
+    c.evals.data_dir = ""
     return c
 
 
@@ -265,9 +278,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
         check((config.batch_size // accum) % shards == 0, "optim.grad_accum_steps",
               f"micro-batch {config.batch_size} / {accum} = {config.batch_size // accum} is not "
               f"divisible by data x fsdp = {shards}")
-    if not config.world.build:
+    check(config.data.source in ("array_record", "tfds"), "data.source",
+          f"{config.data.source!r} is not 'array_record' or 'tfds'")
+    if config.data.source == "tfds":
+        check(bool(config.data.tfds_name), "data.tfds_name", "data.source is 'tfds' but no dataset is named")
+    elif not config.world.build:
         check(bool(config.data.train_paths), "data.train_paths", "no training data given")
+    if not config.world.build:
         check(bool(config.data.tokenizer), "data.tokenizer", "no tokenizer model given")
+    check(not unknown_suite(config.evals.suites), "evals.suites", unknown_suite(config.evals.suites))
     if config.model.kind != "two_tower":  # captioners: bigvl/models/captioners.py
         check(not config.evals.pointing, "evals.pointing",
               f"the pointing game reads two-tower patch embeddings; model.kind is {config.model.kind!r}")

@@ -19,6 +19,7 @@ from bigvl.data.tokenizer import Tokenizer
 from bigvl.inference.checkpoint_format import CheckpointVersionError
 from bigvl.parallel import distributed
 from bigvl.parallel.mesh import check_batch_divisible, make_mesh
+from bigvl.train.checkpoints import CheckpointLayoutError
 from bigvl.train.loop import train_and_evaluate
 from bigvl.train.run_dir import check_workdir
 
@@ -43,7 +44,11 @@ def preflight(config) -> None:
     if config.batch_size % jax.process_count():
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the "
                          f"{jax.process_count()} hosts")
-    resolve_paths(config.data.train_paths, "data.train_paths")
+    if config.data.source == "array_record":
+        resolve_paths(config.data.train_paths, "data.train_paths")
+    else:  # a TFDS dataset that is not prepared is one line here (tensorflow-datasets: only TFDS runs need it)
+        from bigvl.data.tfds_source import TfdsSource
+        TfdsSource(config.data)
     resolve_paths([config.data.tokenizer], "data.tokenizer")
     Tokenizer(config.data.tokenizer).check_model_text(config.model.text)
     for key in ("zeroshot", "zeroshot_classes", "retrieval", "hard_negatives", "pointing", "captioning"):
@@ -79,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     except FloatingPointError as e:  # nonfinite='stop': one line naming the step and the newest checkpoint
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except (NoReadableShardError, CheckpointVersionError) as e:  # found before compiling
+    except (NoReadableShardError, CheckpointVersionError, CheckpointLayoutError) as e:  # found before training
         print(f"error: {e}", file=sys.stderr)
         return 2
     if config.report:

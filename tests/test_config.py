@@ -1,4 +1,6 @@
 """Config loading and overrides: typed values, unknown keys named with the nearest key."""
+from pathlib import Path
+
 import pytest
 
 from bigvl.config import ConfigError, apply_overrides, base_config, load_config, validate
@@ -37,7 +39,7 @@ def test_validate_rejects_bad_choices():
         validate(c)
 
 
-@pytest.mark.parametrize("name", ["demo", "clip_b16", "siglip_b16"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.py")))
 def test_shipped_configs_load(name):
     c = load_config(f"configs/{name}.py")
     assert c.is_locked

@@ -248,11 +248,16 @@ def make_train_dataset(config, process_index: int = 0, process_count: int = 1,
     Batches: {"image": uint8 [b,S,S,3], "tokens": int32 [b,T,L], "index": int64 [b] (record
     ids), "skipped_records": int32 [b]}, plus "target_tokens" int32 [b,Ld] (captioners) and
     "teacher_image", "teacher_text" f32 [b,Dt], "teacher_logit_scale" f32 [b] (distillation).
-    `shards`: a `scan_shards` result to reuse (else scanned here).
+    `shards`: a `scan_shards` result to reuse (else scanned here); data.source "tfds" reads
+    a TFDS dataset instead (bigvl/data/tfds_source.py).
     """
-    if shards is None:
-        shards = scan_shards(resolve_paths(config.data.train_paths))
-    source = IndexedSource(shards)
+    if config.data.source == "tfds":
+        from bigvl.data.tfds_source import TfdsSource  # tensorflow-datasets: only TFDS runs need it
+        source = TfdsSource(config.data)
+    else:
+        if shards is None:
+            shards = scan_shards(resolve_paths(config.data.train_paths))
+        source = IndexedSource(shards)
     needs_target = config.model.kind != "two_tower" and config.data.target_field  # captioners
     processor = ExampleProcessor(config.data, config.model.image.image_size,
                                  config.model.text.context_length, config.data.tokenizer,

@@ -1,0 +1,182 @@
+"""Caption tables (recaption releases) joined to downloaded samples.
+
+    spec = TableSpec.parse("recap.parquet", join="url", captions=["short=re_caption"])
+    table = load_table(spec)            # TableError (one line) before any work if it cannot join
+    table.lookup(sample)                # {"short": "..."} or None (no row for this sample)
+
+A table is parquet, JSONL (``.jsonl``/``.json``, one object per line), CSV or TSV. `join`
+names the table column whose value is matched against the sample's key (``key``) or a
+field of the sample's metadata (its img2dataset .json: ``url``, ``uid``, ``sha256`` ...);
+``COLUMN=FIELD`` when the two names differ. Known releases: Recap-DataComp-1B ``url``
+(re_caption, org_caption), DataComp pools and PixelProse ``uid`` (text; vlm_caption), DreamLIP
+CSVs keyed by URL. A column holding a list of captions expands to ``NAME_0 … NAME_k``.
+LaCLIP's rewrites (one per line, aligned by row with the original CSV) join as
+``cc3m_original.csv+cc3m_chatgpt.txt+cc3m_bard.txt``: each text file a column named by its stem.
+A join value seen twice keeps its first row (the repeats are counted).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from typing import Any, Sequence
+
+KEY_FIELD = "key"  # the sample's own key (img2dataset's id), not a metadata field
+
+
+class TableError(ValueError):
+    """A caption table that cannot be joined (missing file or column, unknown format); one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TableSpec:
+    """One `--captions TABLE --join COLUMN[=FIELD] --caption NAME=COLUMN …` group."""
+    path: str
+    column: str  # the table's join column
+    field: str  # the sample's field it is matched against ("key" or a metadata field)
+    captions: tuple[tuple[str, str], ...]  # (caption name, table column)
+
+    @classmethod
+    def parse(cls, path: str, join: str, captions: Sequence[str]) -> "TableSpec":
+        """Builds a spec from the command-line strings; raises TableError on a malformed one."""
+        if not join:
+            raise TableError(f"--captions {path}: give --join COLUMN (the column matched against the sample)")
+        column, _, field = join.partition("=")
+        pairs = []
+        for item in captions:
+            name, sep, col = item.partition("=")
+            if not sep or not name or not col:
+                raise TableError(f"--captions {path}: --caption {item!r} is not NAME=COLUMN")
+            pairs.append((name, col))
+        if not pairs:
+            raise TableError(f"--captions {path}: give at least one --caption NAME=COLUMN")
+        return cls(path, column, field or column, tuple(pairs))
+
+
+def _nearest(name: str, names: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=1)
+    return f" (nearest: {close[0]!r})" if close else ""
+
+
+def _read_columns(path: str, columns: Sequence[str] | None):
+    """An arrow table of `path` (only `columns` when given); its column names when columns is None.
+
+    ``TABLE+A.txt+B.txt`` adds the lines of A.txt and B.txt as columns A and B, row by row (LaCLIP:
+    one rewrite per line, aligned with the original CSV); a line count that differs is a TableError.
+    """
+    import pyarrow as pa  # heavy import: only caption tables need it
+    base, *line_files = path.split("+")
+    if not line_files:
+        return _read_table(path, columns)
+    table = _read_table(base, None, whole=True)
+    for name in line_files:
+        with open(name, encoding="utf-8", errors="replace") as f:
+            lines = f.read().split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        if len(lines) != table.num_rows:
+            raise TableError(f"--captions {path}: {name} has {len(lines)} lines but {base} has {table.num_rows} "
+                             "rows (row-aligned rewrites need one line per row)")
+        table = table.append_column(os.path.basename(name).rsplit(".", 1)[0], pa.array(lines))
+    return table.column_names if columns is None else table.select(list(columns))
+
+
+def _read_table(path: str, columns: Sequence[str] | None, whole: bool = False):
+    import pyarrow as pa  # heavy import: only caption tables need it
+    ext = path.lower().rsplit(".", 1)[-1]
+    try:
+        if ext == "parquet":
+            import pyarrow.parquet as pq
+            if columns is None and not whole:
+                return pq.ParquetFile(path).schema_arrow.names
+            return pq.read_table(path, columns=list(columns) if columns else None)
+        if ext in ("csv", "tsv"):
+            import pyarrow.csv as pcsv
+            table = pcsv.read_csv(path, parse_options=pcsv.ParseOptions(
+                delimiter="\t" if ext == "tsv" else ",", newlines_in_values=True),
+                convert_options=pcsv.ConvertOptions(include_columns=list(columns) if columns else None))
+        elif ext in ("jsonl", "json"):
+            import pyarrow.json as pjson
+            table = pjson.read_json(path)
+        else:
+            raise TableError(f"--captions {path}: unknown table format .{ext} (parquet, jsonl, csv or tsv)")
+    except TableError:
+        raise
+    except (pa.ArrowException, OSError) as e:
+        raise TableError(f"--captions {path}: unreadable ({type(e).__name__}: "
+                         f"{(str(e).splitlines() or [''])[0][:160]})") from None
+    if whole:
+        return table
+    if columns is None:
+        return table.column_names
+    return table.select(list(columns))
+
+
+class CaptionTable:
+    """A loaded table: join value → {caption name: text}; `rows`, `repeated` (join values seen again)."""
+
+    def __init__(self, spec: TableSpec, index: dict[str, dict[str, str]], rows: int, repeated: int):
+        self.spec, self.index, self.rows, self.repeated = spec, index, rows, repeated
+
+    def join_value(self, key: str, meta: dict[str, Any]) -> str | None:
+        """The sample's value for this table's join (None when the sample lacks the field)."""
+        value = key if self.spec.field == KEY_FIELD else meta.get(self.spec.field)
+        return None if value is None else str(value)
+
+    def lookup(self, key: str, meta: dict[str, Any]) -> dict[str, str] | None:
+        """The captions of the sample's row, or None when the table has no row for it."""
+        value = self.join_value(key, meta)
+        return None if value is None else self.index.get(value)
+
+    def extras(self, key: str, meta: dict[str, Any]) -> dict[str, Any]:
+        """Record extras this table adds for the sample ({} here; DataCompDR: its teacher embeddings)."""
+        return {}
+
+
+def check_table(spec: TableSpec) -> list[str]:
+    """The table's column names; raises TableError when the file, join or a caption column is missing."""
+    for part in spec.path.split("+"):
+        if not os.path.isfile(part):
+            raise TableError(f"--captions {spec.path}: no such file {part}")
+    names = _read_columns(spec.path, None)
+    if spec.column not in names:
+        raise TableError(f"--captions {spec.path}: no join column {spec.column!r}{_nearest(spec.column, names)}; "
+                         f"columns: {names}")
+    for name, column in spec.captions:
+        if column not in names:
+            raise TableError(f"--captions {spec.path}: --caption {name}={column} names no column"
+                             f"{_nearest(column, names)}; columns: {names}")
+    return names
+
+
+def load_table(spec: TableSpec) -> CaptionTable:
+    """Reads the join column and the caption columns of `spec` into a lookup index.
+
+    A caption cell that is null or empty is left out of that row; a list cell gives
+    NAME_0 … NAME_k. Raises TableError (one line) on a table that cannot be joined.
+    """
+    check_table(spec)
+    columns = sorted({spec.column, *(c for _, c in spec.captions)})
+    table = _read_columns(spec.path, columns)
+    keys = table.column(spec.column).to_pylist()
+    cells = {column: table.column(column).to_pylist() for column in columns}
+    index: dict[str, dict[str, str]] = {}
+    repeated = 0
+    for row, value in enumerate(keys):
+        if value is None:
+            continue
+        value = str(value)
+        if value in index:
+            repeated += 1
+            continue
+        captions: dict[str, str] = {}
+        for name, column in spec.captions:
+            cell = cells[column][row]
+            if isinstance(cell, (list, tuple)):
+                for i, text in enumerate(cell):
+                    if isinstance(text, str) and text.strip():
+                        captions[f"{name}_{i}"] = text
+            elif isinstance(cell, str) and cell.strip():
+                captions[name] = cell
+        index[value] = captions
+    return CaptionTable(spec, index, len(keys), repeated)

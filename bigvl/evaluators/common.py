@@ -10,6 +10,7 @@ import json
 
 from bigvl.evaluators import captioning, hard_negatives, pointing, retrieval, zero_shot
 from bigvl.evaluators.splits import SplitCache
+from bigvl.evaluators.suites import run_suites
 
 
 def run_evals(encoder, evals_cfg) -> dict[str, float]:
@@ -34,6 +35,9 @@ def run_evals(encoder, evals_cfg) -> dict[str, float]:
         metrics.update({f"captioning/{k}": v for k, v in captioning.evaluate(
             encoder, evals_cfg.captioning, evals_cfg.captioning_field, evals_cfg.captioning_max_length,
             evals_cfg.captioning_method, evals_cfg.captioning_beam_size, splits).items()})
+    if evals_cfg.get("suites"):  # published benchmarks (evaluators/suites): keys like 'wds/imagenet1k/acc1'
+        for name, (_, values) in run_suites(encoder, evals_cfg.suites, evals_cfg.data_dir).items():
+            metrics.update({f"{name}/{k}": v for k, v in values.items()})
     return metrics
 
 

@@ -4,6 +4,8 @@
     run = bigvl.load("workdirs/demo")
     labels, probs = bigvl.zero_shot_classify(run, images, ["red circle", "blue square"])
     top, scores = bigvl.retrieve(run, ["a red circle left of a blue square"], images, k=5)
+    maps = bigvl.patch_similarity(run, images, "a red circle")   # where each image matches the text
+    texts = bigvl.caption(coca_run, images)                       # CoCa / CLIPS runs (greedy, beam, top-p)
 
 Images are uint8 [N,H,W,3] arrays (any size: centre-cropped and resized to the model's;
 grayscale [H,W] and RGBA [H,W,4] images are made RGB, see `bigvl.inference.images`).
@@ -15,7 +17,9 @@ from typing import Sequence
 import numpy as np
 
 from bigvl.config import load_config_json
+from bigvl.evaluators.pointing import patch_similarity_maps
 from bigvl.evaluators.zero_shot import class_embeddings
+from bigvl.inference.decoding import caption  # noqa: F401  (bigvl.caption: CoCa / CLIPS runs)
 from bigvl.inference.images import prepare_images
 from bigvl.inference.run import Run, load_run
 from bigvl.models.heads import logit_scale_of
@@ -69,3 +73,21 @@ def retrieve(run: Run, queries: Sequence[str], images, k: int = 5) -> tuple[np.n
     sims = encode_texts(run, queries) @ encode_images(run, images).T
     top = np.argsort(-sims, axis=1)[:, :k]
     return top, np.take_along_axis(sims, top, axis=1)
+
+
+def patch_similarity(run: Run, images, texts: str | Sequence[str]) -> np.ndarray:
+    """Where the model matches each image to its text: float64 [N,g,g] cosines of patch and text.
+
+    texts: one string (for every image) or N strings (text n for image n). Map n holds the
+    cosine of each patch embedding of image n (row y, column x of the g × g patch grid)
+    with the text's embedding: the scores the pointing game (bigvl.evaluators.pointing)
+    takes the argmax of. Two-tower (CLIP / SigLIP) runs only: ValueError otherwise.
+    """
+    prepared = prepare_images(images, run.encoder.image_size)
+    texts = [texts] * len(prepared) if isinstance(texts, str) else list(texts)
+    if len(texts) != len(prepared):
+        raise ValueError(f"patch_similarity: {len(prepared)} images but {len(texts)} texts (give one or one each)")
+    if not run.encoder.has_patches:
+        raise ValueError(f"patch_similarity needs patch embeddings in the image-text space (two-tower runs); "
+                         f"this run's model.kind is {run.config.model.kind!r}")
+    return patch_similarity_maps(run.encoder.encode_patches(prepared), encode_texts(run, texts))

@@ -104,3 +104,33 @@ def test_api_takes_grayscale_and_rgba_images(run, images):
     np.testing.assert_allclose(got, want, atol=1e-6)
     labels, probs = api.zero_shot_classify(run, [gray, rgba], CLASSNAMES)
     assert labels.shape == (2,) and probs.shape == (2, 3)
+
+
+def test_patch_similarity_is_each_patch_cosine_with_its_images_text(run, images):
+    """Against loops over the encoder's own patch and text embeddings: map[n, y, x] = <patch y·g+x of image n, text n>."""
+    texts = ["a red circle", "a blue square", "a green star", "a red circle", "a blue star"]
+    patches = run.encoder.encode_patches(prepare_images(images, run.encoder.image_size)).astype(np.float64)
+    text_embeds = run.encoder.encode_texts(texts).astype(np.float64)
+    grid = int(round(math.sqrt(patches.shape[1])))
+    want = np.zeros((len(images), grid, grid))
+    for n in range(len(images)):
+        for y in range(grid):
+            for x in range(grid):
+                want[n, y, x] = sum(patches[n, y * grid + x, e] * text_embeds[n, e] for e in range(patches.shape[2]))
+    got = api.patch_similarity(run, images, texts)
+    assert got.shape == (5, grid, grid) and grid > 1
+    np.testing.assert_allclose(got, want, atol=1e-9)
+    one = api.patch_similarity(run, images[:2], "a red circle")  # one text for every image
+    np.testing.assert_allclose(one[0], want[0], atol=1e-9)
+    np.testing.assert_allclose(one[1], api.patch_similarity(run, images[1:2], ["a red circle"])[0], atol=1e-9)
+    with pytest.raises(ValueError, match="5 images but 2 texts"):
+        api.patch_similarity(run, images, texts[:2])
+
+
+def test_caption_is_the_decoders_and_refuses_a_run_without_a_decoder(run, images):
+    import bigvl
+    import bigvl.inference.decoding as decoding
+    assert bigvl.caption is decoding.caption and bigvl.patch_similarity is api.patch_similarity
+    assert bigvl.plots.image_grid is not None  # imported on first use
+    with pytest.raises(ValueError, match="no caption decoder"):
+        bigvl.caption(run, images)

@@ -32,6 +32,27 @@ def patch_centres(grid: int) -> np.ndarray:
     return np.stack([xs.ravel(), ys.ravel()], axis=1)
 
 
+def patch_grid(num_patches: int) -> int:
+    """The side g of a square grid of `num_patches` = g² patches; ValueError for a non-square count."""
+    grid = int(round(np.sqrt(num_patches)))
+    if grid * grid != num_patches:
+        raise ValueError(f"pointing needs a square patch grid, got {num_patches} patches")
+    return grid
+
+
+def patch_similarity_maps(patch_embeds: np.ndarray, text_embeds: np.ndarray) -> np.ndarray:
+    """patch_embeds [N,P,E] (P = g², row-major), text_embeds [N,E] (one per image) → float64 [N,g,g].
+
+    Map n holds <patch, text n> for every patch of image n, row y / column x of the grid: the
+    scores the pointing game takes the argmax of (cosines for L2-normalised embeddings).
+    """
+    grid = patch_grid(patch_embeds.shape[1])
+    if text_embeds.shape[0] != patch_embeds.shape[0]:
+        raise ValueError(f"{patch_embeds.shape[0]} images but {text_embeds.shape[0]} texts")
+    maps = [similarities(patches, text[None])[:, 0] for patches, text in zip(patch_embeds, text_embeds)]
+    return np.stack(maps).reshape(-1, grid, grid)
+
+
 def pointing_queries(records: list[dict]) -> list[tuple[int, str, float, float, float]]:
     """(record index, text, x, y, radius) for every region of every record, in order.
 
@@ -61,14 +82,11 @@ def pointing_accuracy(patch_embeds: np.ndarray, text_embeds: np.ndarray, queries
     inside beats the best outside by more than TIE_TOLERANCE (a disc holding every patch
     centre is always hit, one holding none never).
     """
-    grid = int(round(np.sqrt(patch_embeds.shape[1])))
-    if grid * grid != patch_embeds.shape[1]:
-        raise ValueError(f"pointing needs a square patch grid, got {patch_embeds.shape[1]} patches")
-    centres = patch_centres(grid)
+    centres = patch_centres(patch_grid(patch_embeds.shape[1]))
     hits, chance = [], []
     for (index, _, x, y, radius), text in zip(queries, text_embeds):
         inside = np.hypot(centres[:, 0] - x, centres[:, 1] - y) <= radius
-        scores = similarities(patch_embeds[index], text[None])[:, 0]  # [P]
+        scores = patch_similarity_maps(patch_embeds[index][None], text[None]).ravel()  # [P], row-major
         best_inside = scores[inside].max(initial=-np.inf)
         best_outside = scores[~inside].max(initial=-np.inf)
         hits.append(bool(inside.any() and best_inside > best_outside + TIE_TOLERANCE))

@@ -15,7 +15,7 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "bigvl"
 ORDER = {"parallel": 0, "models": 1, "data": 1, "losses": 2, "inference": 3, "evaluators": 4, "train": 5,
          "cli": 6, "tools": 7}
-CLI_MODULES = {"__init__", "main", "evaluate", "api", "config", "recipes", "report"}
+CLI_MODULES = {"__init__", "main", "evaluate", "api", "config", "recipes", "report", "plots", "convert", "plan"}
 WORLD = "bigvl.data.world"
 MAX_LINES = 400
 

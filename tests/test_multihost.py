@@ -4,58 +4,28 @@ Each process has 2 CPU devices and reads only its half of every global batch; th
 reference is the single-process run on 8 devices (`tiny_run`). Same global batches →
 same params.
 """
-import os
-import subprocess
-import sys
-import textwrap
 
 import jax
 import numpy as np
-import portpicker
 import pytest
 
 from bigvl.inference.run import load_run
 from bigvl.train.run_dir import ids_path, read_ids
+from multihost_launch import launch, tiny_config_file
 
 pytestmark = pytest.mark.slow  # second tier: end-to-end (README, .ci/run)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WORKER = os.path.join(ROOT, "tests", "multihost_worker.py")
-
-
-def _config_file(tmp_path, world):
-    path = tmp_path / "tiny.py"
-    path.write_text(textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {os.path.join(ROOT, 'tests')!r})
-        from pathlib import Path
-        from tiny import tiny_config
-        def get_config():
-            return tiny_config(Path({str(world)!r}))
-    """))
-    return str(path)
 
 
 def _launch(num_processes, local_devices, workdir, config, *overrides):
-    port = portpicker.pick_unused_port()
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    args = ["--config", config, "--workdir", str(workdir), *overrides]
-    procs = [subprocess.Popen([sys.executable, WORKER, f"127.0.0.1:{port}", str(num_processes), str(i),
-                               str(local_devices), "--", *args], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(num_processes)]
-    try:
-        outputs = [p.communicate(timeout=240)[0] for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    for p, out in zip(procs, outputs):
-        assert p.returncode == 0, out[-3000:]
-    return outputs
+    results = launch(num_processes, local_devices, workdir, config, *overrides)
+    for returncode, out in results:
+        assert returncode == 0, out[-3000:]
+    return [out for _, out in results]
 
 
 def test_two_processes_train_resume_and_match_one_process(tiny_world, tiny_run, tmp_path):
-    config = _config_file(tmp_path, tiny_world)
+    config = tiny_config_file(tmp_path, tiny_world)
     _launch(2, 2, tmp_path / "multi", config, "--config.total_steps=3")  # stopped after step 3
     outputs = _launch(2, 2, tmp_path / "multi", config)  # relaunched: resumes at 3, runs to 6
     assert "restored checkpoint at step 3" in outputs[0]

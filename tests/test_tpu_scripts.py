@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "tpu_scripts"
-SCRIPT_NAMES = ["common.sh", "create.sh", "install.sh", "launch.sh", "tail.sh", "stop.sh", "delete.sh"]
+SCRIPT_NAMES = ["common.sh", "create.sh", "install.sh", "launch.sh", "tail.sh", "stop.sh", "delete.sh",
+                "supervise.sh"]  # supervise.sh's own tests: tests/test_supervise.py
 TPU = ["--name", "my-tpu", "--zone", "us-east5-a"]
 FAIL_IF_CALLED = '#!/usr/bin/env bash\necho "$(basename "$0") must not run under --dry-run" >&2\nexit 99\n'
 

@@ -3,7 +3,8 @@
 A step directory `workdir/checkpoints/<step>/` holds orbax items:
     state/   the TrainState pytree (bigvl/train/state.py): params, opt_state, step, counters
     data/    the grain iterator position of each host
-    meta/    {"format_version": N} (JSON; absent in steps written before versioning = version 0)
+    meta/    {"format_version": N, "batch_size": B, "process_count": P} (JSON; absent in steps written
+             before versioning = version 0; batch_size / process_count since elastic resume)
 
 Versions: 0 = before versioning (same layout as 1); 1 = with `meta/`. A version this code
 does not know fails with one line naming it and the supported ones, before any restore is
@@ -48,6 +49,16 @@ def check_format(step_dir: str | os.PathLike) -> int:
     return version
 
 
-def meta() -> dict:
-    """What a new checkpoint records in its meta item."""
-    return {"format_version": FORMAT_VERSION}
+def meta(**layout) -> dict:
+    """What a new checkpoint records in its meta item: the format version, and `layout` (the
+    trainer's global `batch_size` and `process_count`, checked on resume; absent before)."""
+    return {"format_version": FORMAT_VERSION, **layout}
+
+
+def read_meta(step_dir: str | os.PathLike) -> dict:
+    """The meta item of a step ({} when it has none or it does not read)."""
+    try:
+        with open(os.path.join(step_dir, META_ITEM, "metadata")) as f:
+            return dict(json.load(f))
+    except (OSError, ValueError, TypeError):
+        return {}

@@ -1,6 +1,14 @@
 """Async orbax checkpoints of the train state and the grain iterator, resume, and preemption.
 
 The layout of a step and its format version: bigvl/inference/checkpoint_format.py.
+
+Elastic resume: a step restores onto any mesh (orbax reshards the state to the target's
+shardings) and any process count with the same global batch. Grain saves one iterator state
+per process (`data/process_<i>-of-<n>.json`); when the checkpoint was written by another
+process count, the state is restored alone and each host's iterator is placed at the
+restored step (bigvl/data/iterator_state.py: the stream is global, so its position is the
+step), which gives the same examples per step as an uninterrupted run. A changed global
+batch cannot be honoured (every later batch would hold other examples): CheckpointLayoutError.
 """
 from __future__ import annotations
 
@@ -13,7 +21,8 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
-from bigvl.inference.checkpoint_format import META_ITEM, CheckpointVersionError, check_format, meta
+from bigvl.data.iterator_state import state_at_step
+from bigvl.inference.checkpoint_format import META_ITEM, CheckpointVersionError, check_format, meta, read_meta
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +40,25 @@ def make_manager(workdir: str, keep: int) -> ocp.CheckpointManager:
                                  options=options)
 
 
-def save(manager: ocp.CheckpointManager, step: int, state, data_iterator, force: bool = False) -> None:
+class CheckpointLayoutError(ValueError):
+    """A checkpoint this run cannot continue: written with another global batch size."""
+
+
+def save(manager: ocp.CheckpointManager, step: int, state, data_iterator, force: bool = False,
+         batch_size: int | None = None) -> None:
     """Saves state (params, optimizer, step) and the iterator position under `step`.
 
-    A step that is already saved (e.g. a preemption right after a periodic save) is left as is.
+    batch_size: the global batch, recorded (with the process count) in the meta item so a
+    resume can check it. A step that is already saved (e.g. a preemption right after a
+    periodic save) is left as is.
     """
     if step in manager.all_steps():
         return
     manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
         data=grain.checkpoint.CheckpointSave(data_iterator),
-        **{META_ITEM: ocp.args.JsonSave(meta())}), force=force)
+        **{META_ITEM: ocp.args.JsonSave(meta(**({} if batch_size is None else {
+            "batch_size": int(batch_size), "process_count": jax.process_count()})))}), force=force)
 
 
 def _short(error: BaseException, limit: int = 300) -> str:
@@ -63,8 +80,28 @@ def _move_aside(manager: ocp.CheckpointManager, step: int) -> str:
     return target
 
 
-def restore_latest(manager: ocp.CheckpointManager, abstract_state, data_iterator):
+def _written_by_other_process_count(step_dir) -> bool:
+    """True when `data/` holds iterator states of another process count and none for this one."""
+    data = step_dir / "data"
+    mine = data / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+    return not mine.exists() and any(data.glob("process_*-of-*.json")) if data.exists() else False
+
+
+def _check_layout(step_dir, batch_size: int | None) -> None:
+    saved = read_meta(step_dir).get("batch_size")
+    if batch_size is not None and saved is not None and int(saved) != int(batch_size):
+        raise CheckpointLayoutError(
+            f"checkpoint {step_dir} was written with batch_size {saved}; this run has batch_size "
+            f"{batch_size}. Resuming needs the same global batch (the mesh and the process count "
+            f"may change): pass --config.batch_size={saved}, or start a new workdir")
+
+
+def restore_latest(manager: ocp.CheckpointManager, abstract_state, data_iterator, batch_size: int | None = None):
     """Restores the newest checkpoint that restores cleanly; None if there is none.
+
+    batch_size: this run's global batch. When given, a step written with another one raises
+    CheckpointLayoutError (one line, nothing moved aside), and a step written by another
+    process count is restored elastically (the iterator placed at the restored step).
 
     `abstract_state` is a pytree of jax.ShapeDtypeStruct with shardings; the iterator is
     restored in place. A step that fails to restore (truncated or missing files, bad
@@ -76,12 +113,24 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state, data_iterator
     """
     failures = []
     for step in sorted(manager.all_steps(), reverse=True):
+        step_dir = manager.directory / str(step)
         try:
-            check_format(manager.directory / str(step))
-            restored = manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract_state),
-                data=grain.checkpoint.CheckpointRestore(data_iterator)))
-        except CheckpointVersionError:  # not damaged: another format; leave it in place
+            check_format(step_dir)
+            _check_layout(step_dir, batch_size)
+            if batch_size is not None and _written_by_other_process_count(step_dir):
+                restored = manager.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract_state)))
+                local_batch = batch_size // jax.process_count()
+                data_iterator.set_state(state_at_step(data_iterator.get_state(), step, local_batch))
+                if hasattr(data_iterator, "start_prefetch"):  # as grain's own restore does
+                    data_iterator.start_prefetch()
+                log.info("checkpoint step %d was written by another process count: the data iterator is "
+                         "placed at that step (%d examples per host per step)", step, local_batch)
+            else:
+                restored = manager.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract_state),
+                    data=grain.checkpoint.CheckpointRestore(data_iterator)))
+        except (CheckpointVersionError, CheckpointLayoutError):  # not damaged: leave it in place
             raise
         except Exception as e:  # noqa: BLE001 (orbax, tensorstore, json and OS errors all differ)
             reason = _short(e)

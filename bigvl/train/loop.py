@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax
 from tqdm import tqdm
 
-from bigvl.data.pipeline import make_train_dataset, resolve_paths, scan_shards
+from bigvl.data.pipeline import Shards, make_train_dataset, resolve_paths, scan_shards
 from bigvl.data.tokenizer import Tokenizer
 from bigvl.evaluators import run_evals
 from bigvl.inference.encoder import make_encoder
@@ -26,6 +26,7 @@ from bigvl.parallel.hardware import peak_flops
 from bigvl.parallel.mesh import (batch_sharding, check_batch_divisible, host_local_to_global, make_mesh,
                                  rules_from_config)
 from bigvl.train import checkpoints, run_dir
+from bigvl.train.init_check import check_init_architecture
 from bigvl.train.state import load_init_params, make_train_setup, window_mean_loss
 from bigvl.train.step import make_train_step
 from bigvl.train.throughput import Throughput
@@ -47,11 +48,14 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     rules = rules_from_config(config.sharding_rules)
     check_batch_divisible(config.batch_size, mesh)
     log.info("mesh %s over %d devices", dict(mesh.shape), mesh.devices.size)
+    if config.init.workdir:  # fine-tuning: the model must compute what that run computed (before compiling)
+        check_init_architecture(config.model, config.init.workdir)
 
     # ------------------------------------------------------------------ input
     tokenizer = Tokenizer(config.data.tokenizer)
     tokenizer.check_model_text(config.model.text)
-    shards = scan_shards(resolve_paths(config.data.train_paths))  # unreadable shards: warned, left out
+    shards = (scan_shards(resolve_paths(config.data.train_paths))  # unreadable shards: warned, left out
+              if config.data.source == "array_record" else Shards([], [], []))  # tfds: bigvl/data/tfds_source.py
     data_iter = iter(make_train_dataset(config, jax.process_index(), jax.process_count(), shards))
 
     # ------------------------------------------------------------------ model and state
@@ -62,7 +66,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     # ------------------------------------------------------------------ checkpoint / resume
     manager = checkpoints.make_manager(workdir, config.keep_ckpts)
     abstract = checkpoints.abstract_with_shardings(jax.eval_shape(setup.init, rng), setup.state_shardings)
-    state = checkpoints.restore_latest(manager, abstract, data_iter)
+    state = checkpoints.restore_latest(manager, abstract, data_iter, config.batch_size)
     if state is None:
         state = setup.compiled_init(rng)
         if config.init.workdir:  # fine-tuning: params from another run (Adam moments start at 0)
@@ -147,12 +151,13 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
 
             if step % config.ckpt_steps == 0 or step == config.total_steps:
                 check_finite(finite, step)  # never save params of a non-finite step
-                checkpoints.save(manager, step, state, data_iter, force=step == config.total_steps)
+                checkpoints.save(manager, step, state, data_iter, force=step == config.total_steps,
+                                 batch_size=config.batch_size)
             if config.eval_steps and step % config.eval_steps == 0 and step != config.total_steps:
                 eval_metrics = evaluate(step, state["params"])
                 throughput.restart(step)
             if preemption.reached(manager, step):
-                checkpoints.save(manager, step, state, data_iter, force=True)
+                checkpoints.save(manager, step, state, data_iter, force=True, batch_size=config.batch_size)
                 log.warning("preempted: saved step %d, exiting", step)
                 return eval_metrics
         progress.close()

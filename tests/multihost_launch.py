@@ -1,0 +1,45 @@
+"""Launching the trainer as several local processes (tests/multihost_worker.py), for the multi-host tests."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import portpicker
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER = os.path.join(ROOT, "tests", "multihost_worker.py")
+
+
+def tiny_config_file(tmp_path, world) -> str:
+    """A config file whose get_config() is tests/tiny.py's tiny_config over `world`."""
+    path = tmp_path / "tiny.py"
+    path.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {os.path.join(ROOT, 'tests')!r})
+        from pathlib import Path
+        from tiny import tiny_config
+        def get_config():
+            return tiny_config(Path({str(world)!r}))
+    """))
+    return str(path)
+
+
+def launch(num_processes: int, local_devices: int, workdir, config: str, *overrides: str) -> list[tuple[int, str]]:
+    """Runs bigvl.main as `num_processes` processes of `local_devices` CPU devices each (gloo);
+    returns each process's (exit status, output)."""
+    port = portpicker.pick_unused_port()
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["PYTHONPATH"] = os.pathsep.join([ROOT, *filter(None, [env.get("PYTHONPATH")])])  # bigvl without pip install -e
+    args = ["--config", config, "--workdir", str(workdir), *overrides]
+    procs = [subprocess.Popen([sys.executable, WORKER, f"127.0.0.1:{port}", str(num_processes), str(i),
+                               str(local_devices), "--", *args], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(num_processes)]
+    try:
+        outputs = [p.communicate(timeout=240)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    return [(p.returncode, out) for p, out in zip(procs, outputs)]

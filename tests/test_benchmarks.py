@@ -1,10 +1,11 @@
 """The benchmark commands on tiny inputs: their JSON records have the promised keys and sane values."""
-import pytest
 import json
 import math
+import os
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from bigvl.tools.benchmarks import input_pipeline, train_step
 
@@ -86,3 +87,12 @@ def test_train_step_flops_count_every_text_and_the_decoder(tmp_path):
     assert record["model_flops_per_pair"] == 3 * (10464 + 2 * 4672 + 14752)
     record = train_step.summarise(fake_bench(config, 2, ("image", "tokens")), [0.5], [1.0], 1e12)
     assert record["model_flops_per_pair"] == 3 * (10464 + 2 * 4672 + 7104)
+
+
+def test_tools_find_the_checkouts_configs():
+    """The tools that read configs/ resolve it from their own location (it moved once with bigvl/tools/)."""
+    from bigvl.tools import ablation, reliability
+    from bigvl.tools.benchmarks import open_clip_compare
+    assert os.path.isfile(reliability.DEMO)
+    assert os.path.isfile(os.path.join(ablation.ROOT, "configs", "recipe_demo.py"))
+    assert os.path.isfile(open_clip_compare.CLIP_B16)

@@ -29,7 +29,7 @@ import numpy as np
 
 from bigvl.recipes import RECIPES
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout (configs/ beside bigvl/)
 METRICS = (("zeroshot/top1", "zero-shot top-1"), ("retrieval/t2i_r1", "T→I R@1"),
            ("retrieval/i2t_r1", "I→T R@1"), ("long_retrieval/t2i_r1", "long T→I R@1"),
            ("long_retrieval/i2t_r1", "long I→T R@1"), ("hard_negatives/accuracy", "hard-neg acc"),

@@ -24,7 +24,7 @@ import sys
 import time
 from typing import Callable
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout (configs/ beside bigvl/)
 DEMO = os.path.join(ROOT, "configs", "demo.py")
 TIMING = {"time", "step_time_s", "pairs_per_s", "model_tflops_per_s", "mfu", "eval_time_s"}
 STEPS = 12  # the clean runs: batch 16, checkpoints every 3 steps

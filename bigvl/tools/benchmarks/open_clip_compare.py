@@ -29,7 +29,7 @@ import subprocess
 import sys
 
 REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "open_clip_reference.py")
-CLIP_B16 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs", "clip_b16.py")
+CLIP_B16 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "configs", "clip_b16.py")
 
 
 def bigvl_config(arch: str, batch: int):

@@ -177,8 +177,11 @@ def plan(config, topology: str, devices: list | None = None, dump_hlo: str = "")
             "collectives": {k: {"count": v["count"], "bytes": v["bytes"], "sent_bytes": round(v["sent_bytes"])}
                             for k, v in sorted(collectives.items())},
             **{k: round(v, 6) for k, v in times.items()},
-            "est_mfu_overlapped": model_flops_chip / (times["step_s_overlapped"] * chip.peak_flops),
-            "est_mfu_serial": model_flops_chip / (times["step_s_serial"] * chip.peak_flops),
+            # Scanned layers: XLA counts one layer's FLOPs and bytes, so the roofline is no estimate at all.
+            "est_mfu_overlapped": None if config.model.scan_layers else
+            model_flops_chip / (times["step_s_overlapped"] * chip.peak_flops),
+            "est_mfu_serial": None if config.model.scan_layers else
+            model_flops_chip / (times["step_s_serial"] * chip.peak_flops),
             "estimate": "roofline from XLA's cost analysis and chip peaks; not a measurement"}
 
 
@@ -229,14 +232,18 @@ def describe(record: dict) -> str:
              f"(ratio {record['hlo_over_model_flops']:.3f}"
              + (f", XLA's count x {record['loop_body_counted_once']['grad_accum_steps']} micro-batches)"
                 if record["loop_body_counted_once"]["grad_accum_steps"] > 1 else ")")
-             + (" [scanned layers: XLA counts one layer; FLOPs and the estimate are low]"
+             + (" [scanned layers: XLA counts one layer, so these FLOPs are low]"
                 if record["loop_body_counted_once"]["scan_layers"] else "")]
     for kind, c in record["collectives"].items():
         lines.append(f"  {kind}: {c['count']} in the HLO, {c['bytes'] / 2**20:.1f} MiB moved, "
                      f"{c['sent_bytes'] / 2**20:.1f} MiB sent per chip")
-    lines.append(f"estimate (roofline, not measured): compute {record['compute_s'] * 1e3:.1f} ms, HBM "
-                 f"{record['memory_s'] * 1e3:.1f} ms, ICI {record['collective_s'] * 1e3:.1f} ms per step; MFU "
-                 f"{record['est_mfu_serial']:.0%} (no overlap) to {record['est_mfu_overlapped']:.0%} (full overlap)")
+    if record["est_mfu_serial"] is None:
+        lines.append("estimate: none (scanned layers: XLA's cost analysis counts one layer; compile with "
+                     "--config.model.scan_layers=False for FLOPs and a roofline)")
+    else:
+        lines.append(f"estimate (roofline, not measured): compute {record['compute_s'] * 1e3:.1f} ms, HBM "
+                     f"{record['memory_s'] * 1e3:.1f} ms, ICI {record['collective_s'] * 1e3:.1f} ms per step; MFU "
+                     f"{record['est_mfu_serial']:.0%} (no overlap) to {record['est_mfu_overlapped']:.0%} (full overlap)")
     if "max_batch" in record:
         lines.append(f"largest global batch that fits: {record['max_batch']}")
     return "\n".join(lines)

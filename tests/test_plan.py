@@ -118,3 +118,20 @@ def test_b16_train_step_compiles_for_v5e_2x2_and_its_flops_match_the_model_count
                    "model.image.depth=1", "model.text.depth=1")
     _check_fsdp_record(record)
     assert record["num_params"] > 35e6
+
+
+def test_scanned_layers_get_no_roofline_estimate():
+    """XLA counts a scanned layer stack's body once: the record of such a run (CLIPS L/14 on v5p:4x4x4,
+    as bigvl.plan wrote it) reports memory but no MFU, which would read above 100 %."""
+    from bigvl.plan import describe
+    record = {"topology": "v5p:4x4x4", "chip": "TPU v5", "chips": 64, "mesh": {"data": 64, "fsdp": 1, "tensor": 1},
+              "batch_size": 32768, "compiled": True, "compile_s": 200.8, "argument_bytes": 6821260288,
+              "output_bytes": 6743618112, "alias_bytes": 6743610368, "temp_bytes": 66658692128,
+              "total_bytes": 73718722656, "hbm_bytes": 102005473280, "fits": True,
+              "hlo_flops_per_chip": 7.89e13, "model_flops_per_chip": 3.34e14, "hlo_over_model_flops": 0.236,
+              "loop_body_counted_once": {"grad_accum_steps": 4, "scan_layers": True},
+              "collectives": {"all-reduce": {"count": 15, "bytes": 888497688, "sent_bytes": 1749229823}},
+              "compute_s": 0.17, "memory_s": 0.28, "collective_s": 0.003, "est_mfu_serial": None,
+              "est_mfu_overlapped": None}
+    text = describe(record)
+    assert "fits" in text and "estimate: none (scanned layers" in text and "MFU" not in text

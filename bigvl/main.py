@@ -69,9 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         apply_overrides(config, overrides)
         validate(config)  # before building the world: a config error costs nothing
         if config.world.build:
-            from bigvl.data.world import ensure_world  # the built-in world: only when a config asks for it
-            ensure_world(os.path.expanduser(config.world.dir), seed=config.world.seed,
-                         num_train=config.world.num_train, image_size=config.world.image_size)
+            from bigvl.data.world import ensure_config_world  # the built-in world: only when a config asks for it
+            ensure_config_world(config.world)
         preflight(config)
         check_workdir(args.workdir, int(config.min_free_disk_gb * 2**30))
     except (ConfigError, ValueError, FileNotFoundError) as e:

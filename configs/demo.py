@@ -33,6 +33,8 @@ def get_config(arg: str = ""):
     c.world.dir = world_dir(c.world.seed)
     c.world.num_train = 20000
     c.world.image_size = 64
+    # How scenes look (bigvl/data/world/scene.py SceneStyle); docs/world_study.md: what changing them did.
+    c.world.scene.update(shape_scale=1.0, max_objects=4, rotation=True, textured=True, p_same_colour=0.0)
 
     c.data.train_paths = [os.path.join(c.world.dir, "train-*.array_record")]
     c.data.tokenizer = os.path.join(c.world.dir, "tokenizer.model")

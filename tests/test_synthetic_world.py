@@ -107,7 +107,7 @@ def scene_key(scene, size):
 # ----------------------------------------------------------------------------- files
 def test_files_counts_and_ids(world, splits):
     manifest = json.loads((world / "manifest.json").read_text())
-    assert manifest["counts"] == {"train": 200, "zeroshot": 60, "retrieval": 40, "hard_negatives": 40}
+    assert manifest["counts"] == {"train": 200, "train_captioned": 200, "zeroshot": 60, "retrieval": 40, "hard_negatives": 40}
     assert manifest["files"]["train"] == ["train-00000-of-00002.array_record", "train-00001-of-00002.array_record"]
     assert manifest["params"]["noise"] == dataclasses.asdict(sw.AltTextNoise())  # what it was built with
     for name, records in splits.items():
@@ -412,3 +412,63 @@ def test_hard_negative_that_would_be_true_is_dropped():
     full = dataclasses.replace(caption, others=(("blue", "circle"), ("red", "square")))
     kinds = [kind for _, kind in sw.hard_negatives(scene, full, np.random.default_rng(0))]
     assert "swap_colour" not in kinds and "swap_relation" in kinds
+
+
+# ----------------------------------------------------------------------------- scene style, scarce captions
+def _scenes(style, num_objects=(1, 5), count=150, seed=0):
+    rng = np.random.default_rng(seed)
+    return [sw.sample_scene(rng, int(rng.integers(*num_objects)), style=style) for _ in range(count)]
+
+
+def test_scene_style_knobs_do_what_they_say():
+    for scene in _scenes(sw.SceneStyle(shape_scale=1.4), (1, 4)):
+        for o in scene.objects:
+            low, high = sw.SIZE_RADII[o.size]
+            assert 1.4 * low - 1e-9 <= o.radius <= 1.4 * high + 1e-9
+    assert all(o.rotation == 0.0 for s in _scenes(sw.SceneStyle(rotation=False)) for o in s.objects)
+    assert any(o.rotation != 0.0 for s in _scenes(sw.SceneStyle()) for o in s.objects)
+    assert {s.texture for s in _scenes(sw.SceneStyle(textured=False))} == {"plain"}
+    mono = _scenes(sw.SceneStyle(p_same_colour=1.0), (2, 5))
+    assert all(len({o.colour for o in s.objects}) == 1 and len({o.shape for o in s.objects}) == len(s.objects)
+               for s in mono)
+    half = _scenes(sw.SceneStyle(p_same_colour=0.5), (2, 3), count=400)
+    assert 0.42 <= np.mean([len({o.colour for o in s.objects}) == 1 for s in half]) <= 0.62  # 0.5 + chance 1/6 × 0.5
+    rng = np.random.default_rng(1)  # a hard-negative pair must still differ in colour and shape
+    for _ in range(50):
+        s = sw.sample_scene(rng, 3, distinct_main_pair=True, style=sw.SceneStyle(p_same_colour=1.0))
+        assert s.objects[0].colour != s.objects[1].colour and s.objects[0].shape != s.objects[1].shape
+    params = sw.world_params(num_train=60, num_zeroshot=2, num_retrieval=20, num_hard_negatives=2,
+                             scene={"max_objects": 2})
+    for split in ("train", "retrieval"):
+        assert all(len(scene.objects) <= 2 for _, scene in sw.generate_split(split, params, 60 if split == "train" else 20))
+
+
+def test_default_style_keeps_the_scene_stream():
+    """The knobs at their defaults draw exactly what sample_scene drew before they existed."""
+    rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
+    for n in (1, 2, 3, 4, 2):
+        assert sw.sample_scene(rng_a, n) == sw.sample_scene(rng_b, n, style=sw.SceneStyle())
+    assert rng_a.random() == rng_b.random()
+    with pytest.raises(TypeError, match="shape_scal"):
+        sw.world_params(scene={"shape_scal": 1.2})
+    with pytest.raises(ValueError, match="max_objects"):
+        sw.SceneStyle(max_objects=5)
+
+
+def test_caption_fraction_keeps_images_and_texts(tmp_path):
+    tiny = dict(num_train=40, num_train_shards=2, num_zeroshot=2, num_retrieval=2, num_hard_negatives=2,
+                vocab_size=400)
+    full = sw.build_world(tmp_path / "full", seed=2, **tiny)
+    scarce = sw.build_world(tmp_path / "scarce", seed=2, caption_fraction=0.25, **tiny)
+    full_rows = [r for p in sorted(full.glob("train-*")) for r in read_split(p)]
+    scarce_rows = [r for p in sorted(scarce.glob("train-*")) for r in read_split(p)]
+    assert [r["id"] for r in full_rows] == [r["id"] for r in scarce_rows]
+    captioned = [r["id"] for r in scarce_rows if r["captions"]]
+    assert len(captioned) == 10  # round(0.25 × 40)
+    mask = sw.captioned_train_mask(sw.world_params(seed=2, caption_fraction=0.25, **tiny))
+    assert captioned == [r["id"] for r, keep in zip(full_rows, mask) if keep]
+    for a, b in zip(full_rows, scarce_rows):
+        assert a["image"] == b["image"] and a["alt_text"] == b["alt_text"]
+        assert b["captions"] in ({}, a["captions"])
+    assert (full / "tokenizer.model").read_bytes() == (scarce / "tokenizer.model").read_bytes()
+    assert json.loads((scarce / "manifest.json").read_text())["counts"]["train_captioned"] == 10

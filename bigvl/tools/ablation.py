@@ -83,15 +83,14 @@ def run_one(recipe: str, seed: int, steps: int, workdir: str, evaluate_missing: 
     done = os.path.join(workdir, "final_metrics.json")
     if not os.path.exists(done):
         from bigvl.config import load_config, validate
-        from bigvl.data.world import ensure_world
+        from bigvl.data.world import ensure_config_world
         from bigvl.train.loop import train_and_evaluate
         config = load_config(os.path.join(ROOT, "configs", f"recipe_demo.py:{recipe},{steps}"))
         with config.unlocked():
             config.seed = seed
             config.progress_bar = False
         validate(config)
-        ensure_world(os.path.expanduser(config.world.dir), seed=config.world.seed,
-                     num_train=config.world.num_train, image_size=config.world.image_size)
+        ensure_config_world(config.world)
         if recipe.startswith("distill"):
             prepare_teacher_shards(config, os.path.dirname(os.path.abspath(workdir)))
         t0 = time.perf_counter()

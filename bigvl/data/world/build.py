@@ -31,6 +31,16 @@ log = logging.getLogger(__name__)
 GENERATOR_VERSION = 2
 
 
+def captioned_train_mask(params: WorldParams) -> np.ndarray:
+    """bool [num_train]: which train records keep their captions (round(caption_fraction ×
+    num_train) of them, chosen by the seed on a stream of their own)."""
+    count = round(params.caption_fraction * params.num_train)
+    order = np.random.default_rng([params.seed, 2 ** 32, 7]).permutation(params.num_train)
+    mask = np.zeros(params.num_train, bool)
+    mask[order[:count]] = True
+    return mask
+
+
 def _write_records(path: Path, examples: Iterator[dict[str, Any]]) -> int:
     return write_records(path, (encode_example(example) for example in examples))
 
@@ -50,12 +60,14 @@ def _write_world(directory: Path, params: WorldParams) -> dict[str, Any]:
     texts: list[str] = []
     train_keys: set = set()
 
+    captioned = captioned_train_mask(params)
+
     def train_examples():
-        for example, scene in generate_split("train", params, params.num_train):
+        for index, (example, scene) in enumerate(generate_split("train", params, params.num_train)):
             texts.append(example["alt_text"])
-            texts.extend(example["captions"].values())
+            texts.extend(example["captions"].values())  # all of them: the same tokenizer at any caption_fraction
             train_keys.add(scene_key(scene, params.image_size))
-            yield example
+            yield example if captioned[index] else {**example, "captions": {}}
 
     stream = train_examples()
     shards = _train_shard_names(params)
@@ -63,7 +75,7 @@ def _write_world(directory: Path, params: WorldParams) -> dict[str, Any]:
     for name, lo, hi in zip(shards, bounds[:-1], bounds[1:]):
         _write_records(directory / name, (next(stream) for _ in range(hi - lo)))
     avoid = frozenset(train_keys)
-    counts = {"train": params.num_train}
+    counts = {"train": params.num_train, "train_captioned": int(captioned.sum())}
     for split, count in (("zeroshot", params.num_zeroshot), ("retrieval", params.num_retrieval),
                          ("hard_negatives", params.num_hard_negatives)):
         examples = (example for example, _ in generate_split(split, params, count, avoid))
@@ -139,3 +151,11 @@ def ensure_world(out_dir: str | os.PathLike, **kwargs) -> Path:
         if all((out / name).is_file() for name in names):
             return out
     return build_world(out, **dataclasses.asdict(params) | {"noise": params.noise})
+
+
+def ensure_config_world(world_config) -> Path:
+    """`ensure_world` for a config's `world` section: its `dir` and every key but `build`
+    and `dir` as world parameters (seed, num_train, image_size, and optionally scene,
+    noise, caption_fraction, ... as in WorldParams)."""
+    cfg = world_config.to_dict() if hasattr(world_config, "to_dict") else dict(world_config)
+    return ensure_world(os.path.expanduser(cfg.pop("dir")), **{k: v for k, v in cfg.items() if k != "build"})

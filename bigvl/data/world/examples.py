@@ -19,7 +19,7 @@ from bigvl.data.world.long_captions import long_caption
 from bigvl.data.world.params import WorldParams
 from bigvl.data.world.phrases import noun_phrase
 from bigvl.data.world.render import encode_jpeg, render_scene
-from bigvl.data.world.scene import COLOURS, EXTENT, SHAPES, Scene, sample_scene, scene_key, scene_to_dict
+from bigvl.data.world.scene import COLOURS, EXTENT, SHAPES, Scene, SceneStyle, sample_scene, scene_key, scene_to_dict
 
 CLASS_TEMPLATES = ("a photo of the {}.", "a drawing of the {}.", "the {} on a textured background.",
                    "an illustration of the {}.", "{} clipart", "a picture with the {} in it.")
@@ -38,13 +38,16 @@ def example_rng(seed: int, split: str, index: int, attempt: int = 0) -> np.rando
     return np.random.default_rng([seed, SPLIT_STREAMS[split], index, attempt])
 
 
-def _scene_for(split: str, index: int, rng: np.random.Generator, labels: np.ndarray | None) -> Scene:
+def _scene_for(split: str, index: int, rng: np.random.Generator, labels: np.ndarray | None,
+               style: SceneStyle) -> Scene:
     if split == "train":
-        num_objects = 1 + int(rng.choice(len(TRAIN_NUM_OBJECT_WEIGHTS), p=TRAIN_NUM_OBJECT_WEIGHTS))
-        return sample_scene(rng, num_objects)
+        weights = np.asarray(TRAIN_NUM_OBJECT_WEIGHTS[:style.max_objects])
+        num_objects = 1 + int(rng.choice(len(weights), p=weights / weights.sum()))
+        return sample_scene(rng, num_objects, style=style)
     if split == "zeroshot":
-        return sample_scene(rng, 1, label=int(labels[index]))
-    return sample_scene(rng, int(rng.integers(2, 5)), distinct_main_pair=split == "hard_negatives")
+        return sample_scene(rng, 1, label=int(labels[index]), style=style)
+    return sample_scene(rng, int(rng.integers(2, max(2, style.max_objects) + 1)),
+                        distinct_main_pair=split == "hard_negatives", style=style)
 
 
 def make_example(example_id: str, scene: Scene, rng: np.random.Generator,
@@ -92,7 +95,7 @@ def generate_split(split: str, params: WorldParams, count: int,
     for index in range(count):
         for attempt in range(100):
             rng = example_rng(params.seed, split, index, attempt)
-            scene = _scene_for(split, index, rng, labels)
+            scene = _scene_for(split, index, rng, labels, params.scene)
             if scene_key(scene, params.image_size) not in avoid:
                 break
         else:

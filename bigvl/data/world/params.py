@@ -5,6 +5,7 @@ import dataclasses
 from typing import Mapping
 
 from bigvl.data.world.alt_text import AltTextNoise
+from bigvl.data.world.scene import SceneStyle
 
 @dataclasses.dataclass(frozen=True)
 class WorldParams:
@@ -20,6 +21,10 @@ class WorldParams:
     vocab_size: int = 1024
     jpeg_quality: int = 95
     noise: AltTextNoise = AltTextNoise()
+    scene: SceneStyle = SceneStyle()
+    # Fraction of train records that carry captions (the rest: alt-text only, as where good
+    # captions are scarce); which ones is fixed by the seed, images and texts are unchanged.
+    caption_fraction: float = 1.0
 
     def __post_init__(self):
         if self.image_size < 16:
@@ -28,19 +33,25 @@ class WorldParams:
             raise ValueError(f"need 1 ≤ num_train_shards ({self.num_train_shards}) ≤ num_train ({self.num_train})")
         if min(self.num_zeroshot, self.num_retrieval, self.num_hard_negatives) < 1:
             raise ValueError("every held-out split needs at least one example")
+        if not 0.0 <= self.caption_fraction <= 1.0:
+            raise ValueError(f"caption_fraction must be in [0, 1], got {self.caption_fraction}")
         if self.num_rewrites < 0:
             raise ValueError(f"num_rewrites must be ≥ 0, got {self.num_rewrites}")
 
 
 def world_params(**kwargs) -> WorldParams:
-    """WorldParams from keyword arguments; `noise` may be an AltTextNoise or a dict."""
+    """WorldParams from keyword arguments; `noise` / `scene` may be an AltTextNoise / SceneStyle or a dict."""
     unknown = set(kwargs) - {f.name for f in dataclasses.fields(WorldParams)}
     if unknown:
         raise TypeError(f"unknown synthetic world parameters {sorted(unknown)}")
-    noise = kwargs.get("noise")
-    if noise is None:
-        kwargs.pop("noise", None)
-    elif isinstance(noise, Mapping):
-        kwargs["noise"] = AltTextNoise(**noise)
+    for key, kind in (("noise", AltTextNoise), ("scene", SceneStyle)):
+        value = kwargs.get(key)
+        if value is None:
+            kwargs.pop(key, None)
+        elif isinstance(value, Mapping):
+            unknown = set(value) - {f.name for f in dataclasses.fields(kind)}
+            if unknown:
+                raise TypeError(f"unknown synthetic world {key} parameters {sorted(unknown)}")
+            kwargs[key] = kind(**value)
     return WorldParams(**kwargs)
 

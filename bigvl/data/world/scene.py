@@ -37,6 +37,32 @@ RELATION_DOMINANCE = 1.5  # ...and this many times the offset on the other axis
 
 
 @dataclasses.dataclass(frozen=True)
+class SceneStyle:
+    """How scenes look; the knobs of the world study (docs/world_study.md).
+
+    shape_scale: multiplies every radius in SIZE_RADII (bigger shapes span more patches).
+    max_objects: train scenes hold 1..max_objects shapes (held-out multi-object splits 2..max(2, it)).
+    rotation: squares, triangles and stars are drawn slightly rotated.
+    textured: backgrounds carry a low-contrast texture (else all "plain").
+    p_same_colour: fraction of multi-object train scenes whose shapes all share one colour
+        (then only shape tells such images apart).
+    """
+    shape_scale: float = 1.0
+    max_objects: int = 4
+    rotation: bool = True
+    textured: bool = True
+    p_same_colour: float = 0.0
+
+    def __post_init__(self):
+        if not 0.5 <= self.shape_scale <= 1.6:
+            raise ValueError(f"SceneStyle.shape_scale must be in [0.5, 1.6], got {self.shape_scale}")
+        if not 1 <= self.max_objects <= 4:
+            raise ValueError(f"SceneStyle.max_objects must be in 1..4, got {self.max_objects}")
+        if not 0.0 <= self.p_same_colour <= 1.0:
+            raise ValueError(f"SceneStyle.p_same_colour must be in [0, 1], got {self.p_same_colour}")
+
+
+@dataclasses.dataclass(frozen=True)
 class SceneObject:
     """One shape of a scene; it fits in the disc of EXTENT × radius around (x, y)."""
     colour: str
@@ -78,11 +104,17 @@ def relation_loosely_holds(a: SceneObject, b: SceneObject, rel: str) -> bool:
     return {"left of": a.x < b.x, "right of": a.x > b.x, "above": a.y < b.y, "below": a.y > b.y}[rel]
 
 
-def _sample_attributes(rng: np.random.Generator, num_objects: int,
-                       label: int | None) -> list[tuple[str, str, str]]:
-    """(colour, shape, size) per object; no two objects share both colour and shape."""
+def _sample_attributes(rng: np.random.Generator, num_objects: int, label: int | None,
+                       p_same_colour: float = 0.0) -> list[tuple[str, str, str]]:
+    """(colour, shape, size) per object; no two objects share both colour and shape.
+
+    With probability `p_same_colour` a multi-object scene takes one colour for all its shapes.
+    """
     if label is not None:
         combos = [label]
+    elif num_objects > 1 and p_same_colour > 0 and rng.random() < p_same_colour:
+        colour = int(rng.integers(len(COLOURS)))
+        combos = [colour * len(SHAPES) + int(s) for s in rng.choice(len(SHAPES), size=num_objects, replace=False)]
     else:
         combos = rng.choice(len(COLOURS) * len(SHAPES), size=num_objects, replace=False).tolist()
     p_large = 0.5 if num_objects <= 2 else 0.35
@@ -124,7 +156,9 @@ def _put_main_pair_first(objects: list[SceneObject], rng: np.random.Generator,
     return [objects[i], objects[j]] + [o for k, o in enumerate(objects) if k not in (i, j)]
 
 
-def _rotation(rng: np.random.Generator, shape: str) -> float:
+def _rotation(rng: np.random.Generator, shape: str, rotate: bool) -> float:
+    if not rotate:
+        return 0.0
     if shape in ("square", "triangle"):
         return float(rng.uniform(-math.pi / 12, math.pi / 12))
     if shape == "star":
@@ -133,31 +167,34 @@ def _rotation(rng: np.random.Generator, shape: str) -> float:
 
 
 def sample_scene(rng: np.random.Generator, num_objects: int, *, label: int | None = None,
-                 distinct_main_pair: bool = False) -> Scene:
-    """A random scene of `num_objects` (1–4) shapes.
+                 distinct_main_pair: bool = False, style: SceneStyle = SceneStyle()) -> Scene:
+    """A random scene of `num_objects` (1–4) shapes drawn in `style`.
 
     `label` fixes the single object's class (colour index × len(SHAPES) + shape index);
-    `distinct_main_pair` makes objects 0 and 1 differ in both colour and shape.
+    `distinct_main_pair` makes objects 0 and 1 differ in both colour and shape (and
+    ignores `style.p_same_colour`).
     """
     if not 1 <= num_objects <= 4:
         raise ValueError(f"num_objects must be in 1..4, got {num_objects}")
     if label is not None and num_objects != 1:
         raise ValueError("a class label fixes a one-object scene")
     for _ in range(200):
-        attributes = _sample_attributes(rng, num_objects, label)
-        radii = [float(rng.uniform(*SIZE_RADII[size])) for _, _, size in attributes]
+        attributes = _sample_attributes(rng, num_objects, label,
+                                        0.0 if distinct_main_pair else style.p_same_colour)
+        radii = [style.shape_scale * float(rng.uniform(*SIZE_RADII[size])) for _, _, size in attributes]
         centres = _sample_layout(rng, radii)
         if centres is None:
             continue
-        objects = [SceneObject(colour, shape, size, x, y, r, _rotation(rng, shape),
+        objects = [SceneObject(colour, shape, size, x, y, r, _rotation(rng, shape, style.rotation),
                                tuple(int(v) for v in rng.integers(-12, 13, size=3)))
                    for (colour, shape, size), (x, y), r in zip(attributes, centres, radii)]
         ordered = _put_main_pair_first(objects, rng, distinct_main_pair)
         if ordered is None:
             continue
-        return Scene(objects=tuple(ordered),
-                     background=list(BACKGROUND_COLOURS)[int(rng.integers(len(BACKGROUND_COLOURS)))],
-                     texture=TEXTURES[int(rng.integers(len(TEXTURES)))],
+        background = list(BACKGROUND_COLOURS)[int(rng.integers(len(BACKGROUND_COLOURS)))]
+        texture = TEXTURES[int(rng.integers(len(TEXTURES)))]  # drawn either way: the same stream
+        return Scene(objects=tuple(ordered), background=background,
+                     texture=texture if style.textured else "plain",
                      texture_period=float(rng.uniform(0.1, 0.16)),
                      texture_phase=float(rng.uniform(0.0, 1.0)))
     raise RuntimeError(f"could not lay out a scene of {num_objects} objects in 200 tries")

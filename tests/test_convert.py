@@ -203,6 +203,12 @@ def test_gap_pooled_runs_do_not_export_and_say_why(tmp_path):
     for target, why in (("open_clip", "always prepends a class token"), ("hf", "CLIPModel pools the class token")):
         with pytest.raises(ValueError, match=f"model.image.pool = 'gap' has no .*{why}"):
             export_params(model_config(overrides), flat, target, str(tmp_path / target))
+    overrides = json.loads(json.dumps(record["model"]))
+    overrides["image"]["stem"] = "conv"  # the conv stem has no equivalent either
+    for target in ("open_clip", "hf"):
+        with pytest.raises(ValueError, match="model.image.stem = 'conv' has no .*one linear map"):
+            export_params(model_config(overrides), load_file(fixture("bigvl_native.safetensors")), target,
+                          str(tmp_path / target))
 
 
 def test_cli_import_load_and_export(tmp_path, capsys):

@@ -143,6 +143,39 @@ def test_build_model_rejects_bad_config():
     c.image.proj = False  # width 32 != embed_dim 16
     with pytest.raises(ValueError, match="model.image.proj"):
         build_model(c)
+    with pytest.raises(ValueError, match="model.image.stem"):
+        build_model(_with_stem("resnet"))
+    with pytest.raises(ValueError, match="power-of-two patch size"):
+        abstract_params(_with_stem("conv", patch_size=6, image_size=24))
+
+
+def _with_stem(stem, **image):
+    c = tiny()
+    c.image.update(stem=stem, **image)
+    return c
+
+
+def test_conv_stem_is_the_convolutions_it_says():
+    """stem 'conv': tokens = 1×1 projection of stride-2 3×3 convolutions (LayerNorm, GELU), checked
+    against the same computation written with jax.lax directly."""
+    from bigvl.models.vit import ConvStem
+    stem = ConvStem(width=16, patch_size=4)
+    x = jax.random.normal(jax.random.key(1), (2, 16, 16, 3))
+    params = nn.unbox(stem.init(jax.random.key(0), x)["params"])
+    out = stem.apply({"params": params}, x)
+    assert out.shape == (2, 16, 16)  # (16 / 4)² tokens of width 16
+    h = x
+    for i in range(2):
+        h = jax.lax.conv_general_dilated(h, params[f"conv_{i}"]["kernel"], (2, 2), ((1, 1), (1, 1)),
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        mean, var = h.mean(-1, keepdims=True), h.var(-1, keepdims=True)
+        h = (h - mean) / jnp.sqrt(var + 1e-6) * params[f"conv_{i}_norm"]["scale"] + params[f"conv_{i}_norm"]["bias"]
+        h = jax.nn.gelu(h)
+    want = h.reshape(2, 16, -1) @ params["proj"]["kernel"] + params["proj"]["bias"]
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+    boxed = abstract_params(_with_stem("conv"))  # and the full model carries logical names on it
+    leaves = jax.tree.leaves(boxed["image"]["conv_stem"], is_leaf=lambda x: isinstance(x, nn.Partitioned))
+    assert leaves and all(set(leaf.names) <= PARAM_NAMES for leaf in leaves)
 
 
 # ---------------------------------------------------------------- logical axis names

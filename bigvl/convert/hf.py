@@ -124,6 +124,9 @@ def table(model_cfg) -> list[L.Entry]:
     ic, tc = model_cfg.image, model_cfg.text
     isz, tsz = image_size_of(ic), text_size_of(tc)
     siglip = ic.pool == "map"
+    if ic.get("stem", "patch") != "patch":
+        raise ValueError(f"model.image.stem = {ic.stem!r} has no HF equivalent: its ViT embeds patches "
+                         "with one linear map (a run with model.image.stem = 'patch' exports)")
     if ic.pool == "gap":
         raise ValueError("model.image.pool = 'gap' has no HF equivalent: CLIPModel pools the class token and "
                          "SiglipModel a MAP head (a run with model.image.pool = 'cls' exports)")

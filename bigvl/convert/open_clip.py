@@ -139,6 +139,9 @@ def table(model_cfg) -> list[L.Entry]:
     image projection bias)."""
     ic, tc = model_cfg.image, model_cfg.text
     isz, tsz = image_size_of(ic), text_size_of(tc)
+    if ic.get("stem", "patch") != "patch":
+        raise ValueError(f"model.image.stem = {ic.stem!r} has no open_clip equivalent: its ViT embeds patches "
+                         "with one linear map (a run with model.image.stem = 'patch' exports)")
     if ic.pool != "cls":
         raise ValueError(f"model.image.pool = {ic.pool!r} has no open_clip equivalent: open_clip's ViT always "
                          "prepends a class token that every patch attends to (its 'avg' pool averages the "

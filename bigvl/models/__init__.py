@@ -22,7 +22,7 @@ from bigvl.models.text import POOLS as TEXT_POOLS
 from bigvl.models.text import TextTower
 from bigvl.models.transformer import ACTIVATIONS, REMAT_POLICIES
 from bigvl.models.two_tower import TwoTower
-from bigvl.models.vit import POOLS as IMAGE_POOLS
+from bigvl.models.vit import POOLS as IMAGE_POOLS, STEMS
 from bigvl.models.vit import VisionTower
 
 __all__ = ["TwoTower", "VisionTower", "TextTower", "model_config_defaults", "build_model", "count_params", "param_path", "dummy_inputs",
@@ -44,6 +44,7 @@ def model_config_defaults() -> ml_collections.ConfigDict:
         "patch_size": 0,
         "width": 0, "depth": 0, "num_heads": 0, "mlp_dim": 0,
         "pool": "cls",  # cls | gap | map
+        "stem": "patch",  # patch (ViT) | conv (stride-2 3×3 convolutions down to the patch grid, bigvl/models/vit.py)
         "patch_bias": False,  # open_clip conv1 has none; big_vision's patch conv has one
         "ln_pre": True,  # LayerNorm before the encoder (open_clip), not in big_vision
         "proj": True,  # linear projection to embed_dim (False: width must equal embed_dim)
@@ -150,6 +151,7 @@ def build_model(model_cfg) -> nn.Module:
         pixels[key] = value
     image = VisionTower(width=isz.width, depth=isz.depth, num_heads=isz.num_heads, mlp_dim=isz.mlp_dim,
                         patch_size=isz.patch_size, pool=_choice(ic.pool, IMAGE_POOLS, "image.pool"),
+                        stem=_choice(ic.get("stem", "patch"), STEMS, "image.stem"),
                         patch_bias=ic.patch_bias, ln_pre=ic.ln_pre, scan_layers=scan_layers, **arch, **pixels,
                         **common)
     text = TextTower(vocab_size=tc.vocab_size, context_length=tc.context_length, width=tsz.width,

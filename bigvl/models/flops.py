@@ -81,7 +81,16 @@ def vit_flops(image_cfg, with_pool_head: bool = True) -> tuple[int, int]:
     size = image_size_of(image_cfg)
     patches = (image_cfg.image_size // size.patch_size) ** 2
     tokens = patches + (1 if image_cfg.pool == "cls" else 0)
-    flops = 2 * patches * (3 * size.patch_size ** 2) * size.width + encoder_flops(size, tokens)
+    if image_cfg.get("stem", "patch") == "conv":  # stride-2 3×3 convolutions, then a 1×1 projection
+        from bigvl.models.vit import conv_stem_channels
+        flops, side, channels = 0, image_cfg.image_size, 3
+        for out in conv_stem_channels(size.width, size.patch_size):
+            side //= 2
+            flops += 2 * side * side * 9 * channels * out
+            channels = out
+        flops += 2 * patches * channels * size.width + encoder_flops(size, tokens)
+    else:
+        flops = 2 * patches * (3 * size.patch_size ** 2) * size.width + encoder_flops(size, tokens)
     if with_pool_head and image_cfg.pool == "map":
         flops += map_head_flops(size, tokens)
     return flops, patches

@@ -19,6 +19,43 @@ import jax.numpy as jnp
 from bigvl.models.transformer import DENSE_INIT, ZEROS, Dtype, Encoder, MAPHead, layer_norm, named
 
 POOLS = ("cls", "gap", "map")
+STEMS = ("patch", "conv")
+
+
+def conv_stem_channels(width: int, patch_size: int) -> list[int]:
+    """Output channels of the conv stem's stride-2 3×3 convolutions: log2(patch_size) of them,
+    doubling up to `width` (patch 8, width 128 → [32, 64, 128])."""
+    n = patch_size.bit_length() - 1
+    if patch_size < 2 or 2 ** n != patch_size:
+        raise ValueError(f"model.image.stem 'conv' needs a power-of-two patch size ≥ 2, got {patch_size}")
+    return [max(width >> (n - 1 - i), 8) for i in range(n)]
+
+
+class ConvStem(nn.Module):
+    """Xiao et al. 2021, "Early convolutions help transformers see better": stride-2 3×3
+    convolutions (LayerNorm, GELU) down to the patch grid, then a 1×1 projection to `width`.
+
+    images [B,S,S,C] float → tokens [B,(S/P)²,width]; P = patch_size = 2^(number of convolutions).
+    """
+    width: int
+    patch_size: int
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    ln_eps: float = 1e-6
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for i, channels in enumerate(conv_stem_channels(self.width, self.patch_size)):
+            x = nn.Conv(channels, (3, 3), strides=2, padding=1, use_bias=False, dtype=self.dtype,
+                        param_dtype=self.param_dtype, kernel_init=named(DENSE_INIT, None, None, None, "mlp"),
+                        name=f"conv_{i}")(x)
+            x = nn.gelu(nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype, param_dtype=self.param_dtype,
+                                     scale_init=named(nn.initializers.ones, "mlp"), bias_init=named(ZEROS, "mlp"),
+                                     name=f"conv_{i}_norm")(x))
+        b, h, w, c = x.shape
+        return nn.Dense(self.width, dtype=self.dtype, param_dtype=self.param_dtype,
+                        kernel_init=named(DENSE_INIT, "mlp", "embed"), bias_init=named(ZEROS, "embed"),
+                        name="proj")(x.reshape(b, h * w, c))
 
 
 def patchify(images: jax.Array, patch_size: int) -> jax.Array:
@@ -68,17 +105,23 @@ class VisionTower(nn.Module):
     ln_eps: float = 1e-6
     pixel_mean: tuple = UNIT_RANGE  # uint8 images → (x/255 − mean)/std
     pixel_std: tuple = UNIT_RANGE
+    stem: str = "patch"  # STEMS: one Dense per patch (ViT), or ConvStem
 
     @nn.compact
     def __call__(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
         if self.pool not in POOLS:
             raise ValueError(f"model.image.pool {self.pool!r} is not one of {POOLS}")
+        if self.stem not in STEMS:
+            raise ValueError(f"model.image.stem {self.stem!r} is not one of {STEMS}")
         d = self.width
-        patches = patchify(to_model_range(images, self.dtype, self.pixel_mean, self.pixel_std), self.patch_size)
-        patches = nn.with_logical_constraint(patches, ("batch", "seq", None))
-        x = nn.Dense(d, use_bias=self.patch_bias, dtype=self.dtype, param_dtype=self.param_dtype,
-                     kernel_init=named(DENSE_INIT, "patch", "embed"), bias_init=named(ZEROS, "embed"),
-                     name="patch_embedding")(patches)
+        pixels = to_model_range(images, self.dtype, self.pixel_mean, self.pixel_std)
+        if self.stem == "conv":
+            x = ConvStem(d, self.patch_size, self.dtype, self.param_dtype, self.ln_eps, name="conv_stem")(pixels)
+        else:
+            patches = nn.with_logical_constraint(patchify(pixels, self.patch_size), ("batch", "seq", None))
+            x = nn.Dense(d, use_bias=self.patch_bias, dtype=self.dtype, param_dtype=self.param_dtype,
+                         kernel_init=named(DENSE_INIT, "patch", "embed"), bias_init=named(ZEROS, "embed"),
+                         name="patch_embedding")(patches)
         batch = x.shape[0]
         if self.pool == "cls":
             cls = self.param("cls_token", named(nn.initializers.normal(d ** -0.5), "embed"), (d,), self.param_dtype)

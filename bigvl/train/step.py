@@ -27,16 +27,19 @@ def make_train_step(config, setup: TrainSetup):
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         def loss_fn(outputs, full_batch):
-            loss, terms, loss_state = objective(outputs, full_batch, state.get("loss_state", {}))
+            with jax.named_scope("loss"):  # names in profiles (bigvl.tools.benchmarks.profile_step)
+                loss, terms, loss_state = objective(outputs, full_batch, state.get("loss_state", {}))
             return loss, (outputs, loss_state, terms)
 
         (loss, (outputs, loss_state, terms)), grads = accumulated_value_and_grad(
             apply_fn, loss_fn, config.optim.grad_accum_steps)(state["params"], batch)
-        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-        params = clamp_log_logit_scale(optax.apply_updates(state["params"], updates), config.model.max_logit_scale)
-        grad_norm = optax.tree.norm(grads)
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jax.tree.reduce(
-            jnp.logical_and, jax.tree.map(lambda p: jnp.isfinite(p).all(), params))
+        with jax.named_scope("optimizer"):
+            updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+            params = clamp_log_logit_scale(optax.apply_updates(state["params"], updates),
+                                           config.model.max_logit_scale)
+            grad_norm = optax.tree.norm(grads)
+            finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jax.tree.reduce(
+                jnp.logical_and, jax.tree.map(lambda p: jnp.isfinite(p).all(), params))
         new_state, counters = next_state(
             state, params=params, opt_state=opt_state, loss_state=loss_state, loss=loss, finite=finite,
             skipped_records=batch["skipped_records"], keep_last_good=config.nonfinite == "skip",

@@ -9,5 +9,7 @@
 - `python -m bigvl.tools.benchmarks.compile_time [--suite depth clips_l14] [--depths 24 48]` — lower and
   compile time of the real train step with `model.scan_layers` off and on (one fresh process each).
 - `python -m bigvl.tools.benchmarks.input_pipeline`, `...decoding`, `...open_clip_compare` (side by side
-  with open_clip, `open_clip_side_by_side.sh`).
+  with open_clip, `open_clip_side_by_side.sh`; refuses a loaded machine, see `machine_load`).
+- `python -m bigvl.tools.benchmarks.profile_step [--arch S64] [--python VENV/bin/python]` — where the
+  train step's time goes, by op and category, bigvl (jax.profiler) and open_clip (torch.profiler).
 """

@@ -4,6 +4,8 @@ no bigvl, no JAX); `bigvl.tools.benchmarks.open_clip_compare` starts it and talk
     python open_clip_reference.py train-step --arch B16 --batch 8
         prints {"ready": true, "num_params": ...}, then for every line "step" on stdin runs
         one training step and prints {"seconds": ..., "loss": ...}; "quit" ends it.
+    python open_clip_reference.py profile --arch S64 --batch 64 --steps 3
+        torch.profiler over 3 steps; prints {"step_s": ..., "ops": [{name, self_cpu_s, count}]}.
     python open_clip_reference.py input-pipeline --dir DIR [--repeats 3]
         times open_clip's training transform + tokenizer over DIR/*.jpg (files read into
         memory first), one process, one thread; prints {"pairs_per_s": ...}.
@@ -11,7 +13,8 @@ no bigvl, no JAX); `bigvl.tools.benchmarks.open_clip_compare` starts it and talk
 The training step is open_clip's own (its training loop, reduced to one batch): CLIP model
 from `open_clip.model.CLIP` with the architecture of `ARCHS`, `open_clip.ClipLoss`, AdamW with
 open_clip's weight-decay exclusion (gains, biases, logit_scale), global-norm clipping at 1.0,
-the logit-scale clamp after the step; float32, eager, `torch.set_num_threads(cores)`.
+the logit-scale clamp after the step; float32, eager, `torch.set_num_threads(len(affinity))`
+(one intra-op thread per core this process may run on, as XLA does on the bigvl side).
 """
 from __future__ import annotations
 
@@ -62,25 +65,70 @@ def train_step_server(arch: str, batch: int) -> None:
     """Serves training steps on stdin/stdout (see the module docstring)."""
     import torch
 
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(len(os.sched_getaffinity(0)))  # the cores the parent pinned (inherited)
     model, optimizer, loss_fn, images, texts = build(arch, batch)
     num_params = sum(p.numel() for p in model.parameters())
     print(json.dumps({"ready": True, "num_params": num_params, "torch": torch.__version__,
-                      "threads": torch.get_num_threads()}), flush=True)
+                      "threads": torch.get_num_threads(), "affinity": sorted(os.sched_getaffinity(0))}),
+          flush=True)
     for line in sys.stdin:
         if line.strip() != "step":
             break
         start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        out = model(images, texts)
+        loss = train_step(model, optimizer, loss_fn, images, texts)
+        print(json.dumps({"seconds": time.perf_counter() - start, "loss": loss.item()}), flush=True)
+
+
+def train_step(model, optimizer, loss_fn, images, texts):
+    """One open_clip training step; returns the loss (detached)."""
+    import torch
+
+    from torch.profiler import record_function  # scopes for `profile`; no cost outside a profiler
+
+    optimizer.zero_grad(set_to_none=True)
+    out = model(images, texts)
+    with record_function("loss"):
         loss = loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
-        loss.backward()
-        loss = loss.detach()
+    loss.backward()
+    loss = loss.detach()
+    with record_function("optimizer"):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
-        print(json.dumps({"seconds": time.perf_counter() - start, "loss": loss.item()}), flush=True)
+    return loss
+
+
+def profile(arch: str, batch: int, steps: int) -> None:
+    """torch.profiler over `steps` training steps after one untimed step; prints {"step_s": median
+    of the profiled steps, "ops": [{name, scope, self_cpu_s, count}] (totals over the steps; scope
+    "loss" / "optimizer" / "" from the enclosing record_function)}."""
+    import torch
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    model, optimizer, loss_fn, images, texts = build(arch, batch)
+    train_step(model, optimizer, loss_fn, images, texts)
+    times = []
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            start = time.perf_counter()
+            train_step(model, optimizer, loss_fn, images, texts)
+            times.append(time.perf_counter() - start)
+    totals = {}  # (scope, op) → [self seconds, calls]; scope: the enclosing "loss"/"optimizer" or ""
+    for e in prof.events():
+        scope, parent = "", e.cpu_parent
+        while parent is not None:
+            scope = parent.name if parent.name in ("loss", "optimizer") else scope
+            parent = parent.cpu_parent
+        row = totals.setdefault((scope, e.name), [0.0, 0])
+        row[0] += e.self_cpu_time_total / 1e6
+        row[1] += 1
+    ops = [{"name": name, "scope": scope, "self_cpu_s": t, "count": n}
+           for (scope, name), (t, n) in totals.items() if t > 0]
+    print(json.dumps({"step_s": sorted(times)[len(times) // 2], "ops": ops, "torch": torch.__version__,
+                      "threads": torch.get_num_threads()}), flush=True)
 
 
 def input_pipeline(directory: str, repeats: int, size: int) -> None:
@@ -115,6 +163,10 @@ def main() -> None:
     step = sub.add_parser("train-step")
     step.add_argument("--arch", choices=sorted(ARCHS), default="B16")
     step.add_argument("--batch", type=int, default=8)
+    prof = sub.add_parser("profile")
+    prof.add_argument("--arch", choices=sorted(ARCHS), default="S64")
+    prof.add_argument("--batch", type=int, default=64)
+    prof.add_argument("--steps", type=int, default=3)
     pipe = sub.add_parser("input-pipeline")
     pipe.add_argument("--dir", required=True)
     pipe.add_argument("--repeats", type=int, default=3)
@@ -122,6 +174,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "train-step":
         train_step_server(args.arch, args.batch)
+    elif args.command == "profile":
+        profile(args.arch, args.batch, args.steps)
     else:
         input_pipeline(args.dir, args.repeats, args.size)
 

@@ -19,6 +19,10 @@ strategy returns exactly `num_texts` texts, so batches of tokens are [B, T, L].
 
 Texts go to the tokenizer as they are: a text longer than the context is truncated
 there (EOS kept last).
+
+`data.min_caption_score` (0 = off; any strategy): a chosen text that is a whole caption
+whose stored CLIP score (extras["clip_score"][name], data/score_captions.py) is below it
+is replaced by the alt-text (`score_fallback`).
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ from bigvl.data.sentences import join_sentences, split_sentences
 from bigvl.data.tokenizer import Tokenizer
 
 ALT = "alt"  # in a list of fields: the alt-text itself
+SCORE_KEY = "clip_score"  # extras[SCORE_KEY] = {"alt" | caption name: raw cosine} (bigvl/inference/caption_scores.py)
 
 
 class CaptionError(ValueError):
@@ -287,13 +292,35 @@ STRATEGIES: dict[str, tuple[type, dict[str, str]]] = {
 }
 
 
+def score_fallback(texts: list[str], record: Mapping, min_score: float) -> tuple[list[str], int]:
+    """(texts with low-scored captions replaced by the alt-text, how many were replaced).
+
+    A text equal to the alt-text is kept. A text equal to one or more of the record's
+    captions is replaced by the alt-text when one of those captions has a stored score
+    (record["extras"][SCORE_KEY][name], a number) below `min_score`. Texts that are not
+    a whole caption (a sentence of one, a partial caption) and captions without a stored
+    score are kept.
+    """
+    scores = record.get("extras", {}).get(SCORE_KEY)
+    if not isinstance(scores, Mapping):
+        return texts, 0
+    alt_text, out, replaced = record["alt_text"], [], 0
+    for text in texts:
+        low = text != alt_text and any(
+            value == text and isinstance(scores.get(name), (int, float)) and scores[name] < min_score
+            for name, value in record["captions"].items())
+        out.append(_text(alt_text, "alt_text") if low else text)
+        replaced += low
+    return out, replaced
+
+
 def strategy_config_defaults() -> dict:
     """{config.data key: default} for every strategy's parameters, from the classes' defaults.
 
     Tuples become lists (the config's type for sequences). Raises AssertionError if two
     strategies sharing a key (e.g. `caption_field`) disagree on its default.
     """
-    defaults = {"caption_strategy": "mix"}
+    defaults = {"caption_strategy": "mix", "min_caption_score": 0.0}  # see score_fallback
     for cls, keys in STRATEGIES.values():
         fields = {f.name: f.default for f in dataclasses.fields(cls)}
         for arg, key in keys.items():

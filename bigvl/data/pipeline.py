@@ -35,7 +35,7 @@ import grain
 import numpy as np
 from absl import flags as absl_flags
 
-from bigvl.data.caption_strategies import Alt, CaptionError, Recap, make_caption_strategy
+from bigvl.data.caption_strategies import Alt, CaptionError, Recap, make_caption_strategy, score_fallback
 from bigvl.data.image_ops import decode_image, random_resized_crop
 from bigvl.data.records import RecordError, decode_example
 from bigvl.data.teacher import teacher_targets
@@ -82,6 +82,10 @@ class ExampleProcessor:
         # (bigvl/data/teacher.py), as teacher_image / teacher_text f32 [Dt], teacher_logit_scale.
         self.with_teacher = with_teacher
         self.min_crop_scale = data_cfg.min_crop_scale
+        # data.min_caption_score: low-scored captions fall back to the alt-text; counted per process
+        # (`score_fallbacks`, logged each time the count passes a power of two).
+        self.min_caption_score = float(data_cfg.get("min_caption_score", 0.0) or 0.0)
+        self.score_fallbacks = 0
         self.tokenizer_path = tokenizer_path
         self._tokenizer = None
 
@@ -101,6 +105,11 @@ class ExampleProcessor:
                 raise data
             record = decode_example(data, where=f"#{index}")
             texts = self.strategy(record["alt_text"], record["captions"], rng)
+            if self.min_caption_score > 0:
+                texts, replaced = score_fallback(texts, record, self.min_caption_score)
+                before, self.score_fallbacks = self.score_fallbacks, self.score_fallbacks + replaced
+                if self.score_fallbacks.bit_length() > before.bit_length():
+                    log.info("data.min_caption_score: %d texts fell back to the alt-text", self.score_fallbacks)
             image = random_resized_crop(decode_image(record["image"]), self.image_size,
                                         self.min_crop_scale, rng)
             tokens = self.tokenizer.encode(texts, self.context_length)

@@ -109,12 +109,17 @@ class Tokenizer:
         return len(self._sp.encode(text, out_type=int))
 
     def decode(self, ids: Iterable[int]) -> str:
-        """Text of a 1-D id sequence, stopping at the first EOS or padding id."""
+        """Text of a 1-D id sequence, stopping at the first EOS or padding id.
+
+        Ids outside [0, vocab_size) are dropped: a model's vocabulary may be larger than the
+        tokenizer's pieces (model.text.vocab_size ≥ pieces), and an undertrained captioner can emit them.
+        """
         kept = []
         for i in np.asarray(ids).reshape(-1).tolist():
             if i in (self.eos_id, self.pad_id):
                 break
-            kept.append(int(i))
+            if 0 <= i < self.vocab_size:
+                kept.append(int(i))
         return self._sp.decode(kept)
 
 

@@ -96,8 +96,17 @@ def _mask_special(logits: jax.Array, cfg: DecodeConfig) -> jax.Array:
     return jnp.where(banned, -jnp.inf, logits)
 
 
+def _per_row(rng) -> bool:
+    """Whether `rng` holds one key per row: typed keys [B] or raw uint32 key data [B,2]."""
+    typed = jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key)
+    return rng.ndim == (1 if typed else 2)
+
+
 def _greedy_or_sample(step, state, batch: int, cfg: DecodeConfig, rng) -> jax.Array:
-    """step (see _stepper) over `batch` rows → ids int32 [batch, max_length] (argmax or top-p sample)."""
+    """step (see _stepper) over `batch` rows → ids int32 [batch, max_length] (argmax or top-p sample).
+
+    rng: one key (row draws depend on the batch) or one key per row ([batch] typed keys, or
+    raw uint32 key data [batch, 2]: each row's draws depend on its own key only)."""
     def cond(carry):
         i, _, _, _, done = carry
         return (i < cfg.max_length) & ~jnp.all(done)
@@ -108,7 +117,10 @@ def _greedy_or_sample(step, state, batch: int, cfg: DecodeConfig, rng) -> jax.Ar
         logits = _mask_special(logits.astype(jnp.float32), cfg)
         if cfg.method == "sample":
             logits = _top_p_filter(logits / cfg.temperature, cfg.top_p)
-            nxt = jax.random.categorical(jax.random.fold_in(rng, i), logits, axis=-1)
+            if _per_row(rng):  # one key per row: a row's draws do not depend on the other rows
+                nxt = jax.vmap(lambda key, row: jax.random.categorical(jax.random.fold_in(key, i), row))(rng, logits)
+            else:
+                nxt = jax.random.categorical(jax.random.fold_in(rng, i), logits, axis=-1)
         else:
             nxt = jnp.argmax(logits, axis=-1)
         nxt = jnp.where(done, cfg.pad_id, nxt).astype(jnp.int32)
@@ -197,7 +209,10 @@ def decode(model: nn.Module, params, images: jax.Array, cond_tokens: jax.Array |
 
 
 def make_decode_fn(model: nn.Module, cfg: DecodeConfig, rules=()) -> Callable:
-    """jit(params, images [B,S,S,3], cond_tokens [B,L] | None, rng) → ids int32 [B, max_length]."""
+    """jit(params, images [B,S,S,3], cond_tokens [B,L] | None, rng) → ids int32 [B, max_length].
+
+    rng (sampling): one key, or one per row (typed keys [B] / raw uint32 [B,2]) so that a row's
+    caption does not depend on its batch-mates (bigvl/inference/recaption.py)."""
     def fn(params, images, cond_tokens, rng):
         with nn.logical_axis_rules(rules):
             return decode(model, params, images, cond_tokens, rng, cfg)

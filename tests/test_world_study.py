@@ -1,0 +1,32 @@
+"""The world study's config plumbing and the shape probe's classifier."""
+import numpy as np
+import pytest
+
+from bigvl.tools.shape_probe import ridge_probe
+from bigvl.tools.world_study import VARIANTS, study_config
+
+
+def test_variants_change_what_they_say_and_worlds_are_keyed_by_world_keys(tmp_path):
+    base = study_config({}, 600, str(tmp_path))
+    bigger = study_config(VARIANTS["shapes_x1.4"][1], 600, str(tmp_path))
+    conv = study_config(VARIANTS["conv_stem"][1], 600, str(tmp_path))
+    assert bigger.world.scene.shape_scale == 1.4 and base.world.scene.shape_scale == 1.0
+    assert conv.model.image.stem == "conv"
+    assert bigger.world.dir != base.world.dir == conv.world.dir  # a model change reuses the world
+    for config in (base, bigger):  # every file the run reads comes from its own world
+        d = config.world.dir
+        assert config.data.train_paths[0].startswith(d) and config.data.tokenizer.startswith(d)
+        assert all(config.evals[k].startswith(d) for k in ("zeroshot", "retrieval", "hard_negatives"))
+    assert base.total_steps == 600 and base.eval_steps == 0
+    with pytest.raises(KeyError, match="shape_scal"):
+        study_config({"world.scene.shape_scal": 1.2}, 10, str(tmp_path))
+
+
+def test_ridge_probe_separates_what_is_separable_and_nothing_else():
+    rng = np.random.default_rng(0)
+    labels = np.arange(300) % 3
+    features = rng.normal(size=(300, 8))
+    features[np.arange(300), labels] += 6.0  # each class lifts its own feature
+    assert ridge_probe(features, labels) == 1.0
+    shuffled = rng.permutation(labels)
+    assert abs(ridge_probe(features, shuffled) - 1 / 3) < 0.1

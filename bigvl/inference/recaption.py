@@ -203,18 +203,6 @@ def recaption_shard(path: str, decoder: Recaptioner, image_size: int, field: str
     return out, stats
 
 
-def count_to_decode(paths: Sequence[str], only_missing: str = "") -> int:
-    """How many records of `paths` will be decoded (for the progress bar's total; reads the shards)."""
-    total = 0
-    for path in paths:
-        for data in read_records(path):
-            try:
-                total += not (only_missing and _present(decode_example(data)["captions"], only_missing))
-            except RecordError:
-                pass
-    return total
-
-
 def summarize(shard_stats: dict[str, dict]) -> dict:
     """The manifest's totals over every shard's stats (ids capped at MAX_LISTED, in shard order)."""
     names = sorted(shard_stats)
@@ -269,7 +257,9 @@ def recaption(run, in_paths: Sequence[str], out_dir: str, field: str, cfg: Decod
         from tqdm import tqdm
         mine = [p for p in my_shards(in_paths, pid, count)
                 if not os.path.exists(os.path.join(out_dir, os.path.basename(p)))]
-        bar = tqdm(total=count_to_decode(mine, only_missing), unit=" captions", desc="recaption", smoothing=0.1)
+        from bigvl.data.pipeline import scan_shards  # record counts from each shard's index, nothing decoded
+        bar = tqdm(total=scan_shards(mine, "--in").num_records if mine else 0, unit=" records",
+                   desc="recaption", smoothing=0.1)
     decoder = Recaptioner(captioner, local_params(run.params, mesh), mesh, cfg, batch_size,
                           on_chunk=bar.update if bar is not None else None)
     decoded_here = [0]
@@ -277,6 +267,8 @@ def recaption(run, in_paths: Sequence[str], out_dir: str, field: str, cfg: Decod
     def transform(path):
         records, stats = recaption_shard(path, decoder, run.encoder.image_size, field, seed, only_missing, cond)
         decoded_here[0] += stats["decoded"]
+        if bar is not None:  # decoded ones were counted chunk by chunk; now the copied and faulty
+            bar.update(stats["records"] - stats["decoded"])
         return records, stats
 
     transform_shards(in_paths, out_dir, transform, STATE, pid, count)

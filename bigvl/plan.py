@@ -87,7 +87,7 @@ def abstract_batch(config, num_texts: int, sharding) -> dict:
 
     image uint8 [B,S,S,3], tokens int32 [B,T,L], skipped_records int32 [B], target_tokens int32
     [B,Ld] (captioners), teacher_image / teacher_text float32 [B,Dt] and teacher_logit_scale
-    float32 [B] (distillation).
+    float32 [B] (distillation), negative_tokens int32 [B,L] and negative_valid int32 [B] (hard negatives).
     """
     b, size = config.batch_size, config.model.image.image_size
     spec = {"image": ((b, size, size, 3), np.uint8),
@@ -99,6 +99,8 @@ def abstract_batch(config, num_texts: int, sharding) -> dict:
         dim = int(config.loss.get("teacher_dim", 0) or config.model.embed_dim)
         spec.update(teacher_image=((b, dim), np.float32), teacher_text=((b, dim), np.float32),
                     teacher_logit_scale=((b,), np.float32))
+    if config.data.get("negative_word_groups", []):
+        spec.update(negative_tokens=((b, config.model.text.context_length), np.int32), negative_valid=((b,), np.int32))
     return {k: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding) for k, (shape, dtype) in spec.items()}
 
 

@@ -30,3 +30,11 @@ def test_ridge_probe_separates_what_is_separable_and_nothing_else():
     assert ridge_probe(features, labels) == 1.0
     shuffled = rng.permutation(labels)
     assert abs(ridge_probe(features, shuffled) - 1 / 3) < 0.1
+
+
+def test_every_variant_is_a_valid_config(tmp_path):
+    from bigvl.config import validate
+    for name, (_, overrides) in VARIANTS.items():
+        config = study_config(overrides, 600, str(tmp_path))
+        validate(config)  # ConfigError names the key of a variant gone stale
+        assert bool(config.data.negative_word_groups) == ("negclip" in name), name

@@ -32,6 +32,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from bigvl.data.hard_negatives import EDITS as NEGATIVE_EDITS
 from bigvl.data.sentences import join_sentences, split_sentences
 from bigvl.data.tokenizer import Tokenizer
 
@@ -320,7 +321,10 @@ def strategy_config_defaults() -> dict:
     Tuples become lists (the config's type for sequences). Raises AssertionError if two
     strategies sharing a key (e.g. `caption_field`) disagree on its default.
     """
-    defaults = {"caption_strategy": "mix", "min_caption_score": 0.0}  # see score_fallback
+    defaults = {"caption_strategy": "mix", "min_caption_score": 0.0,  # see score_fallback
+                # NegCLIP hard negatives (bigvl/data/hard_negatives.py): [] = off; else lists of
+                # interchangeable words (colours, shapes, ...); edits: replace and/or swap.
+                "negative_word_groups": [], "negative_edits": list(NEGATIVE_EDITS)}
     for cls, keys in STRATEGIES.values():
         fields = {f.name: f.default for f in dataclasses.fields(cls)}
         for arg, key in keys.items():

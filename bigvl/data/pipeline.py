@@ -35,6 +35,7 @@ import grain
 import numpy as np
 from absl import flags as absl_flags
 
+from bigvl.data.hard_negatives import WordSwapNegatives
 from bigvl.data.caption_strategies import Alt, CaptionError, Recap, make_caption_strategy, score_fallback
 from bigvl.data.image_ops import decode_image, random_resized_crop
 from bigvl.data.records import RecordError, decode_example
@@ -88,6 +89,11 @@ class ExampleProcessor:
         self.score_fallbacks = 0
         self.tokenizer_path = tokenizer_path
         self._tokenizer = None
+        # NegCLIP: an edited copy of the (first) text as "negative_tokens" int32 [L] and
+        # "negative_valid" int32 (0 when the text had no word to edit within the context: the
+        # loss masks it).
+        groups = data_cfg.get("negative_word_groups", [])
+        self.negatives = WordSwapNegatives.from_groups(groups, data_cfg.negative_edits) if groups else None
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -117,6 +123,11 @@ class ExampleProcessor:
                 self.target(record["alt_text"], record["captions"], rng), self.target_length)[0]}
             if self.with_teacher:
                 extra.update(teacher_targets(record, texts, where=f"#{index}"))
+            if self.negatives is not None:
+                negative = self.negatives(texts[0], rng)
+                extra["negative_tokens"] = self.tokenizer.encode([negative or texts[0]], self.context_length)[0]
+                # an edit past the context is cut off: the "negative" would be the text itself
+                extra["negative_valid"] = np.int32(not np.array_equal(extra["negative_tokens"], tokens[0]))
         except (RecordError, CaptionError, ValueError, TypeError, KeyError, AttributeError) as e:
             # ValueError covers undecodable images and non-UTF-8 text; TypeError, KeyError and
             # AttributeError a record whose fields have the wrong types.
@@ -256,7 +267,8 @@ def make_train_dataset(config, process_index: int = 0, process_count: int = 1,
 
     Batches: {"image": uint8 [b,S,S,3], "tokens": int32 [b,T,L], "index": int64 [b] (record
     ids), "skipped_records": int32 [b]}, plus "target_tokens" int32 [b,Ld] (captioners) and
-    "teacher_image", "teacher_text" f32 [b,Dt], "teacher_logit_scale" f32 [b] (distillation).
+    "teacher_image", "teacher_text" f32 [b,Dt], "teacher_logit_scale" f32 [b] (distillation),
+    "negative_tokens" int32 [b,L] and "negative_valid" int32 [b] (data.negative_word_groups).
     `shards`: a `scan_shards` result to reuse (else scanned here); data.source "tfds" reads
     a TFDS dataset instead (bigvl/data/tfds_source.py).
     """

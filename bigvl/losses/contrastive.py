@@ -58,6 +58,24 @@ def softmax_contrastive_loss(image_embeds: jax.Array, text_embeds: jax.Array, lo
     return (loss, _accuracies(logits)) if return_metrics else loss
 
 
+def negclip_softmax_loss(image_embeds: jax.Array, text_embeds: jax.Array, negative_embeds: jax.Array,
+                         negative_valid: jax.Array, logit_scale: jax.Array) -> jax.Array:
+    """NegCLIP (Yuksekgonul et al. 2023): CLIP InfoNCE whose image→text softmax also ranks
+    every image against the batch's hard-negative texts.
+
+    image_embeds, text_embeds, negative_embeds: [B, D] (negative j is an edited copy of text
+    j); negative_valid: [B] (0 = text j had no negative: its column is left out). The
+    text→image term is CLIP's. Returns the float32 scalar loss.
+    """
+    logits = _logits(image_embeds, text_embeds, logit_scale)
+    negatives = _logits(image_embeds, negative_embeds, logit_scale)
+    negatives = jnp.where(negative_valid.astype(bool)[None, :], negatives, -jnp.inf)
+    labels = jnp.arange(logits.shape[0])
+    image_to_text = optax.softmax_cross_entropy_with_integer_labels(jnp.concatenate([logits, negatives], 1), labels)
+    text_to_image = optax.softmax_cross_entropy_with_integer_labels(logits.T, labels)
+    return 0.5 * (jnp.mean(image_to_text) + jnp.mean(text_to_image))
+
+
 def sigmoid_contrastive_loss(image_embeds: jax.Array, text_embeds: jax.Array, logit_scale: jax.Array,
                              logit_bias: jax.Array, *, return_metrics: bool = False):
     """SigLIP: every (image, text) pair is an independent binary classification.

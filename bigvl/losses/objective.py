@@ -24,10 +24,14 @@ The contrastive term:
 Some objectives carry state between steps (ALIP's similarity EMAs): `initial_state()` gives
 it, the call returns the next one; the train state keeps it as `state["loss_state"]`.
 
+With `data.negative_word_groups` set (NegCLIP hard negatives, one text per image) the softmax
+term's image→text side also ranks each image against the batch's edited texts.
+
 Model outputs: image_embeds [B, E], text_embeds [B, E] or [B, T, E], logit_scale, logit_bias
-(SigLIP), patch_embeds [B, N, E] (grouping), caption_nll / caption_tokens [B] (captioners).
-Batch keys read here: tokens [B, T, L], target_tokens [B, Ld] (captioners), teacher_image,
-teacher_text [B, Dt] and teacher_logit_scale [B] (distillation).
+(SigLIP), patch_embeds [B, N, E] (grouping), caption_nll / caption_tokens [B] (captioners),
+negative_embeds [B, E] (hard negatives). Batch keys read here: tokens [B, T, L], target_tokens
+[B, Ld] (captioners), teacher_image, teacher_text [B, Dt] and teacher_logit_scale [B]
+(distillation), negative_tokens [B, L] and negative_valid [B] (hard negatives).
 
 A new term: a function of (outputs, batch) in this package, a `loss.*_weight` default in
 `loss_config_defaults`, and one line in `Objective.terms`.
@@ -89,6 +93,7 @@ class Objective:
     num_texts: int  # texts per image from the caption strategy
     captioner: bool  # model.kind coca | clips: outputs carry caption_nll / caption_tokens
     mesh: Any = None  # the ring losses' mesh
+    negatives: bool = False  # data.negative_word_groups: NegCLIP hard-negative texts in the batch
 
     @classmethod
     def from_config(cls, config, mesh=None) -> "Objective":
@@ -133,7 +138,12 @@ class Objective:
         captioner = kind in MODEL_KINDS_WITH_CAPTIONS
         if captioner:
             _check(loss.name == "softmax", "loss.name", f"model.kind {kind!r} needs 'softmax'")
-        return cls(cfg=loss, num_texts=num_texts, captioner=captioner, mesh=mesh)
+        negatives = bool(config.data.get("negative_word_groups", []))
+        if negatives:
+            _check(kind == "two_tower" and loss.name == "softmax" and num_texts == 1, "data.negative_word_groups",
+                   f"hard negatives (NegCLIP) extend the two-tower softmax loss with one text per image; got "
+                   f"model.kind {kind!r}, loss.name {loss.name!r}, {num_texts} texts from {strategy!r}")
+        return cls(cfg=loss, num_texts=num_texts, captioner=captioner, mesh=mesh, negatives=negatives)
 
     # ------------------------------------------------------------------ what the model computes
     def needs_patch_embeds(self) -> bool:
@@ -150,7 +160,13 @@ class Objective:
         kwargs = {"target_tokens": batch["target_tokens"]} if "target_tokens" in batch else {}
         if self.needs_patch_embeds():
             kwargs["with_patch_embeds"] = True
-        outputs = model.apply({"params": params}, batch["image"], batch["tokens"].reshape(b * t, length), **kwargs)
+        tokens = batch["tokens"].reshape(b * t, length)
+        if self.negatives:  # one text-tower call for the texts and their negatives
+            tokens = jnp.concatenate([tokens, batch["negative_tokens"]], axis=0)
+        outputs = model.apply({"params": params}, batch["image"], tokens, **kwargs)
+        if self.negatives:
+            text = outputs["text_embeds"]
+            outputs["text_embeds"], outputs["negative_embeds"] = text[:b * t], text[b * t:]
         if t > 1:
             outputs["text_embeds"] = outputs["text_embeds"].reshape(b, t, -1)
         return outputs
@@ -174,7 +190,7 @@ class Objective:
 
     def __call__(self, outputs: dict, batch: dict, state: dict) -> tuple[jax.Array, dict, dict]:
         """(total float32 scalar, {term: value, + diagnostics}, next state) on the global batch."""
-        contrastive_term, state, diagnostics = self._contrastive(outputs, state)
+        contrastive_term, state, diagnostics = self._contrastive(outputs, batch, state)
         terms = {"contrastive_loss": contrastive_term}
         weights = self.weights()
         if "distill_loss" in weights:
@@ -191,7 +207,7 @@ class Objective:
         total = sum(weights[name] * value for name, value in terms.items())
         return total, {**terms, **diagnostics}, state
 
-    def _contrastive(self, outputs: dict, state: dict) -> tuple[jax.Array, dict, dict]:
+    def _contrastive(self, outputs: dict, batch: dict, state: dict) -> tuple[jax.Array, dict, dict]:
         """(the contrastive term, next state, diagnostics)."""
         cfg = self.cfg
         image, text, scale = outputs["image_embeds"], outputs["text_embeds"], outputs["logit_scale"]
@@ -209,6 +225,9 @@ class Objective:
             if mode == "per_text+multi_positive":
                 return per_text + multi_positive_softmax_loss(image, text, scale), state, {}
             return per_text, state, {}
+        if self.negatives:
+            return contrastive.negclip_softmax_loss(image, text, outputs["negative_embeds"], batch["negative_valid"],
+                                                    scale), state, {}
         if cfg.name == "softmax_tiled":
             loss = ring.tiled_softmax_contrastive_loss(image, text, scale, mesh=self.mesh, tile_size=cfg.tile_size)
         elif cfg.name == "sigmoid_ring":

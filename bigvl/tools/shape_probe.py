@@ -2,13 +2,17 @@
 and what did a trained run learn?
 
     python -m bigvl.tools.shape_probe supervised --world DIR [--stem patch|conv] [--steps 300]
+    python -m bigvl.tools.shape_probe supervised --render [--shape_scale 1.6 --no_rotation --plain]
+                                                 [--image_size 32 --patch_size 4] [--steps 1000]
     python -m bigvl.tools.shape_probe run --workdir workdirs/world_study/one_object
 
 `supervised`: the demo's image tower (configs/demo.py model.image, GAP) plus a linear head,
 trained with cross-entropy on the shape (5 classes) of one-object train images of the world in
 DIR (its first train shard, the last 500 images held out), with the demo's optimizer settings;
 prints held-out shape accuracy every 100 steps. It asks whether the tower can learn shape from
-a direct signal at the demo's budget, without the contrastive objective.
+a direct signal at the demo's budget, without the contrastive objective. With `--render` the
+images are 5,000 freshly drawn one-object scenes of the given scene style (world.scene keys),
+at `--image_size` seen in `--patch_size` patches: how fast shape is learnable in a changed world.
 
 `run`: for a trained two-tower run, the cosine similarity of the text embeddings of "a photo of
 the red {shape}." across shapes (1.0 = the text tower ignores the shape word), and 5-fold
@@ -17,6 +21,7 @@ ridge-regression probes of the image embeddings of the zero-shot split for shape
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import json
 import os
@@ -44,8 +49,23 @@ def one_object_images(world_dir: str) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images), np.asarray(labels)
 
 
-def supervised(world_dir: str, stem: str, steps: int, batch: int = 64, held_out: int = 500) -> list[dict]:
-    """Trains the demo image tower + a linear head on shape labels; returns [{step, loss, held_out_acc}]."""
+def rendered_images(style, image_size: int, count: int = 5000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 [count,S,S,3], shape index [count]) of one-object scenes drawn with SceneStyle `style`."""
+    from bigvl.data.world.render import render_scene
+    from bigvl.data.world.scene import sample_scene
+    rng, images, labels = np.random.default_rng(seed), [], []
+    for _ in range(count):
+        scene = sample_scene(rng, 1, style=style)
+        images.append(render_scene(scene, image_size))
+        labels.append(SHAPES.index(scene.objects[0].shape))
+    return np.stack(images), np.asarray(labels)
+
+
+def supervised(world_dir: str, stem: str, steps: int, batch: int = 64, held_out: int = 500,
+               rendered: tuple | None = None, patch_size: int = 0) -> list[dict]:
+    """Trains the demo image tower + a linear head on shape labels; returns [{step, loss, held_out_acc}].
+
+    rendered: (images, labels) to use instead of the world's; patch_size: 0 = the demo's."""
     import flax.linen as nn
     import jax
     import optax
@@ -54,7 +74,9 @@ def supervised(world_dir: str, stem: str, steps: int, batch: int = 64, held_out:
     from bigvl.models.vit import VisionTower
     ic = load_config(os.path.join(ROOT, "configs", "demo.py")).model.image
     size = image_size_of(ic)
-    images, labels = one_object_images(world_dir)
+    if patch_size:
+        size = dataclasses.replace(size, patch_size=patch_size)
+    images, labels = rendered if rendered is not None else one_object_images(world_dir)
     if len(images) <= held_out:
         raise ValueError(f"{world_dir}: {len(images)} one-object images in the first shard, need > {held_out}")
 
@@ -126,13 +148,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bigvl.tools.shape_probe", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sup = sub.add_parser("supervised")
-    sup.add_argument("--world", required=True)
+    source = sup.add_mutually_exclusive_group(required=True)
+    source.add_argument("--world", help="a built world: its first shard's one-object images")
+    source.add_argument("--render", action="store_true", help="draw one-object scenes of the style below")
     sup.add_argument("--stem", default="patch", choices=("patch", "conv"))
     sup.add_argument("--steps", type=int, default=300)
+    sup.add_argument("--shape_scale", type=float, default=1.0)
+    sup.add_argument("--no_rotation", action="store_true")
+    sup.add_argument("--plain", action="store_true", help="no background textures")
+    sup.add_argument("--image_size", type=int, default=64)
+    sup.add_argument("--patch_size", type=int, default=0, help="0 = the demo's (8)")
     rep = sub.add_parser("run")
     rep.add_argument("--workdir", required=True)
     args = parser.parse_args(argv)
-    if args.command == "supervised":
+    if args.command == "supervised" and args.render:
+        from bigvl.data.world.scene import SceneStyle
+        style = SceneStyle(shape_scale=args.shape_scale, rotation=not args.no_rotation, textured=not args.plain)
+        supervised("", args.stem, args.steps, rendered=rendered_images(style, args.image_size),
+                   patch_size=args.patch_size)
+    elif args.command == "supervised":
         supervised(os.path.expanduser(args.world), args.stem, args.steps)
     else:
         print(json.dumps({"workdir": args.workdir, **run_report(args.workdir)}))

@@ -20,7 +20,13 @@ import json
 import os
 import time
 
+from bigvl.data.world.scene import COLOURS, SHAPES
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Interchangeable words of the world's captions for NegCLIP edits (no synonyms in one group:
+# "below" and "beneath" would make a true caption of a negative).
+EASY_WORLD = {"world.scene.shape_scale": 1.6, "world.scene.rotation": False, "world.scene.textured": False}
+NEGATIVE_WORDS = [list(COLOURS), list(SHAPES), ["left", "right"], ["above", "below"], ["small", "large"]]
 
 # name → (what it changes, config overrides). The world keys are relative to the demo world.
 VARIANTS = {
@@ -47,6 +53,15 @@ VARIANTS = {
                                     "world.scene.shape_scale": 1.4}),
     "conv_stem": ("convolutional stem (3 stride-2 3×3 convs, Xiao et al. 2021) instead of the patch Dense",
                   {"model.image.stem": "conv"}),
+    "negclip": ("NegCLIP hard negatives: each caption with one colour, shape, relation or size word replaced "
+                "or two swapped, ranked against every image", {"data.negative_word_groups": NEGATIVE_WORDS}),
+    "negclip_conv_stem": ("NegCLIP hard negatives and the conv stem",
+                          {"data.negative_word_groups": NEGATIVE_WORDS, "model.image.stem": "conv"}),
+    "easy_32px": ("easy world (shapes ×1.6, no rotation, plain backgrounds) seen at 32 px in 4-px patches",
+                  {**EASY_WORLD, "model.image.image_size": 32, "model.image.patch_size": 4}),
+    "easy_32px_negclip": ("the same with NegCLIP hard negatives",
+                          {**EASY_WORLD, "model.image.image_size": 32, "model.image.patch_size": 4,
+                           "data.negative_word_groups": NEGATIVE_WORDS}),
     "combo_a": ("shapes ×1.3, 1–3 objects, 60 % same-colour scenes",
                 {"world.scene.shape_scale": 1.3, "world.scene.max_objects": 3, "world.scene.p_same_colour": 0.6}),
 }
@@ -56,7 +71,7 @@ METRICS = (("zeroshot/top1", "zero-shot top-1"), ("retrieval/t2i_r1", "T→I R@1
            ("hard_negatives/accuracy_swap_colour", "colour swap"))
 
 
-def study_config(overrides: dict, steps: int, cache: str):
+def study_config(overrides: dict, steps: int, cache: str, eval_steps: int = 0):
     """configs/demo.py with `overrides` applied; a changed world gets its own cache directory."""
     from bigvl.config import load_config
     config = load_config(os.path.join(ROOT, "configs", "demo.py"))
@@ -70,7 +85,7 @@ def study_config(overrides: dict, steps: int, cache: str):
                 raise KeyError(f"variant key {key!r}: {last!r} is not in the demo config")
             node[last] = value
         config.total_steps = steps
-        config.eval_steps = 0
+        config.eval_steps = eval_steps
         config.ckpt_steps = steps
         config.progress_bar = False
         config.report = False
@@ -87,14 +102,14 @@ def study_config(overrides: dict, steps: int, cache: str):
     return config
 
 
-def run_variant(name: str, steps: int, workdir: str, cache: str) -> dict:
+def run_variant(name: str, steps: int, workdir: str, cache: str, eval_steps: int = 0) -> dict:
     """Trains and evaluates one variant (or reads its finished result); returns its metrics."""
     done = os.path.join(workdir, "final_metrics.json")
     if not os.path.exists(done):
         from bigvl.config import validate
         from bigvl.data.world import ensure_config_world
         from bigvl.train.loop import train_and_evaluate
-        config = study_config(VARIANTS[name][1], steps, cache)
+        config = study_config(VARIANTS[name][1], steps, cache, eval_steps)
         validate(config)
         ensure_config_world(config.world)
         t0 = time.perf_counter()
@@ -133,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bigvl.tools.world_study", description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--eval_steps", type=int, default=0, help="also evaluate every N steps (0 = at the end)")
     parser.add_argument("--workdir", default="workdirs/world_study")
     parser.add_argument("--out", default="docs/world_study_runs")
     args = parser.parse_args(argv)
@@ -143,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = os.path.join(os.environ.get("BIGVL_CACHE", os.path.expanduser("~/.cache/bigvl")), "world_study")
     rows = []
     for name in names:
-        result = run_variant(name, args.steps, os.path.join(args.workdir, name), cache)
+        result = run_variant(name, args.steps, os.path.join(args.workdir, name), cache, args.eval_steps)
         row = {"variant": name, **{k: result[k] for k, _ in METRICS if k in result},
                "train_time_s": result.get("train_time_s", float("nan"))}
         rows.append(row)

@@ -106,7 +106,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             return metrics
 
         # -------------------------------------------------------------- loop
-        flops = model_flops_per_pair(config.model, setup.objective.num_texts,
+        flops = model_flops_per_pair(config.model, setup.objective.num_texts + setup.objective.negatives,
                                      caption_target=bool(config.data.target_field))
         throughput = Throughput(config.batch_size, flops["train"], peak_flops(), mesh.devices.size)
         progress = tqdm(total=config.total_steps, initial=start_step, desc="train", unit="step",

@@ -64,8 +64,8 @@ def random_tokens(rng: np.random.Generator, shape: tuple[int, ...], text_cfg) ->
 
 def random_batch(config, num_texts: int, seed: int = 0) -> dict[str, np.ndarray]:
     """A host batch shaped like `make_train_dataset`'s (without `index`): image uint8 [B,S,S,3],
-    tokens int32 [B,T,L], skipped_records int32 [B] (zeros), and target_tokens int32 [B,Ld]
-    for captioner models."""
+    tokens int32 [B,T,L], skipped_records int32 [B] (zeros), target_tokens int32 [B,Ld]
+    for captioner models, negative_tokens / negative_valid with hard negatives."""
     rng = np.random.default_rng(seed)
     size, b = config.model.image.image_size, config.batch_size
     batch = {"image": rng.integers(0, 256, (b, size, size, 3), dtype=np.uint8),
@@ -73,6 +73,9 @@ def random_batch(config, num_texts: int, seed: int = 0) -> dict[str, np.ndarray]
              "skipped_records": np.zeros(b, np.int32)}
     if config.model.get("kind", "two_tower") != "two_tower":
         batch["target_tokens"] = random_tokens(rng, (b, config.model.decoder.context_length), config.model.text)
+    if config.data.get("negative_word_groups", []):  # NegCLIP hard negatives
+        batch["negative_tokens"] = random_tokens(rng, (b, config.model.text.context_length), config.model.text)
+        batch["negative_valid"] = np.ones(b, np.int32)
     return batch
 
 
@@ -137,7 +140,8 @@ def summarise(bench: CompiledStep, times: list[float], losses: list[float], peak
     config, mesh = bench.config, bench.mesh
     devices = mesh.devices.size
     # T texts per image through the text side; captioners get a target here (random_batch).
-    flops_per_pair = model_flops_per_pair(config.model, bench.num_texts,
+    negatives = bool(config.data.get("negative_word_groups", []))
+    flops_per_pair = model_flops_per_pair(config.model, bench.num_texts + negatives,
                                           caption_target="target_tokens" in bench.batch)["train"]
     step_time = statistics.median(times) if times else None  # --steps 0: compile only
     pairs_per_s = config.batch_size / step_time if times else 0.0

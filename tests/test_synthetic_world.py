@@ -453,6 +453,12 @@ def test_default_style_keeps_the_scene_stream():
         sw.world_params(scene={"shape_scal": 1.2})
     with pytest.raises(ValueError, match="max_objects"):
         sw.SceneStyle(max_objects=5)
+    with pytest.raises(ValueError, match="max_objects 4"):  # four shapes ×1.6 cannot be laid out
+        sw.SceneStyle(shape_scale=1.6)
+    rng = np.random.default_rng(0)  # the largest allowed scale lays out 4 objects, and 1.6 lays out 3
+    for _ in range(300):
+        sw.sample_scene(rng, 4, style=sw.SceneStyle(shape_scale=1.5))
+        sw.sample_scene(rng, 3, style=sw.SceneStyle(shape_scale=1.6, max_objects=3))
 
 
 def test_caption_fraction_keeps_images_and_texts(tmp_path):

@@ -25,7 +25,8 @@ from bigvl.data.world.scene import COLOURS, SHAPES
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Interchangeable words of the world's captions for NegCLIP edits (no synonyms in one group:
 # "below" and "beneath" would make a true caption of a negative).
-EASY_WORLD = {"world.scene.shape_scale": 1.6, "world.scene.rotation": False, "world.scene.textured": False}
+EASY_WORLD = {"world.scene.shape_scale": 1.6, "world.scene.max_objects": 3, "world.scene.rotation": False,
+              "world.scene.textured": False}
 NEGATIVE_WORDS = [list(COLOURS), list(SHAPES), ["left", "right"], ["above", "below"], ["small", "large"]]
 
 # name → (what it changes, config overrides). The world keys are relative to the demo world.
@@ -57,7 +58,7 @@ VARIANTS = {
                 "or two swapped, ranked against every image", {"data.negative_word_groups": NEGATIVE_WORDS}),
     "negclip_conv_stem": ("NegCLIP hard negatives and the conv stem",
                           {"data.negative_word_groups": NEGATIVE_WORDS, "model.image.stem": "conv"}),
-    "easy_32px": ("easy world (shapes ×1.6, no rotation, plain backgrounds) seen at 32 px in 4-px patches",
+    "easy_32px": ("easy world (shapes ×1.6, 1–3 objects, no rotation, plain backgrounds) seen at 32 px in 4-px patches",
                   {**EASY_WORLD, "model.image.image_size": 32, "model.image.patch_size": 4}),
     "easy_32px_negclip": ("the same with NegCLIP hard negatives",
                           {**EASY_WORLD, "model.image.image_size": 32, "model.image.patch_size": 4,

@@ -38,3 +38,18 @@ def test_every_variant_is_a_valid_config(tmp_path):
         config = study_config(overrides, 600, str(tmp_path))
         validate(config)  # ConfigError names the key of a variant gone stale
         assert bool(config.data.negative_word_groups) == ("negclip" in name), name
+
+
+def test_rendered_probe_images_are_one_object_scenes_of_the_style():
+    from bigvl.data.world.scene import SceneStyle, sample_scene
+    from bigvl.data.world.render import render_scene
+    from bigvl.tools.shape_probe import SHAPES, rendered_images
+    style = SceneStyle(shape_scale=1.6, max_objects=3, rotation=False, textured=False)
+    images, labels = rendered_images(style, 32, count=50, seed=3)
+    assert images.shape == (50, 32, 32, 3) and images.dtype == np.uint8
+    rng = np.random.default_rng(3)  # the same draws, made here
+    for image, label in zip(images[:5], labels[:5]):
+        scene = sample_scene(rng, 1, style=style)
+        assert SHAPES[label] == scene.objects[0].shape
+        np.testing.assert_array_equal(image, render_scene(scene, 32))
+    assert set(labels.tolist()) == set(range(len(SHAPES)))

@@ -27,6 +27,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # "below" and "beneath" would make a true caption of a negative).
 EASY_WORLD = {"world.scene.shape_scale": 1.6, "world.scene.max_objects": 3, "world.scene.rotation": False,
               "world.scene.textured": False}
+COCA = {"model.kind": "coca", "model.text.depth": 2, "model.decoder.depth": 2, "model.decoder.context_length": 32,
+        "model.decoder.num_queries": 32, "model.decoder.pooler_heads": 4, "data.caption_strategy": "recap",
+        "evals.long_retrieval_field": "", "evals.hard_negatives": "", "evals.pointing": ""}  # as configs/coca_demo.py
 NEGATIVE_WORDS = [list(COLOURS), list(SHAPES), ["left", "right"], ["above", "below"], ["small", "large"]]
 
 # name → (what it changes, config overrides). The world keys are relative to the demo world.
@@ -63,6 +66,9 @@ VARIANTS = {
     "easy_32px_negclip": ("the same with NegCLIP hard negatives",
                           {**EASY_WORLD, "model.image.image_size": 32, "model.image.patch_size": 4,
                            "data.negative_word_groups": NEGATIVE_WORDS}),
+    "easy_32px_coca": ("the easy world at 32 px as a CoCa (configs/coca_demo.py): captioning loss × 2 on the short "
+                       "caption beside the contrastive one", {**EASY_WORLD, "model.image.image_size": 32,
+                                                              "model.image.patch_size": 4, **COCA}),
     "combo_a": ("shapes ×1.3, 1–3 objects, 60 % same-colour scenes",
                 {"world.scene.shape_scale": 1.3, "world.scene.max_objects": 3, "world.scene.p_same_colour": 0.6}),
 }

@@ -36,6 +36,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bigvl.config import ConfigError, apply_overrides, load_config, split_overrides, validate  # noqa: E402
+from bigvl.data.hard_negatives import enabled as hard_negatives_enabled  # noqa: E402
 from bigvl.models.flops import model_flops_per_pair  # noqa: E402
 from bigvl.parallel.hardware import tpu_chip  # noqa: E402
 from bigvl.parallel.mesh import BATCH_AXES, batch_sharding, make_mesh, rules_from_config  # noqa: E402
@@ -99,7 +100,7 @@ def abstract_batch(config, num_texts: int, sharding) -> dict:
         dim = int(config.loss.get("teacher_dim", 0) or config.model.embed_dim)
         spec.update(teacher_image=((b, dim), np.float32), teacher_text=((b, dim), np.float32),
                     teacher_logit_scale=((b,), np.float32))
-    if config.data.get("negative_word_groups", []):
+    if hard_negatives_enabled(config.data):
         spec.update(negative_tokens=((b, config.model.text.context_length), np.int32), negative_valid=((b,), np.int32))
     return {k: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding) for k, (shape, dtype) in spec.items()}
 

@@ -37,12 +37,21 @@ def _match_case(word: str, like: str) -> str:
     return word.capitalize() if like[:1].isupper() else word
 
 
+def enabled(data_cfg) -> bool:
+    """Whether a run trains with hard negatives (`data.negative_word_groups` non-empty)."""
+    return bool(data_cfg.get("negative_word_groups", []))
+
+
 @dataclasses.dataclass(frozen=True)
 class WordSwapNegatives:
     """One edited text per input text (see the module docstring). `groups`: lowercase words,
     each word in one group, each group ≥ 2 words; `edits`: a non-empty subset of EDITS."""
     groups: tuple[tuple[str, ...], ...]
     edits: tuple[str, ...] = EDITS
+    group_of: dict = dataclasses.field(init=False, repr=False, compare=False)  # word → group index
+
+    def __post_init__(self):
+        object.__setattr__(self, "group_of", {w: i for i, group in enumerate(self.groups) for w in group})
 
     @classmethod
     def from_groups(cls, groups: Sequence[Sequence[str]], edits: Sequence[str] = EDITS) -> "WordSwapNegatives":
@@ -64,25 +73,20 @@ class WordSwapNegatives:
             raise NegativeWordsError(f"data.negative_edits {list(edits)} must be a non-empty subset of {EDITS}")
         return cls(groups=tuple(clean), edits=tuple(edits))
 
-    @property
-    def group_of(self) -> dict[str, int]:
-        return {w: i for i, group in enumerate(self.groups) for w in group}
-
-    def candidates(self, text: str) -> list[tuple[str, int, int, str]]:
-        """Every edit the text allows: ("replace", start, end, new word) or ("swap", i, j, "")
-        with i, j indices into the text's group-word matches."""
-        group_of = self.group_of
-        found = [(m, group_of[m.group().lower()]) for m in _WORD.finditer(text) if m.group().lower() in group_of]
+    def candidates(self, text: str) -> list[tuple[tuple[int, int, str], ...]]:
+        """Every edit the text allows, each as the spans it rewrites: ((start, end, new word), ...)
+        (one span for a replace, two for a swap)."""
+        found = [(m.start(), m.end(), m.group().lower()) for m in _WORD.finditer(text)
+                 if m.group().lower() in self.group_of]
         out = []
         if "replace" in self.edits:
-            for m, g in found:
-                out.extend(("replace", m.start(), m.end(), w) for w in self.groups[g] if w != m.group().lower())
+            for start, end, word in found:
+                out.extend(((start, end, w),) for w in self.groups[self.group_of[word]] if w != word)
         if "swap" in self.edits:
-            for a in range(len(found)):
-                for b in range(a + 1, len(found)):
-                    (ma, ga), (mb, gb) = found[a], found[b]
-                    if ga == gb and ma.group().lower() != mb.group().lower():
-                        out.append(("swap", ma.start(), ma.end(), f"{mb.start()}:{mb.end()}"))
+            for a, (sa, ea, wa) in enumerate(found):
+                for sb, eb, wb in found[a + 1:]:
+                    if wa != wb and self.group_of[wa] == self.group_of[wb]:
+                        out.append(((sa, ea, wb), (sb, eb, wa)))
         return out
 
     def __call__(self, text: str, rng: np.random.Generator) -> str | None:
@@ -90,10 +94,6 @@ class WordSwapNegatives:
         options = self.candidates(text)
         if not options:
             return None
-        kind, start, end, arg = options[int(rng.integers(len(options)))]
-        if kind == "replace":
-            return text[:start] + _match_case(arg, text[start:end]) + text[end:]
-        s2, e2 = (int(v) for v in arg.split(":"))
-        first, second = text[start:end], text[s2:e2]
-        return (text[:start] + _match_case(second.lower(), first) + text[end:s2]
-                + _match_case(first.lower(), second) + text[e2:])
+        for start, end, word in sorted(options[int(rng.integers(len(options)))], reverse=True):
+            text = text[:start] + _match_case(word, text[start:end]) + text[end:]
+        return text

@@ -35,8 +35,8 @@ import grain
 import numpy as np
 from absl import flags as absl_flags
 
-from bigvl.data.hard_negatives import WordSwapNegatives
 from bigvl.data.caption_strategies import Alt, CaptionError, Recap, make_caption_strategy, score_fallback
+from bigvl.data.hard_negatives import WordSwapNegatives, enabled as negatives_enabled
 from bigvl.data.image_ops import decode_image, random_resized_crop
 from bigvl.data.records import RecordError, decode_example
 from bigvl.data.teacher import teacher_targets
@@ -92,8 +92,8 @@ class ExampleProcessor:
         # NegCLIP: an edited copy of the (first) text as "negative_tokens" int32 [L] and
         # "negative_valid" int32 (0 when the text had no word to edit within the context: the
         # loss masks it).
-        groups = data_cfg.get("negative_word_groups", [])
-        self.negatives = WordSwapNegatives.from_groups(groups, data_cfg.negative_edits) if groups else None
+        self.negatives = (WordSwapNegatives.from_groups(data_cfg.negative_word_groups, data_cfg.negative_edits)
+                          if negatives_enabled(data_cfg) else None)
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -125,8 +125,9 @@ class ExampleProcessor:
                 extra.update(teacher_targets(record, texts, where=f"#{index}"))
             if self.negatives is not None:
                 negative = self.negatives(texts[0], rng)
-                extra["negative_tokens"] = self.tokenizer.encode([negative or texts[0]], self.context_length)[0]
-                # an edit past the context is cut off: the "negative" would be the text itself
+                extra["negative_tokens"] = (tokens[0] if negative is None
+                                            else self.tokenizer.encode([negative], self.context_length)[0])
+                # no edit, or one past the context (cut off): the "negative" is the text itself
                 extra["negative_valid"] = np.int32(not np.array_equal(extra["negative_tokens"], tokens[0]))
         except (RecordError, CaptionError, ValueError, TypeError, KeyError, AttributeError) as e:
             # ValueError covers undecodable images and non-UTF-8 text; TypeError, KeyError and

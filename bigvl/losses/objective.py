@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from bigvl.data.caption_strategies import make_caption_strategy
+from bigvl.data.hard_negatives import enabled as hard_negatives_enabled
 from bigvl.losses import captioning, contrastive, recipe_terms, ring
 from bigvl.losses.multi_text import multi_positive_softmax_loss, per_text_softmax_loss
 
@@ -138,7 +139,7 @@ class Objective:
         captioner = kind in MODEL_KINDS_WITH_CAPTIONS
         if captioner:
             _check(loss.name == "softmax", "loss.name", f"model.kind {kind!r} needs 'softmax'")
-        negatives = bool(config.data.get("negative_word_groups", []))
+        negatives = hard_negatives_enabled(config.data)
         if negatives:
             _check(kind == "two_tower" and loss.name == "softmax" and num_texts == 1, "data.negative_word_groups",
                    f"hard negatives (NegCLIP) extend the two-tower softmax loss with one text per image; got "

@@ -23,13 +23,14 @@ import time
 from bigvl.data.world.scene import COLOURS, SHAPES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# Interchangeable words of the world's captions for NegCLIP edits (no synonyms in one group:
-# "below" and "beneath" would make a true caption of a negative).
+# Shapes ×1.6 need ≤ 3 objects to lay out (SceneStyle).
 EASY_WORLD = {"world.scene.shape_scale": 1.6, "world.scene.max_objects": 3, "world.scene.rotation": False,
               "world.scene.textured": False}
 COCA = {"model.kind": "coca", "model.text.depth": 2, "model.decoder.depth": 2, "model.decoder.context_length": 32,
         "model.decoder.num_queries": 32, "model.decoder.pooler_heads": 4, "data.caption_strategy": "recap",
         "evals.long_retrieval_field": "", "evals.hard_negatives": "", "evals.pointing": ""}  # as configs/coca_demo.py
+# Interchangeable words of the world's captions for NegCLIP edits (no synonyms in one group:
+# "below" and "beneath" would make a true caption of a negative).
 NEGATIVE_WORDS = [list(COLOURS), list(SHAPES), ["left", "right"], ["above", "below"], ["small", "large"]]
 
 # name → (what it changes, config overrides). The world keys are relative to the demo world.

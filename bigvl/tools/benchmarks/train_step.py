@@ -31,6 +31,8 @@ import time
 
 import numpy as np
 
+from bigvl.data.hard_negatives import enabled as hard_negatives_enabled
+
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """--config/--steps/--warmup/--devices/--peak and the 'key=value' config overrides."""
@@ -73,7 +75,7 @@ def random_batch(config, num_texts: int, seed: int = 0) -> dict[str, np.ndarray]
              "skipped_records": np.zeros(b, np.int32)}
     if config.model.get("kind", "two_tower") != "two_tower":
         batch["target_tokens"] = random_tokens(rng, (b, config.model.decoder.context_length), config.model.text)
-    if config.data.get("negative_word_groups", []):  # NegCLIP hard negatives
+    if hard_negatives_enabled(config.data):
         batch["negative_tokens"] = random_tokens(rng, (b, config.model.text.context_length), config.model.text)
         batch["negative_valid"] = np.ones(b, np.int32)
     return batch
@@ -140,8 +142,7 @@ def summarise(bench: CompiledStep, times: list[float], losses: list[float], peak
     config, mesh = bench.config, bench.mesh
     devices = mesh.devices.size
     # T texts per image through the text side; captioners get a target here (random_batch).
-    negatives = bool(config.data.get("negative_word_groups", []))
-    flops_per_pair = model_flops_per_pair(config.model, bench.num_texts + negatives,
+    flops_per_pair = model_flops_per_pair(config.model, bench.num_texts + hard_negatives_enabled(config.data),
                                           caption_target="target_tokens" in bench.batch)["train"]
     step_time = statistics.median(times) if times else None  # --steps 0: compile only
     pairs_per_s = config.batch_size / step_time if times else 0.0

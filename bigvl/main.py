@@ -18,6 +18,7 @@ from bigvl.data.pipeline import NoReadableShardError, resolve_paths
 from bigvl.data.tokenizer import Tokenizer
 from bigvl.inference.checkpoint_format import CheckpointVersionError
 from bigvl.parallel import distributed
+from bigvl.parallel.host_memory import reuse_freed_host_memory
 from bigvl.parallel.mesh import check_batch_divisible, make_mesh
 from bigvl.train.checkpoints import CheckpointLayoutError
 from bigvl.train.loop import train_and_evaluate
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     for noisy in ("absl", "orbax", "jax._src"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    reuse_freed_host_memory()  # before JAX starts its backend: no page faults per step on a CPU
     distributed.maybe_initialize()
 
     try:

@@ -7,6 +7,10 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 # bigvl.plan compiles for TPU topologies under JAX_PLATFORMS=cpu too.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+from bigvl.parallel.host_memory import reuse_freed_host_memory  # noqa: E402
+
+reuse_freed_host_memory()  # before JAX starts: each test's compiled steps reuse freed memory
+
 import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)

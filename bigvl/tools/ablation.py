@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 
+from bigvl.parallel.host_memory import reuse_freed_host_memory
 from bigvl.recipes import RECIPES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout (configs/ beside bigvl/)
@@ -180,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true",
                         help="write the outputs from the finished runs only; train nothing")
     args = parser.parse_args(argv)
+    reuse_freed_host_memory()  # before JAX starts, as bigvl.main runs
     recipes = [r for r in args.recipes.split(",") if r]
     unknown = [r for r in recipes if r not in RECIPES]
     if unknown:

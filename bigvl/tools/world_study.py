@@ -21,6 +21,7 @@ import os
 import time
 
 from bigvl.data.world.scene import COLOURS, SHAPES
+from bigvl.parallel.host_memory import reuse_freed_host_memory
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Shapes ×1.6 need ≤ 3 objects to lay out (SceneStyle).
@@ -160,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default="workdirs/world_study")
     parser.add_argument("--out", default="docs/world_study_runs")
     args = parser.parse_args(argv)
+    reuse_freed_host_memory()  # before JAX starts, as bigvl.main runs
     names = [n for n in args.variants.split(",") if n]
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:

@@ -40,6 +40,7 @@ import statistics
 import subprocess
 import sys
 
+from bigvl.parallel.host_memory import reuse_freed_host_memory
 from bigvl.tools.benchmarks.machine_load import LoadGate, MachineBusy
 
 REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "open_clip_reference.py")
@@ -169,13 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps < 5:
         parser.error(f"--steps {args.steps}: the spread needs at least 5 timed steps")
     pin_cores(args.cores)  # before JAX's backend starts
+    host_malloc = "reuse" if reuse_freed_host_memory() else "default"  # as bigvl.main runs
     xla_flags = os.environ.get("XLA_FLAGS", "")  # recorded: XLA CPU options change the step time
     gate = LoadGate(max_load=args.max_load, max_other_cpu=args.max_other_cpu)
     try:
         if not args.skip_train:
             before = gate.check(args.allow_busy, args.wait_idle)
             r = compare_train_step(args.python, args.arch, args.batch, args.steps)
-            r.update(gate.finish(before), xla_flags=xla_flags)
+            r.update(gate.finish(before), xla_flags=xla_flags, host_malloc=host_malloc)
             report_load(r)
             print(json.dumps(r), flush=True)
             print(f"train step, {args.arch} CLIP ({r['bigvl_params']:,} params both), batch {args.batch}, float32, "

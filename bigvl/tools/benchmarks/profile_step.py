@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 
+from bigvl.parallel.host_memory import reuse_freed_host_memory
 from bigvl.tools.benchmarks.machine_load import LoadGate, MachineBusy
 
 CATEGORIES = ("attention (QKᵀ, softmax, AV)", "matmul (dense layers)", "LayerNorm", "GELU", "loss",
@@ -245,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wait-idle", type=float, default=0.0, help="seconds to wait for an idle machine")
     parser.add_argument("--allow-busy", action="store_true", help="profile on a busy machine anyway (flagged)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    host_malloc = "reuse" if reuse_freed_host_memory() else "default"  # before JAX starts, as bigvl.main runs
     gate, start = LoadGate(max_load=args.max_load), time.time()
     try:
         before = gate.check(args.allow_busy, args.wait_idle)
@@ -255,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.python:
         records.append(profile_open_clip(args.python, args.arch, args.batch, args.steps, args.top))
     load = {**gate.finish(before), "wall_s": round(time.time() - start, 1),
-            "xla_flags": os.environ.get("XLA_FLAGS", "")}
+            "xla_flags": os.environ.get("XLA_FLAGS", ""), "host_malloc": host_malloc}
     if load["busy"]:
         print("WARNING: BUSY MACHINE — profile shares are distorted: " + "; ".join(load["busy_reasons"]),
               file=sys.stderr, flush=True)

@@ -202,6 +202,8 @@ def table(record: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    from bigvl.parallel.host_memory import reuse_freed_host_memory
+    reuse_freed_host_memory()  # before JAX starts, as bigvl.main runs
     import jax
     if args.devices:
         jax.config.update("jax_num_cpu_devices", args.devices)  # before any JAX operation

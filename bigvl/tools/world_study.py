@@ -71,6 +71,12 @@ VARIANTS = {
     "easy_32px_coca": ("the easy world at 32 px as a CoCa (configs/coca_demo.py): captioning loss × 2 on the short "
                        "caption beside the contrastive one", {**EASY_WORLD, "model.image.image_size": 32,
                                                               "model.image.patch_size": 4, **COCA}),
+    "easy_32px_recap": ("the easy world at 32 px, trained on the true short captions only (`recap`)",
+                        {**EASY_WORLD, "model.image.image_size": 32, "model.image.patch_size": 4,
+                         "data.caption_strategy": "recap"}),
+    "easy_32px_one_object_recap": ("the easy world at 32 px with one object per image, `recap` captions",
+                                   {**EASY_WORLD, "world.scene.max_objects": 1, "model.image.image_size": 32,
+                                    "model.image.patch_size": 4, "data.caption_strategy": "recap"}),
     "combo_a": ("shapes ×1.3, 1–3 objects, 60 % same-colour scenes",
                 {"world.scene.shape_scale": 1.3, "world.scene.max_objects": 3, "world.scene.p_same_colour": 0.6}),
 }

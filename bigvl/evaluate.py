@@ -20,6 +20,7 @@ from bigvl.evaluators import run_evals
 from bigvl.evaluators.suites import parse_suites, run_suites, write_result
 from bigvl.evaluators.suites.results import format_table
 from bigvl.inference.run import load_run
+from bigvl.parallel.host_memory import reuse_freed_host_memory
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite", default="", help="benchmark suites, comma-separated (e.g. wds/imagenet1k)")
     parser.add_argument("--data_dir", default=None, help="where the suites' files are (default: evals.data_dir)")
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    reuse_freed_host_memory()  # before JAX starts its backend: no page faults per batch on a CPU
 
     try:
         suites = parse_suites(args.suite) if args.suite else []  # a typo fails before the checkpoint loads

@@ -1,7 +1,7 @@
 """Keep freed host memory for reuse on a CPU-only machine, so a compiled step does not page-fault.
 
 XLA's CPU runtime allocates an executable's temporary buffer afresh on every call: for
-the S64 CLIP train step at batch 64 that is 1.15 GB, for the demo's ~0.2 GB. glibc's
+the S64 CLIP train step at batch 64 that is 1.15 GB, for the demo's 0.42 GB. glibc's
 malloc serves a block that large with a new `mmap` and returns it with `munmap`, so every
 step touches ~290,000 new pages, and the kernel's page faults and zeroing cost ~0.9 CPU-s a
 step (measured: docs/benchmarks.md §3). With one malloc arena, no `mmap` for large blocks

@@ -77,6 +77,12 @@ VARIANTS = {
     "easy_32px_one_object_recap": ("the easy world at 32 px with one object per image, `recap` captions",
                                    {**EASY_WORLD, "world.scene.max_objects": 1, "model.image.image_size": 32,
                                     "model.image.patch_size": 4, "data.caption_strategy": "recap"}),
+    "easy_32px_coca_lr2e-3": ("the easy-world CoCa with peak learning rate 2e-3 instead of 1e-3",
+                              {**EASY_WORLD, "model.image.image_size": 32, "model.image.patch_size": 4, **COCA,
+                               "optim.lr": 2e-3}),
+    "easy_32px_coca_capw4": ("the easy-world CoCa with captioning weight 4 instead of 2",
+                             {**EASY_WORLD, "model.image.image_size": 32, "model.image.patch_size": 4, **COCA,
+                              "loss.caption_weight": 4.0}),
     "combo_a": ("shapes ×1.3, 1–3 objects, 60 % same-colour scenes",
                 {"world.scene.shape_scale": 1.3, "world.scene.max_objects": 3, "world.scene.p_same_colour": 0.6}),
 }

@@ -27,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # Shapes ×1.6 need ≤ 3 objects to lay out (SceneStyle).
 EASY_WORLD = {"world.scene.shape_scale": 1.6, "world.scene.max_objects": 3, "world.scene.rotation": False,
               "world.scene.textured": False}
+EASY_32PX = {**EASY_WORLD, "model.image.image_size": 32, "model.image.patch_size": 4}  # 64 tokens, as the demo
 COCA = {"model.kind": "coca", "model.text.depth": 2, "model.decoder.depth": 2, "model.decoder.context_length": 32,
         "model.decoder.num_queries": 32, "model.decoder.pooler_heads": 4, "data.caption_strategy": "recap",
         "evals.long_retrieval_field": "", "evals.hard_negatives": "", "evals.pointing": ""}  # as configs/coca_demo.py
@@ -64,25 +65,19 @@ VARIANTS = {
     "negclip_conv_stem": ("NegCLIP hard negatives and the conv stem",
                           {"data.negative_word_groups": NEGATIVE_WORDS, "model.image.stem": "conv"}),
     "easy_32px": ("easy world (shapes ×1.6, 1–3 objects, no rotation, plain backgrounds) seen at 32 px in 4-px patches",
-                  {**EASY_WORLD, "model.image.image_size": 32, "model.image.patch_size": 4}),
+                  EASY_32PX),
     "easy_32px_negclip": ("the same with NegCLIP hard negatives",
-                          {**EASY_WORLD, "model.image.image_size": 32, "model.image.patch_size": 4,
-                           "data.negative_word_groups": NEGATIVE_WORDS}),
+                          {**EASY_32PX, "data.negative_word_groups": NEGATIVE_WORDS}),
     "easy_32px_coca": ("the easy world at 32 px as a CoCa (configs/coca_demo.py): captioning loss × 2 on the short "
-                       "caption beside the contrastive one", {**EASY_WORLD, "model.image.image_size": 32,
-                                                              "model.image.patch_size": 4, **COCA}),
+                       "caption beside the contrastive one", {**EASY_32PX, **COCA}),
     "easy_32px_recap": ("the easy world at 32 px, trained on the true short captions only (`recap`)",
-                        {**EASY_WORLD, "model.image.image_size": 32, "model.image.patch_size": 4,
-                         "data.caption_strategy": "recap"}),
+                        {**EASY_32PX, "data.caption_strategy": "recap"}),
     "easy_32px_one_object_recap": ("the easy world at 32 px with one object per image, `recap` captions",
-                                   {**EASY_WORLD, "world.scene.max_objects": 1, "model.image.image_size": 32,
-                                    "model.image.patch_size": 4, "data.caption_strategy": "recap"}),
+                                   {**EASY_32PX, "world.scene.max_objects": 1, "data.caption_strategy": "recap"}),
     "easy_32px_coca_lr2e-3": ("the easy-world CoCa with peak learning rate 2e-3 instead of 1e-3",
-                              {**EASY_WORLD, "model.image.image_size": 32, "model.image.patch_size": 4, **COCA,
-                               "optim.lr": 2e-3}),
+                              {**EASY_32PX, **COCA, "optim.lr": 2e-3}),
     "easy_32px_coca_capw4": ("the easy-world CoCa with captioning weight 4 instead of 2",
-                             {**EASY_WORLD, "model.image.image_size": 32, "model.image.patch_size": 4, **COCA,
-                              "loss.caption_weight": 4.0}),
+                             {**EASY_32PX, **COCA, "loss.caption_weight": 4.0}),
     "combo_a": ("shapes ×1.3, 1–3 objects, 60 % same-colour scenes",
                 {"world.scene.shape_scale": 1.3, "world.scene.max_objects": 3, "world.scene.p_same_colour": 0.6}),
 }

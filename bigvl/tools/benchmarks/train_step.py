@@ -32,6 +32,7 @@ import time
 import numpy as np
 
 from bigvl.data.hard_negatives import enabled as hard_negatives_enabled
+from bigvl.parallel.host_memory import reuse_freed_host_memory
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -202,7 +203,6 @@ def table(record: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
-    from bigvl.parallel.host_memory import reuse_freed_host_memory
     reuse_freed_host_memory()  # before JAX starts, as bigvl.main runs
     import jax
     if args.devices:

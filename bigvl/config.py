@@ -67,7 +67,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.world.image_size = 64
     c.world.caption_fraction = 1.0  # train records with captions (the rest: alt-text only)
     c.world.scene = ml_collections.ConfigDict(dict(  # how scenes look: bigvl/data/world/scene.py SceneStyle
-        shape_scale=1.0, max_objects=4, rotation=True, textured=True, p_same_colour=0.0))
+        shape_scale=1.0, max_objects=4, rotation=True, textured=True, p_same_colour=0.0,
+        num_object_weights=(0.2, 0.3, 0.3, 0.2), p_caption_background=(0.7, 0.4)))
 
     c.data = ml_collections.ConfigDict()
     c.data.train_paths = []  # ArrayRecord files or globs

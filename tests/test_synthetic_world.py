@@ -461,6 +461,34 @@ def test_default_style_keeps_the_scene_stream():
         sw.sample_scene(rng, 3, style=sw.SceneStyle(shape_scale=1.6, max_objects=3))
 
 
+def test_object_count_and_background_mention_knobs():
+    """num_object_weights sets how many objects train scenes hold; p_caption_background how often
+    short captions name the background; both keep every other draw (same scenes, same words)."""
+    def train(scene_style, count=600):
+        params = sw.world_params(num_train=count, num_zeroshot=2, num_retrieval=2, num_hard_negatives=2,
+                                 scene=scene_style)
+        return [(example["captions"]["short"], scene) for example, scene in sw.generate_split("train", params, count)]
+    default = train({})
+    counts = np.bincount([len(s.objects) for _, s in default], minlength=5)[1:] / len(default)
+    assert np.allclose(counts, (0.2, 0.3, 0.3, 0.2), atol=0.05)
+    half_single = train({"num_object_weights": (0.5, 0.3, 0.2, 0.0)})
+    counts = np.bincount([len(s.objects) for _, s in half_single], minlength=5)[1:] / len(half_single)
+    assert np.allclose(counts, (0.5, 0.3, 0.2, 0.0), atol=0.05)
+    quiet = train({"p_caption_background": (0.0, 0.0)})
+    assert not any(" background" in text for text, _ in quiet)
+    assert [s for _, s in quiet] == [s for _, s in default]  # the same scenes ...
+    for (text, _), (quiet_text, _) in zip(default, quiet):  # ... and the same captions, less the background
+        assert text.split(" on a")[0] == quiet_text
+    loud = train({"p_caption_background": (1.0, 1.0)})
+    assert all(text.endswith(" background") for text, _ in loud)
+    single = [" background" in text for text, s in default if len(s.objects) == 1]
+    assert 0.6 <= np.mean(single) <= 0.8  # the default 0.7 for one object
+    with pytest.raises(ValueError, match="num_object_weights"):
+        sw.SceneStyle(num_object_weights=(0, 1, 1, 1), max_objects=1)
+    with pytest.raises(ValueError, match="p_caption_background"):
+        sw.SceneStyle(p_caption_background=(0.5, 1.5))
+
+
 def test_caption_fraction_keeps_images_and_texts(tmp_path):
     tiny = dict(num_train=40, num_train_shards=2, num_zeroshot=2, num_retrieval=2, num_hard_negatives=2,
                 vocab_size=400)

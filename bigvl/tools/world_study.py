@@ -31,6 +31,11 @@ EASY_32PX = {**EASY_WORLD, "model.image.image_size": 32, "model.image.patch_size
 COCA = {"model.kind": "coca", "model.text.depth": 2, "model.decoder.depth": 2, "model.decoder.context_length": 32,
         "model.decoder.num_queries": 32, "model.decoder.pooler_heads": 4, "data.caption_strategy": "recap",
         "evals.long_retrieval_field": "", "evals.hard_negatives": "", "evals.pointing": ""}  # as configs/coca_demo.py
+# A world whose captions need shape: half the train images hold one object, half of the
+# multi-object scenes share one colour, and short captions never name the background (which
+# alone told most captions of a batch apart; docs/world_study.md, "What a batch's captions need").
+SHAPE_WORLD = {**EASY_32PX, "world.scene.num_object_weights": (0.5, 0.3, 0.2, 0.0),
+               "world.scene.p_same_colour": 0.5, "world.scene.p_caption_background": (0.0, 0.0)}
 # Interchangeable words of the world's captions for NegCLIP edits (no synonyms in one group:
 # "below" and "beneath" would make a true caption of a negative).
 NEGATIVE_WORDS = [list(COLOURS), list(SHAPES), ["left", "right"], ["above", "below"], ["small", "large"]]
@@ -74,10 +79,18 @@ VARIANTS = {
                         {**EASY_32PX, "data.caption_strategy": "recap"}),
     "easy_32px_one_object_recap": ("the easy world at 32 px with one object per image, `recap` captions",
                                    {**EASY_32PX, "world.scene.max_objects": 1, "data.caption_strategy": "recap"}),
+    "easy_32px_one_object_nobg_recap": ("the same, and short captions never name the background (a caption is "
+                                        "then its image's colour × shape class)",
+                                        {**EASY_32PX, "world.scene.max_objects": 1, "data.caption_strategy": "recap",
+                                         "world.scene.p_caption_background": (0.0, 0.0)}),
     "easy_32px_coca_lr2e-3": ("the easy-world CoCa with peak learning rate 2e-3 instead of 1e-3",
                               {**EASY_32PX, **COCA, "optim.lr": 2e-3}),
     "easy_32px_coca_capw4": ("the easy-world CoCa with captioning weight 4 instead of 2",
                              {**EASY_32PX, **COCA, "loss.caption_weight": 4.0}),
+    "shape_world": ("the easy world at 32 px whose captions need shape (SHAPE_WORLD: 50 % one-object images, "
+                    "50 % one-colour multi-object scenes, no background in short captions)", SHAPE_WORLD),
+    "shape_world_recap": ("the same, trained on the true short captions only (`recap`)",
+                          {**SHAPE_WORLD, "data.caption_strategy": "recap"}),
     "combo_a": ("shapes ×1.3, 1–3 objects, 60 % same-colour scenes",
                 {"world.scene.shape_scale": 1.3, "world.scene.max_objects": 3, "world.scene.p_same_colour": 0.6}),
 }

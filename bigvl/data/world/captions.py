@@ -33,12 +33,14 @@ def _background_phrase(colour: str, texture: str) -> str:
     return f"{article(texture)} {texture} {colour} background"
 
 
-def sample_short_caption(scene: Scene, rng: np.random.Generator) -> ShortCaption:
-    """All objects by colour and shape, the main relation (objects 0 → 1), maybe the background."""
+def sample_short_caption(scene: Scene, rng: np.random.Generator,
+                         p_background: tuple[float, float] = (0.7, 0.4)) -> ShortCaption:
+    """All objects by colour and shape, the main relation (objects 0 → 1), maybe the background
+    (with probability p_background[0] for one object, p_background[1] for more)."""
     objects = scene.objects
     named = [(o.colour, o.shape) for o in objects]
     others = [named[k] for k in rng.permutation(np.arange(2, len(named)))] if len(named) > 2 else []
-    p_background = 0.7 if len(objects) == 1 else 0.4
+    p_background = p_background[0] if len(objects) == 1 else p_background[1]
     return ShortCaption(
         subject=named[0],
         relation=relation(objects[0], objects[1]) if len(objects) > 1 else None,

@@ -25,7 +25,6 @@ CLASS_TEMPLATES = ("a photo of the {}.", "a drawing of the {}.", "the {} on a te
                    "an illustration of the {}.", "{} clipart", "a picture with the {} in it.")
 
 SPLIT_STREAMS = types.MappingProxyType({"train": 0, "zeroshot": 1, "retrieval": 2, "hard_negatives": 3})
-TRAIN_NUM_OBJECT_WEIGHTS = (0.2, 0.3, 0.3, 0.2)  # P(1, 2, 3, 4 objects) in train
 
 
 def class_names() -> list[str]:
@@ -41,7 +40,7 @@ def example_rng(seed: int, split: str, index: int, attempt: int = 0) -> np.rando
 def _scene_for(split: str, index: int, rng: np.random.Generator, labels: np.ndarray | None,
                style: SceneStyle) -> Scene:
     if split == "train":
-        weights = np.asarray(TRAIN_NUM_OBJECT_WEIGHTS[:style.max_objects])
+        weights = np.asarray(style.num_object_weights[:style.max_objects])
         num_objects = 1 + int(rng.choice(len(weights), p=weights / weights.sum()))
         return sample_scene(rng, num_objects, style=style)
     if split == "zeroshot":
@@ -54,7 +53,7 @@ def make_example(example_id: str, scene: Scene, rng: np.random.Generator,
                  params: WorldParams) -> tuple[dict[str, Any], ShortCaption]:
     """One record dict (schema of `bigvl.data.records`) with the rendered JPEG and all
     texts, plus the content of its short caption. extras: {"scene": scene_to_dict(scene)}."""
-    short = sample_short_caption(scene, rng)
+    short = sample_short_caption(scene, rng, params.scene.p_caption_background)
     alt = sample_alt_text(scene, rng, params.noise)
     captions = {"short": short_caption_text(short), "long": long_caption(scene, rng)}
     for k, text in enumerate(rewrite_alt_text(alt, rng, params.num_rewrites)):

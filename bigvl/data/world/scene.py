@@ -38,7 +38,7 @@ RELATION_DOMINANCE = 1.5  # ...and this many times the offset on the other axis
 
 @dataclasses.dataclass(frozen=True)
 class SceneStyle:
-    """How scenes look; the knobs of the world study (docs/world_study.md).
+    """How scenes look and what their short captions name; the knobs of the world study (docs/world_study.md).
 
     shape_scale: multiplies every radius in SIZE_RADII (bigger shapes span more patches).
     max_objects: train scenes hold 1..max_objects shapes (held-out multi-object splits 2..max(2, it)).
@@ -46,12 +46,19 @@ class SceneStyle:
     textured: backgrounds carry a low-contrast texture (else all "plain").
     p_same_colour: fraction of multi-object train scenes whose shapes all share one colour
         (then only shape tells such images apart).
+    num_object_weights: relative frequency of 1, 2, 3, 4 objects in train scenes (the first
+        max_objects entries are used, renormalised).
+    p_caption_background: probability that a short caption names the background, for
+        one-object and for multi-object scenes. A named background tells most captions of a
+        batch apart by itself, so the lower it is, the more the contrastive loss needs shape.
     """
     shape_scale: float = 1.0
     max_objects: int = 4
     rotation: bool = True
     textured: bool = True
     p_same_colour: float = 0.0
+    num_object_weights: tuple[float, float, float, float] = (0.2, 0.3, 0.3, 0.2)
+    p_caption_background: tuple[float, float] = (0.7, 0.4)
 
     def __post_init__(self):
         if not 0.5 <= self.shape_scale <= 1.6:
@@ -63,6 +70,16 @@ class SceneStyle:
                              "do not fit in the image; use shape_scale <= 1.5 or max_objects <= 3")
         if not 0.0 <= self.p_same_colour <= 1.0:
             raise ValueError(f"SceneStyle.p_same_colour must be in [0, 1], got {self.p_same_colour}")
+        weights = tuple(float(w) for w in self.num_object_weights)  # a config or JSON gives a list
+        if len(weights) != 4 or min(weights) < 0 or sum(weights[:self.max_objects]) <= 0:
+            raise ValueError("SceneStyle.num_object_weights must be 4 non-negative weights with a positive sum over "
+                             f"the first max_objects ({self.max_objects}), got {self.num_object_weights}")
+        p_background = tuple(float(p) for p in self.p_caption_background)
+        if len(p_background) != 2 or not all(0.0 <= p <= 1.0 for p in p_background):
+            raise ValueError("SceneStyle.p_caption_background must be two probabilities (one-object, multi-object "
+                             f"scenes), got {self.p_caption_background}")
+        object.__setattr__(self, "num_object_weights", weights)
+        object.__setattr__(self, "p_caption_background", p_background)
 
 
 @dataclasses.dataclass(frozen=True)

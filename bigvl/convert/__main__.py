@@ -27,6 +27,7 @@ import sys
 from bigvl.convert.export import TARGETS, export_workdir
 from bigvl.convert.importer import SOURCES, default_tokenizer, import_checkpoint
 from bigvl.convert.workdir import finetune_flags, write_workdir
+from bigvl.parallel.host_memory import reuse_freed_host_memory
 
 
 def _parse_sets(items: list[str]) -> dict[str, str]:
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     flg.add_argument("--workdir", required=True)
     flg.add_argument("--skip", action="append", default=[], metavar="model.KEY", help="keys left to the config")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    reuse_freed_host_memory()  # before JAX starts its backend, as bigvl.main runs
     try:
         if args.command == "import":
             config, params = import_checkpoint(args.source, args.path, args.model_config, _parse_sets(args.set))

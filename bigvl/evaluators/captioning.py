@@ -17,6 +17,7 @@ from bigvl.evaluators.caption_metrics import caption_scores
 from bigvl.evaluators.splits import SplitCache, split_cache
 from bigvl.inference.decoding import DecodeConfig
 from bigvl.inference.run import load_run
+from bigvl.parallel.host_memory import reuse_freed_host_memory
 
 
 def most_frequent_baseline(train_captions: list[str], references: dict[str, list[str]]) -> dict[str, float]:
@@ -68,6 +69,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--beam-size", type=int, default=4)
     parser.add_argument("--samples", type=int, default=5)
     args = parser.parse_args(argv)
+    reuse_freed_host_memory()  # before JAX starts its backend, as bigvl.main runs
     run = load_run(args.workdir)  # the config as the run saved it (this stage does not know the full schema)
     ev = run.config.evals
     split, field = ev.get("captioning", ""), ev.get("captioning_field", "short")  # the schema's defaults

@@ -38,6 +38,7 @@ import time
 
 from bigvl.tools.ablation import ROOT
 from bigvl.tools import recaption_report as report
+from bigvl.parallel.host_memory import reuse_freed_host_memory
 
 ARMS = {"alt": ("alt", ""), "gen": ("mix", "gen"), "oracle": ("mix", "short")}  # arm → (recipe, caption field)
 GEN, TRUE = "gen", "short"
@@ -230,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", default="",
                         help="config overrides for every trained run, e.g. batch_size=16,model.image.depth=1")
     args = parser.parse_args(argv)
+    reuse_freed_host_memory()  # before JAX starts its backend, as bigvl.main runs
     if not 0.0 < args.caption_fraction < 1.0:
         parser.error(f"--caption_fraction {args.caption_fraction} must be in (0, 1)")
     seeds = [int(s) for s in args.seeds.split(",") if s]

@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 from bigvl.tools.ablation import ROOT
+from bigvl.parallel.host_memory import reuse_freed_host_memory
 
 SHAPES = ("circle", "square", "triangle", "star", "ring")
 
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     rep = sub.add_parser("run")
     rep.add_argument("--workdir", required=True)
     args = parser.parse_args(argv)
+    reuse_freed_host_memory()  # before JAX starts its backend, as bigvl.main runs
     if args.command == "supervised" and args.render:
         from bigvl.data.world.scene import SceneStyle
         style = SceneStyle(shape_scale=args.shape_scale, rotation=not args.no_rotation, textured=not args.plain)

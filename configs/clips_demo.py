@@ -6,7 +6,7 @@ Contrastive: the image against a partial long caption (whole sentences within 32
 strategy `partial`) and the alt-text as a second positive, 0.5 · (InfoNCE + InfoNCE).
 Generative: a decoder that sees the image tokens and the encoded alt-text writes the
 full long caption (`data.target_field = "long"`, up to 96 tokens); loss weights 1 : 2.
-Image and text towers are those of configs/demo.py, so `configs/demo.py` (CLIP, `mix`)
+Image and text towers are those of configs/demo.py, so `configs/demo.py` (CLIP)
 is the baseline. Evaluates zero-shot, retrieval and CIDEr-D of the long captions.
 """
 import os

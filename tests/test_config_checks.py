@@ -55,7 +55,7 @@ def test_schema_accepts_the_defaults_ints_for_floats_and_optional_keys():
     (["keep_ckpts=0"], "keep_ckpts"),
     (["eval_steps=-1"], "eval_steps"),
     (["data.num_workers=-2"], "data.num_workers"),
-    (["model.image.image_size=60"], "image_size 60 not divisible by patch 8"),
+    (["model.image.image_size=30"], "image_size 30 not divisible by patch 4"),
 ])
 def test_contradictions_are_one_line_config_errors(overrides, key):
     config = load_config(DEMO)

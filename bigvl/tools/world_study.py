@@ -3,8 +3,8 @@
     python -m bigvl.tools.world_study [--variants baseline,shapes_x1.4,...] [--steps 600]
                                       [--workdir workdirs/world_study] [--out docs/world_study_runs]
 
-Each variant is configs/demo.py (model, optimizer, batch, steps) with a few config keys
-changed: world keys (`world.scene.*`, `world.noise.*`, ...: the variant gets its own world,
+Each variant is configs/demo.py:classic (the demo before this study: its world, model,
+optimizer, batch, steps) with a few config keys changed: world keys (`world.scene.*`, `world.noise.*`, ...: the variant gets its own world,
 cached under $BIGVL_CACHE/world_study/) or training keys. Every variant trains the demo
 budget (600 steps × 64 images) with seed 0 and is evaluated at the end: zero-shot top-1 on
 the 30 colour × shape classes, T→I R@1, and hard-negative accuracy per kind (shape swap,
@@ -36,6 +36,9 @@ COCA = {"model.kind": "coca", "model.text.depth": 2, "model.decoder.depth": 2, "
 # alone told most captions of a batch apart; docs/world_study.md, "What a batch's captions need").
 SHAPE_WORLD = {**EASY_32PX, "world.scene.num_object_weights": (0.5, 0.3, 0.2, 0.0),
                "world.scene.p_same_colour": 0.5, "world.scene.p_caption_background": (0.0, 0.0)}
+SMALL_TOWERS = {"model.image.depth": 3, "model.image.width": 96, "model.image.mlp_dim": 384,
+                "model.image.num_heads": 4, "model.text.depth": 2, "model.text.width": 96,
+                "model.text.mlp_dim": 384, "model.text.num_heads": 4}
 # Interchangeable words of the world's captions for NegCLIP edits (no synonyms in one group:
 # "below" and "beneath" would make a true caption of a negative).
 NEGATIVE_WORDS = [list(COLOURS), list(SHAPES), ["left", "right"], ["above", "below"], ["small", "large"]]
@@ -79,8 +82,8 @@ VARIANTS = {
                         {**EASY_32PX, "data.caption_strategy": "recap"}),
     "easy_32px_one_object_recap": ("the easy world at 32 px with one object per image, `recap` captions",
                                    {**EASY_32PX, "world.scene.max_objects": 1, "data.caption_strategy": "recap"}),
-    "easy_32px_one_object_nobg_recap": ("the same, and short captions never name the background (a caption is "
-                                        "then its image's colour × shape class)",
+    "easy_32px_one_object_nobg_recap": ("the easy world at 32 px, one object per image, `recap`, and short captions never name the "
+                                        "background (a caption is then its image's colour × shape class)",
                                         {**EASY_32PX, "world.scene.max_objects": 1, "data.caption_strategy": "recap",
                                          "world.scene.p_caption_background": (0.0, 0.0)}),
     "easy_32px_coca_lr2e-3": ("the easy-world CoCa with peak learning rate 2e-3 instead of 1e-3",
@@ -89,8 +92,28 @@ VARIANTS = {
                              {**EASY_32PX, **COCA, "loss.caption_weight": 4.0}),
     "shape_world": ("the easy world at 32 px whose captions need shape (SHAPE_WORLD: 50 % one-object images, "
                     "50 % one-colour multi-object scenes, no background in short captions)", SHAPE_WORLD),
-    "shape_world_recap": ("the same, trained on the true short captions only (`recap`)",
+    "shape_world_recap": ("the shape world, trained on the true short captions only (`recap`)",
                           {**SHAPE_WORLD, "data.caption_strategy": "recap"}),
+    "shape_world_70_recap": ("the shape world with 70 % one-object images (2 objects 20 %, 3 objects 10 %), `recap`",
+                             {**SHAPE_WORLD, "world.scene.num_object_weights": (0.7, 0.2, 0.1, 0.0),
+                              "data.caption_strategy": "recap"}),
+    "shape_world_80_recap": ("the shape world with 80 % one-object images (2 objects 15 %, 3 objects 5 %), `recap`",
+                             {**SHAPE_WORLD, "world.scene.num_object_weights": (0.8, 0.15, 0.05, 0.0),
+                              "data.caption_strategy": "recap"}),
+    "shape_world_70_recap_small": ("shape_world_70_recap with smaller towers (image 3 × 96, text 2 × 96): "
+                                   "less than half the FLOPs a step",
+                                   {**SHAPE_WORLD, "world.scene.num_object_weights": (0.7, 0.2, 0.1, 0.0),
+                                    "data.caption_strategy": "recap", **SMALL_TOWERS}),
+    "shape_world_70_recap_small_distinct": ("shape_world_70_recap_small with no one-colour scenes (every "
+                                            "multi-object scene binds colours to shapes)",
+                                            {**SHAPE_WORLD, "world.scene.num_object_weights": (0.7, 0.2, 0.1, 0.0),
+                                             "world.scene.p_same_colour": 0.0, "data.caption_strategy": "recap",
+                                             **SMALL_TOWERS}),
+    "shape_world_recap_negclip": ("the shape world, `recap`, with NegCLIP hard negatives",
+                                  {**SHAPE_WORLD, "data.caption_strategy": "recap",
+                                   "data.negative_word_groups": NEGATIVE_WORDS}),
+    "shape_world_coca": ("the shape world as a CoCa (configs/coca_demo.py: captioning loss × 2 beside the contrastive one)",
+                         {**SHAPE_WORLD, **COCA}),
     "combo_a": ("shapes ×1.3, 1–3 objects, 60 % same-colour scenes",
                 {"world.scene.shape_scale": 1.3, "world.scene.max_objects": 3, "world.scene.p_same_colour": 0.6}),
 }
@@ -101,9 +124,10 @@ METRICS = (("zeroshot/top1", "zero-shot top-1"), ("retrieval/t2i_r1", "T→I R@1
 
 
 def study_config(overrides: dict, steps: int, cache: str, eval_steps: int = 0):
-    """configs/demo.py with `overrides` applied; a changed world gets its own cache directory."""
+    """configs/demo.py:classic (the demo before this study) with `overrides` applied; a changed world gets
+    its own cache directory."""
     from bigvl.config import load_config
-    config = load_config(os.path.join(ROOT, "configs", "demo.py"))
+    config = load_config(os.path.join(ROOT, "configs", "demo.py") + ":classic")  # the demo this study started from
     default_world_dir = config.world.dir
     with config.unlocked():
         for key, value in overrides.items():
@@ -165,7 +189,7 @@ def write_outputs(rows: list[dict], steps: int, out: str) -> str:
         lines.append(f"| {row['variant']} | {VARIANTS[row['variant']][0]} | " + " | ".join(cells)
                      + f" | {row['train_time_s']:.0f} |")
     lines.append("")
-    lines.append(f"Each row: configs/demo.py with the change, {steps} steps × batch 64, seed 0, one run. "
+    lines.append(f"Each row: configs/demo.py:classic with the change, {steps} steps × batch 64, seed 0, one run. "
                  "Chance: zero-shot 1/30 = 0.033, R@1 1/500, hard negatives 0.5.")
     table = "\n".join(lines)
     with open(out + ".md", "w") as f:

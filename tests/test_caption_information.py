@@ -44,3 +44,15 @@ def test_one_object_captions_without_background_need_shape():
     assert result["full"] == pytest.approx(expected_full, abs=0.08)
     demo_style = world_params(num_train=400, num_zeroshot=1, num_retrieval=1, num_hard_negatives=1)
     assert ci.floors(ci.train_texts(demo_style, "recap", 400), batch)["shape_gap"] < result["shape_gap"] / 5
+
+
+def test_cli_writes_one_row_per_variant_and_refuses_an_unknown_one(tmp_path, capsys):
+    out = tmp_path / "info"
+    assert ci.main(["--variants", "shape_world_recap", "--examples", "120", "--batch", "16", "--out", str(out)]) == 0
+    rows = __import__("json").loads((tmp_path / "info.json").read_text())
+    assert [(r["variant"], r["strategy"], r["batch"]) for r in rows] == [("shape_world_recap", "recap", 16)]
+    assert rows[0]["shape_blind"] >= rows[0]["full"] and rows[0]["shape_gap"] > 0
+    assert "| shape_world_recap | recap |" in (tmp_path / "info.md").read_text()
+    with pytest.raises(SystemExit):
+        ci.main(["--variants", "shape_wrld"])
+    assert "'shape_wrld' is not one of" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """The caption-information floors against hand-counted batches and the world's own structure."""
+import json
 import math
 
 import numpy as np
@@ -49,7 +50,7 @@ def test_one_object_captions_without_background_need_shape():
 def test_cli_writes_one_row_per_variant_and_refuses_an_unknown_one(tmp_path, capsys):
     out = tmp_path / "info"
     assert ci.main(["--variants", "shape_world_recap", "--examples", "120", "--batch", "16", "--out", str(out)]) == 0
-    rows = __import__("json").loads((tmp_path / "info.json").read_text())
+    rows = json.loads((tmp_path / "info.json").read_text())
     assert [(r["variant"], r["strategy"], r["batch"]) for r in rows] == [("shape_world_recap", "recap", 16)]
     assert rows[0]["shape_blind"] >= rows[0]["full"] and rows[0]["shape_gap"] > 0
     assert "| shape_world_recap | recap |" in (tmp_path / "info.md").read_text()

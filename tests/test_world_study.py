@@ -53,3 +53,24 @@ def test_rendered_probe_images_are_one_object_scenes_of_the_style():
         assert SHAPES[label] == scene.objects[0].shape
         np.testing.assert_array_equal(image, render_scene(scene, 32))
     assert set(labels.tolist()) == set(range(len(SHAPES)))
+
+
+def test_the_demo_is_the_study_run_its_figures_came_from(tmp_path):
+    """docs/world_study.md says configs/demo.py is shape_world_70_recap_small_distinct at 1,200 steps:
+    every key that decides training agrees (paths, eval cadence and reporting aside)."""
+    from bigvl.config import load_config
+    from bigvl.tools.world_study import VARIANTS, study_config
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+        return out
+
+    study = flat(study_config(VARIANTS["shape_world_70_recap_small_distinct"][1], 1200, str(tmp_path)).to_dict())
+    demo = flat(load_config("configs/demo.py").to_dict())
+    ignored = ("world.dir", "data.train_paths", "data.tokenizer", "evals.", "eval_steps", "ckpt_steps",
+               "progress_bar", "report")
+    differ = {k for k in set(study) | set(demo) if study.get(k) != demo.get(k) and not k.startswith(ignored)}
+    assert not differ, {k: (study.get(k), demo.get(k)) for k in differ}
+    assert demo["evals.zeroshot"].startswith(demo["world.dir"]) and demo["total_steps"] == 1200

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         result = floors(train_texts(params, strategy, args.examples, mix_p), args.batch)
         rows.append({"variant": name, "strategy": strategy, "batch": args.batch, **result})
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in rows[-1].items()}), flush=True)
-    lines = [f"| variant | texts | floor | shape-blind floor | shape can earn | colour-blind floor | colour can earn |",
+    lines = ["| variant | texts | floor | shape-blind floor | shape can earn | colour-blind floor | colour can earn |",
              "|---|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['variant']} | {r['strategy']} | {r['full']:.3f} | {r['shape_blind']:.3f} | {r['shape_gap']:.3f} "
               f"| {r['colour_blind']:.3f} | {r['colour_gap']:.3f} |" for r in rows]

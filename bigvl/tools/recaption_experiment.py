@@ -36,9 +36,9 @@ import logging
 import os
 import time
 
+from bigvl.parallel.host_memory import reuse_freed_host_memory
 from bigvl.tools.ablation import ROOT
 from bigvl.tools import recaption_report as report
-from bigvl.parallel.host_memory import reuse_freed_host_memory
 
 ARMS = {"alt": ("alt", ""), "gen": ("mix", "gen"), "oracle": ("mix", "short")}  # arm → (recipe, caption field)
 GEN, TRUE = "gen", "short"

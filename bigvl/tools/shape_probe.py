@@ -29,8 +29,8 @@ import time
 
 import numpy as np
 
-from bigvl.tools.ablation import ROOT
 from bigvl.parallel.host_memory import reuse_freed_host_memory
+from bigvl.tools.ablation import ROOT
 
 SHAPES = ("circle", "square", "triangle", "star", "ring")
 

@@ -36,6 +36,7 @@ COCA = {"model.kind": "coca", "model.text.depth": 2, "model.decoder.depth": 2, "
 # alone told most captions of a batch apart; docs/world_study.md, "What a batch's captions need").
 SHAPE_WORLD = {**EASY_32PX, "world.scene.num_object_weights": (0.5, 0.3, 0.2, 0.0),
                "world.scene.p_same_colour": 0.5, "world.scene.p_caption_background": (0.0, 0.0)}
+SHAPE_WORLD_70 = {**SHAPE_WORLD, "world.scene.num_object_weights": (0.7, 0.2, 0.1, 0.0), "data.caption_strategy": "recap"}
 SMALL_TOWERS = {"model.image.depth": 3, "model.image.width": 96, "model.image.mlp_dim": 384,
                 "model.image.num_heads": 4, "model.text.depth": 2, "model.text.width": 96,
                 "model.text.mlp_dim": 384, "model.text.num_heads": 4}
@@ -95,20 +96,16 @@ VARIANTS = {
     "shape_world_recap": ("the shape world, trained on the true short captions only (`recap`)",
                           {**SHAPE_WORLD, "data.caption_strategy": "recap"}),
     "shape_world_70_recap": ("the shape world with 70 % one-object images (2 objects 20 %, 3 objects 10 %), `recap`",
-                             {**SHAPE_WORLD, "world.scene.num_object_weights": (0.7, 0.2, 0.1, 0.0),
-                              "data.caption_strategy": "recap"}),
+                             SHAPE_WORLD_70),
     "shape_world_80_recap": ("the shape world with 80 % one-object images (2 objects 15 %, 3 objects 5 %), `recap`",
                              {**SHAPE_WORLD, "world.scene.num_object_weights": (0.8, 0.15, 0.05, 0.0),
                               "data.caption_strategy": "recap"}),
     "shape_world_70_recap_small": ("shape_world_70_recap with smaller towers (image 3 × 96, text 2 × 96): "
                                    "less than half the FLOPs a step",
-                                   {**SHAPE_WORLD, "world.scene.num_object_weights": (0.7, 0.2, 0.1, 0.0),
-                                    "data.caption_strategy": "recap", **SMALL_TOWERS}),
+                                   {**SHAPE_WORLD_70, **SMALL_TOWERS}),
     "shape_world_70_recap_small_distinct": ("shape_world_70_recap_small with no one-colour scenes (every "
                                             "multi-object scene binds colours to shapes)",
-                                            {**SHAPE_WORLD, "world.scene.num_object_weights": (0.7, 0.2, 0.1, 0.0),
-                                             "world.scene.p_same_colour": 0.0, "data.caption_strategy": "recap",
-                                             **SMALL_TOWERS}),
+                                            {**SHAPE_WORLD_70, **SMALL_TOWERS, "world.scene.p_same_colour": 0.0}),
     "shape_world_recap_negclip": ("the shape world, `recap`, with NegCLIP hard negatives",
                                   {**SHAPE_WORLD, "data.caption_strategy": "recap",
                                    "data.negative_word_groups": NEGATIVE_WORDS}),

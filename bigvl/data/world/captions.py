@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 
 from bigvl.data.world.phrases import RELATION_WORDS, article, join_phrases, noun_phrase
-from bigvl.data.world.scene import COLOURS, OPPOSITE_RELATION, Scene, relation, relation_loosely_holds
+from bigvl.data.world.scene import COLOURS, OPPOSITE_RELATION, Scene, SceneStyle, relation, relation_loosely_holds
 
 OTHERS_JOINERS = (" with ", ", along with ")
 
@@ -34,7 +34,7 @@ def _background_phrase(colour: str, texture: str) -> str:
 
 
 def sample_short_caption(scene: Scene, rng: np.random.Generator,
-                         p_background: tuple[float, float] = (0.7, 0.4)) -> ShortCaption:
+                         p_background: tuple[float, float] = SceneStyle.p_caption_background) -> ShortCaption:
     """All objects by colour and shape, the main relation (objects 0 → 1), maybe the background
     (with probability p_background[0] for one object, p_background[1] for more)."""
     objects = scene.objects

@@ -25,7 +25,9 @@ def clip_b16():
 
 
 def test_vit_b16_clip_matches_open_clip_profile():
-    flops = model_flops_per_pair(clip_b16())
+    c = clip_b16()
+    c.pooled_last_block = False  # open_clip computes every position of the last blocks
+    flops = model_flops_per_pair(c)
     # open_clip docs/model_profile.csv, ViT-B-16: image 35.13, text 5.96, total 41.09 GFLOPs.
     assert flops["image"] / 1e9 == pytest.approx(35.13, abs=0.01)
     assert flops["text"] / 1e9 == pytest.approx(5.96, abs=0.01)
@@ -34,15 +36,31 @@ def test_vit_b16_clip_matches_open_clip_profile():
     # ViT-B/16 CLIP @224 is about 123 GFLOPs per pair per training step (3 × open_clip's 35.13 + 5.96).
     assert flops["train"] / 1e9 == pytest.approx(123, rel=0.01)
     # Two texts per image (e.g. strategy `dual`): each goes through the 5.96 GFLOP text tower.
-    two = model_flops_per_pair(clip_b16(), texts_per_image=2)
+    two = model_flops_per_pair(c, texts_per_image=2)
     assert two["image"] / 1e9 == pytest.approx(35.13, abs=0.01)
     assert two["text"] / 1e9 == pytest.approx(2 * 5.96, abs=0.02)
     assert two["train"] / 1e9 == pytest.approx(3 * (35.13 + 2 * 5.96), abs=0.05)
 
 
+def test_pooled_last_block_leaves_out_the_last_blocks_other_positions():
+    """bigvl's default: each tower's last block computes its pooled position only (by hand, B/16:
+    197 image tokens of width 768, MLP 3072; 77 text tokens of width 512, MLP 2048)."""
+    full, pooled = clip_b16(), clip_b16()
+    full.pooled_last_block = False
+    one_layer = lambda n, d, m: 8 * n * d * d + 4 * n * d * m + 4 * n * n * d
+    one_position = lambda n, d, m: 4 * n * d * d + 4 * d * d + 4 * d * m + 4 * n * d
+    a, b = model_flops_per_pair(full), model_flops_per_pair(pooled)
+    assert a["image"] - b["image"] == one_layer(197, 768, 3072) - one_position(197, 768, 3072)
+    assert a["text"] - b["text"] == one_layer(77, 512, 2048) - one_position(77, 512, 2048)
+    assert 1 - b["total_forward"] / a["total_forward"] == pytest.approx(0.069, abs=0.001)
+    full.scan_layers = pooled.scan_layers = True  # scanned towers run every position
+    assert model_flops_per_pair(full) == model_flops_per_pair(pooled)
+
+
 def test_mlp_4x_reduces_to_spec_formula():
     c = clip_b16()
     c.image.pool, c.image.proj, c.text.proj = "gap", False, False
+    c.pooled_last_block = False  # the SPEC's formula: every position of every layer
     c.embed_dim = 768
     c.text.width, c.text.num_heads, c.text.mlp_dim = 768, 12, 3072
     n, d, layers, p = 196, 768, 12, 16
@@ -89,11 +107,26 @@ PROJ = 2 * 1 * 8 * 4  # one pooled vector 8 → 4
 
 def test_hand_count_two_tower():
     assert VIT == 3072 + 1920 + 800 + 640 + 2560 and TEXT_LAYER == 1152 + 288 + 384 + 1536
-    flops = model_flops_per_pair(tiny("two_tower"), texts_per_image=2)
+    c = tiny("two_tower")
+    c.pooled_last_block = False  # every position of the (only, so last) layer
+    flops = model_flops_per_pair(c, texts_per_image=2)
     assert flops["image"] == VIT + PROJ == 9056
     assert flops["text"] == 2 * (TEXT_LAYER + PROJ) == 6848
     assert flops["decoder"] == 0
     assert flops["total_forward"] == 15904 and flops["train"] == 3 * 15904
+
+
+def test_hand_count_two_tower_pooled_last_block():
+    """The default: the one layer computes keys and values of every position, the rest for the
+    pooled one (image: cls of 5 tokens; text: its eos of 3)."""
+    vit = (2 * 4 * 48 * 8  # patch embedding
+           + 2 * 5 * 8 * 16 + 2 * 1 * 8 * 8  # k, v of 5 tokens; q of one
+           + 2 * 1 * 5 * 8 + 2 * 1 * 5 * 8  # one query's scores and values
+           + 2 * 1 * 8 * 8 + 2 * 1 * 8 * 16 + 2 * 1 * 16 * 8)  # out, MLP of one
+    text = 2 * 3 * 8 * 16 + 2 * 8 * 8 + 2 * 3 * 8 + 2 * 3 * 8 + 2 * 8 * 8 + 2 * 8 * 16 + 2 * 16 * 8
+    flops = model_flops_per_pair(tiny("two_tower"), texts_per_image=2)
+    assert flops["image"] == vit + PROJ == 5344
+    assert flops["text"] == 2 * (text + PROJ) == 3392
 
 
 def causal_layer(n: int, memory: int, memory_width: int = 8) -> int:
@@ -254,6 +287,7 @@ def test_every_kind_matches_xla_cost_analysis(kind, texts, target, image_pool, t
 def test_conv_stem_matches_xla_cost_analysis():
     """model.image.stem = 'conv': the stride-2 3×3 convolutions (not dot_generals) are counted too."""
     c = small("two_tower", 256)
+    c.pooled_last_block = False  # the whole layer beside the stem, as the 0.3 % below assumes
     c.image.stem = "conv"  # 32 px, patch 4: two convolutions, 3 → 128 → 256 channels, then 1×1 to 256
     forward, params, inputs = forward_and_inputs(c, 1, False)
     compiled = jax.jit(forward).lower(params, *inputs).compile({"xla_backend_optimization_level": 0})

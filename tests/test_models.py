@@ -321,13 +321,15 @@ def test_appended_pads_do_not_change_bidirectional_embedding(pool):
 
 
 # ---------------------------------------------------------------- sharding
-def test_sharded_forward_matches_single_device():
-    model, params = build_model(MAP_TINY), shared_params("map")
-    images, tokens = inputs(MAP_TINY, batch=8)
+@pytest.mark.parametrize("kind", ["map", "clip"])  # clip: cls / eos pooling, so the pooled-only last block
+def test_sharded_forward_matches_single_device(kind):
+    c = MAP_TINY if kind == "map" else CLIP_TINY
+    model, params = build_model(c), shared_params(kind)
+    images, tokens = inputs(c, batch=8)
     expected = apply(model, params, images, tokens)
 
     mesh = Mesh(np.array(jax.devices()[:8]).reshape(2, 2, 2), ("data", "fsdp", "tensor"))
-    param_shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(abstract_params(MAP_TINY)), mesh, RULES)
+    param_shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(abstract_params(c)), mesh, RULES)
     batch_sharding = NamedSharding(mesh, P(("data", "fsdp")))
     with jax.set_mesh(mesh), nn.logical_axis_rules(RULES):
         sharded_params = jax.device_put(params, param_shardings)
@@ -338,3 +340,56 @@ def test_sharded_forward_matches_single_device():
     assert fc1.sharding.spec == P("fsdp", "tensor")
     for key in expected:
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- the pooled-only last block
+@pytest.mark.parametrize("image_pool,text_pool,causal,extra", [
+    ("cls", "eos", True, {}),  # CLIP
+    ("cls", "last", False, {}),  # bidirectional text with a padding mask
+    ("cls", "first", True, {"remat": "full"}),
+    ("cls", "eos", True, {"scan_layers": True}),  # scanned: every position runs, the pooled one is gathered
+])
+def test_pooled_last_block_gives_the_embeddings_and_grads_of_every_position(image_pool, text_pool, causal, extra):
+    """The reference is the plain encoder (every position through every block, pool after)."""
+    images, tokens = inputs(CLIP_TINY, batch=4)
+    cfg = tiny(image_pool, text_pool, causal=causal, **extra)
+    params = shared_params("clip") if not extra.get("scan_layers") else init(cfg)[1]
+
+    def value_and_grad(pooled_last_block):
+        c = tiny(image_pool, text_pool, causal=causal, pooled_last_block=pooled_last_block, **extra)
+        model = build_model(c)
+
+        def loss(p):
+            out = model.apply({"params": p}, images, tokens)
+            return jnp.sum(out["image_embeds"] @ out["text_embeds"].T * jnp.arange(1.0, 5.0)), out
+        return jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+
+    (value, out), grads = value_and_grad(True)
+    (ref_value, ref_out), ref_grads = value_and_grad(False)
+    np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+    for key in ("image_embeds", "text_embeds"):
+        np.testing.assert_allclose(out[key], ref_out[key], rtol=1e-5, atol=1e-6)
+    # float32 sums in another order: an absolute error relative to the leaf's largest entry
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6 * np.abs(b).max()),
+                 grads, ref_grads)
+    last = grads["image"]["encoder"]["blocks" if extra.get("scan_layers") else "block_1"]["mlp"]["fc1"]["kernel"]
+    assert np.abs(np.asarray(last)).max() > 1e-4  # the pruned block still trains
+
+
+def test_pooled_last_block_skips_the_last_blocks_other_positions():
+    """XLA's own FLOP count of encode_image / encode_text: with the last of `depth` blocks cut to
+    one query position, the towers do less than (depth - 0.5) / depth of the plain count (the
+    last block keeps its key and value projections, a quarter of it at this MLP width)."""
+    images, tokens = inputs(CLIP_TINY, batch=4)
+    params = shared_params("clip")
+    flops = {}
+    for pooled in (True, False):
+        model = build_model(tiny("cls", "eos", causal=True, pooled_last_block=pooled))
+        for method in ("encode_image", "encode_text"):
+            fn = jax.jit(lambda p, x, m=method: model.apply({"params": p}, x, method=getattr(TwoTower, m)))
+            cost = fn.lower(params, images if method == "encode_image" else tokens).compile().cost_analysis()
+            flops[pooled, method] = cost["flops"]
+    depth = CLIP_TINY.image.depth
+    for method in ("encode_image", "encode_text"):
+        assert flops[True, method] < (depth - 0.5) / depth * flops[False, method], (method, flops)
+

@@ -94,6 +94,9 @@ def model_config_defaults() -> ml_collections.ConfigDict:
         # Image/text encoder blocks under nn.scan, params stacked [depth, ...] (compile time flat in depth);
         # False keeps the unrolled block_0..block_{L-1} params (bigvl.models.pretrained converts between them).
         "scan_layers": False,
+        # Two-tower: the towers' last block computes only the pooled position (cls / eos pooling):
+        # the same embeddings for ~1/depth less work. False: every position, as open_clip does.
+        "pooled_last_block": True,
         # The towers' transformer (imported weights set what they were trained with, bigvl/convert):
         "activation": "gelu_tanh",  # gelu_tanh (big_vision, SigLIP) | gelu (exact erf) | quick_gelu (OpenAI CLIP)
         "layer_norm_eps": 1e-6,  # big_vision 1e-6; open_clip / HF CLIP 1e-5
@@ -177,6 +180,8 @@ def build_model(model_cfg) -> nn.Module:
                     project_text=tc.proj, image_proj_bias=ic.proj_bias, text_proj_bias=tc.proj_bias,
                     temperature_init=float(model_cfg.temperature_init),
                     bias_init=None if bias_init is None else float(bias_init),
+                    pooled_last_block=_choice(model_cfg.get("pooled_last_block", True), (True, False),
+                                              "pooled_last_block"),
                     dtype=dtype, param_dtype=param_dtype)
 
 

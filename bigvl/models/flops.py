@@ -8,6 +8,9 @@ and padding masks cost the same as XLA computes them). Per sequence, forward:
     encoder / causal self-attention layer over n tokens, width d, MLP m:
         8·n·d² + 4·n·d·m + 4·n²·d          (qkv + out proj, MLP, scores + values)
     which is the usual 24·n·d² + 4·n²·d per layer when m = 4·d (all named sizes but So400m);
+    the last layer of a two-tower's tower computing only its pooled position
+    (`model.pooled_last_block`, cls / token pooling, unrolled layers), keys and values of all n:
+        4·n·d² + 4·d² + 4·d·m + 4·n·d
     cross-attention of n queries to M memory tokens of width dm (decoder layers):
         4·n·d² + 4·M·dm·d + 4·n·M·d        (q + out proj, memory kv proj, scores + values)
     one-query MAP head over n tokens:    4·d² + 4·n·d² + 4·n·d + 4·d·m
@@ -16,7 +19,9 @@ and padding masks cost the same as XLA computes them). Per sequence, forward:
 
 Per kind (T = texts per image, each through the text side; the decoder runs once per image):
 - two_tower: image tower (+ MAP head when pooled so) + projection; T × (text tower + head
-  + projection).
+  + projection). What the program computes: with `model.pooled_last_block` (the default) the
+  last layers count as above, which leaves out 6.9 % of ViT-B/16 CLIP's FLOPs; with it False
+  the counts are open_clip's, which computes every position.
 - coca: the ViT (its patch tokens feed two attentional poolers; its own pool head, unused,
   is dropped by XLA and not counted), the 1-query pooler + image projection; per text the
   unimodal causal layers over L + 1 positions (the CLS slot) + text projection; the decoder:
@@ -43,9 +48,14 @@ from bigvl.models.captioners import decoder_size
 from bigvl.models.sizes import TransformerSize
 
 
-def encoder_flops(size: TransformerSize, num_tokens: int) -> int:
-    """Forward FLOPs of `size.depth` pre-LN self-attention blocks over `num_tokens` tokens (per sequence)."""
-    return size.depth * self_attention_layer_flops(size.width, size.mlp_dim, num_tokens)
+def encoder_flops(size: TransformerSize, num_tokens: int, pooled_last: bool = False) -> int:
+    """Forward FLOPs of `size.depth` pre-LN self-attention blocks over `num_tokens` tokens (per
+    sequence); `pooled_last`: the last block computes one position's output (`Encoder`'s keep)."""
+    if not pooled_last:
+        return size.depth * self_attention_layer_flops(size.width, size.mlp_dim, num_tokens)
+    n, d, m = num_tokens, size.width, size.mlp_dim
+    last = 4 * n * d * d + 4 * d * d + 4 * d * m + 4 * n * d  # k, v of all; q, out, MLP, attention of one
+    return (size.depth - 1) * self_attention_layer_flops(d, m, n) + last
 
 
 def self_attention_layer_flops(width: int, mlp_dim: int, num_tokens: int) -> int:
@@ -72,15 +82,17 @@ def attentional_pooler_flops(width: int, num_queries: int, num_tokens: int) -> i
     return 2 * q * d * d + 4 * n * d * d + 4 * q * n * d + 2 * q * d * d
 
 
-def vit_flops(image_cfg, with_pool_head: bool = True) -> tuple[int, int]:
+def vit_flops(image_cfg, with_pool_head: bool = True, pooled_last: bool = False) -> tuple[int, int]:
     """`model.image` → (forward FLOPs of the ViT, patch tokens P it outputs).
 
     The patch embedding and encoder, plus the MAP head when `pool == "map"` and
-    `with_pool_head` (CoCa uses only the patch tokens). No projection.
+    `with_pool_head` (CoCa uses only the patch tokens). No projection. `pooled_last`: the last
+    block computes the cls position only (applies with cls pooling).
     """
     size = image_size_of(image_cfg)
     patches = (image_cfg.image_size // size.patch_size) ** 2
     tokens = patches + (1 if image_cfg.pool == "cls" else 0)
+    pooled = pooled_last and image_cfg.pool == "cls"
     if image_cfg.get("stem", "patch") == "conv":  # stride-2 3×3 convolutions, then a 1×1 projection
         from bigvl.models.vit import conv_stem_channels
         flops, side, channels = 0, image_cfg.image_size, 3
@@ -88,18 +100,19 @@ def vit_flops(image_cfg, with_pool_head: bool = True) -> tuple[int, int]:
             side //= 2
             flops += 2 * side * side * 9 * channels * out
             channels = out
-        flops += 2 * patches * channels * size.width + encoder_flops(size, tokens)
+        flops += 2 * patches * channels * size.width + encoder_flops(size, tokens, pooled)
     else:
-        flops = 2 * patches * (3 * size.patch_size ** 2) * size.width + encoder_flops(size, tokens)
+        flops = 2 * patches * (3 * size.patch_size ** 2) * size.width + encoder_flops(size, tokens, pooled)
     if with_pool_head and image_cfg.pool == "map":
         flops += map_head_flops(size, tokens)
     return flops, patches
 
 
-def text_tower_flops(text_cfg) -> int:
-    """`model.text` → forward FLOPs of one text through the text tower and its pool head (no projection)."""
+def text_tower_flops(text_cfg, pooled_last: bool = False) -> int:
+    """`model.text` → forward FLOPs of one text through the text tower and its pool head (no
+    projection); `pooled_last`: the last block computes the pooled position only (not for MAP)."""
     size = text_size_of(text_cfg)
-    flops = encoder_flops(size, text_cfg.context_length)
+    flops = encoder_flops(size, text_cfg.context_length, pooled_last and text_cfg.pool != "map")
     if text_cfg.pool == "map":
         flops += map_head_flops(size, text_cfg.context_length)
     return flops
@@ -112,12 +125,14 @@ def decoder_layers_flops(size: TransformerSize, num_tokens: int, memory_tokens: 
     return size.depth * per_layer
 
 
-def _two_tower(model_cfg) -> tuple[int, int, int]:
+def _two_tower(model_cfg, pooled_last: bool = True) -> tuple[int, int, int]:
     ic, tc, e = model_cfg.image, model_cfg.text, model_cfg.embed_dim
-    image, _ = vit_flops(ic)
+    # TwoTower's encoders; scanned layers run every position (`transformer.Encoder`).
+    pooled_last = pooled_last and model_cfg.get("pooled_last_block", True) and not model_cfg.get("scan_layers", False)
+    image, _ = vit_flops(ic, pooled_last=pooled_last)
     if ic.proj:
         image += 2 * image_size_of(ic).width * e
-    text = text_tower_flops(tc)
+    text = text_tower_flops(tc, pooled_last)
     if tc.proj:
         text += 2 * text_size_of(tc).width * e
     return image, text, 0
@@ -145,7 +160,7 @@ def _coca(model_cfg, caption_target: bool) -> tuple[int, int, int]:
 
 def _clips(model_cfg, caption_target: bool) -> tuple[int, int, int]:
     tc, dc = model_cfg.text, model_cfg.decoder
-    image, text, _ = _two_tower(model_cfg)
+    image, text, _ = _two_tower(model_cfg, pooled_last=False)  # the decoder reads every position
     _, patches = vit_flops(model_cfg.image)
     image_width, tsz = image_size_of(model_cfg.image).width, text_size_of(tc)
     dsz = decoder_size(model_cfg, tsz)

@@ -65,7 +65,9 @@ class TextTower(nn.Module):
     mask_pads: bool = True  # False: pads are ordinary tokens (SigLIP as published: no mask, last = T−1)
 
     @nn.compact
-    def __call__(self, tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, tokens: jax.Array, pooled_only: bool = False) -> tuple[jax.Array, jax.Array | None]:
+        """pooled_only: the caller wants the pooled output alone; unless pooled by a MAP head,
+        the last block then computes the pooled position only (`Encoder`'s keep), tokens None."""
         if self.pool not in POOLS:
             raise ValueError(f"model.text.pool {self.pool!r} is not one of {POOLS}")
         length = tokens.shape[1]
@@ -84,14 +86,17 @@ class TextTower(nn.Module):
         # mask_pads=False: a pad id no token can hold makes every position real (length T, no mask).
         pad_id = self.pad_id if self.mask_pads else -1
         kv_lengths = None if self.causal or not self.mask_pads else sequence_lengths(tokens, pad_id)
+        where = None if self.pool == "map" else pool_positions(tokens, self.pool, self.eos_id, pad_id)
+        keep = where if pooled_only else None
         x = Encoder(self.depth, self.num_heads, self.mlp_dim, self.causal, self.dtype, self.param_dtype,
                     self.remat, self.attention_impl, self.scan_layers, self.activation, self.ln_eps,
-                    name="encoder")(x, kv_lengths)
+                    name="encoder")(x, kv_lengths, keep)
+        if keep is not None:
+            return nn.with_logical_constraint(x[:, 0], ("batch", "act_embed")), None
         if self.pool == "map":
             pooled = MAPHead(self.num_heads, self.mlp_dim, 1, self.dtype, self.param_dtype, self.attention_impl,
                              self.activation, self.ln_eps, name="map_head")(
                 x, sequence_lengths(tokens, pad_id) if self.mask_pads else None)[:, 0]
         else:
-            where = pool_positions(tokens, self.pool, self.eos_id, pad_id)
             pooled = jnp.take_along_axis(x, where[:, None, None], axis=1)[:, 0]
         return nn.with_logical_constraint(pooled, ("batch", "act_embed")), x

@@ -68,15 +68,24 @@ def remat_policy(name: str):
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, *, is_causal: bool = False,
-              kv_lengths: jax.Array | None = None, implementation: str | None = None) -> jax.Array:
+              kv_lengths: jax.Array | None = None, implementation: str | None = None,
+              mask: jax.Array | None = None) -> jax.Array:
     """Fused scaled dot-product attention.
 
     q [B,T,H,K], k/v [B,S,H,K] in the compute dtype; kv_lengths int32 [B] masks keys at
-    positions >= length (right padding). Returns [B,T,H,K] in q's dtype (softmax in float32).
+    positions >= length (right padding); mask bool [B,1,T,S] (True = attend) masks further.
+    Returns [B,T,H,K] in q's dtype (softmax in float32).
     implementation: 'xla', 'cudnn', or None / '' = by backend (`attention_implementation`).
     """
-    return jax.nn.dot_product_attention(q, k, v, is_causal=is_causal, key_value_seq_lengths=kv_lengths,
+    return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=is_causal, key_value_seq_lengths=kv_lengths,
                                         implementation=implementation or attention_implementation(q.dtype, q.shape[-1]))
+
+
+def take_positions(x: jax.Array, positions: int | jax.Array) -> jax.Array:
+    """x [B,T,D] → [B,1,D]: position `positions` (an int, or int32 [B], one per sequence)."""
+    if isinstance(positions, int):
+        return x[:, positions:positions + 1]
+    return jnp.take_along_axis(x, positions[:, None, None], axis=1)
 
 
 def attention_implementation(dtype, head_dim: int, backend: str | None = None) -> str:
@@ -114,12 +123,17 @@ class DenseGeneral(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, select: slice | None = None) -> jax.Array:
+        """select: a slice of the first feature axis; only those outputs are computed (the
+        fused qkv projection's q or k, v alone), from the same params."""
         in_shape, n = tuple(x.shape[-self.in_dims:]), self.in_dims
         kernel = self.param("kernel", named(flat_init(DENSE_INIT, n), *self.kernel_names),
                             in_shape + tuple(self.features), self.param_dtype)
         bias = (self.param("bias", named(ZEROS, *self.kernel_names[n:]), tuple(self.features), self.param_dtype)
                 if self.use_bias else None)
+        if select is not None:
+            kernel = kernel[(slice(None),) * n + (select,)]
+            bias = None if bias is None else bias[select]
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         contract = (tuple(range(x.ndim - n, x.ndim)), tuple(range(n)))
         y = jax.lax.dot_general(x, kernel, (contract, ((), ())))
@@ -135,14 +149,27 @@ class SelfAttention(nn.Module):
     implementation: str | None = None
 
     @nn.compact
-    def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None,
+                 query_positions: int | jax.Array | None = None) -> jax.Array:
+        """query_positions: None, or one query position per sequence (an int, or int32 [B]):
+        then only that position attends (to every key), and the output is [B,1,D]."""
         width = x.shape[-1]
         heads, head_dim = self.num_heads, width // self.num_heads
         dense = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        qkv = DenseGeneral((3, heads, head_dim), ("embed", None, "heads", "kv"), name="qkv", **dense)(x)
-        qkv = nn.with_logical_constraint(qkv, ("batch", "seq", None, "act_heads", None))
-        y = attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], is_causal=self.is_causal,
-                      kv_lengths=kv_lengths, implementation=self.implementation)
+        qkv_proj = DenseGeneral((3, heads, head_dim), ("embed", None, "heads", "kv"), name="qkv", **dense)
+        if query_positions is None:
+            qkv = nn.with_logical_constraint(qkv_proj(x), ("batch", "seq", None, "act_heads", None))
+            y = attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], is_causal=self.is_causal,
+                          kv_lengths=kv_lengths, implementation=self.implementation)
+        else:  # one query per sequence: its q alone, k and v of every position
+            kv = nn.with_logical_constraint(qkv_proj(x, slice(1, 3)), ("batch", "seq", None, "act_heads", None))
+            q = qkv_proj(take_positions(x, query_positions), slice(0, 1))[:, :, 0]
+            mask = None
+            if self.is_causal:  # keys up to the query's own position
+                where = jnp.broadcast_to(jnp.asarray(query_positions, jnp.int32), x.shape[:1])
+                mask = jnp.arange(x.shape[1])[None, None, None, :] <= where[:, None, None, None]
+            # XLA's kernel: one query row, and cuDNN's flash attention takes no such mask.
+            y = attention(q, kv[:, :, 0], kv[:, :, 1], kv_lengths=kv_lengths, implementation="xla", mask=mask)
         y = nn.with_logical_constraint(y, ("batch", "seq", "act_heads", None))
         return DenseGeneral((width,), ("heads", "kv", "embed"), in_dims=2, name="out", **dense)(y)
 
@@ -182,10 +209,14 @@ class EncoderBlock(nn.Module):
     ln_eps: float = 1e-6
 
     @nn.compact
-    def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None,
+                 query_positions: int | jax.Array | None = None) -> jax.Array:
+        """query_positions (see SelfAttention): compute only that position's output, [B,1,D]."""
         y = layer_norm(self.dtype, self.param_dtype, "ln_1", self.ln_eps)(x)
+        if query_positions is not None:
+            x = take_positions(x, query_positions)
         x = x + SelfAttention(self.num_heads, self.is_causal, self.dtype, self.param_dtype,
-                              self.attention_impl, name="attn")(y, kv_lengths)
+                              self.attention_impl, name="attn")(y, kv_lengths, query_positions)
         x = nn.with_logical_constraint(x, ("batch", "seq", "act_embed"))
         y = layer_norm(self.dtype, self.param_dtype, "ln_2", self.ln_eps)(x)
         x = x + Mlp(self.mlp_dim, self.dtype, self.param_dtype, self.activation, name="mlp")(y)
@@ -248,16 +279,23 @@ class Encoder(nn.Module):
     ln_eps: float = 1e-6
 
     @nn.compact
-    def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None,
+                 keep: int | jax.Array | None = None) -> jax.Array:
+        """keep: None → [B,T,D]; or the one position per sequence whose output is wanted (an
+        int, or int32 [B]) → [B,1,D]. Unrolled, the last block then computes that position
+        alone (every layer's other outputs feed only the last block's keys and values): the
+        same numbers for ~1/depth less work. Scanned, all positions run and `keep` is gathered."""
         use_remat, policy = remat_policy(self.remat)
         block_args = (self.num_heads, self.mlp_dim, self.is_causal, self.dtype, self.param_dtype, self.attention_impl,
                       self.activation, self.ln_eps)
         if self.scan:
             x, _ = scanned_blocks(self.depth, self.remat)(*block_args, name=SCANNED_BLOCKS)(x, kv_lengths)
+            x = x if keep is None else take_positions(x, keep)
         else:
-            block_cls = nn.remat(EncoderBlock, policy=policy, prevent_cse=True) if use_remat else EncoderBlock
+            block_cls = nn.remat(EncoderBlock, policy=policy, prevent_cse=True,
+                                 static_argnums=(3,) if isinstance(keep, int) else ()) if use_remat else EncoderBlock
             for i in range(self.depth):
-                x = block_cls(*block_args, name=f"block_{i}")(x, kv_lengths)
+                x = block_cls(*block_args, name=f"block_{i}")(x, kv_lengths, keep if i == self.depth - 1 else None)
         return layer_norm(self.dtype, self.param_dtype, "ln_final", self.ln_eps)(x)
 
 

@@ -35,6 +35,9 @@ class TwoTower(nn.Module):
     text_proj_bias: bool = False
     temperature_init: float = 1 / 0.07
     bias_init: float | None = None
+    # encode_image / encode_text: each tower's last block computes only its pooled position
+    # (cls / eos / last / first pooling); exact, ~1/depth less work (`transformer.Encoder`'s keep).
+    pooled_last_block: bool = True
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -50,12 +53,12 @@ class TwoTower(nn.Module):
 
     def encode_image(self, images: jax.Array) -> jax.Array:
         """images [B,S,S,3] uint8 (or float in [-1,1]) → L2-normalised float32 [B,E]."""
-        pooled, _ = self.image(images)
+        pooled, _ = self.image(images, pooled_only=self.pooled_last_block)
         return l2_normalize(self.image_proj(pooled) if self.image_proj is not None else pooled)
 
     def encode_text(self, tokens: jax.Array) -> jax.Array:
         """tokens int32 [B,L] (right-padded) → L2-normalised float32 [B,E]."""
-        pooled, _ = self.text(tokens)
+        pooled, _ = self.text(tokens, pooled_only=self.pooled_last_block)
         return l2_normalize(self.text_proj(pooled) if self.text_proj is not None else pooled)
 
     def encode_image_with_patches(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -108,7 +108,9 @@ class VisionTower(nn.Module):
     stem: str = "patch"  # STEMS: one Dense per patch (ViT), or ConvStem
 
     @nn.compact
-    def __call__(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, images: jax.Array, pooled_only: bool = False) -> tuple[jax.Array, jax.Array | None]:
+        """pooled_only: the caller wants the pooled output alone; with cls pooling the last block
+        then computes the cls position only (`Encoder`'s keep) and tokens is None."""
         if self.pool not in POOLS:
             raise ValueError(f"model.image.pool {self.pool!r} is not one of {POOLS}")
         if self.stem not in STEMS:
@@ -131,9 +133,12 @@ class VisionTower(nn.Module):
         x = nn.with_logical_constraint(x + pos.astype(self.dtype), ("batch", "seq", "act_embed"))
         if self.ln_pre:
             x = layer_norm(self.dtype, self.param_dtype, "ln_pre", self.ln_eps)(x)
+        keep = 0 if pooled_only and self.pool == "cls" else None
         x = Encoder(self.depth, self.num_heads, self.mlp_dim, False, self.dtype, self.param_dtype, self.remat,
-                    self.attention_impl, self.scan_layers, self.activation, self.ln_eps, name="encoder")(x)
-        if self.pool == "cls":
+                    self.attention_impl, self.scan_layers, self.activation, self.ln_eps, name="encoder")(x, None, keep)
+        if keep is not None:
+            pooled, tokens = x[:, 0], None
+        elif self.pool == "cls":
             pooled, tokens = x[:, 0], x[:, 1:]
         elif self.pool == "gap":
             pooled, tokens = jnp.mean(x.astype(jnp.float32), axis=1).astype(self.dtype), x

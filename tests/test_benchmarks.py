@@ -25,11 +25,15 @@ def test_train_step_benchmark_prints_a_sane_record(tmp_path, capsys):
     config_file = tmp_path / "tiny_bench.py"
     config_file.write_text(TINY_CONFIG.format(tests=str(__import__("pathlib").Path(__file__).parent)))
     code = train_step.main(["--config", str(config_file), "--steps", "2", "--warmup", "0", "--peak", "1e12",
-                            "--config.loss.name=sigmoid", "--config.model.bias_init=-10.0"])
+                            "--config.loss.name=sigmoid", "--config.model.bias_init=-10.0",
+                            "--against", "model.pooled_last_block=False"])
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
-    record = json.loads(lines[0])
-    assert "pairs_per_s" in "\n".join(lines[1:])  # the readable table follows
+    record, full = [json.loads(line) for line in lines if line.startswith("{")]
+    tables = "\n".join(lines).split("\n{")  # each record, then its readable table
+    assert len(tables) == 2 and all("pairs_per_s  " in t for t in tables)
+    assert full["config"].endswith("--config.model.pooled_last_block=False") and full["loss"] == "sigmoid"
+    assert full["steps"] == 2 and full["step_time_ratio"] == full["step_time_s"] / record["step_time_s"]
     assert record["steps"] == 2 and record["devices"] == 8 and record["batch_size"] == 16
     assert record["loss"] == "sigmoid"
     assert record["step_time_min_s"] <= record["step_time_s"] and record["compile_s"] > 0
@@ -40,8 +44,14 @@ def test_train_step_benchmark_prints_a_sane_record(tmp_path, capsys):
              + 2 * 32 * 16)  # projection
     text = 2 * (2 * 16 * 32 * 96 + 2 * 2 * 16 * 16 * 32 + 2 * 16 * 32 * 32 + 2 * 2 * 16 * 32 * 64) + 2 * 32 * 16
     assert (image, text) == (828672, 590848)
-    assert record["model_flops_per_pair"] == 3 * (828672 + 590848) == 4258560
-    assert math.isclose(record["mfu"], record["pairs_per_s"] * 4258560 / (1e12 * 8))
+    assert full["model_flops_per_pair"] == 3 * (828672 + 590848) == 4258560
+    # The default: the last layer computes k, v of every position and the rest for the pooled one.
+    last_image = 2 * 17 * 32 * 64 + 2 * 32 * 32 + 2 * 2 * 17 * 32 + 2 * 32 * 32 + 2 * 2 * 32 * 64
+    last_text = 2 * 16 * 32 * 64 + 2 * 32 * 32 + 2 * 2 * 16 * 32 + 2 * 32 * 32 + 2 * 2 * 32 * 64
+    image -= (2 * 17 * 32 * 96 + 2 * 2 * 17 * 17 * 32 + 2 * 17 * 32 * 32 + 2 * 2 * 17 * 32 * 64) - last_image
+    text -= (2 * 16 * 32 * 96 + 2 * 2 * 16 * 16 * 32 + 2 * 16 * 32 * 32 + 2 * 2 * 16 * 32 * 64) - last_text
+    assert record["model_flops_per_pair"] == 3 * (image + text)
+    assert math.isclose(record["mfu"], record["pairs_per_s"] * 3 * (image + text) / (1e12 * 8))
     # params, gradients and two Adam moments, float32, replicated on every device (data parallel)
     assert record["peak_memory_bytes"] >= 4 * 4 * record["num_params"]
     assert np.isfinite(record["loss_first"]) and np.isfinite(record["loss_last"])
@@ -75,6 +85,7 @@ def test_train_step_flops_count_every_text_and_the_decoder(tmp_path):
     from test_flops import tiny as tiny_model  # the tiny models hand-counted in tests/test_flops.py
     from tiny import tiny_config
     config = tiny_config(tmp_path)
+    config.model.pooled_last_block = False  # every position, as the hand count above
     # Two texts per image: tests/tiny.py's CLIP, image 828,672 and 590,848 per text (see above).
     record = train_step.summarise(fake_bench(config, 2, ("image", "tokens")), [0.5], [1.0], peak=1e12)
     assert record["model_flops_per_pair"] == 3 * (828672 + 2 * 590848)

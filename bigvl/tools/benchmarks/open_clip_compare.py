@@ -82,6 +82,7 @@ def pin_cores(cores: list[int] | None) -> list[int]:
 
 def compare_train_step(python: str, arch: str, batch: int, steps: int) -> dict:
     """Alternating timed steps of bigvl and open_clip; the side-by-side record."""
+    from bigvl.models.flops import model_flops_per_pair
     from bigvl.tools.benchmarks.train_step import CompiledStep, summarise
 
     server = subprocess.Popen([python, REFERENCE, "train-step", "--arch", arch, "--batch", str(batch)],
@@ -113,7 +114,12 @@ def compare_train_step(python: str, arch: str, batch: int, steps: int) -> dict:
     record = summarise(bench, ours, losses)
     ratio = record["step_time_s"] / statistics.median(theirs)
     ours_spread, theirs_spread = spread(ours), spread(theirs)
-    flops = record["model_flops_per_pair"]
+    flops = record["model_flops_per_pair"]  # what bigvl's step computes (its pooled-only last blocks)
+    # open_clip computes every position of the last blocks: its own count for its FLOP/s and MFU
+    full = bigvl_config(arch, batch)
+    full.model.pooled_last_block = False
+    their_flops = model_flops_per_pair(full.model, bench.num_texts)["train"]
+    peak = record["peak_flops_per_device"]
     return {"benchmark": "train_step_side_by_side", "arch": arch, "batch_size": batch, "dtype": "float32",
             "steps": steps, "bigvl_params": bench.num_params, "open_clip_params": ready["num_params"],
             "bigvl_step_s": record["step_time_s"], "open_clip_step_s": statistics.median(theirs),
@@ -122,9 +128,10 @@ def compare_train_step(python: str, arch: str, batch: int, steps: int) -> dict:
             "bigvl_pairs_per_s": batch / record["step_time_s"],
             "open_clip_pairs_per_s": batch / statistics.median(theirs),
             "bigvl_gflops_per_s": batch * flops / record["step_time_s"] / 1e9,
-            "open_clip_gflops_per_s": batch * flops / statistics.median(theirs) / 1e9,
-            "model_flops_per_pair": flops, "cpu_peak_flops": record["peak_flops_per_device"],
-            "bigvl_mfu": record["mfu"], "open_clip_mfu": record["mfu"] * ratio if record["mfu"] else None,
+            "open_clip_gflops_per_s": batch * their_flops / statistics.median(theirs) / 1e9,
+            "model_flops_per_pair": flops, "open_clip_model_flops_per_pair": their_flops, "cpu_peak_flops": peak,
+            "bigvl_mfu": record["mfu"],
+            "open_clip_mfu": batch * their_flops / statistics.median(theirs) / peak if peak else None,
             "bigvl_peak_memory_bytes": record["peak_memory_bytes"], "torch": ready["torch"],
             "torch_threads": ready["threads"], "torch_affinity": ready.get("affinity"),
             "cores": sorted(os.sched_getaffinity(0)), "step_time_ratio": ratio}

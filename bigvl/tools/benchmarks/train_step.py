@@ -1,7 +1,7 @@
 """Speed of bigvl's real train step: step time, pairs/s, model FLOPs, MFU and peak memory.
 
     python -m bigvl.tools.benchmarks.train_step --config configs/NAME.py[:ARG] [--config.key=value ...]
-        [--steps 5] [--warmup 1] [--devices N]
+        [--steps 5] [--warmup 1] [--devices N] [--against key=value ...]
 
 Builds the state and the update exactly as `bigvl.train.loop` does (`make_train_setup`,
 `make_train_step`, the same shardings and buffer donation), feeds it one random
@@ -19,7 +19,10 @@ The input pipeline is not in the loop (see `bigvl.tools.benchmarks.input_pipelin
   (GPU, TPU), else XLA's compiled memory analysis (arguments + temporaries + outputs −
   donated aliases, per device).
 
-Prints one JSON line, then a readable table.
+Prints one JSON line, then a readable table. `--against key=value` (repeatable) also builds
+the config with those overrides on top and alternates the two steps one by one, so that a
+drifting host slows both alike; its record follows, with `step_time_ratio` (its median step
+over the first's).
 """
 from __future__ import annotations
 
@@ -47,6 +50,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                         help="simulated CPU devices (0: what JAX finds; set before JAX starts)")
     parser.add_argument("--peak", type=float, default=0.0,
                         help="peak FLOP/s per device for MFU (0: bigvl.parallel.hardware's table or a CPU matmul)")
+    parser.add_argument("--against", action="append", default=[], metavar="KEY=VALUE",
+                        help="also time the config with this override (repeatable), steps alternating")
     args, rest = parser.parse_known_args(argv)
     from bigvl.config import ConfigError, split_overrides  # JAX starts after --devices is applied (see main)
     try:
@@ -171,14 +176,21 @@ def summarise(bench: CompiledStep, times: list[float], losses: list[float], peak
 def run(config, steps: int = 5, warmup: int = 1, peak: float = 0.0) -> dict:
     """Compiles the train step of `config`, runs `warmup` + `steps` steps; returns the record
     (step time = median of the timed steps)."""
-    bench = CompiledStep(config)
-    losses, times = [], []
+    return run_alternating([config], steps, warmup, peak)[0]
+
+
+def run_alternating(configs: list, steps: int = 5, warmup: int = 1, peak: float = 0.0) -> list[dict]:
+    """Compiles each config's train step, then steps them in turn (one step of each per round,
+    `warmup` + `steps` rounds); the records in `configs`' order."""
+    benches = [CompiledStep(config) for config in configs]
+    times, losses = [[] for _ in benches], [[] for _ in benches]
     for i in range(warmup + steps):
-        seconds, loss = bench.step()
-        losses.append(loss)
-        if i >= warmup:
-            times.append(seconds)
-    return summarise(bench, times, losses, peak)
+        for bench, bench_times, bench_losses in zip(benches, times, losses):
+            seconds, loss = bench.step()
+            bench_losses.append(loss)
+            if i >= warmup:
+                bench_times.append(seconds)
+    return [summarise(*args, peak) for args in zip(benches, times, losses)]
 
 
 def table(record: dict) -> str:
@@ -209,20 +221,28 @@ def main(argv: list[str] | None = None) -> int:
         jax.config.update("jax_num_cpu_devices", args.devices)  # before any JAX operation
 
     from bigvl.config import ConfigError, apply_overrides, load_config, validate
+    runs = [overrides] + ([overrides + args.against] if args.against else [])
+    configs = []
     try:
-        config = load_config(args.config)
-        apply_overrides(config, overrides)
-        checked = config.copy_and_resolve_references()
-        with checked.unlocked():
-            checked.world.build = True  # no data or tokenizer is read here
-        validate(checked)
+        for run_overrides in runs:
+            config = load_config(args.config)
+            apply_overrides(config, run_overrides)
+            checked = config.copy_and_resolve_references()
+            with checked.unlocked():
+                checked.world.build = True  # no data or tokenizer is read here
+            validate(checked)
+            configs.append(config)
     except (ConfigError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    record = run(config, steps=args.steps, warmup=args.warmup, peak=args.peak)
-    record["config"] = " ".join([args.config, *(f"--config.{o}" for o in overrides)])
-    print(json.dumps(record), flush=True)
-    print(table(record), flush=True)
+    records = run_alternating(configs, steps=args.steps, warmup=args.warmup, peak=args.peak)
+    for record, run_overrides in zip(records, runs):
+        record["config"] = " ".join([args.config, *(f"--config.{o}" for o in run_overrides)])
+        if record is not records[0]:
+            record["step_time_ratio"] = (record["step_time_s"] / records[0]["step_time_s"]
+                                         if args.steps else None)
+        print(json.dumps(record), flush=True)
+        print(table(record), flush=True)
     return 0
 
 

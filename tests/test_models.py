@@ -344,10 +344,10 @@ def test_sharded_forward_matches_single_device(kind):
 
 # ---------------------------------------------------------------- the pooled-only last block
 @pytest.mark.parametrize("image_pool,text_pool,causal,extra", [
-    ("cls", "eos", True, {}),  # CLIP
+    ("cls", "eos", True, {"remat": "full"}),  # CLIP (remat: the cls position is a static argument)
     ("cls", "last", False, {}),  # bidirectional text with a padding mask
-    ("cls", "first", True, {"remat": "full"}),
-    ("cls", "eos", True, {"scan_layers": True}),  # scanned: every position runs, the pooled one is gathered
+    # scanned: every position runs, the pooled one is gathered
+    pytest.param("cls", "eos", True, {"scan_layers": True}, marks=pytest.mark.slow),
 ])
 def test_pooled_last_block_gives_the_embeddings_and_grads_of_every_position(image_pool, text_pool, causal, extra):
     """The reference is the plain encoder (every position through every block, pool after)."""

@@ -109,6 +109,7 @@ def test_nonfinite_steps_are_skipped_and_counted(tiny_world, tiny_run, tmp_path)
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params))
 
 
+@pytest.mark.slow  # a second full training run (30 s); the ring losses' numerics: tests/test_ring_losses.py
 def test_tiled_ring_loss_trains_like_the_plain_loss(tiny_world, tiny_run, tmp_path):
     config = tiny_config(tiny_world)
     config.loss.name, config.loss.tile_size = "softmax_tiled", 1  # b = 2 rows per device: 1×1 tiles

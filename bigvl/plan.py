@@ -38,6 +38,7 @@ import numpy as np  # noqa: E402
 from bigvl.config import ConfigError, apply_overrides, load_config, split_overrides, validate  # noqa: E402
 from bigvl.data.hard_negatives import enabled as hard_negatives_enabled  # noqa: E402
 from bigvl.models.flops import model_flops_per_pair  # noqa: E402
+from bigvl.models.matmul import resolve_weight_grad  # noqa: E402
 from bigvl.parallel.hardware import tpu_chip  # noqa: E402
 from bigvl.parallel.mesh import BATCH_AXES, batch_sharding, make_mesh, rules_from_config  # noqa: E402
 from bigvl.parallel.roofline import hlo_collectives, roofline  # noqa: E402
@@ -105,8 +106,20 @@ def abstract_batch(config, num_texts: int, sharding) -> dict:
     return {k: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding) for k, (shape, dtype) in spec.items()}
 
 
+def for_platform(config, platform: str):
+    """`config` with its backend-dependent 'auto' choices made for `platform` ('tpu'), not for this
+    host's default backend (the CPU): `model.weight_grad_dot` (bigvl.models.matmul)."""
+    if config.model.get("weight_grad_dot", "auto") != "auto":
+        return config
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+        config.model.weight_grad_dot = resolve_weight_grad("auto", config.model.remat, platform)
+    return config
+
+
 def compile_step(config, devices: list):
     """(compiled train step, its TrainSetup, mesh) for `config` on `devices` (abstract or real)."""
+    config = for_platform(config, devices[0].platform)
     mesh = make_mesh(config.mesh, devices)
     rules = rules_from_config(config.sharding_rules)
     shards = math.prod(mesh.shape[a] for a in BATCH_AXES)

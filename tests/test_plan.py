@@ -104,6 +104,18 @@ def _check_fsdp_record(record):
     assert 0 < record["est_mfu_serial"] <= record["est_mfu_overlapped"] <= 1
 
 
+def test_backend_choices_are_made_for_the_target_platform():
+    """'auto' choices follow the chips compiled for: no CPU-only kernel gradient in a TPU program."""
+    from bigvl.config import load_config
+    from bigvl.plan import for_platform
+    config = load_config("configs/demo.py")
+    assert for_platform(config, "tpu").model.weight_grad_dot == "xla"
+    assert for_platform(config, "cpu").model.weight_grad_dot == "transposed"
+    assert config.model.weight_grad_dot == "auto"  # not changed in place
+    config.model.weight_grad_dot = "transposed"
+    assert for_platform(config, "tpu").model.weight_grad_dot == "transposed"  # an explicit choice stays
+
+
 def test_demo_train_step_compiles_for_v5e_2x2_with_fsdp_collectives():
     record = _plan("configs/demo.py", "mesh.data=1", "mesh.fsdp=-1", "model.image.depth=1", "model.text.depth=1")
     _check_fsdp_record(record)

@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 
 from bigvl.models.captioners import KINDS, build_captioner
+from bigvl.models.matmul import resolve_weight_grad
 from bigvl.models.sizes import TransformerSize, resolve_size
 from bigvl.models.text import POOLS as TEXT_POOLS
 from bigvl.models.text import TextTower
@@ -97,6 +98,9 @@ def model_config_defaults() -> ml_collections.ConfigDict:
         # Two-tower: the towers' last block computes only the pooled position (cls / eos pooling):
         # the same embeddings for ~1/depth less work. False: every position, as open_clip does.
         "pooled_last_block": True,
+        # How the Dense layers' kernel gradients are computed (bigvl.models.matmul): 'auto' = 'transposed'
+        # on the CPU (one row-major matmul XLA runs on YNNPACK) unless remat saves dots, else 'xla'.
+        "weight_grad_dot": "auto",
         # The towers' transformer (imported weights set what they were trained with, bigvl/convert):
         "activation": "gelu_tanh",  # gelu_tanh (big_vision, SigLIP) | gelu (exact erf) | quick_gelu (OpenAI CLIP)
         "layer_norm_eps": 1e-6,  # big_vision 1e-6; open_clip / HF CLIP 1e-5
@@ -136,7 +140,9 @@ def build_model(model_cfg) -> nn.Module:
     param_dtype = jnp.dtype(_choice(model_cfg.param_dtype, DTYPES, "param_dtype"))
     remat = _choice(model_cfg.remat, REMAT_POLICIES, "remat")
     impl = _choice(model_cfg.attention_impl, ATTENTION_IMPLS, "attention_impl") or None
-    common = dict(dtype=dtype, param_dtype=param_dtype, remat=remat, attention_impl=impl)
+    # `get`: configs saved before the key existed.
+    weight_grad = resolve_weight_grad(model_cfg.get("weight_grad_dot", "auto"), remat)
+    common = dict(dtype=dtype, param_dtype=param_dtype, remat=remat, attention_impl=impl, weight_grad=weight_grad)
     # The towers only: the captioners' decoder stays unrolled. `get`: configs saved before the key existed.
     scan_layers = _choice(model_cfg.get("scan_layers", False), (False, True), "scan_layers")
     ic, tc = model_cfg.image, model_cfg.text

@@ -42,11 +42,12 @@ class AttentionalPooler(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     attention_impl: str | None = None
+    weight_grad: str = "xla"  # bigvl.models.matmul
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         heads, head_dim = self.num_heads, self.width // self.num_heads
-        dense = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        dense = dict(dtype=self.dtype, param_dtype=self.param_dtype, weight_grad=self.weight_grad)
         query = self.param("query", named(nn.initializers.normal(self.width ** -0.5), None, "embed"),
                            (self.num_queries, self.width), self.param_dtype)
         q = DenseGeneral((heads, head_dim), ("embed", "heads", "kv"), name="q", **dense)(
@@ -82,10 +83,9 @@ class CoCa(nn.Module):
     def setup(self):
         common = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         width = self.image.width
-        self.contrastive_pooler = AttentionalPooler(width, self.pooler_heads, 1, **common,
-                                                    attention_impl=self.image.attention_impl)
-        self.caption_pooler = AttentionalPooler(width, self.pooler_heads, self.num_queries, **common,
-                                                attention_impl=self.image.attention_impl)
+        pooler = dict(attention_impl=self.image.attention_impl, weight_grad=self.image.weight_grad, **common)
+        self.contrastive_pooler = AttentionalPooler(width, self.pooler_heads, 1, **pooler)
+        self.caption_pooler = AttentionalPooler(width, self.pooler_heads, self.num_queries, **pooler)
         self.image_proj = projection(self.embed_dim, name="image_proj", **common)
         self.text_proj = projection(self.embed_dim, name="text_proj", **common)
         self.log_logit_scale = logit_scale_param(self, self.temperature_init)

@@ -65,9 +65,10 @@ class CausalLayer(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     attention_impl: str | None = None
+    weight_grad: str = "xla"  # bigvl.models.matmul
 
     def setup(self):
-        dense = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        dense = dict(dtype=self.dtype, param_dtype=self.param_dtype, weight_grad=self.weight_grad)
         heads, head_dim = self.num_heads, self.width // self.num_heads
         self.ln_1 = layer_norm(self.dtype, self.param_dtype)
         self.qkv = DenseGeneral((3, heads, head_dim), ("embed", None, "heads", "kv"), **dense)
@@ -134,11 +135,13 @@ class CaptionDecoder(nn.Module):
     param_dtype: Dtype = jnp.float32
     remat: str = "none"
     attention_impl: str | None = None
+    weight_grad: str = "xla"  # bigvl.models.matmul
 
     def setup(self):
         use_remat, policy = remat_policy(self.remat)
         layer_cls = nn.remat(CausalLayer, policy=policy, prevent_cse=True) if use_remat else CausalLayer
-        common = dict(dtype=self.dtype, param_dtype=self.param_dtype, attention_impl=self.attention_impl)
+        common = dict(dtype=self.dtype, param_dtype=self.param_dtype, attention_impl=self.attention_impl,
+                      weight_grad=self.weight_grad)
         self.uni_layers = [layer_cls(self.width, self.num_heads, self.mlp_dim, False, name=f"uni_{i}", **common)
                            for i in range(self.uni_depth)]
         self.layers = [layer_cls(self.width, self.num_heads, self.mlp_dim, True, name=f"block_{i}", **common)

@@ -62,6 +62,7 @@ class TextTower(nn.Module):
     scan_layers: bool = False  # run the encoder blocks under nn.scan (params stacked [depth, ...])
     activation: str = "gelu_tanh"  # transformer.ACTIVATIONS
     ln_eps: float = 1e-6
+    weight_grad: str = "xla"  # how the Dense layers' kernel gradients are computed: bigvl.models.matmul
     mask_pads: bool = True  # False: pads are ordinary tokens (SigLIP as published: no mask, last = T−1)
 
     @nn.compact
@@ -90,12 +91,12 @@ class TextTower(nn.Module):
         keep = where if pooled_only else None
         x = Encoder(self.depth, self.num_heads, self.mlp_dim, self.causal, self.dtype, self.param_dtype,
                     self.remat, self.attention_impl, self.scan_layers, self.activation, self.ln_eps,
-                    name="encoder")(x, kv_lengths, keep)
+                    self.weight_grad, name="encoder")(x, kv_lengths, keep)
         if keep is not None:
             return nn.with_logical_constraint(x[:, 0], ("batch", "act_embed")), None
         if self.pool == "map":
             pooled = MAPHead(self.num_heads, self.mlp_dim, 1, self.dtype, self.param_dtype, self.attention_impl,
-                             self.activation, self.ln_eps, name="map_head")(
+                             self.activation, self.ln_eps, self.weight_grad, name="map_head")(
                 x, sequence_lengths(tokens, pad_id) if self.mask_pads else None)[:, 0]
         else:
             pooled = jnp.take_along_axis(x, where[:, None, None], axis=1)[:, 0]

@@ -18,6 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bigvl.models.matmul import dense_dot, flax_dot_general
+
 Dtype = Any
 
 # Multi-axis kernels are initialised on their 2-D [in, out] view (see DenseGeneral): for the fused
@@ -121,6 +123,7 @@ class DenseGeneral(nn.Module):
     use_bias: bool = True
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    weight_grad: str = "xla"  # how the kernel gradient is computed: bigvl.models.matmul
 
     @nn.compact
     def __call__(self, x: jax.Array, select: slice | None = None) -> jax.Array:
@@ -135,8 +138,7 @@ class DenseGeneral(nn.Module):
             kernel = kernel[(slice(None),) * n + (select,)]
             bias = None if bias is None else bias[select]
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        contract = (tuple(range(x.ndim - n, x.ndim)), tuple(range(n)))
-        y = jax.lax.dot_general(x, kernel, (contract, ((), ())))
+        y = dense_dot(x, kernel, n, self.weight_grad)
         return y if bias is None else y + bias
 
 
@@ -147,6 +149,7 @@ class SelfAttention(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     implementation: str | None = None
+    weight_grad: str = "xla"  # bigvl.models.matmul
 
     @nn.compact
     def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None,
@@ -155,7 +158,7 @@ class SelfAttention(nn.Module):
         then only that position attends (to every key), and the output is [B,1,D]."""
         width = x.shape[-1]
         heads, head_dim = self.num_heads, width // self.num_heads
-        dense = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        dense = dict(dtype=self.dtype, param_dtype=self.param_dtype, weight_grad=self.weight_grad)
         qkv_proj = DenseGeneral((3, heads, head_dim), ("embed", None, "heads", "kv"), name="qkv", **dense)
         if query_positions is None:
             qkv = nn.with_logical_constraint(qkv_proj(x), ("batch", "seq", None, "act_heads", None))
@@ -183,16 +186,18 @@ class Mlp(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     activation: str = "gelu_tanh"
+    weight_grad: str = "xla"  # bigvl.models.matmul
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         width = x.shape[-1]
-        h = nn.Dense(self.mlp_dim, dtype=self.dtype, param_dtype=self.param_dtype,
+        dot_general = flax_dot_general(self.weight_grad)
+        h = nn.Dense(self.mlp_dim, dtype=self.dtype, param_dtype=self.param_dtype, dot_general=dot_general,
                      kernel_init=named(DENSE_INIT, "embed", "mlp"), bias_init=named(ZEROS, "mlp"),
                      name="fc1")(x)
         h = nn.with_logical_constraint(h, ("batch", "seq", "act_mlp"))
         h = activation_fn(self.activation)(h)
-        return nn.Dense(width, dtype=self.dtype, param_dtype=self.param_dtype,
+        return nn.Dense(width, dtype=self.dtype, param_dtype=self.param_dtype, dot_general=dot_general,
                         kernel_init=named(DENSE_INIT, "mlp", "embed"), bias_init=named(ZEROS, "embed"),
                         name="fc2")(h)
 
@@ -207,6 +212,7 @@ class EncoderBlock(nn.Module):
     attention_impl: str | None = None
     activation: str = "gelu_tanh"  # ACTIVATIONS
     ln_eps: float = 1e-6
+    weight_grad: str = "xla"  # bigvl.models.matmul
 
     @nn.compact
     def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None,
@@ -216,10 +222,10 @@ class EncoderBlock(nn.Module):
         if query_positions is not None:
             x = take_positions(x, query_positions)
         x = x + SelfAttention(self.num_heads, self.is_causal, self.dtype, self.param_dtype,
-                              self.attention_impl, name="attn")(y, kv_lengths, query_positions)
+                              self.attention_impl, self.weight_grad, name="attn")(y, kv_lengths, query_positions)
         x = nn.with_logical_constraint(x, ("batch", "seq", "act_embed"))
         y = layer_norm(self.dtype, self.param_dtype, "ln_2", self.ln_eps)(x)
-        x = x + Mlp(self.mlp_dim, self.dtype, self.param_dtype, self.activation, name="mlp")(y)
+        x = x + Mlp(self.mlp_dim, self.dtype, self.param_dtype, self.activation, self.weight_grad, name="mlp")(y)
         return nn.with_logical_constraint(x, ("batch", "seq", "act_embed"))
 
 
@@ -277,6 +283,7 @@ class Encoder(nn.Module):
     scan: bool = False
     activation: str = "gelu_tanh"  # ACTIVATIONS
     ln_eps: float = 1e-6
+    weight_grad: str = "xla"  # bigvl.models.matmul
 
     @nn.compact
     def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None,
@@ -287,7 +294,7 @@ class Encoder(nn.Module):
         same numbers for ~1/depth less work. Scanned, all positions run and `keep` is gathered."""
         use_remat, policy = remat_policy(self.remat)
         block_args = (self.num_heads, self.mlp_dim, self.is_causal, self.dtype, self.param_dtype, self.attention_impl,
-                      self.activation, self.ln_eps)
+                      self.activation, self.ln_eps, self.weight_grad)
         if self.scan:
             x, _ = scanned_blocks(self.depth, self.remat)(*block_args, name=SCANNED_BLOCKS)(x, kv_lengths)
             x = x if keep is None else take_positions(x, keep)
@@ -316,12 +323,13 @@ class MAPHead(nn.Module):
     attention_impl: str | None = None
     activation: str = "gelu_tanh"  # ACTIVATIONS
     ln_eps: float = 1e-6
+    weight_grad: str = "xla"  # bigvl.models.matmul
 
     @nn.compact
     def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None) -> jax.Array:
         batch, width = x.shape[0], x.shape[-1]
         heads, head_dim = self.num_heads, width // self.num_heads
-        dense = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        dense = dict(dtype=self.dtype, param_dtype=self.param_dtype, weight_grad=self.weight_grad)
         probe = self.param("probe", named(DENSE_INIT, None, "embed"), (self.num_queries, width), self.param_dtype)
         q = DenseGeneral((heads, head_dim), ("embed", "heads", "kv"), name="q", **dense)(probe)
         q = jnp.broadcast_to(q[None], (batch,) + q.shape)
@@ -329,6 +337,6 @@ class MAPHead(nn.Module):
         kv = nn.with_logical_constraint(kv, ("batch", "seq", None, "act_heads", None))
         y = attention(q, kv[:, :, 0], kv[:, :, 1], kv_lengths=kv_lengths, implementation=self.attention_impl)
         y = DenseGeneral((width,), ("heads", "kv", "embed"), in_dims=2, name="out", **dense)(y)
-        y = y + Mlp(self.mlp_dim, self.dtype, self.param_dtype, self.activation, name="mlp")(
+        y = y + Mlp(self.mlp_dim, self.dtype, self.param_dtype, self.activation, self.weight_grad, name="mlp")(
             layer_norm(self.dtype, self.param_dtype, "ln", self.ln_eps)(y))
         return nn.with_logical_constraint(y, ("batch", None, "act_embed"))

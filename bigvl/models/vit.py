@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bigvl.models.matmul import flax_dot_general
 from bigvl.models.transformer import DENSE_INIT, ZEROS, Dtype, Encoder, MAPHead, layer_norm, named
 
 POOLS = ("cls", "gap", "map")
@@ -106,6 +107,7 @@ class VisionTower(nn.Module):
     pixel_mean: tuple = UNIT_RANGE  # uint8 images → (x/255 − mean)/std
     pixel_std: tuple = UNIT_RANGE
     stem: str = "patch"  # STEMS: one Dense per patch (ViT), or ConvStem
+    weight_grad: str = "xla"  # how the Dense layers' kernel gradients are computed: bigvl.models.matmul
 
     @nn.compact
     def __call__(self, images: jax.Array, pooled_only: bool = False) -> tuple[jax.Array, jax.Array | None]:
@@ -122,7 +124,7 @@ class VisionTower(nn.Module):
         else:
             patches = nn.with_logical_constraint(patchify(pixels, self.patch_size), ("batch", "seq", None))
             x = nn.Dense(d, use_bias=self.patch_bias, dtype=self.dtype, param_dtype=self.param_dtype,
-                         kernel_init=named(DENSE_INIT, "patch", "embed"), bias_init=named(ZEROS, "embed"),
+                         dot_general=flax_dot_general(self.weight_grad), kernel_init=named(DENSE_INIT, "patch", "embed"), bias_init=named(ZEROS, "embed"),
                          name="patch_embedding")(patches)
         batch = x.shape[0]
         if self.pool == "cls":
@@ -135,7 +137,8 @@ class VisionTower(nn.Module):
             x = layer_norm(self.dtype, self.param_dtype, "ln_pre", self.ln_eps)(x)
         keep = 0 if pooled_only and self.pool == "cls" else None
         x = Encoder(self.depth, self.num_heads, self.mlp_dim, False, self.dtype, self.param_dtype, self.remat,
-                    self.attention_impl, self.scan_layers, self.activation, self.ln_eps, name="encoder")(x, None, keep)
+                    self.attention_impl, self.scan_layers, self.activation, self.ln_eps, self.weight_grad,
+                    name="encoder")(x, None, keep)
         if keep is not None:
             pooled, tokens = x[:, 0], None
         elif self.pool == "cls":
@@ -144,5 +147,6 @@ class VisionTower(nn.Module):
             pooled, tokens = jnp.mean(x.astype(jnp.float32), axis=1).astype(self.dtype), x
         else:
             pooled, tokens = MAPHead(self.num_heads, self.mlp_dim, 1, self.dtype, self.param_dtype,
-                                     self.attention_impl, self.activation, self.ln_eps, name="map_head")(x)[:, 0], x
+                                     self.attention_impl, self.activation, self.ln_eps, self.weight_grad,
+                                     name="map_head")(x)[:, 0], x
         return nn.with_logical_constraint(pooled, ("batch", "act_embed")), tokens

@@ -19,7 +19,7 @@ from bigvl.inference.run import read_run_config
 from bigvl.models import image_size_of, text_size_of
 
 MAY_DIFFER = ("text.context_length", "dtype", "param_dtype", "remat", "scan_layers", "pooled_last_block",
-              "attention_impl", "temperature_init")
+              "attention_impl", "weight_grad_dot", "temperature_init")
 TOP_KEYS = ("embed_dim", "activation", "layer_norm_eps", "max_logit_scale", "bias_init")
 SIZE_KEYS = ("variant", "width", "depth", "num_heads", "mlp_dim", "patch_size")
 

@@ -5,8 +5,10 @@ dW = xᵀ · dy [K, N]. jax's autodiff emits it as one dot_general contracting t
 (token) axis of both x and dy. XLA's CPU backend (jax 0.10) hands a dot to YNNPACK only when
 its left operand contracts its last axis (`IsDotSupportedByYnn` in
 xla/backends/cpu/ynn_support.cc: YNNPACK could transpose while packing, "but we don't currently
-support generating the necessary transposes"). So on the CPU every kernel gradient, a third
-of a transformer's matmul FLOPs, falls back to XLA's Eigen dot after a transposed copy of dy.
+support generating the necessary transposes"). XLA's layout assignment makes some of these dots
+row-major by copying an operand transposed (in the S64 step: the attention projections', copying
+dy, the larger operand); the rest (the MLP's, about a fifth of the matmul FLOPs) run on XLA's
+Eigen fallback after a transposed copy of dy (docs/benchmarks.md §3).
 
 `weight_grad="transposed"` computes the same gradient as one row-major matmul instead: the
 smaller of x and dy is transposed explicitly, behind `lax.optimization_barrier` (XLA's transpose

@@ -124,7 +124,8 @@ class VisionTower(nn.Module):
         else:
             patches = nn.with_logical_constraint(patchify(pixels, self.patch_size), ("batch", "seq", None))
             x = nn.Dense(d, use_bias=self.patch_bias, dtype=self.dtype, param_dtype=self.param_dtype,
-                         dot_general=flax_dot_general(self.weight_grad), kernel_init=named(DENSE_INIT, "patch", "embed"), bias_init=named(ZEROS, "embed"),
+                         dot_general=flax_dot_general(self.weight_grad),
+                         kernel_init=named(DENSE_INIT, "patch", "embed"), bias_init=named(ZEROS, "embed"),
                          name="patch_embedding")(patches)
         batch = x.shape[0]
         if self.pool == "cls":

@@ -140,8 +140,9 @@ class CompiledStep:
         return time.perf_counter() - start, float(metrics["loss"])
 
 
-def summarise(bench: CompiledStep, times: list[float], losses: list[float], peak: float = 0.0) -> dict:
-    """The measurement record of `times` (timed steps, seconds) on `bench`."""
+def summarise(bench: CompiledStep, times: list[float], losses: list[float], peak: float = 0.0,
+              peak_source: str = "--peak") -> dict:
+    """The measurement record of `times` (timed steps, seconds) on `bench`; peak 0: measured here."""
     from bigvl.models.flops import model_flops_per_pair
     from bigvl.parallel.hardware import measured_peak
 
@@ -152,7 +153,6 @@ def summarise(bench: CompiledStep, times: list[float], losses: list[float], peak
                                           caption_target="target_tokens" in bench.batch)["train"]
     step_time = statistics.median(times) if times else None  # --steps 0: compile only
     pairs_per_s = config.batch_size / step_time if times else 0.0
-    peak_source = "--peak"
     if not peak and times:
         peak, peak_source = measured_peak(devices)
     memory, memory_source = peak_memory_bytes(bench.compiled, list(mesh.devices.flat))
@@ -190,14 +190,11 @@ def run_alternating(configs: list, steps: int = 5, warmup: int = 1, peak: float 
             bench_losses.append(loss)
             if i >= warmup:
                 bench_times.append(seconds)
-    source = None
+    source = "--peak"
     if not peak and steps:  # one CPU-matmul measurement for every record: their MFUs share a peak
         from bigvl.parallel.hardware import measured_peak
         peak, source = measured_peak(benches[0].mesh.devices.size)
-    records = [summarise(*args, peak) for args in zip(benches, times, losses)]
-    for record in records if source else ():
-        record["peak_source"] = source
-    return records
+    return [summarise(*args, peak, source) for args in zip(benches, times, losses)]
 
 
 def table(record: dict) -> str:

@@ -1,6 +1,6 @@
 """Checkpoints survive refactors: a step written by bigvl before the package-per-stage layout
-(tests/fixtures/checkpoint_v0, format version 0) restores and trains on exactly as the run that
-wrote it did; new steps carry a format version, and an unknown version fails in one line."""
+(tests/fixtures/checkpoint_v0, format version 0) restores and trains on as the run that wrote it
+did, to float rounding; new steps carry a format version, and an unknown version fails in one line."""
 import json
 import os
 import shutil
@@ -39,17 +39,24 @@ def resumed_v0(tiny_world, tmp_path_factory):
 
 
 def test_v0_checkpoint_trains_on_as_the_run_that_wrote_it(resumed_v0):
+    """Within float rounding, not bitwise: XLA:CPU compiles for the host's instruction set, so a
+    CPU other than the fixture writer's sums in another order. Measured on a machine whose three
+    steps differed: params by at most 6.4e-5 of their array's largest entry (qkv biases, whose
+    Adam updates divide near-zero gradients), losses by 1.5e-7 relative. A wrong data order, a
+    lost optimizer state or a shifted schedule moves them by the update itself (~1 of the
+    biases' scale, ~1e-2 in loss). Bitwise resume on one machine is test_train's resume test."""
     want = dict(np.load(os.path.join(FIXTURE, "params_step6.npz")))
     got = _params_at(resumed_v0, 6)
     assert sorted(got) == sorted(want)
-    for name in want:  # bitwise: same data order, same update, same arithmetic
-        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    for name in want:
+        scale = float(np.abs(want[name]).max())
+        np.testing.assert_allclose(got[name], want[name], rtol=0, atol=1e-3 * scale, err_msg=name)
     with open(os.path.join(FIXTURE, "README.json")) as f:
         losses = json.load(f)["losses_after"]
     rows = {row["step"]: row for row in read_metrics(str(resumed_v0)) if "loss" in row}
     assert sorted(rows) == [4, 5, 6]
     for step, loss in losses.items():
-        assert rows[int(step)]["loss"] == loss
+        assert rows[int(step)]["loss"] == pytest.approx(loss, rel=1e-5), step
 
 
 def test_new_steps_record_their_format_version(resumed_v0):

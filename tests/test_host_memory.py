@@ -43,11 +43,12 @@ def test_reused_memory_stops_the_page_faults_of_each_step():
     assert pages > 32 * 2 ** 20 / 4096  # the buffer is one glibc maps afresh
     # glibc's default: every call faults the whole temporary buffer in again
     assert min(default["faults"][2:]) > 0.5 * pages, default
-    # kept: the heap grows until it holds holes the buffers fit (a few calls, the order of the
-    # threads' frees decides how many), then calls fault nothing
-    last_default, last_reuse = default["faults"][-8:], reuse["faults"][-8:]
-    assert sorted(last_reuse)[4] < 0.01 * pages, reuse
-    assert sum(last_reuse) < 0.25 * sum(last_default), (reuse, default)
+    # kept: most calls fault nothing. The heap grows until it holds holes the buffers fit, and
+    # now and then (the order of the threads' frees decides) one buffer lands past them and is
+    # faulted in once more: seen 0-4 such calls of 20, under load too, never a quiet call by default.
+    quiet = lambda faults: sum(f < 0.01 * pages for f in faults[-16:])
+    assert quiet(reuse["faults"]) >= 10, reuse
+    assert quiet(default["faults"]) == 0, default
 
 
 def test_accelerator_present_follows_jax_platforms(monkeypatch):

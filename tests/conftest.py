@@ -1,7 +1,9 @@
 """Every test sees 8 simulated CPU devices (and only the CPU platform), so sharded code runs against single-device results."""
 import os
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+from xla_env import xla_flags  # the tests' compile flags: see tests/xla_env.py
+
+os.environ.setdefault("XLA_FLAGS", xla_flags(8))
 # CPU only, also for subprocesses: with libtpu installed (the `plan` extra) JAX would otherwise try a TPU
 # backend at start-up and log libtpu's "could not determine TPU accelerator type" noise in every process.
 # bigvl.plan compiles for TPU topologies under JAX_PLATFORMS=cpu too.

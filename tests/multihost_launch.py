@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import portpicker
+from xla_env import subprocess_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "multihost_worker.py")
@@ -30,7 +31,7 @@ def launch(num_processes: int, local_devices: int, workdir, config: str, *overri
     """Runs bigvl.main as `num_processes` processes of `local_devices` CPU devices each (gloo);
     returns each process's (exit status, output)."""
     port = portpicker.pick_unused_port()
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = subprocess_env(None)
     env["PYTHONPATH"] = os.pathsep.join([ROOT, *filter(None, [env.get("PYTHONPATH")])])  # bigvl without pip install -e
     args = ["--config", config, "--workdir", str(workdir), *overrides]
     procs = [subprocess.Popen([sys.executable, WORKER, f"127.0.0.1:{port}", str(num_processes), str(i),

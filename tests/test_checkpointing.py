@@ -12,6 +12,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 from tiny import tiny_config
+from xla_env import subprocess_env
 
 from bigvl.train import checkpoints as checkpointing
 from bigvl.config import load_config_json
@@ -165,7 +166,7 @@ def test_sigterm_saves_the_current_step_and_exits_0(tiny_world, tmp_path, caplog
     from bigvl.train.loop import train_and_evaluate
     workdir = str(tmp_path / "run")
     script = _TRAIN.format(tests=os.path.join(ROOT, "tests"), world=str(tiny_world), workdir=workdir)
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    env = subprocess_env(8)
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import portpicker
+from xla_env import subprocess_env
 import pytest
 
 from bigvl.config import base_config
@@ -157,7 +158,7 @@ def test_run_in_chunks_gives_every_host_the_full_output(tmp_path):
     script = tmp_path / "two_hosts.py"
     script.write_text(_TWO_HOST_SCRIPT)
     port = portpicker.pick_unused_port()
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = subprocess_env(None)
     procs = [subprocess.Popen([sys.executable, str(script), f"127.0.0.1:{port}", str(i), str(tmp_path / f"out{i}.npz")],
                               cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for i in range(2)]

@@ -4,13 +4,13 @@ import subprocess
 import sys
 
 import pytest
+from xla_env import subprocess_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_main(*args, tmp_path):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-           "BIGVL_CACHE": str(tmp_path / "cache")}
+    env = subprocess_env(8, BIGVL_CACHE=str(tmp_path / "cache"))
     cmd = [sys.executable, "-m", "bigvl.main", "--config", "configs/demo.py",
            "--workdir", str(tmp_path / "wd"), "--config.world.build=false", *args]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

@@ -12,6 +12,7 @@ import time
 import msgpack
 import numpy as np
 import pytest
+from xla_env import subprocess_env
 
 from bigvl.data.records import decode_example, encode_example, read_records, write_records
 from bigvl.inference.decoding import DecodeConfig
@@ -173,7 +174,7 @@ def _cli(workdir, src, out):
 def test_kill_9_and_restart_is_byte_identical(trained_coca, tmp_path):
     """data/recaption.py killed with SIGKILL after its first shard, restarted: the same bytes as one clean run."""
     workdir, src = trained_coca
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = subprocess_env(None)
     subprocess.run([sys.executable, *_cli(workdir, src, tmp_path / "clean")], check=True, env=env, capture_output=True)
     proc = subprocess.Popen([sys.executable, *_cli(workdir, src, tmp_path / "killed")], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -196,7 +197,7 @@ def test_two_processes_write_their_own_shards_and_match_one(trained_coca, tmp_pa
     """2 processes × 2 CPU devices (gloo): shard i by process i % 2, same bytes as 1 process, one manifest."""
     import portpicker
     workdir, src = trained_coca
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = subprocess_env(None)
     subprocess.run([sys.executable, *_cli(workdir, src, tmp_path / "one")], check=True, env=env, capture_output=True)
     port = portpicker.pick_unused_port()
     code = ("import runpy, sys; from bigvl.parallel.distributed import initialize_local; "

@@ -9,6 +9,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 from tiny import tiny_config
+from xla_env import subprocess_env
 
 from bigvl.train import run_dir as run_logs
 from bigvl.data.records import read_records
@@ -97,7 +98,7 @@ def test_kill_9_then_relaunch_equals_the_straight_run(tiny_world, straight_run, 
     workdir = str(tmp_path / "run")
     script = _KILLED.format(tests=os.path.join(ROOT, "tests"), world=str(tiny_world), workdir=workdir,
                             overrides=overrides, kill_at=KILL_AT)
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    env = subprocess_env(8)
     killed = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=240)
     assert killed.returncode == -9, killed.stderr[-3000:]

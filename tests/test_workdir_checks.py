@@ -7,6 +7,7 @@ import sys
 import tempfile
 
 import pytest
+from xla_env import subprocess_env
 
 from bigvl.train import run_dir as workdir_checks
 from bigvl.train.run_dir import check_workdir
@@ -49,7 +50,7 @@ def _run_main(*args, tmp_path, world, workdir):
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "synthetic_world_seed0").symlink_to(world)  # configs/demo.py reads its world from here
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "BIGVL_CACHE": str(cache)}
+    env = subprocess_env(8, BIGVL_CACHE=str(cache))
     cmd = [sys.executable, "-m", "bigvl.main", "--config", "configs/demo.py", "--workdir", workdir,
            "--config.world.build=false", *args]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

@@ -192,6 +192,7 @@ def test_sigterm_saves_the_current_step_and_exits_0(tiny_world, tmp_path, caplog
     assert max(_logged_steps(workdir)) == stopped + 2
 
 
+@pytest.mark.slow
 def test_a_finished_run_relaunched_reports_and_a_killed_final_evaluation_is_redone_once(tiny_world, tmp_path):
     """Killed after its final checkpoint, during or after the final evaluation: the relaunch evaluates
     once more and metrics.jsonl keeps one evaluation row for the last step (the old one moves to

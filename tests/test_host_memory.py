@@ -35,6 +35,7 @@ def run_probe(mode: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc malloc settings")
 def test_reused_memory_stops_the_page_faults_of_each_step():
     default, reuse = run_probe("default"), run_probe("reuse")

@@ -116,6 +116,7 @@ def test_backend_choices_are_made_for_the_target_platform():
     assert for_platform(config, "tpu").model.weight_grad_dot == "transposed"  # an explicit choice stays
 
 
+@pytest.mark.slow
 def test_demo_train_step_compiles_for_v5e_2x2_with_fsdp_collectives():
     record = _plan("configs/demo.py", "mesh.data=1", "mesh.fsdp=-1", "model.image.depth=1", "model.text.depth=1")
     _check_fsdp_record(record)

@@ -86,6 +86,7 @@ def test_several_texts_per_image_train(tiny_world, tmp_path):
     assert len(losses) == 2 and np.isfinite(losses).all()
 
 
+@pytest.mark.slow
 def test_nonfinite_steps_stop_before_any_checkpoint(tiny_world, tmp_path):
     config = tiny_config(tiny_world, total_steps=6, ckpt_steps=1)
     config.optim.lr, config.optim.clip_norm = 1e38, 0.0  # updates overflow once warmup is done

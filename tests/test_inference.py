@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import portpicker
-from xla_env import subprocess_env
 import pytest
+from xla_env import subprocess_env
 
 from bigvl.config import base_config
 from bigvl.inference.batched import run_in_chunks

@@ -1,0 +1,1 @@
+"""Benchmark commands, run from a clone: `python -m benchmarks.NAME`. Each prints a machine-readable line."""

@@ -6,7 +6,7 @@ Builds the world (cached under $BIGVL_CACHE, default ~/.cache/bigvl) on first us
 trains through the same pipeline, train step and evaluators as the pod configs and
 prints zero-shot, retrieval and hard-negative results beside chance.
 
-The world is one whose captions need shape (docs/world_study.md): large unrotated shapes on
+The world is one whose captions need shape (docs/results/world_study.md): large unrotated shapes on
 plain backgrounds, 70 % of the train images with one object (the rest hold 2 or 3), short
 captions that do not name the background. The model sees 32-px images in
 4-px patches with small towers (image 3 × 96, text 2 × 96), so 1,200 steps fit the time the
@@ -45,7 +45,7 @@ def get_config(arg: str = ""):
     c.world.num_train = 20000
     c.world.image_size = 64
     # How scenes look and what short captions name (bigvl/data/world/scene.py SceneStyle);
-    # docs/world_study.md: what changing them did, and why these make the captions need shape.
+    # docs/results/world_study.md: what changing them did, and why these make the captions need shape.
     if classic:
         c.world.scene.update(shape_scale=1.0, max_objects=4, rotation=True, textured=True, p_same_colour=0.0)
     else:

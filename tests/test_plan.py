@@ -126,7 +126,7 @@ def test_demo_train_step_compiles_for_v5e_2x2_with_fsdp_collectives():
 @pytest.mark.slow
 def test_b16_train_step_compiles_for_v5e_2x2_and_its_flops_match_the_model_count():
     # B/16's widths, patches and 224 px, one layer per tower (all 12 + 12 compile in ~4 CPU minutes;
-    # docs/pod_plans.md has the full-depth figures from the CLI).
+    # docs/results/pod_plans.md has the full-depth figures from the CLI).
     record = _plan("configs/clip_b16.py", "batch_size=16", "model.remat=none", "mesh.data=1", "mesh.fsdp=-1",
                    "model.image.depth=1", "model.text.depth=1")
     _check_fsdp_record(record)

@@ -8,7 +8,7 @@ xla/backends/cpu/ynn_support.cc: YNNPACK could transpose while packing, "but we 
 support generating the necessary transposes"). XLA's layout assignment makes some of these dots
 row-major by copying an operand transposed (in the S64 step: the attention projections', copying
 dy, the larger operand); the rest (the MLP's, about a fifth of the matmul FLOPs) run on XLA's
-Eigen fallback after a transposed copy of dy (docs/benchmarks.md §3).
+Eigen fallback after a transposed copy of dy (docs/results/cpu_speed.md).
 
 `weight_grad="transposed"` computes the same gradient as one row-major matmul instead: the
 smaller of x and dy is transposed explicitly, behind `lax.optimization_barrier` (XLA's transpose

@@ -4,7 +4,7 @@ XLA's CPU runtime allocates an executable's temporary buffer afresh on every cal
 the S64 CLIP train step at batch 64 that is 1.15 GB, for the demo's 0.42 GB. glibc's
 malloc serves a block that large with a new `mmap` and returns it with `munmap`, so every
 step touches ~290,000 new pages, and the kernel's page faults and zeroing cost ~0.9 CPU-s a
-step (measured: docs/benchmarks.md §3). With one malloc arena, no `mmap` for large blocks
+step (measured: docs/results/cpu_speed.md). With one malloc arena, no `mmap` for large blocks
 and no trimming, the freed buffer stays in the heap and the next step reuses it: no faults.
 
 The settings are process-wide and only take effect for threads that have not allocated yet,
@@ -51,6 +51,6 @@ def reuse_freed_host_memory() -> bool:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
-    # mallopt returns 1 on success; all three or the step still faults (docs/benchmarks.md §3).
+    # mallopt returns 1 on success; all three or the step still faults (docs/results/cpu_speed.md).
     return all(libc.mallopt(param, value) == 1
                for param, value in ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, NEVER_TRIM)))

@@ -38,7 +38,7 @@ RELATION_DOMINANCE = 1.5  # ...and this many times the offset on the other axis
 
 @dataclasses.dataclass(frozen=True)
 class SceneStyle:
-    """How scenes look and what their short captions name; the knobs of the world study (docs/world_study.md).
+    """How scenes look and what their short captions name; the knobs of the world study (docs/results/world_study.md).
 
     shape_scale: multiplies every radius in SIZE_RADII (bigger shapes span more patches).
     max_objects: train scenes hold 1..max_objects shapes (held-out multi-object splits 2..max(2, it)).

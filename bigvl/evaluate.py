@@ -1,4 +1,4 @@
-"""Standalone evaluation of a checkpoint: `python -m bigvl.evaluate --workdir DIR [--step N]`.
+"""Standalone evaluation of a checkpoint: `python -m bigvl.evaluate --workdir DIR [--step N]` (= `bigvl evaluate`).
 
 Reads the config the run saved (`DIR/config.json`), restores the params and runs every
 evaluator the config names; `--config.evals.X=...` overrides point it at other splits.
@@ -10,27 +10,26 @@ CLIP_benchmark's result shape.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import sys
 
+from bigvl.cli import command_parser
 from bigvl.config import ConfigError, apply_overrides, load_config_json, split_overrides
 from bigvl.evaluators import run_evals
 from bigvl.evaluators.suites import parse_suites, run_suites, write_result
 from bigvl.evaluators.suites.results import format_table
 from bigvl.inference.run import load_run
-from bigvl.parallel.host_memory import reuse_freed_host_memory
+from bigvl.parallel.process import setup_process
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bigvl.evaluate", description=__doc__)
+    parser = command_parser("evaluate", __doc__)
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--step", type=int, default=None, help="default: the latest checkpoint")
     parser.add_argument("--suite", default="", help="benchmark suites, comma-separated (e.g. wds/imagenet1k)")
     parser.add_argument("--data_dir", default=None, help="where the suites' files are (default: evals.data_dir)")
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    reuse_freed_host_memory()  # before JAX starts its backend: no page faults per batch on a CPU
+    setup_process("%(message)s")  # before JAX starts its backend; the suites log their images/s
 
     try:
         suites = parse_suites(args.suite) if args.suite else []  # a typo fails before the checkpoint loads
@@ -38,7 +37,6 @@ def main(argv: list[str] | None = None) -> int:
         apply_overrides(config, split_overrides(rest))
         run = load_run(args.workdir, step=args.step, config=config)
         if suites:
-            logging.basicConfig(level=logging.INFO, format="%(message)s")  # each suite's images/s
             data_dir = args.data_dir or run.config.evals.get("data_dir", "") or "."
             results = run_suites(run.encoder, suites, data_dir)
     except (ConfigError, FileNotFoundError, ValueError) as e:

@@ -1,6 +1,8 @@
-"""Command line: `python -m bigvl.main --config configs/NAME.py[:ARG] --workdir DIR [--config.k=v ...]`.
+"""Command line: `python -m bigvl.main --config NAME[:ARGS] --workdir DIR [--config.k=v ...]` (= `bigvl train`).
 
-Trains (resuming from DIR) and evaluates. Everything that can be checked without
+--config is a shipped config's name (`demo`, `clip_b16`, ...: `bigvl` lists them) or a path to a
+config file (`configs/demo.py`, your own); ARGS after the colon are comma-separated flags and
+key=value pairs (`demo:alt,sigmoid`). Trains (resuming from DIR) and evaluates. Everything that can be checked without
 compiling is checked first (config keys and values, mesh shape, batch divisibility,
 files); a problem there is one line on stderr and exit status 2.
 """
@@ -8,17 +10,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 import jax
 
+from bigvl.cli import command_parser
 from bigvl.config import ConfigError, apply_overrides, load_config, split_overrides, validate
 from bigvl.data.pipeline import NoReadableShardError, resolve_paths
 from bigvl.data.tokenizer import Tokenizer
 from bigvl.inference.checkpoint_format import CheckpointVersionError
 from bigvl.parallel import distributed
-from bigvl.parallel.host_memory import reuse_freed_host_memory
+from bigvl.parallel.process import setup_process
 from bigvl.parallel.mesh import check_batch_divisible, make_mesh
 from bigvl.train.checkpoints import CheckpointLayoutError
 from bigvl.train.loop import train_and_evaluate
@@ -27,9 +29,8 @@ from bigvl.train.run_dir import check_workdir
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """Splits argv into --config/--workdir and the list of 'key=value' config overrides."""
-    parser = argparse.ArgumentParser(prog="python -m bigvl.main", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="configs/NAME.py[:ARG]")
+    parser = command_parser("train", __doc__)
+    parser.add_argument("--config", required=True, help="NAME[:ARGS] of a shipped config, or PATH.py[:ARGS]")
     parser.add_argument("--workdir", required=True, help="checkpoints, logs and metrics go here")
     args, rest = parser.parse_known_args(argv)
     try:
@@ -59,11 +60,7 @@ def preflight(config) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
-    # force: an imported library (absl) may have installed a root handler already
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    for noisy in ("absl", "orbax", "jax._src"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    reuse_freed_host_memory()  # before JAX starts its backend: no page faults per step on a CPU
+    setup_process()  # before JAX starts its backend
     distributed.maybe_initialize()
 
     try:

@@ -1,7 +1,7 @@
 """Command line: compile a config's real train step for a TPU topology, with no TPU attached.
 
-    python -m bigvl.plan --config configs/clip_b16.py --topology v5e:16x16 \
-        [--max_batch] [--dump_hlo FILE] [--config.k=v ...]
+    python -m bigvl.plan --config clip_b16 --topology v5e:16x16 \
+        [--max_batch] [--dump_hlo FILE] [--config.k=v ...]      (= bigvl plan ...)
 
 Builds the train step the trainer builds (bigvl/train/state.py `make_train_setup`: the state
 by shape with the config's sharding rules; bigvl/train/step.py `make_train_step`) on a mesh
@@ -24,8 +24,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
 os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # no chip is used: several plans may run at once
 
-import argparse  # noqa: E402 (the environment above must be set before jax loads)
-import json  # noqa: E402
+import json  # noqa: E402 (the environment above must be set before jax loads)
 import logging  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
@@ -35,12 +34,14 @@ import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bigvl.cli import command_parser  # noqa: E402
 from bigvl.config import ConfigError, apply_overrides, load_config, split_overrides, validate  # noqa: E402
 from bigvl.data.hard_negatives import enabled as hard_negatives_enabled  # noqa: E402
 from bigvl.models.flops import model_flops_per_pair  # noqa: E402
 from bigvl.models.matmul import resolve_weight_grad  # noqa: E402
 from bigvl.parallel.hardware import tpu_chip  # noqa: E402
 from bigvl.parallel.mesh import BATCH_AXES, batch_sharding, make_mesh, rules_from_config  # noqa: E402
+from bigvl.parallel.process import setup_process  # noqa: E402
 from bigvl.parallel.roofline import hlo_collectives, roofline  # noqa: E402
 from bigvl.train.state import make_train_setup  # noqa: E402
 from bigvl.train.step import make_train_step  # noqa: E402
@@ -266,16 +267,13 @@ def describe(record: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bigvl.plan", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="configs/NAME.py[:ARG]")
+    parser = command_parser("plan", __doc__)
+    parser.add_argument("--config", required=True, help="NAME[:ARGS] of a shipped config, or PATH.py[:ARGS]")
     parser.add_argument("--topology", required=True, help="e.g. v5e:2x2, v5e:16x16, v5p:4x4x4")
     parser.add_argument("--max_batch", action="store_true", help="also search the largest global batch that fits")
     parser.add_argument("--dump_hlo", default="", help="write the optimized HLO of the step to this file")
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    for noisy in ("absl", "orbax", "jax._src"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_process()
     try:
         config = load_checked(args.config, split_overrides(rest))
         tpu_chip(args.topology)

@@ -1,40 +1,10 @@
 """Stores the CLIP score (raw cosine of image and text embeddings) of each text of every record.
 
-    python data/score_captions.py --model workdirs/demo \
-        --in '/tmp/recaptioned/train-*.array_record' --out /tmp/scored --fields alt,gen
-
-Writes one shard per input shard (same names) into --out with extras["clip_score"] =
-{field: cosine} added, and --out/score_manifest.json (mean score per field). Train with
-`--config.data.min_caption_score=T` to fall back to the alt-text where the chosen synthetic
-caption scores below T. See bigvl/inference/caption_scores.py.
+The same command as `bigvl score_captions` (its flags: `python data/score_captions.py --help`); the code is bigvl/cli/score_captions.py.
 """
-from __future__ import annotations
+import sys
 
-import argparse
-import json
-import logging
-
-from bigvl.data.pipeline import resolve_paths
-from bigvl.inference.caption_scores import score_captions
-from bigvl.inference.run import load_run
-from bigvl.parallel import distributed
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="workdir of a trained two-tower (CLIP / SigLIP) run")
-    p.add_argument("--in", dest="inputs", required=True, nargs="+", help="shard files or globs")
-    p.add_argument("--out", required=True, help="directory for the scored shards")
-    p.add_argument("--fields", default="", help="texts to score, e.g. alt,short,gen (default: all)")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    distributed.maybe_initialize()  # one of several processes (a pod): each takes its own shards
-    run = load_run(args.model)
-    manifest = score_captions(run, resolve_paths(args.inputs, "--in"), args.out,
-                              [f for f in args.fields.split(",") if f] or None, workdir=args.model)
-    print(json.dumps({k: manifest[k] for k in ("records", "faulty", "texts", "mean_score", "wall_seconds")}))
-    return 0
-
+from bigvl.cli.score_captions import main
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

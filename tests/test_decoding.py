@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from captioner_models import BATCH, LENGTH, build, random_tokens, tiny_model_config
+from tests.helpers.captioner_models import BATCH, LENGTH, build, random_tokens, tiny_model_config
 
 from bigvl.config import base_config
-from bigvl.evaluators import captioning
+from bigvl import cli
 from bigvl.inference.decoding import DecodeConfig, decode, make_captioner
 from bigvl.parallel.mesh import make_mesh
 
@@ -150,7 +150,7 @@ def test_captioner_chunks_and_shards_like_one_whole_batch_decode(kind, rows):
 
 
 def test_captioning_main_on_a_saved_coca_run(tiny_world, tmp_path, capsys):
-    """`python -m bigvl.evaluators.captioning --workdir RUN` reads the run's config.json without bigvl.config."""
+    """`bigvl caption --workdir RUN` reads the run's config.json without bigvl.config."""
     _, params, _ = build("coca", seed=7)
     config = base_config()
     config.model = tiny_model_config("coca")
@@ -161,9 +161,9 @@ def test_captioning_main_on_a_saved_coca_run(tiny_world, tmp_path, capsys):
     with ocp.CheckpointManager(str(tmp_path / "checkpoints")) as manager:
         manager.save(2, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": params})))
         manager.wait_until_finished()
-    result = captioning.main(["--workdir", str(tmp_path), "--samples", "1"])
-    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert printed == result and result["field"] == "short"
+    assert cli.main(["caption", "--workdir", str(tmp_path), "--samples", "1"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["field"] == "short" and result["workdir"] == str(tmp_path)
     assert all(0.0 <= result[k] <= 10.0 for k in ("cider_d", "baseline_cider_d"))  # CIDEr-D is at most 10
     assert all(0.0 <= result[k] <= 1.0 for k in ("bleu4", "baseline_bleu4"))
 

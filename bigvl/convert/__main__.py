@@ -1,4 +1,4 @@
-"""Published CLIP / SigLIP checkpoints in and out of bigvl.
+"""Published CLIP / SigLIP checkpoints in and out of bigvl (= `bigvl convert`).
 
     python -m bigvl.convert import --from open_clip --in ViT-B-16.safetensors --model-config ViT-B-16.json \\
         --tokenizer bpe_simple_vocab_16e6.txt.gz --out workdirs/b16
@@ -20,14 +20,14 @@ state dict given without its model JSON).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
+from bigvl.cli import command_parser
 from bigvl.convert.export import TARGETS, export_workdir
 from bigvl.convert.importer import SOURCES, default_tokenizer, import_checkpoint
 from bigvl.convert.workdir import finetune_flags, write_workdir
-from bigvl.parallel.host_memory import reuse_freed_host_memory
+from bigvl.parallel.process import setup_process
 
 
 def _parse_sets(items: list[str]) -> dict[str, str]:
@@ -50,8 +50,7 @@ def _bos_from_sentencepiece(config, path: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bigvl.convert", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("convert", __doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     imp = sub.add_parser("import", help="a published checkpoint → a bigvl workdir")
     imp.add_argument("--from", dest="source", required=True, choices=SOURCES)
@@ -73,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     flg.add_argument("--workdir", required=True)
     flg.add_argument("--skip", action="append", default=[], metavar="model.KEY", help="keys left to the config")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    reuse_freed_host_memory()  # before JAX starts its backend, as bigvl.main runs
+    setup_process()  # before JAX starts its backend
     try:
         if args.command == "import":
             config, params = import_checkpoint(args.source, args.path, args.model_config, _parse_sets(args.set))

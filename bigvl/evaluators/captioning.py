@@ -7,8 +7,6 @@ References are each record's captions[field] (the demo world's retrieval split h
 """
 from __future__ import annotations
 
-import argparse
-import json
 from collections import Counter
 
 from bigvl.data.pipeline import resolve_paths
@@ -16,8 +14,6 @@ from bigvl.data.records import decode_example, read_records
 from bigvl.evaluators.caption_metrics import caption_scores
 from bigvl.evaluators.splits import SplitCache, split_cache
 from bigvl.inference.decoding import DecodeConfig
-from bigvl.inference.run import load_run
-from bigvl.parallel.host_memory import reuse_freed_host_memory
 
 
 def most_frequent_baseline(train_captions: list[str], references: dict[str, list[str]]) -> dict[str, float]:
@@ -54,38 +50,7 @@ def evaluate(encoder, split_path: str, field: str = "short", max_length: int = 3
     return caption_scores(candidates, references)
 
 
-def _train_captions(config, field: str) -> list[str]:
+def train_captions(config, field: str) -> list[str]:
+    """captions[field] of every training record of `config` (the most-frequent baseline's pool)."""
     return [decode_example(d, where=path)["captions"][field]
             for path in resolve_paths(config.data.train_paths) for d in read_records(path)]
-
-
-def main(argv=None) -> dict:
-    """`python -m bigvl.evaluators.captioning --workdir RUN [--method beam] [--samples 5]`: the run's
-    CIDEr-D / BLEU-4 on its `evals.captioning` split, beside the most-frequent-training-caption
-    baseline, with sample captions next to their references. Prints one JSON line last."""
-    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
-    parser.add_argument("--workdir", required=True)
-    parser.add_argument("--method", default="greedy", choices=("greedy", "beam"))
-    parser.add_argument("--beam-size", type=int, default=4)
-    parser.add_argument("--samples", type=int, default=5)
-    args = parser.parse_args(argv)
-    reuse_freed_host_memory()  # before JAX starts its backend, as bigvl.main runs
-    run = load_run(args.workdir)  # the config as the run saved it (this stage does not know the full schema)
-    ev = run.config.evals
-    split, field = ev.get("captioning", ""), ev.get("captioning_field", "short")  # the schema's defaults
-    if not split:
-        raise SystemExit(f"error: {args.workdir}: its config sets no evals.captioning split")
-    cfg = DecodeConfig(method=args.method, max_length=ev.captioning_max_length, beam_size=args.beam_size)
-    candidates, references = generate(run.encoder, split, field, cfg)
-    result = {"workdir": args.workdir, "method": args.method, "field": field,
-              **caption_scores(candidates, references)}
-    baseline = most_frequent_baseline(_train_captions(run.config, field), references)
-    result.update({f"baseline_{k}": v for k, v in baseline.items()})
-    for key in list(candidates)[:args.samples]:
-        print(f"{key}\n  model:     {candidates[key]}\n  reference: {references[key][0]}")
-    print(json.dumps(result))
-    return result
-
-
-if __name__ == "__main__":
-    main()

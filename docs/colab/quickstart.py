@@ -172,7 +172,7 @@ print("RESULT " + json.dumps({"zeroshot_top1": final["zeroshot/top1"], "zeroshot
 # go through prompt templates; the probabilities use the run's own learned temperature.
 # After a minute the model knows colours but hardly shapes: the five classes of the right
 # colour share the probability (top-1 ≈ 1/5 within the colour). This world has the default
-# scene style, whose captions a shape-blind model can match (docs/world_study.md); the demo,
+# scene style, whose captions a shape-blind model can match (docs/results/world_study.md); the demo,
 # `configs/demo.py`, builds a world whose captions need shape and learns it.
 
 # %%

@@ -26,6 +26,7 @@ import sys
 from bigvl.cli import command_parser
 from bigvl.convert.export import TARGETS, export_workdir
 from bigvl.convert.importer import SOURCES, default_tokenizer, import_checkpoint
+from bigvl.data.tokenizer import Tokenizer
 from bigvl.convert.workdir import finetune_flags, write_workdir
 from bigvl.parallel.process import setup_process
 
@@ -43,7 +44,6 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
 def _bos_from_sentencepiece(config, path: str) -> None:
     """A sentencepiece tokenizer names its BOS id (bigvl's own: 2), which no state dict records: the
     towers never read it, but fine-tuning checks it against the tokenizer (check_model_text)."""
-    from bigvl.data.tokenizer import Tokenizer
     bos = Tokenizer(path).bos_id
     if 0 <= bos < config.model.text.vocab_size:
         config.model.text.bos_id = bos

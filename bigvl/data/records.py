@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 import msgpack
+from array_record.python.array_record_module import ArrayRecordReader, ArrayRecordWriter
 
 
 class RecordError(ValueError):
@@ -67,7 +68,6 @@ def decode_example(data: bytes, where: str = "?") -> dict[str, Any]:
 
 def read_records(path: str) -> list[bytes]:
     """All records of an ArrayRecord file, in order."""
-    from array_record.python.array_record_module import ArrayRecordReader
     reader = ArrayRecordReader(str(path))
     try:
         return list(reader.read_all())
@@ -78,7 +78,6 @@ def read_records(path: str) -> list[bytes]:
 def write_records(path: str, records: Iterable[bytes]) -> int:
     """Writes an ArrayRecord file with group_size 1 (random access, one chunk per record);
     returns the number of records written."""
-    from array_record.python.array_record_module import ArrayRecordWriter
     writer = ArrayRecordWriter(str(path), "group_size:1")
     count = 0
     try:

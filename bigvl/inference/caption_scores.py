@@ -24,6 +24,7 @@ from typing import Sequence
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from bigvl.data.caption_strategies import SCORE_KEY
 from bigvl.data.image_ops import center_resize, decode_image
@@ -96,7 +97,6 @@ def score_captions(run, in_paths: Sequence[str], out_dir: str, fields: Sequence[
     transform_shards(in_paths, out_dir, lambda path: score_shard(path, run.encoder, fields), STATE,
                      jax.process_index(), jax.process_count())
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
         multihost_utils.sync_global_devices("bigvl score_captions: all shards written")
     stats = read_all_stats(in_paths, out_dir, STATE)
     sums, counts = {}, {}

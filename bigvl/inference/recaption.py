@@ -40,9 +40,12 @@ from typing import Sequence
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
+from tqdm import tqdm
 
 from bigvl.data.image_ops import center_resize, decode_image
+from bigvl.data.pipeline import scan_shards
 from bigvl.data.records import RecordError, decode_example, encode_example, read_records
 from bigvl.inference.decoding import DecodeConfig, make_decode_fn
 from bigvl.inference.shard_transform import my_shards, read_all_stats, transform_shards
@@ -254,10 +257,8 @@ def recaption(run, in_paths: Sequence[str], out_dir: str, field: str, cfg: Decod
     mesh = local_mesh()
     bar = None
     if progress and pid == 0:
-        from tqdm import tqdm
         mine = [p for p in my_shards(in_paths, pid, count)
                 if not os.path.exists(os.path.join(out_dir, os.path.basename(p)))]
-        from bigvl.data.pipeline import scan_shards  # record counts from each shard's index, nothing decoded
         bar = tqdm(total=scan_shards(mine, "--in").num_records if mine else 0, unit=" records",
                    desc="recaption", smoothing=0.1)
     decoder = Recaptioner(captioner, local_params(run.params, mesh), mesh, cfg, batch_size,
@@ -275,7 +276,6 @@ def recaption(run, in_paths: Sequence[str], out_dir: str, field: str, cfg: Decod
     if bar is not None:
         bar.close()
     if count > 1:
-        from jax.experimental import multihost_utils
         multihost_utils.sync_global_devices("bigvl recaption: all shards written")
     wall = time.perf_counter() - start
     manifest = {**summarize(read_all_stats(in_paths, out_dir, STATE)),

@@ -1,6 +1,6 @@
 """CLIPS ViT-L/14 on Recap-DataComp-style data: CLIP-L/14 + an alt-text-conditioned captioner.
 
-    python -m bigvl.main --config configs/clips_l14.py --workdir /mnt/runs/clips_l14 \
+    python -m bigvl.main --config clips_l14 --workdir /mnt/runs/clips_l14 \
         --config.data.train_paths="['/mnt/recap/train-*.array_record']" \
         --config.data.tokenizer=/mnt/recap/spm_49408.model
 
@@ -10,17 +10,14 @@ tokens of `long`) + the alt-text as a second positive, 0.5 · (InfoNCE + InfoNCE
 Generative: 6-layer cross-attention decoder (width 768) over [image tokens ; encoded
 alt-text] predicting the full long caption (128 tokens). CLIPS reports for L/14 on
 Recap-DataComp-1B: ImageNet zero-shot 78.5, COCO R@1 75.5 (I→T) / 55.6 (T→I).
-Starts from configs/clip_b16.py (schedule, batch, optimizer, bf16, remat, `:fsdp`/`:fsdp_tp`).
+Starts from configs/clip_b16.py (schedule, batch, optimizer, bf16, remat, flags `:fsdp`/`:fsdp_tp`).
 """
-import os
-
 from bigvl.config import load_config
 from bigvl.recipes import apply_recipe
 
 
 def get_config(arg: str = ""):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clip_b16.py")
-    c = load_config(f"{path}:{arg}" if arg else path)
+    c = load_config(f"clip_b16:{arg}")
     apply_recipe(c, "partial", "b16")  # CLIPS's contrastive texts: partial long caption + alt-text
     c.data.target_field = "long"
 
@@ -31,7 +28,7 @@ def get_config(arg: str = ""):
     m.decoder.update(depth=6, context_length=128, cond_slot=1)
     m.embed_dim = 768
     # nn.scan over the tower layers: the train step compiles in 30 s instead of 49 s on a CPU host
-    # (python -m bigvl.tools.benchmarks.compile_time --suite clips_l14); params stored stacked.
+    # (python -m benchmarks.compile_time --suite clips_l14); params stored stacked.
     m.scan_layers = True
 
     c.evals.captioning_field = "long"

@@ -1,6 +1,6 @@
 """CoCa ViT-B/16 (open_clip coca_ViT-B-32 sizes at patch 16) on recaptioned ArrayRecord data.
 
-    python -m bigvl.main --config configs/coca_b16.py --workdir /mnt/runs/coca_b16 \
+    python -m bigvl.main --config coca_b16 --workdir /mnt/runs/coca_b16 \
         --config.data.train_paths="['/mnt/recap/train-*.array_record']" \
         --config.data.tokenizer=/mnt/recap/spm_49408.model
 
@@ -9,16 +9,13 @@ decoder, 1 gives the contrastive embedding). Text: 12 unimodal causal layers (wi
 8 heads) with a CLS token, then 12 multimodal layers (causal self-attention +
 cross-attention); embed 512. Loss 1 · InfoNCE + 2 · captioning cross-entropy; contrastive
 text = a synthetic caption mixed with the alt-text (p = 0.2), caption target = the short
-synthetic caption (`data.target_field`). Starts from configs/clip_b16.py (schedule, batch, optimizer, bf16, remat, `:fsdp`/`:fsdp_tp`).
+synthetic caption (`data.target_field`). Starts from configs/clip_b16.py (schedule, batch, optimizer, bf16, remat, flags `:fsdp`/`:fsdp_tp`).
 """
-import os
-
 from bigvl.config import load_config
 
 
 def get_config(arg: str = ""):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clip_b16.py")
-    c = load_config(f"{path}:{arg}" if arg else path)
+    c = load_config(f"clip_b16:{arg}")
     c.data.target_field = "short"
 
     m = c.model

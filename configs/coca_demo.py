@@ -1,6 +1,6 @@
 """The CoCa demo: a small CoCa trained on the built-in synthetic world on a CPU in minutes.
 
-    python -m bigvl.main --config configs/coca_demo.py --workdir workdirs/coca_demo
+    python -m bigvl.main --config coca_demo --workdir workdirs/coca_demo
 
 Contrastive and captioning both on the short synthetic caption (`recap`; the decoder
 captions the contrastive text, as open_clip's CoCa); loss = 1 · InfoNCE + 2 · caption
@@ -8,14 +8,12 @@ cross-entropy. Evaluates zero-shot, retrieval, and CIDEr-D / BLEU-4 of greedy ca
 of the held-out retrieval images against their short captions. World as configs/demo.py
 (cached under $BIGVL_CACHE, default ~/.cache/bigvl).
 """
-import os
-
-from bigvl.config import config_variants, load_config
+from bigvl.config import load_config, parse_config_args
 
 
 def get_config(arg: str = ""):
-    config_variants(arg, ())
-    c = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo.py"))  # world, towers, optim
+    parse_config_args(arg)  # no arguments: any is an error
+    c = load_config("demo")  # world, towers, optim
     c.eval_steps = 0
     c.ckpt_steps = 300
     c.data.caption_strategy = "recap"

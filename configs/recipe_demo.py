@@ -1,23 +1,23 @@
 """A recaption recipe on the demo world: the demo model and budget, one recipe's texts and loss.
 
-    python -m bigvl.main --config configs/recipe_demo.py:partial --workdir workdirs/partial
-    python -m bigvl.tools.ablation   # every recipe × 3 seeds → docs/ablation.{md,csv,png}
+    python -m bigvl.main --config recipe_demo:partial --workdir workdirs/partial
+    python -m experiments.ablation   # every recipe × 3 seeds → docs/results/ablation_runs.{md,csv,png}
 
-Recipes (bigvl/recipes.py): alt, recap, mix, uniform, partial, multi, multi_grouping, long, dual,
-alip, distill, distill_mix.
-Optional second argument: total steps, e.g. `:partial,300`.
+Flags: one recipe (bigvl/recipes.py; default mix): alt, recap, mix, uniform, partial, multi,
+multi_grouping, long, dual, alip, distill, distill_mix. Key `steps`: total steps (evaluated
+once, at the end), e.g. `recipe_demo:partial,steps=300`; 0 (default) = the demo's budget.
 `:distill` and `:distill_mix` read the world's train shards with a teacher's embeddings
-added, from `teacher_shards_dir()`; `python -m bigvl.tools.ablation --recipes distill` builds
+added, from `teacher_shards_dir()`; `python -m experiments.ablation --recipes distill` builds
 them (a recap teacher, then data/add_teacher_embeddings.py), or build them yourself:
-    python -m bigvl.main --config configs/recipe_demo.py:recap,500 --workdir workdirs/teacher
+    python -m bigvl.main --config recipe_demo:recap,steps=500 --workdir workdirs/teacher
     python data/add_teacher_embeddings.py --teacher workdirs/teacher \
         --in '~/.cache/bigvl/synthetic_world_seed0/train-*.array_record' \
         --out ~/.cache/bigvl/synthetic_world_seed0_teacher
 """
 import os
 
-from bigvl.config import load_config
-from bigvl.recipes import apply_recipe
+from bigvl.config import load_config, parse_config_args
+from bigvl.recipes import RECIPES, apply_recipe
 
 
 def teacher_shards_dir(world_dir: str) -> str:
@@ -25,15 +25,16 @@ def teacher_shards_dir(world_dir: str) -> str:
     return world_dir.rstrip("/") + "_teacher"
 
 
-def get_config(arg: str = "mix"):
-    name, _, steps = arg.partition(",")
-    c = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo.py"))
-    apply_recipe(c, name, "demo")
-    if name in ("distill", "distill_mix"):
+def get_config(arg: str = ""):
+    args = parse_config_args(arg, flags=RECIPES, values={"steps": 0})
+    recipe, steps = args.one_of(RECIPES, "mix"), args["steps"]
+    c = load_config("demo")
+    apply_recipe(c, recipe, "demo")
+    if recipe in ("distill", "distill_mix"):
         c.data.train_paths = [os.path.join(teacher_shards_dir(c.world.dir), "train-*.array_record")]
     c.report = False
     if steps:
-        c.total_steps = int(steps)
+        c.total_steps = steps
         c.eval_steps = 0
         c.ckpt_steps = c.total_steps
         c.optim.warmup_steps = min(c.optim.warmup_steps, c.total_steps // 5)

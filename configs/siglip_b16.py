@@ -1,29 +1,22 @@
 """SigLIP B/16 (big_vision architecture, ~203M params) with the sigmoid loss.
 
-    python -m bigvl.main --config configs/siglip_b16.py --workdir /mnt/runs/siglip_b16 \
+    python -m bigvl.main --config siglip_b16 --workdir /mnt/runs/siglip_b16 \
         --config.data.train_paths="['/mnt/recap/train-*.array_record']" \
         --config.data.tokenizer=/mnt/recap/spm_32k.model
 
 MAP-pooled ViT-B/16, bidirectional text tower (vocab 32000, 64 tokens, last-token pooling),
 t = log 10 and b = −10 at init, batch 32k, AdamW lr 1e-3, wd 1e-4, rsqrt schedule.
+Flags `:fsdp`, `:fsdp_tp` as configs/b16_base.py.
 
 Data, tokenizer and workdir paths are local files (on a pod: a gcsfuse mount shared by
 the workers, so every host sees the same checkpoints).
 """
-from bigvl.config import base_config
+from bigvl.config import load_config
 
 
 def get_config(arg: str = ""):
-    c = base_config()
+    c = load_config(f"b16_base:{arg}")  # batch 32k, cadence, bf16, remat, 10k warmup, mesh flags
     c.total_steps = 300_000
-    c.batch_size = 32_768
-    c.log_steps = 100
-    c.eval_steps = 5_000
-    c.ckpt_steps = 2_000
-    c.keep_ckpts = 3
-
-    c.data.min_crop_scale = 0.4
-    c.data.num_workers = 16
 
     c.model.image.pool = "map"
     c.model.image.patch_bias = True
@@ -38,14 +31,10 @@ def get_config(arg: str = ""):
     c.model.temperature_init = 10.0
     c.model.bias_init = -10.0
     c.model.max_logit_scale = 0.0  # big_vision does not cap t
-    c.model.dtype = "bfloat16"
-    c.model.remat = "dots_saveable"
 
     c.loss.name = "sigmoid"
     c.optim.lr = 1e-3
-    c.optim.warmup_steps = 10_000
     c.optim.schedule = "rsqrt"
     c.optim.weight_decay = 1e-4
     c.optim.b2 = 0.95
-    c.evals.batch_size = 1024
     return c

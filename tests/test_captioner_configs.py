@@ -47,7 +47,7 @@ def _count(spec):
 
 
 def test_coca_b16_param_count():
-    count, _ = _count("configs/coca_b16.py")
+    count, _ = _count("coca_b16")
     v, d, e = 49408, 512, 512
     image = vit(768, 12, 3072, 16, 224)
     decoder = (v * d + 77 * d + d + 12 * block(d, 2048) + ln(d)
@@ -58,7 +58,7 @@ def test_coca_b16_param_count():
 
 
 def test_clips_l14_param_count_and_published_towers():
-    count, boxed = _count("configs/clips_l14.py")
+    count, boxed = _count("clips_l14")
     towers = vit(1024, 24, 4096, 14, 224) + text_tower(49408, 77, 768, 12, 3072) + 1024 * 768 + 768 * 768 + 1
     assert towers == pytest.approx(427.62e6, abs=0.01e6)  # open_clip ViT-L-14: 427.62M
     d = 768

@@ -1,9 +1,15 @@
-"""Config loading and overrides: typed values, unknown keys named with the nearest key."""
+"""Config loading (shipped names and paths), the `:flag,key=value` grammar, and overrides:
+typed values, unknown keys named with the nearest key."""
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from bigvl.config import ConfigError, apply_overrides, base_config, load_config, validate
+from bigvl.config import (ConfigError, apply_overrides, base_config, list_configs, load_config, parse_config_args,
+                          validate)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted(p.stem for p in (ROOT / "configs").glob("*.py") if p.stem != "__init__")
 
 
 def test_overrides_are_typed():
@@ -39,17 +45,95 @@ def test_validate_rejects_bad_choices():
         validate(c)
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.py")))
-def test_shipped_configs_load(name):
-    c = load_config(f"configs/{name}.py")
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_configs_load_with_no_args_by_name_and_by_path(name):
+    c = load_config(name)
     assert c.is_locked
     with pytest.raises(AttributeError):
         c.not_a_key = 1
+    assert load_config(f"configs/{name}.py").to_json() == c.to_json()
+
+
+def test_list_configs_names_every_shipped_config_with_its_docstring():
+    listed = dict(list_configs())
+    assert sorted(listed) == SHIPPED
+    assert listed["demo"].startswith("The demo: a small CLIP") and all(listed.values())
 
 
 def test_missing_config_file():
     with pytest.raises(ConfigError, match="not found"):
         load_config("configs/nope.py")
+    with pytest.raises(ConfigError, match="named without .py: 'demo'"):
+        load_config("demo.py")
+
+
+def test_unknown_config_name_lists_the_shipped_ones_nearest_first():
+    with pytest.raises(ConfigError, match="unknown config 'dem0'") as e:
+        load_config("dem0:alt")
+    listed = str(e.value).split("(nearest first) ")[1].split(";")[0].split(", ")
+    assert listed[0] == "demo" and sorted(listed) == SHIPPED
+
+
+def test_shipped_configs_are_the_installed_package_bigvl_configs():
+    import bigvl.configs
+    assert Path(bigvl.configs.__file__).resolve().parent == ROOT / "configs"  # the editable install maps it
+
+
+def test_pyproject_lists_every_package_under_bigvl():
+    """pyproject lists the packages (discovery cannot map configs/ to bigvl.configs): a new one must be added."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "bigvl").rglob("__init__.py")}
+    assert listed == found | {"bigvl.configs"}
+
+
+def test_grammar_flags_and_typed_values():
+    args = parse_config_args("alt, sigmoid,steps=300,lr=0.5,tag=x,scan=false", flags=("alt", "mix", "sigmoid"),
+                             values={"steps": 0, "lr": 1e-3, "tag": "", "scan": True, "keep": 7})
+    assert args.flags == {"alt", "sigmoid"} and "mix" not in args
+    assert args.values == {"steps": 300, "lr": 0.5, "tag": "x", "scan": False, "keep": 7}
+    assert isinstance(args["steps"], int) and isinstance(args["lr"], float)
+    assert args.one_of(("alt", "mix"), "recap") == "alt" and args.one_of(("mix",), "recap") == "recap"
+    assert parse_config_args("").flags == frozenset()
+
+
+@pytest.mark.parametrize("arg,message", [
+    ("alx", "unknown config flag 'alx' (did you mean 'alt'?); this config knows flags alt, mix and keys steps=0"),
+    ("step=3", "unknown config key 'step' (did you mean 'steps'?); this config knows flags alt, mix and keys steps=0"),
+    ("steps=many", "config argument 'steps' expects int, got 'many'"),
+    ("steps", "config argument 'steps' needs a value: steps=0"),
+    ("alt=1", "config flag 'alt' takes no value"),
+    ("alt,alt", "config argument 'alt' is given twice"),
+])
+def test_grammar_errors_name_the_known_arguments(arg, message):
+    with pytest.raises(ConfigError) as e:
+        parse_config_args(arg, flags=("alt", "mix"), values={"steps": 0})
+    assert str(e.value).startswith(message)
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("demo:alt,mix", "config 'demo': config flags 'alt' and 'mix' exclude each other"),
+    ("demo:classic", "config 'demo': unknown config flag 'classic'"),
+    ("clips_demo:alt", "this config knows no arguments"),
+    ("recipe_demo:partial,300", "unknown config flag '300'"),
+    ("configs/demo.py:sigmod", "config file 'configs/demo.py': unknown config flag 'sigmod' (did you mean 'sigmoid'?)"),
+])
+def test_a_config_rejects_arguments_it_does_not_know(spec, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(spec)
+    assert message in str(e.value)
+
+
+def test_shipped_configs_parse_their_arguments():
+    assert load_config("demo:alt,sigmoid").data.caption_strategy == "alt"
+    assert load_config("demo:alt,sigmoid").loss.name == "sigmoid"
+    assert load_config("demo_classic").data.caption_strategy == "mix"
+    assert load_config("demo_classic:recap").data.caption_strategy == "recap"
+    c = load_config("recipe_demo:partial,steps=300")
+    assert (c.data.caption_strategy, c.total_steps, c.eval_steps) == ("partial", 300, 0)
+    assert load_config("recipe_demo").total_steps == load_config("demo").total_steps
+    assert load_config("own_data:b16").model.text.vocab_size == 32_000
+    assert load_config("coca_b16:fsdp_tp").mesh.to_dict() == {"data": -1, "fsdp": 8, "tensor": 4}
+    assert load_config("recipe_b16:partial,fsdp").mesh.fsdp == 8
 
 
 @pytest.mark.parametrize("name,count", [("clip_b16", 149_620_737),  # open_clip ViT-B-16
@@ -82,3 +166,16 @@ def test_several_texts_need_the_softmax_loss():
         validate(c)
     c.loss.text_weights = [0.5, 0.5]
     validate(c)
+
+
+def test_demo_classic_is_the_demo_before_issue_20():
+    """Its own world directory (cached worlds stay valid) and the towers and budget earlier figures used."""
+    c, demo = load_config("demo_classic"), load_config("demo")
+    assert Path(c.world.dir).name == "synthetic_world_classic_seed0" and Path(demo.world.dir).name == "synthetic_world_seed0"
+    assert all(p.startswith(c.world.dir) for p in [*c.data.train_paths, c.data.tokenizer, c.evals.zeroshot,
+                                                    c.evals.zeroshot_classes, c.evals.retrieval,
+                                                    c.evals.hard_negatives, c.evals.pointing])
+    assert (c.total_steps, c.eval_steps, c.ckpt_steps, c.data.caption_strategy) == (600, 200, 200, "mix")
+    assert (c.model.image.image_size, c.model.image.patch_size, c.model.image.width, c.model.image.depth) == (64, 8, 128, 4)
+    assert (c.model.text.width, c.model.text.depth, c.model.text.mlp_dim) == (128, 4, 512)
+    assert c.world.scene.rotation and c.world.scene.textured and c.world.scene.max_objects == 4

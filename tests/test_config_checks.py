@@ -3,7 +3,7 @@ import pytest
 
 from bigvl.config import ConfigError, apply_overrides, base_config, load_config, validate
 
-DEMO = "configs/demo.py"
+DEMO = "demo"
 
 
 def _config_file(tmp_path, body):
@@ -67,9 +67,9 @@ def test_contradictions_are_one_line_config_errors(overrides, key):
 
 
 def test_consistent_variants_still_validate():
-    for variant in ("", ":sigmoid", ":alt", ":recap"):
-        config = load_config(DEMO + variant)
-        validate(config)
+    for spec in ("demo", "demo:sigmoid", "demo:alt", "demo:mix,sigmoid", "demo_classic", "demo_classic:sigmoid",
+                 "configs/demo.py:recap"):
+        validate(load_config(spec))
     config = load_config(DEMO)
     apply_overrides(config, ["data.caption_strategy=partial", "data.partial_max_tokens=32"])
     validate(config)  # K = context length: fits (the tokenizer keeps EOS last)

@@ -9,7 +9,8 @@ decoder, 1 gives the contrastive embedding). Text: 12 unimodal causal layers (wi
 8 heads) with a CLS token, then 12 multimodal layers (causal self-attention +
 cross-attention); embed 512. Loss 1 · InfoNCE + 2 · captioning cross-entropy; contrastive
 text = a synthetic caption mixed with the alt-text (p = 0.2), caption target = the short
-synthetic caption (`data.target_field`). Starts from configs/clip_b16.py (schedule, batch, optimizer, bf16, remat, flags `:fsdp`/`:fsdp_tp`).
+synthetic caption (`data.target_field`). Starts from configs/clip_b16.py (schedule, batch, optimizer,
+bf16, remat, flags `:fsdp`/`:fsdp_tp`).
 """
 from bigvl.config import load_config
 

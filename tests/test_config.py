@@ -1,12 +1,19 @@
 """Config loading (shipped names and paths), the `:flag,key=value` grammar, and overrides:
 typed values, unknown keys named with the nearest key."""
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
-from bigvl.config import (ConfigError, apply_overrides, base_config, list_configs, load_config, parse_config_args,
-                          validate)
+from bigvl.config import (
+    ConfigError,
+    apply_overrides,
+    base_config,
+    list_configs,
+    load_config,
+    parse_config_args,
+    validate,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted(p.stem for p in (ROOT / "configs").glob("*.py") if p.stem != "__init__")
@@ -141,8 +148,7 @@ def test_shipped_configs_parse_their_arguments():
 def test_real_configs_build_the_published_models(name, count):
     import jax
 
-    from bigvl.models import build_model, count_params
-    from bigvl.models import dummy_inputs
+    from bigvl.models import build_model, count_params, dummy_inputs
     config = load_config(f"configs/{name}.py")
     model = build_model(config.model)
     images, tokens = dummy_inputs(config.model)
@@ -171,11 +177,13 @@ def test_several_texts_need_the_softmax_loss():
 def test_demo_classic_is_the_demo_before_issue_20():
     """Its own world directory (cached worlds stay valid) and the towers and budget earlier figures used."""
     c, demo = load_config("demo_classic"), load_config("demo")
-    assert Path(c.world.dir).name == "synthetic_world_classic_seed0" and Path(demo.world.dir).name == "synthetic_world_seed0"
+    assert Path(c.world.dir).name == "synthetic_world_classic_seed0"
+    assert Path(demo.world.dir).name == "synthetic_world_seed0"
     assert all(p.startswith(c.world.dir) for p in [*c.data.train_paths, c.data.tokenizer, c.evals.zeroshot,
                                                     c.evals.zeroshot_classes, c.evals.retrieval,
                                                     c.evals.hard_negatives, c.evals.pointing])
     assert (c.total_steps, c.eval_steps, c.ckpt_steps, c.data.caption_strategy) == (600, 200, 200, "mix")
-    assert (c.model.image.image_size, c.model.image.patch_size, c.model.image.width, c.model.image.depth) == (64, 8, 128, 4)
+    image = c.model.image
+    assert (image.image_size, image.patch_size, image.width, image.depth) == (64, 8, 128, 4)
     assert (c.model.text.width, c.model.text.depth, c.model.text.mlp_dim) == (128, 4, 512)
     assert c.world.scene.rotation and c.world.scene.textured and c.world.scene.max_objects == 4

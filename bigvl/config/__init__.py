@@ -18,6 +18,6 @@ from bigvl.config.loading import config_names, list_configs, load_config, load_c
 from bigvl.config.overrides import apply_overrides, split_overrides
 from bigvl.config.schema import base_config, check_schema
 
-__all__ = ["ConfigArgs", "ConfigError", "MU_DTYPES", "SCHEDULES", "apply_overrides", "base_config", "check_contradictions",
-           "check_schema", "config_names", "list_configs", "load_config", "load_config_json", "parse_config_args",
-           "split_overrides", "validate"]
+__all__ = ["ConfigArgs", "ConfigError", "MU_DTYPES", "SCHEDULES", "apply_overrides", "base_config",
+           "check_contradictions", "check_schema", "config_names", "list_configs", "load_config",
+           "load_config_json", "parse_config_args", "split_overrides", "validate"]

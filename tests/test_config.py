@@ -187,3 +187,13 @@ def test_demo_classic_is_the_demo_before_issue_20():
     assert (image.image_size, image.patch_size, image.width, image.depth) == (64, 8, 128, 4)
     assert (c.model.text.width, c.model.text.depth, c.model.text.mlp_dim) == (128, 4, 512)
     assert c.world.scene.rotation and c.world.scene.textured and c.world.scene.max_objects == 4
+
+
+def test_the_cli_names_the_shipped_configs_for_an_unknown_name(tmp_path):
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-m", "bigvl.main", "--config", "dem0:alt", "--workdir", str(tmp_path)],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)  # outside the clone
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "error: unknown config 'dem0'; the shipped configs are (nearest first) demo, ")

@@ -22,7 +22,7 @@ is "demo" (the synthetic world: captions of ≤ 90 tokens, 32-token text context
     alip      ALIP: `dual` texts with its EMA-normalised consistency gates
     distill   MobileCLIP: alt-text InfoNCE + KD against a teacher's stored embeddings,
               (1 − λ) · InfoNCE + λ · KD with λ = 0.75 (the shards must carry them:
-              data/add_teacher_embeddings.py; on the demo, `bigvl.tools.ablation` builds them
+              data/add_teacher_embeddings.py; on the demo, `experiments.ablation` builds them
               from a recap-trained teacher)
     distill_mix  MobileCLIP's reinforced training more fully: `mix` texts (synthetic
               caption with p = 0.2) + the same KD term (every text field has a teacher

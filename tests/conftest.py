@@ -1,7 +1,7 @@
 """Every test sees 8 simulated CPU devices (and only the CPU platform), so sharded code runs against single-device results."""
 import os
 
-from xla_env import xla_flags  # the tests' compile flags: see tests/xla_env.py
+from tests.helpers.xla_env import xla_flags  # the tests' compile flags: see tests/helpers/xla_env.py
 
 os.environ.setdefault("XLA_FLAGS", xla_flags(8))
 # CPU only, also for subprocesses: with libtpu installed (the `plan` extra) JAX would otherwise try a TPU
@@ -19,7 +19,7 @@ jax.config.update("jax_num_cpu_devices", 8)
 
 import pytest  # noqa: E402
 
-from tiny import TINY_WORLD  # noqa: E402
+from tests.helpers.tiny import TINY_WORLD  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -46,7 +46,7 @@ def tiny_world(tmp_path_factory):
 def tiny_run(tiny_world, tmp_path_factory):
     """6 uninterrupted steps of the tiny config on data=8: the reference run of the train tests."""
     from bigvl.train.loop import train_and_evaluate
-    from tiny import tiny_config
+    from tests.helpers.tiny import tiny_config
     workdir = tmp_path_factory.mktemp("tiny_run")
     train_and_evaluate(tiny_config(tiny_world), str(workdir))
     return workdir

@@ -7,13 +7,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from bigvl.tools.benchmarks import input_pipeline, train_step
+from benchmarks import input_pipeline, train_step
 
 TINY_CONFIG = '''
-import sys
-sys.path.insert(0, {tests!r})
 from pathlib import Path
-from tiny import tiny_config
+from tests.helpers.tiny import tiny_config
 
 def get_config():
     return tiny_config(Path("/no/world/needed"))  # the benchmark reads no data
@@ -23,7 +21,7 @@ def get_config():
 @pytest.mark.slow
 def test_train_step_benchmark_prints_a_sane_record(tmp_path, capsys):
     config_file = tmp_path / "tiny_bench.py"
-    config_file.write_text(TINY_CONFIG.format(tests=str(__import__("pathlib").Path(__file__).parent)))
+    config_file.write_text(TINY_CONFIG)
     code = train_step.main(["--config", str(config_file), "--steps", "2", "--warmup", "0", "--peak", "1e12",
                             "--config.loss.name=sigmoid", "--config.model.bias_init=-10.0",
                             "--against", "model.pooled_last_block=False"])
@@ -38,7 +36,7 @@ def test_train_step_benchmark_prints_a_sane_record(tmp_path, capsys):
     assert record["loss"] == "sigmoid"
     assert record["step_time_min_s"] <= record["step_time_s"] and record["compile_s"] > 0
     assert math.isclose(record["pairs_per_s"], 16 / record["step_time_s"])
-    # tests/tiny.py's CLIP, one text per image, counted by hand (2·rows·inner·cols per matmul):
+    # tests/helpers/tiny.py's CLIP, one text per image, counted by hand (2·rows·inner·cols per matmul):
     image = (2 * 16 * 192 * 32  # patch embedding: 16 patches of 8·8·3 → 32
              + 2 * (2 * 17 * 32 * 96 + 2 * 2 * 17 * 17 * 32 + 2 * 17 * 32 * 32 + 2 * 2 * 17 * 32 * 64)  # 2 layers
              + 2 * 32 * 16)  # projection
@@ -82,11 +80,11 @@ def fake_bench(config, num_texts: int, batch_keys: tuple[str, ...]) -> SimpleNam
 
 
 def test_train_step_flops_count_every_text_and_the_decoder(tmp_path):
-    from test_flops import tiny as tiny_model  # the tiny models hand-counted in tests/test_flops.py
-    from tiny import tiny_config
+    from tests.test_flops import tiny as tiny_model  # the tiny models hand-counted in tests/test_flops.py
+    from tests.helpers.tiny import tiny_config
     config = tiny_config(tmp_path)
     config.model.pooled_last_block = False  # every position, as the hand count above
-    # Two texts per image: tests/tiny.py's CLIP, image 828,672 and 590,848 per text (see above).
+    # Two texts per image: tests/helpers/tiny.py's CLIP, image 828,672 and 590,848 per text (see above).
     record = train_step.summarise(fake_bench(config, 2, ("image", "tokens")), [0.5], [1.0], peak=1e12)
     assert record["model_flops_per_pair"] == 3 * (828672 + 2 * 590848)
     assert math.isclose(record["mfu"], 32 * 3 * (828672 + 2 * 590848) / 1e12)  # 16 pairs in 0.5 s, 1 device
@@ -101,9 +99,9 @@ def test_train_step_flops_count_every_text_and_the_decoder(tmp_path):
 
 
 def test_tools_find_the_checkouts_configs():
-    """The tools that read configs/ resolve it from their own location (it moved once with bigvl/tools/)."""
-    from bigvl.tools import ablation, reliability
-    from bigvl.tools.benchmarks import open_clip_compare
+    """The tools that read configs/ resolve it from their own location (benchmarks/ and experiments/ sit beside configs/ in the clone)."""
+    from experiments import ablation, reliability
+    from benchmarks import open_clip_compare
     assert os.path.isfile(reliability.DEMO)
     assert os.path.isfile(os.path.join(ablation.ROOT, "configs", "recipe_demo.py"))
     assert os.path.isfile(open_clip_compare.CLIP_B16)

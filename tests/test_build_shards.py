@@ -1,6 +1,6 @@
 """data/build_shards.py and bigvl/data/ingest: img2dataset downloads + caption tables → records.
 
-Fast: what the manifest counts equals what the fake download (bigvl/tools/fake_download.py) planted; joined captions equal the
+Fast: what the manifest counts equals what the fake download (tests/helpers/fake_download.py) planted; joined captions equal the
 tables' rows (read back independently); same bytes for any worker count and after a resume;
 bad input skipped and counted or stopped with one line. The end-to-end run (tokenizer,
 training, evaluation) and the kill -9 restart are in test_own_data_e2e.py (slow).
@@ -20,7 +20,7 @@ from bigvl.data.ingest.inputs import find_units
 from bigvl.data.ingest.manifest import percentiles
 from bigvl.data.ingest.tables import TableError, TableSpec, load_table
 from bigvl.data.records import decode_example, read_records
-from bigvl.tools.fake_download import make_download, make_dreamlip_csv, make_recap_table
+from tests.helpers.fake_download import make_download, make_dreamlip_csv, make_recap_table
 
 pytest.importorskip("pyarrow")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -213,7 +213,7 @@ def test_percentiles_match_numpy():
 def test_datacompdr_gives_captions_and_teacher_embeddings(download, tmp_path):
     from bigvl.data.ingest.datacompdr import load_datacompdr
     from bigvl.data.teacher import teacher_targets
-    from bigvl.tools.fake_download import make_datacompdr
+    from tests.helpers.fake_download import make_datacompdr
     written = make_datacompdr(tmp_path / "dr", download)
     out = run_cli("--images", download["root"] / "dl" / "*.tar", "--out", tmp_path / "out",
                   "--datacompdr", tmp_path / "dr" / "*.tar", "--dr_teacher", 1, "--dr_augmentation", 2)
@@ -244,7 +244,7 @@ def test_datacompdr_gives_captions_and_teacher_embeddings(download, tmp_path):
 
 
 def test_conversion_benchmark_prints_records_per_s(tmp_path, capsys):
-    from bigvl.tools.benchmarks.conversion import main
+    from benchmarks.conversion import main
     main(["--dir", str(tmp_path), "--shards", "2", "--per_shard", "4", "--size", "64", "--max_side", "32"])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["max_side"], r["records"]) for r in lines] == [(0, 8), (32, 8)]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bigvl.data.world import world_params
-from bigvl.tools import caption_information as ci
+from experiments import caption_information as ci
 
 
 def test_floor_is_the_mean_log_count_of_each_key_in_its_batch():

@@ -12,7 +12,7 @@ from bigvl.data.records import decode_example, encode_example, read_records, wri
 
 @pytest.fixture(scope="module")
 def tiny_clip(tiny_world):
-    """A Run of a randomly initialised tiny two-tower model (tests/tiny.py's) with the world's tokenizer."""
+    """A Run of a randomly initialised tiny two-tower model (tests/helpers/tiny.py's) with the world's tokenizer."""
     import flax.linen as nn
     import jax
     from bigvl.data.tokenizer import Tokenizer
@@ -20,7 +20,7 @@ def tiny_clip(tiny_world):
     from bigvl.inference.run import Run
     from bigvl.models import build_model
     from bigvl.parallel.mesh import DEFAULT_RULES, make_mesh
-    from tiny import tiny_config
+    from tests.helpers.tiny import tiny_config
     config = tiny_config(tiny_world)
     model = build_model(config.model)
     params = nn.unbox(jax.jit(model.init)(jax.random.key(1), np.zeros((1, 32, 32, 3), np.uint8),

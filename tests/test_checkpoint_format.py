@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from tiny import tiny_config
+from tests.helpers.tiny import tiny_config
 
 from bigvl.inference.checkpoint_format import FORMAT_VERSION, CheckpointVersionError, format_version
 from bigvl.train import checkpoints

@@ -11,8 +11,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from tiny import tiny_config
-from xla_env import subprocess_env
+from tests.helpers.tiny import tiny_config
+from tests.helpers.xla_env import subprocess_env
 
 from bigvl.train import checkpoints as checkpointing
 from bigvl.config import load_config_json
@@ -142,12 +142,11 @@ def test_preemption_watcher_flags_sigterm_and_restores_the_handler():
 
 
 _TRAIN = """
-import sys, jax
-sys.path.insert(0, {tests!r})
+import jax
 jax.config.update("jax_num_cpu_devices", 8)
 import logging, pathlib
 logging.basicConfig(level=logging.INFO)
-from tiny import tiny_config
+from tests.helpers.tiny import tiny_config
 from bigvl.train.loop import train_and_evaluate
 train_and_evaluate(tiny_config(pathlib.Path({world!r}), total_steps=200, ckpt_steps=1000), {workdir!r})
 """
@@ -165,7 +164,7 @@ def _logged_steps(workdir):
 def test_sigterm_saves_the_current_step_and_exits_0(tiny_world, tmp_path, caplog):
     from bigvl.train.loop import train_and_evaluate
     workdir = str(tmp_path / "run")
-    script = _TRAIN.format(tests=os.path.join(ROOT, "tests"), world=str(tiny_world), workdir=workdir)
+    script = _TRAIN.format(world=str(tiny_world), workdir=workdir)
     env = subprocess_env(8)
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from captioner_models import BATCH, DEC_LENGTH, LENGTH, VOCAB, build, jitted_apply, random_tokens, tiny_model_config
+from tests.helpers.captioner_models import BATCH, DEC_LENGTH, LENGTH, VOCAB, build, jitted_apply, random_tokens, tiny_model_config
 
 from bigvl.losses.objective import Objective, loss_config_defaults
 from bigvl.models import build_model
@@ -157,7 +157,7 @@ def test_special_ids_come_from_the_config(kind):
 
 @pytest.mark.slow
 def test_coca_trains_and_captions_through_the_trainer(tiny_world, tmp_path):
-    from tiny import tiny_config
+    from tests.helpers.tiny import tiny_config
 
     from bigvl.train.run_dir import read_metrics
     from bigvl.train.loop import train_and_evaluate
@@ -181,7 +181,7 @@ def test_coca_trains_and_captions_through_the_trainer(tiny_world, tmp_path):
 
 def test_pipeline_emits_the_caption_target(tiny_world):
     from array_record.python.array_record_module import ArrayRecordReader
-    from tiny import tiny_config
+    from tests.helpers.tiny import tiny_config
 
     from bigvl.data.pipeline import ExampleProcessor
     from bigvl.data.records import decode_example

@@ -277,7 +277,7 @@ def test_long_clip_finetunes_from_an_imported_open_clip(tmp_path):
     from bigvl.inference.run import load_run
     from bigvl.models.pretrained import stretch_positions
     from bigvl.train.loop import train_and_evaluate
-    from tiny import TINY_WORLD, tiny_config
+    from tests.helpers.tiny import TINY_WORLD, tiny_config
     world = build_world(tmp_path / "world", **{**TINY_WORLD, "vocab_size": 320})  # ids < the fixture's 320
     imported = str(tmp_path / "imported")
     assert main(["import", "--from", "open_clip", "--in", fixture("openclip_quickgelu.safetensors"),

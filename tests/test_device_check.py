@@ -33,7 +33,7 @@ def test_default_attention_on_cpu_is_xlas():
 def test_device_check_cpu_mode_prints_every_measurement():
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env["PYTHONPATH"] = os.pathsep.join([ROOT, *filter(None, [env.get("PYTHONPATH")])])
-    done = subprocess.run([os.path.join(ROOT, "bigvl", "tools", "device_check.sh"), "--cpu"], cwd=ROOT, env=env,
+    done = subprocess.run([os.path.join(ROOT, "benchmarks", "device_check.sh"), "--cpu"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     line = json.loads([s for s in done.stdout.splitlines() if s.startswith("{")][-1])

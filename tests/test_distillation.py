@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
-from tiny import tiny_config
+from tests.helpers.tiny import tiny_config
 
 from bigvl.data.records import RecordError
 from bigvl.data.teacher import TEACHER_KEY, pack_embedding, teacher_targets
@@ -90,7 +90,7 @@ def test_teacher_embeddings_round_trip_and_a_student_distils(tiny_world, tiny_ru
     from bigvl.data.pipeline import resolve_paths
     from bigvl.data.records import decode_example
     from bigvl.data.records import read_records
-    from bigvl.tools.teacher_embeddings import add_teacher_embeddings
+    from bigvl.inference.teacher_embeddings import add_teacher_embeddings
     from bigvl.train.loop import train_and_evaluate
 
     shards = resolve_paths([str(tiny_world / "train-*.array_record")])
@@ -122,7 +122,7 @@ def test_teacher_embeddings_round_trip_and_a_student_distils(tiny_world, tiny_ru
 
 def test_distillation_needs_whole_stored_texts():
     from bigvl.config import ConfigError, load_config, validate
-    config = load_config("configs/recipe_demo.py:distill,40")
+    config = load_config("recipe_demo:distill,steps=40")
     assert config.loss.distill_weight == 0.75 and config.data.train_paths[0].endswith(
         "_teacher/train-*.array_record")
     validate(config)

@@ -18,13 +18,13 @@ from bigvl.data.pipeline import make_train_dataset
 from bigvl.inference.run import load_run
 from bigvl.train import checkpoints
 from bigvl.train.run_dir import ids_path, read_ids
-from multihost_launch import launch, tiny_config_file
+from tests.helpers.multihost_launch import launch, tiny_config_file
 
 
 
 @pytest.mark.parametrize("workers,host,hosts", [(0, 0, 1), (0, 1, 2), (2, 1, 2)])
 def test_state_at_step_is_where_the_iterator_stands(tiny_world, workers, host, hosts):
-    from tiny import tiny_config
+    from tests.helpers.tiny import tiny_config
     config = tiny_config(tiny_world)
     config.data.num_workers = workers
     local = config.batch_size // hosts

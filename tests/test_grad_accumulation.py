@@ -3,7 +3,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 import pytest
-from tiny import tiny_config
+from tests.helpers.tiny import tiny_config
 
 from bigvl.config import ConfigError, base_config, validate
 from bigvl.train.grad_accumulation import accumulated_value_and_grad, merge_micro_batches, split_micro_batches

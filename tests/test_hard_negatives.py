@@ -5,14 +5,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
-from tiny import tiny_config
+from tests.helpers.tiny import tiny_config
 
 from bigvl.data.hard_negatives import NegativeWordsError, WordSwapNegatives
 from bigvl.data.pipeline import make_train_dataset
 from bigvl.data.tokenizer import Tokenizer
 from bigvl.losses.contrastive import negclip_softmax_loss, softmax_contrastive_loss
 from bigvl.parallel.mesh import make_mesh
-from numeric_reference import finite_difference_grads
+from tests.helpers.numeric_reference import finite_difference_grads
 
 GROUPS = [["red", "blue", "green"], ["circle", "square"], ["left", "right"]]
 

@@ -12,7 +12,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import portpicker
 import pytest
-from xla_env import subprocess_env
+from tests.helpers.xla_env import subprocess_env
 
 from bigvl.config import base_config
 from bigvl.inference.batched import run_in_chunks

@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tiny import tiny_config
+from tests.helpers.tiny import tiny_config
 
 from bigvl.models.pretrained import adapt_params
 from bigvl.models.pretrained import stretch_positions

@@ -7,7 +7,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from bigvl.losses.contrastive import sigmoid_contrastive_loss, softmax_contrastive_loss
 from bigvl.parallel.mesh import make_mesh
-from numeric_reference import finite_difference_grads
+from tests.helpers.numeric_reference import finite_difference_grads
 
 
 # ---- independent float64 reference: explicit loops over rows and columns ----

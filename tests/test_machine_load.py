@@ -1,65 +1,67 @@
-"""The benchmark load gate on a fake /proc: process listing, CPU shares, refusing a busy machine."""
+"""The benchmark load gate on a fake process table: process listing, CPU shares, refusing a busy machine."""
 import os
+import subprocess
+import sys
+from types import SimpleNamespace
 
+import psutil
 import pytest
 
-from bigvl.tools.benchmarks.machine_load import LoadGate, MachineBusy, descendants, read_proc_stat
+from benchmarks import machine_load
+from benchmarks.machine_load import LoadGate, MachineBusy, descendants, list_processes
 
-ME = 100  # the benchmark's pid in the fake /proc; 101 its child (the open_clip server)
-
-
-def stat_line(pid: int, comm: str, ppid: int, utime: int, stime: int) -> str:
-    """A /proc/PID/stat line: fields 1-2, state, ppid, 9 fields, utime, stime, the rest."""
-    return f"{pid} ({comm}) S {ppid} " + "0 " * 9 + f"{utime} {stime} " + "0 " * 30 + "\n"
-
-
-def write_proc(root, procs: dict[int, tuple[str, int, int, str]]) -> None:
-    """procs: pid → (comm, ppid, ticks, cmdline with spaces); ticks split into utime + stime."""
-    for pid, (comm, ppid, ticks, cmdline) in procs.items():
-        d = root / str(pid)
-        d.mkdir(exist_ok=True)
-        (d / "stat").write_text(stat_line(pid, comm, ppid, ticks - ticks // 4, ticks // 4))
-        (d / "cmdline").write_bytes(cmdline.replace(" ", "\0").encode() + (b"\0" if cmdline else b""))
+ME = 100  # the benchmark's pid in the fake process table; 101 its child (the open_clip server)
 
 
 class FakeMachine:
-    """A fake /proc whose ticks advance when time passes (sleep), and a settable load average."""
+    """A fake process table whose CPU seconds advance when time passes (sleep), and a settable load average."""
 
-    def __init__(self, root, load: float, rates: dict[int, float]):
-        self.root, self.load, self.rates, self.now = root, load, rates, 0.0
-        self.names = {ME: ("python", 1, "python -m bigvl.tools.benchmarks.open_clip_compare"),
-                      101: ("python", ME, "/venv/bin/python open_clip_reference.py train-step"),
-                      7: ("kworker/0:1 (x)", 2, ""), 55: ("python", 1, "python train.py --big job")}
-        self.ticks = {pid: 1000.0 for pid in self.names}
-        self.write()
-        (root / "self").mkdir()  # non-numeric entries are ignored
+    def __init__(self, load: float, rates: dict[int, float]):
+        self.load, self.rates, self.now = load, rates, 0.0
+        self.names = {ME: (1, "python -m benchmarks.open_clip_compare"),
+                      101: (ME, "/venv/bin/python open_clip_reference.py train-step"),
+                      7: (2, "[kworker/0:1 (x)]"), 55: (1, "python train.py --big job")}
+        self.cpu_s = {pid: 10.0 for pid in self.names}
 
-    def write(self):
-        write_proc(self.root, {pid: (comm, ppid, int(self.ticks[pid]), cmd)
-                               for pid, (comm, ppid, cmd) in self.names.items()})
+    def processes(self) -> machine_load.Processes:
+        return {pid: (ppid, self.cpu_s[pid], cmd) for pid, (ppid, cmd) in self.names.items()}
 
     def sleep(self, seconds: float):
         self.now += seconds
-        for pid, rate in self.rates.items():  # rate: cores busy; 100 ticks per second
-            self.ticks[pid] += 100 * rate * seconds
-        self.write()
+        for pid, rate in self.rates.items():  # rate: cores busy
+            self.cpu_s[pid] += rate * seconds
 
     def gate(self, **kw) -> LoadGate:
-        return LoadGate(proc_root=str(self.root), loadavg=lambda: (self.load, self.load, self.load),
-                        clock=lambda: self.now, sleep=self.sleep, pid=ME, ticks_per_s=100.0, **kw)
+        return LoadGate(processes=self.processes, loadavg=lambda: (self.load, self.load, self.load),
+                        clock=lambda: self.now, sleep=self.sleep, pid=ME, **kw)
 
 
-def test_read_proc_stat_parses_comm_with_spaces_and_kernel_threads(tmp_path):
-    FakeMachine(tmp_path, 0.0, {})
-    stats = read_proc_stat(str(tmp_path))
-    assert set(stats) == {ME, 101, 7, 55}
-    assert stats[7] == (2, 1000, "[kworker/0:1 (x)]")  # no cmdline: the comm, parentheses kept
-    assert stats[55] == (1, 1000, "python train.py --big job")
-    assert descendants(stats, ME) == {ME, 101}
+def test_list_processes_names_kernel_threads_and_skips_unreadable(monkeypatch):
+    times = SimpleNamespace(user=7.5, system=2.5)
+    fake = [SimpleNamespace(pid=7, info={"ppid": 2, "cpu_times": times, "cmdline": [], "name": "kworker/0:1 (x)"}),
+            SimpleNamespace(pid=55, info={"ppid": 1, "cpu_times": times, "name": "python",
+                                          "cmdline": ["python", "train.py", "--big", "job"]}),
+            SimpleNamespace(pid=9, info={"ppid": 1, "cpu_times": None, "cmdline": None, "name": "secret"})]
+    monkeypatch.setattr(psutil, "process_iter", lambda attrs: iter(fake))
+    stats = list_processes()
+    assert stats == {7: (2, 10.0, "[kworker/0:1 (x)]"),  # no arguments: the name, parentheses kept
+                     55: (1, 10.0, "python train.py --big job")}  # 9: access denied, skipped
 
 
-def test_idle_machine_passes_and_the_record_names_no_one(tmp_path):
-    machine = FakeMachine(tmp_path, 0.3, {ME: 2.0, 101: 1.0})  # our own work does not count
+def test_list_processes_sees_this_process_and_its_child():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        stats = list_processes()
+        assert stats[os.getpid()][0] == os.getppid() and stats[os.getpid()][1] > 0
+        assert child.pid in descendants(stats, os.getpid())
+        assert "time.sleep(30)" in stats[child.pid][2]
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_idle_machine_passes_and_the_record_names_no_one():
+    machine = FakeMachine(0.3, {ME: 2.0, 101: 1.0})  # our own work does not count
     gate = machine.gate()
     before = gate.check()
     assert before["load"] == [0.3, 0.3, 0.3] and before["busy_processes"] == [] and before["reasons"] == []
@@ -69,8 +71,8 @@ def test_idle_machine_passes_and_the_record_names_no_one(tmp_path):
     assert record["load_before"] == [0.3] * 3 and record["load_after"] == [0.3] * 3
 
 
-def test_high_load_average_is_refused_unless_allowed(tmp_path):
-    machine = FakeMachine(tmp_path, 2.5, {})
+def test_high_load_average_is_refused_unless_allowed():
+    machine = FakeMachine(2.5, {})
     with pytest.raises(MachineBusy, match=r"--allow-busy.*1-min load average 2.50 > 0.75"):
         machine.gate().check()
     state = machine.gate().check(allow_busy=True)
@@ -78,8 +80,8 @@ def test_high_load_average_is_refused_unless_allowed(tmp_path):
     assert record["busy"] is True and "load average 2.50" in record["busy_reasons"][0]
 
 
-def test_a_busy_process_is_named_with_its_cpu_share(tmp_path):
-    machine = FakeMachine(tmp_path, 0.1, {55: 0.9, 7: 0.05})  # load not yet risen: the job just started
+def test_a_busy_process_is_named_with_its_cpu_share():
+    machine = FakeMachine(0.1, {55: 0.9, 7: 0.05})  # load not yet risen: the job just started
     gate = machine.gate()
     with pytest.raises(MachineBusy, match=r"pid 55 \(python train.py --big job\) at 90 % CPU"):
         gate.check()
@@ -89,24 +91,23 @@ def test_a_busy_process_is_named_with_its_cpu_share(tmp_path):
         {"pid": 7, "command": "[kworker/0:1 (x)]", "cpu_percent": 5.0}]
 
 
-def test_load_during_the_run_is_measured_and_flagged(tmp_path):
-    machine = FakeMachine(tmp_path, 0.2, {})
+def test_load_during_the_run_is_measured_and_flagged():
+    machine = FakeMachine(0.2, {})
     gate = machine.gate()
     before = gate.check()
     machine.rates = {55: 0.5, 7: 0.1, ME: 2.0}  # a job starts while we time
     machine.sleep(10.0)
-    machine.names[300] = ("make", 1, "make -j2")  # a new process: all its ticks fall in the run
-    machine.ticks[300] = 200.0  # 2 CPU-s
+    machine.names[300] = (1, "make -j2")  # a new process: all its CPU time falls in the run
+    machine.cpu_s[300] = 3.0  # 15 % of a core over the 20 s, above pid 7's 10 %
     machine.sleep(10.0)
     record = gate.finish(before)
-    assert record["others_cpu_percent_during"] == pytest.approx(70.0)
+    assert record["others_cpu_percent_during"] == pytest.approx(75.0)
     assert [r["pid"] for r in record["busy_processes_during"]] == [55, 300, 7]
-    assert record["busy"] is True and "70 % CPU during the run" in record["busy_reasons"][0]
+    assert record["busy"] is True and "75 % CPU during the run" in record["busy_reasons"][0]
 
 
-def test_wait_idle_waits_for_the_load_to_fall(tmp_path):
-    (tmp_path / "busy").mkdir()
-    machine = FakeMachine(tmp_path, 3.0, {})
+def test_wait_idle_waits_for_the_load_to_fall():
+    machine = FakeMachine(3.0, {})
     real_sleep = machine.sleep
 
     def sleep(seconds):  # the load decays as time passes
@@ -115,14 +116,15 @@ def test_wait_idle_waits_for_the_load_to_fall(tmp_path):
     machine.sleep = sleep
     state = machine.gate().check(wait_s=60.0)
     assert state["load"][0] == 0.4 and 30 <= machine.now <= 60
-    busy = FakeMachine(tmp_path / "busy", 3.0, {})
+    busy = FakeMachine(3.0, {})
     with pytest.raises(MachineBusy):
         busy.gate().check(wait_s=5.0)
     assert busy.now >= 5.0
 
 
-def test_real_proc_lists_this_process_family_out(tmp_path):
+def test_the_real_machine_lists_this_process_family_out():
     gate = LoadGate(window_s=0.05)
     state = gate.state()
     assert len(state["load"]) == 3
     assert all(r["pid"] != os.getpid() for r in state["busy_processes"])
+    assert gate.finish({**state, "reasons": []})["cores"] == psutil.cpu_count()

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import pytest
-from xla_env import subprocess_env
+from tests.helpers.xla_env import subprocess_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -11,7 +11,7 @@ import pytest
 
 from bigvl.inference.run import load_run
 from bigvl.train.run_dir import ids_path, read_ids
-from multihost_launch import launch, tiny_config_file
+from tests.helpers.multihost_launch import launch, tiny_config_file
 
 pytestmark = pytest.mark.slow  # second tier: end-to-end (README, .ci/run)
 

@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from bigvl.tools.benchmarks import open_clip_compare
-from bigvl.tools.benchmarks.machine_load import LoadGate
+from benchmarks import open_clip_compare
+from benchmarks.machine_load import LoadGate
 
 
 def test_spread_against_numpy():

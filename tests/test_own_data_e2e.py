@@ -12,9 +12,9 @@ import sys
 import time
 
 import pytest
-from tiny import tiny_config
+from tests.helpers.tiny import tiny_config
 
-from bigvl.tools.fake_download import make_download, make_dreamlip_csv, make_recap_table
+from tests.helpers.fake_download import make_download, make_dreamlip_csv, make_recap_table
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("pyarrow")
@@ -111,7 +111,7 @@ def test_killed_conversion_restarts_byte_identical(tmp_path):
 
 
 def test_datacompdr_teacher_embeddings_train_a_distilled_student(tmp_path):
-    from bigvl.tools.fake_download import make_datacompdr
+    from tests.helpers.fake_download import make_datacompdr
     from bigvl.train.loop import train_and_evaluate
     from bigvl.train.run_dir import read_metrics
     planted = make_download(tmp_path / "dl", shards=2, per_shard=24, corrupt=(), failed=())

@@ -27,7 +27,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 # The demo family's towers when the reference was written. Since issue 20 configs/demo.py (and the
 # configs built on it) trains smaller towers on 32-px images; a model change is not a refactor, so
-# the frozen cases keep the towers the reference was written with (as configs/demo.py:classic has).
+# the frozen cases keep the towers the reference was written with (as configs/demo_classic.py has).
 DEMO_FAMILY = ("demo.py", "recipe_demo.py", "coca_demo.py", "clips_demo.py")
 CLASSIC_TOWERS = {"image.image_size": 64, "image.patch_size": 8, "image.width": 128, "image.depth": 4,
                   "image.mlp_dim": 512, "text.width": 128, "text.mlp_dim": 512}
@@ -60,7 +60,7 @@ def _demo_with(**updates):
 
 def _tiny_captioner(kind: str, **updates):
     def make():
-        from captioner_models import tiny_model_config
+        from tests.helpers.captioner_models import tiny_model_config
         m = tiny_model_config(kind)
         for key, value in updates.items():
             section, _, leaf = key.rpartition(".")

@@ -4,7 +4,7 @@ import io
 import numpy as np
 import pytest
 from array_record.python.array_record_module import ArrayRecordWriter, ArrayRecordReader
-from tiny import tiny_config
+from tests.helpers.tiny import tiny_config
 from PIL import Image
 
 from bigvl.data.pipeline import make_train_dataset, resolve_paths

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from bigvl.tools.benchmarks import profile_step as ps
+from benchmarks import profile_step as ps
 
 
 def named_step(x, w1, w2):
@@ -102,7 +102,7 @@ def test_summary_merges_ops_and_sums_categories():
 def test_a_busy_machine_is_refused_before_profiling(monkeypatch, capsys):
     import functools
 
-    from bigvl.tools.benchmarks.machine_load import LoadGate
+    from benchmarks.machine_load import LoadGate
 
     def never(*a, **k):
         raise AssertionError("profiled on a busy machine")

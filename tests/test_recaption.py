@@ -12,7 +12,7 @@ import time
 import msgpack
 import numpy as np
 import pytest
-from xla_env import subprocess_env
+from tests.helpers.xla_env import subprocess_env
 
 from bigvl.data.records import decode_example, encode_example, read_records, write_records
 from bigvl.inference.decoding import DecodeConfig
@@ -25,13 +25,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def tiny_captioner(tiny_world):
     """A Run of a randomly initialised 1-layer CoCa (16 px, 64-id vocabulary) with the world's tokenizer."""
     import jax
-    from captioner_models import build
+    from tests.helpers.captioner_models import build
     from bigvl.config import base_config
     from bigvl.data.tokenizer import Tokenizer
     from bigvl.inference.encoder import make_encoder
     from bigvl.inference.run import Run
     from bigvl.parallel.mesh import DEFAULT_RULES, make_mesh
-    from captioner_models import tiny_model_config
+    from tests.helpers.captioner_models import tiny_model_config
     model, params, _ = build("coca")
     config = base_config()
     config.model = tiny_model_config("coca")
@@ -151,7 +151,7 @@ def test_coca_refuses_a_condition(tiny_captioner, shards, tmp_path):
 def trained_coca(tiny_world, tmp_path_factory):
     """(workdir of a tiny CoCa trained 2 steps, a directory of 8 shards of 24 world records)."""
     from bigvl.train.loop import train_and_evaluate
-    from tiny import tiny_config
+    from tests.helpers.tiny import tiny_config
     tmp = tmp_path_factory.mktemp("trained_coca")
     config = tiny_config(tiny_world, **{"model.kind": "coca", "model.text.depth": 1, "model.decoder.depth": 1,
                                         "model.decoder.context_length": 16, "data.caption_strategy": "recap",

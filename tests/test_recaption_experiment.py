@@ -1,4 +1,4 @@
-"""The recaption experiment (bigvl/tools/recaption_experiment.py, recaption_report.py)."""
+"""The recaption experiment (experiments/recaption_experiment.py, recaption_report.py)."""
 import csv
 import glob
 import json
@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from bigvl.tools import recaption_report as report
+from experiments import recaption_report as report
 
 
 def test_gap_test_against_hand_numbers():
@@ -27,7 +27,7 @@ def test_gap_test_against_hand_numbers():
 
 
 def test_parse_pairs():
-    from bigvl.tools.recaption_experiment import parse_pairs
+    from experiments.recaption_experiment import parse_pairs
     assert parse_pairs("a=1,b.c=x") == [("a", "1"), ("b.c", "x")]
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_pairs("a")
@@ -36,7 +36,7 @@ def test_parse_pairs():
 @pytest.mark.slow
 def test_end_to_end_tiny(tmp_path):
     """World → captioner → recaption → 3 CLIP arms × 2 seeds at a tiny scale; a rerun reuses every stage."""
-    from bigvl.tools.recaption_experiment import main
+    from experiments.recaption_experiment import main
     out, work = tmp_path / "docs" / "recap", tmp_path / "work"
     argv = ["--seeds", "0,1", "--clip_steps", "3", "--captioner_steps", "3", "--caption_fraction", "0.25",
             "--workdir", str(work), "--out", str(out), "--world_dir", str(tmp_path / "world"),

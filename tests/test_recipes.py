@@ -3,16 +3,16 @@ import json
 
 import numpy as np
 import pytest
-from tiny import tiny_config
+from tests.helpers.tiny import tiny_config
 
-from bigvl.tools import ablation
+from experiments import ablation
 from bigvl.config import load_config, validate
 from bigvl.recipes import RECIPES, apply_recipe
 
 
 @pytest.mark.parametrize("name", RECIPES)
 def test_every_recipe_is_a_valid_demo_config(name):
-    config = load_config(f"configs/recipe_demo.py:{name},40")
+    config = load_config(f"recipe_demo:{name},steps=40")
     validate(config)
     assert config.total_steps == 40 and config.eval_steps == 0
 
@@ -90,7 +90,7 @@ def test_dreamlip_grouping_trains_through_the_real_step(tiny_world, tmp_path):
 
 def test_grouping_loss_config_contradictions_are_named():
     from bigvl.config import ConfigError
-    config = load_config("configs/recipe_demo.py:multi_grouping,40")
+    config = load_config("recipe_demo:multi_grouping,steps=40")
     config.loss.grouping_threshold = 1.0
     with pytest.raises(ConfigError, match="loss.grouping_threshold"):
         validate(config)

@@ -8,12 +8,12 @@ import grain
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from tiny import tiny_config
-from xla_env import subprocess_env
+from tests.helpers.tiny import tiny_config
+from tests.helpers.xla_env import subprocess_env
 
 from bigvl.train import run_dir as run_logs
 from bigvl.data.records import read_records
-from bigvl.tools.data_faults import truncate_shard, write_faulty_shard
+from tests.helpers.data_faults import truncate_shard, write_faulty_shard
 from bigvl.train.run_dir import read_metrics
 
 pytestmark = pytest.mark.slow  # second tier: end-to-end (README, .ci/run)
@@ -25,11 +25,10 @@ STEPS, KILL_AT = 8, 5  # checkpoints at 3, 6, 8; killed after step 5, so resumed
 _KILLED = """
 import os, signal, sys, time, pathlib
 import jax
-sys.path.insert(0, {tests!r})
 jax.config.update("jax_num_cpu_devices", 8)
 from bigvl.train import run_dir as metrics_writer
 from bigvl.train.loop import train_and_evaluate
-from tiny import tiny_config
+from tests.helpers.tiny import tiny_config
 
 write = metrics_writer.MetricsWriter.write
 def write_then_die(self, step, metrics, console=True):
@@ -96,7 +95,7 @@ def test_kill_9_then_relaunch_equals_the_straight_run(tiny_world, straight_run, 
     from bigvl.train.loop import train_and_evaluate
     overrides = faulty_world_overrides[0]
     workdir = str(tmp_path / "run")
-    script = _KILLED.format(tests=os.path.join(ROOT, "tests"), world=str(tiny_world), workdir=workdir,
+    script = _KILLED.format(world=str(tiny_world), workdir=workdir,
                             overrides=overrides, kill_at=KILL_AT)
     env = subprocess_env(8)
     killed = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True,

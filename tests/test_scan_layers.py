@@ -146,7 +146,7 @@ def test_init_by_shape_names_the_layer_axis():
 def test_scanned_params_shard_by_the_rules_and_a_train_step_runs():
     from bigvl.config import base_config
     from bigvl.parallel.mesh import batch_sharding, host_local_to_global
-    from bigvl.tools.benchmarks.train_step import random_batch
+    from benchmarks.train_step import random_batch
     from bigvl.train.state import make_train_setup
     from bigvl.train.step import make_train_step
 

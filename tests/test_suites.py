@@ -14,7 +14,7 @@ from bigvl.evaluators.suites import clip_benchmark_wds, image_folder, karpathy, 
 from bigvl.evaluators.suites.compositional import SUGARCREPE_CATEGORIES, load_aro, load_sugarcrepe
 from bigvl.evaluators.suites.protocols import run_task
 from bigvl.evaluators.suites.tasks import SuiteFilesMissing, fill_template
-from suite_fixtures import (LookupEncoder, pixel_key, world_examples, write_aro, write_dci, write_docci,
+from tests.helpers.suite_fixtures import (LookupEncoder, pixel_key, world_examples, write_aro, write_dci, write_docci,
                             write_image_folder, write_karpathy, write_sugarcrepe, write_tfds, write_urban1k, write_wds)
 
 TEMPLATES = ["a photo of a {c}.", "itap of the {c}."]
@@ -302,7 +302,7 @@ def test_imagenet_real_style_label_sets(classification, tmp_path):
 
 @pytest.mark.slow
 def test_suite_encoding_benchmark_runs_the_real_path(tmp_path):
-    from bigvl.tools.benchmarks import suite_encoding
+    from benchmarks import suite_encoding
     row = suite_encoding.main(["--num-images", "96", "--classes", "12", "--templates", "imagenet_best",
                                "--batch", "32", "--distinct", "8", "--dir", str(tmp_path / "wds")])
     assert row["images"] == 96 and row["classes"] == 12 and row["templates"] == 7 and row["images_per_s"] > 0

@@ -10,13 +10,13 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
-from tiny import tiny_config
+from tests.helpers.tiny import tiny_config
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
 from bigvl.data.records import decode_example, write_records  # noqa: E402
 from bigvl.data.tfds_source import TfdsSource  # noqa: E402
-from bigvl.tools.fake_download import COLOURS, PLACES  # noqa: E402
+from tests.helpers.fake_download import COLOURS, PLACES  # noqa: E402
 
 
 def _example(i: int):

@@ -4,7 +4,7 @@ import json
 import jax
 import numpy as np
 import pytest
-from tiny import tiny_config
+from tests.helpers.tiny import tiny_config
 
 from bigvl.inference.run import load_run
 from bigvl.train.run_dir import read_metrics

@@ -7,7 +7,7 @@ import sys
 import tempfile
 
 import pytest
-from xla_env import subprocess_env
+from tests.helpers.xla_env import subprocess_env
 
 from bigvl.train import run_dir as workdir_checks
 from bigvl.train.run_dir import check_workdir

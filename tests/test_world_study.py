@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from bigvl.tools.shape_probe import ridge_probe
-from bigvl.tools.world_study import VARIANTS, study_config
+from experiments.shape_probe import ridge_probe
+from experiments.world_study import VARIANTS, study_config
 
 
 def test_variants_change_what_they_say_and_worlds_are_keyed_by_world_keys(tmp_path):
@@ -43,7 +43,7 @@ def test_every_variant_is_a_valid_config(tmp_path):
 def test_rendered_probe_images_are_one_object_scenes_of_the_style():
     from bigvl.data.world.scene import SceneStyle, sample_scene
     from bigvl.data.world.render import render_scene
-    from bigvl.tools.shape_probe import SHAPES, rendered_images
+    from experiments.shape_probe import SHAPES, rendered_images
     style = SceneStyle(shape_scale=1.6, max_objects=3, rotation=False, textured=False)
     images, labels = rendered_images(style, 32, count=50, seed=3)
     assert images.shape == (50, 32, 32, 3) and images.dtype == np.uint8
@@ -56,10 +56,10 @@ def test_rendered_probe_images_are_one_object_scenes_of_the_style():
 
 
 def test_the_demo_is_the_study_run_its_figures_came_from(tmp_path):
-    """docs/world_study.md says configs/demo.py is shape_world_70_recap_small_distinct at 1,200 steps:
+    """docs/results/world_study.md says configs/demo.py is shape_world_70_recap_small_distinct at 1,200 steps:
     every key that decides training agrees (paths, eval cadence and reporting aside)."""
     from bigvl.config import load_config
-    from bigvl.tools.world_study import VARIANTS, study_config
+    from experiments.world_study import VARIANTS, study_config
 
     def flat(d, prefix=""):
         out = {}

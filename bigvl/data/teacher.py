@@ -13,7 +13,7 @@ encoded at the teacher's context length (longer ones truncated, as the teacher r
 
     python data/add_teacher_embeddings.py --teacher RUN_WORKDIR --in 'world/train-*' --out DIR
 
-writes them (bigvl/tools/teacher_embeddings.py).
+writes them (bigvl/inference/teacher_embeddings.py).
 """
 from __future__ import annotations
 

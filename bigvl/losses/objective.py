@@ -77,7 +77,7 @@ def loss_config_defaults() -> ml_collections.ConfigDict:
         "grouping_weight": 0.0,
         "grouping_threshold": 0.1,  # DreamLIP's sgl_delta
         # MobileCLIP: (1 - w) · contrastive + w · KD against the teacher embeddings stored in the
-        # shards (python -m bigvl.tools.teacher_embeddings); 0 = off. MobileCLIP uses w = 0.75 at B/16.
+        # shards (data/add_teacher_embeddings.py); 0 = off. MobileCLIP uses w = 0.75 at B/16.
         "distill_weight": 0.0,
     })
 

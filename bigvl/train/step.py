@@ -27,7 +27,7 @@ def make_train_step(config, setup: TrainSetup):
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         def loss_fn(outputs, full_batch):
-            with jax.named_scope("loss"):  # names in profiles (bigvl.tools.benchmarks.profile_step)
+            with jax.named_scope("loss"):  # names in profiles (benchmarks.profile_step)
                 loss, terms, loss_state = objective(outputs, full_batch, state.get("loss_state", {}))
             return loss, (outputs, loss_state, terms)
 

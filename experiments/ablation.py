@@ -1,0 +1,213 @@
+"""The recaption ablation: every recipe on the demo world at equal compute, several seeds.
+
+    python -m experiments.ablation [--recipes alt,mix,...] [--seeds 0,1,2] [--steps 250]
+                             [--workdir workdirs/ablation] [--out docs/results/ablation_runs] [--report-only]
+
+Each (recipe, seed) trains configs/recipe_demo.py:RECIPE with `seed` for the same steps
+and batch of images (equal images seen and optimizer steps; multi-text recipes spend
+more text-tower FLOPs, reported beside them) and is evaluated once at the end. Runs that
+finished (final_metrics.json in their workdir) are reused, so a killed ablation goes on
+where it stopped; a finished run that lacks a metric (an evaluator added since) is
+evaluated from its last checkpoint. Writes OUT.csv (one row per run), OUT.md (mean ± std per recipe) and
+OUT.png (bars with std error bars), and prints one JSON line per run.
+
+`distill` and `distill_mix` first train their teacher once (the `recap` recipe for 500
+steps, seed 100, in WORKDIR/teacher_recap500) and write the world's train shards with its
+embeddings (configs/recipe_demo.py `teacher_shards_dir`); the students then train 250
+steps like every other recipe.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import time
+
+import numpy as np
+
+from bigvl.config import load_config, validate
+from bigvl.data.pipeline import resolve_paths
+from bigvl.data.world import ensure_config_world
+from bigvl.evaluators import run_evals
+from bigvl.inference.run import load_run
+from bigvl.inference.teacher_embeddings import add_teacher_embeddings
+from bigvl.parallel.host_memory import reuse_freed_host_memory
+from bigvl.recipes import RECIPES
+from bigvl.train.loop import train_and_evaluate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the clone (configs/ beside experiments/)
+METRICS = (("zeroshot/top1", "zero-shot top-1"), ("retrieval/t2i_r1", "T→I R@1"),
+           ("retrieval/i2t_r1", "I→T R@1"), ("long_retrieval/t2i_r1", "long T→I R@1"),
+           ("long_retrieval/i2t_r1", "long I→T R@1"), ("hard_negatives/accuracy", "hard-neg acc"),
+           ("pointing/accuracy", "pointing acc"))
+# the config.evals entry that produces each metric prefix
+EVALUATOR_OF = {"zeroshot": "zeroshot", "retrieval": "retrieval", "long_retrieval": "retrieval",
+                "hard_negatives": "hard_negatives", "pointing": "pointing"}
+
+
+# `distill`: the teacher whose stored embeddings the student distils from: the recap
+# recipe trained twice as long, with a seed no student uses.
+TEACHER_RECIPE, TEACHER_STEPS, TEACHER_SEED = "recap", 500, 100
+
+
+def prepare_teacher_shards(config, root: str) -> dict:
+    """Trains the teacher (once, in ROOT/teacher_recap500) and writes the world's train shards
+    with its embeddings where the `distill` config reads them (once); returns the teacher's metrics."""
+    teacher_workdir = os.path.join(root, f"teacher_{TEACHER_RECIPE}{TEACHER_STEPS}")
+    metrics = run_one(TEACHER_RECIPE, TEACHER_SEED, TEACHER_STEPS, teacher_workdir)
+    out_dir = os.path.dirname(os.path.expanduser(config.data.train_paths[0]))
+    if not os.path.exists(os.path.join(out_dir, "teacher.json")):
+        world_train = os.path.join(os.path.expanduser(config.world.dir), "train-*.array_record")
+        add_teacher_embeddings(teacher_workdir, resolve_paths([world_train]), out_dir)
+    return metrics
+
+
+def add_missing_metrics(recipe: str, steps: int, workdir: str, result: dict) -> dict:
+    """Evaluates a finished run's last checkpoint with the evaluators whose METRICS it lacks
+    (one added after it trained); updates its final_metrics.json and returns the result."""
+    missing = {EVALUATOR_OF[key.split("/")[0]] for key, _ in METRICS if key not in result}
+    if not missing:
+        return result
+    evals = load_config(os.path.join(ROOT, "configs", f"recipe_demo.py:{recipe},{steps}")).evals
+    for key in set(EVALUATOR_OF.values()) - missing:
+        evals[key] = ""
+    metrics = run_evals(load_run(workdir).encoder, evals)
+    result = {**result, **{k: v for k, v in metrics.items() if k not in result}}
+    with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    return result
+
+
+def run_one(recipe: str, seed: int, steps: int, workdir: str, evaluate_missing: bool = True) -> dict:
+    """Trains and evaluates one recipe/seed (or reads its finished result, evaluating what it
+    lacks unless `evaluate_missing` is False); returns its metrics."""
+    done = os.path.join(workdir, "final_metrics.json")
+    if not os.path.exists(done):
+        config = load_config(os.path.join(ROOT, "configs", f"recipe_demo.py:{recipe},{steps}"))
+        with config.unlocked():
+            config.seed = seed
+            config.progress_bar = False
+        validate(config)
+        ensure_config_world(config.world)
+        if recipe.startswith("distill"):
+            prepare_teacher_shards(config, os.path.dirname(os.path.abspath(workdir)))
+        t0 = time.perf_counter()
+        train_and_evaluate(config, workdir)
+        with open(done) as f:  # the trainer's final metrics, with step and num_params
+            result = {**json.load(f), "train_time_s": time.perf_counter() - t0}
+        with open(done, "w") as f:
+            json.dump(result, f, indent=2)
+    else:
+        with open(done) as f:
+            result = json.load(f)
+    return add_missing_metrics(recipe, steps, workdir, result) if evaluate_missing else result
+
+
+def summarize(rows: list[dict], recipes: list[str]) -> list[dict]:
+    """Mean and sample std (ddof=1) of each metric per recipe."""
+    out = []
+    for recipe in recipes:
+        runs = [r for r in rows if r["recipe"] == recipe]
+        if not runs:
+            continue
+        entry = {"recipe": recipe, "seeds": len(runs)}
+        for key, _ in METRICS + (("train_time_s", ""),):
+            values = np.array([r[key] for r in runs if key in r], float)
+            entry[key] = (float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0)
+        out.append(entry)
+    return out
+
+
+def markdown_table(summary: list[dict], steps: int, batch: int) -> str:
+    """The mean ± std table, one row per recipe."""
+    head = "| recipe | seeds | " + " | ".join(label for _, label in METRICS) + " | train s/run |"
+    lines = [head, "|" + "---|" * (len(METRICS) + 3)]
+    for e in summary:
+        cells = [f"{e[k][0]:.3f} ± {e[k][1]:.3f}" for k, _ in METRICS]
+        lines.append(f"| {e['recipe']} | {e['seeds']} | " + " | ".join(cells) + f" | {e['train_time_s'][0]:.0f} |")
+    lines.append("")
+    lines.append(f"Demo world, {steps} steps × batch {batch} images per run, mean ± sample std over seeds.")
+    return "\n".join(lines)
+
+
+def bar_chart(summary: list[dict], path: str) -> None:
+    """Grouped bars (one group per metric, one bar per recipe) with std error bars."""
+    import matplotlib  # local: the Agg backend is chosen before pyplot loads
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    width = 0.8 / max(len(summary), 1)
+    x = np.arange(len(METRICS))
+    colours = plt.get_cmap("tab20").colors  # 20 distinct colours (the default cycle has 10)
+    for i, e in enumerate(summary):
+        means = [e[k][0] for k, _ in METRICS]
+        stds = [e[k][1] for k, _ in METRICS]
+        ax.bar(x + i * width, means, width, yerr=stds, capsize=2, label=e["recipe"],
+               color=colours[(2 * i) % 20 + (2 * i) // 20])
+    ax.set_xticks(x + width * (len(summary) - 1) / 2, [label for _, label in METRICS])
+    ax.set_ylabel("score")
+    ax.set_title("Recaption recipes on the demo world (mean ± std over seeds)")
+    ax.legend(ncol=len(summary), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_outputs(rows: list[dict], recipes: list[str], steps: int, batch: int, out: str, wall_s: float) -> str:
+    """(Re)writes OUT.csv, OUT.md and OUT.png from the runs so far; returns the markdown table."""
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out + ".csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        writer.writeheader()
+        writer.writerows(rows)
+    summary = summarize(rows, recipes)
+    table = markdown_table(summary, steps, batch)
+    with open(out + ".md", "w") as f:
+        f.write(table + f"\nWall time of this ablation command: {wall_s:.0f} s (finished runs are reused).\n")
+    bar_chart(summary, out + ".png")
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.ablation", description=__doc__.splitlines()[0])
+    parser.add_argument("--recipes", default=",".join(RECIPES))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--steps", type=int, default=250)
+    parser.add_argument("--workdir", default="workdirs/ablation")
+    parser.add_argument("--out", default="docs/results/ablation_runs")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the outputs from the finished runs only; train nothing")
+    args = parser.parse_args(argv)
+    reuse_freed_host_memory()  # before JAX starts, as bigvl.main runs
+    recipes = [r for r in args.recipes.split(",") if r]
+    unknown = [r for r in recipes if r not in RECIPES]
+    if unknown:
+        parser.error(f"--recipes: {unknown[0]!r} is not one of {RECIPES}")
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    batch = load_config(os.path.join(ROOT, "configs", "recipe_demo.py:alt")).batch_size
+    t0, rows = time.perf_counter(), []
+    for seed in seeds:  # seed-major: a partial ablation already has every recipe
+        for recipe in recipes:
+            if args.report_only and not os.path.exists(
+                    os.path.join(args.workdir, f"{recipe}_seed{seed}", "final_metrics.json")):
+                continue
+            result = run_one(recipe, seed, args.steps, os.path.join(args.workdir, f"{recipe}_seed{seed}"),
+                             evaluate_missing=not args.report_only)
+            row = {"recipe": recipe, "seed": seed, **{k: result[k] for k, _ in METRICS if k in result},
+                   "train_time_s": result.get("train_time_s", float("nan"))}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            table = write_outputs(rows, recipes, args.steps, batch, args.out, time.perf_counter() - t0)
+    if not rows:
+        parser.error(f"no finished run in {args.workdir}")
+    print(table)
+    print(f"wrote {args.out}.csv, {args.out}.md, {args.out}.png in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

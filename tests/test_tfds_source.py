@@ -35,6 +35,9 @@ def _example(i: int):
 
 class TinyCocoCaptions(tfds.core.GeneratorBasedBuilder):
     """coco_captions' features (image, image/id, captions/{text,id}) at a few examples."""
+    # A one-part module name: for a dotted one (tests.test_tfds_source) tfds looks for checksum files
+    # inside the package, through importlib_resources, which this fixture needs neither of.
+    __module__ = "test_tfds_source"
     VERSION = tfds.core.Version("1.0.0")
 
     def _info(self):

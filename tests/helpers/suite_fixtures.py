@@ -136,6 +136,9 @@ def write_tfds(data_dir: str, name: str, split: str, examples: list[dict], num_c
     dataset_name = name
     with tfds.core.registered.skip_registration():
         class FixtureBuilder(tfds.core.GeneratorBasedBuilder):
+            # A one-part module name: for a dotted one (tests.helpers...) tfds looks for checksum files
+            # inside the package, through importlib_resources, which this fixture needs neither of.
+            __module__ = "suite_fixtures"
             name = dataset_name
             VERSION = tfds.core.Version("1.0.0")
 

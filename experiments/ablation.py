@@ -70,7 +70,7 @@ def add_missing_metrics(recipe: str, steps: int, workdir: str, result: dict) -> 
     missing = {EVALUATOR_OF[key.split("/")[0]] for key, _ in METRICS if key not in result}
     if not missing:
         return result
-    evals = load_config(os.path.join(ROOT, "configs", f"recipe_demo.py:{recipe},{steps}")).evals
+    evals = load_config(f"recipe_demo:{recipe},steps={steps}").evals
     for key in set(EVALUATOR_OF.values()) - missing:
         evals[key] = ""
     metrics = run_evals(load_run(workdir).encoder, evals)
@@ -85,7 +85,7 @@ def run_one(recipe: str, seed: int, steps: int, workdir: str, evaluate_missing: 
     lacks unless `evaluate_missing` is False); returns its metrics."""
     done = os.path.join(workdir, "final_metrics.json")
     if not os.path.exists(done):
-        config = load_config(os.path.join(ROOT, "configs", f"recipe_demo.py:{recipe},{steps}"))
+        config = load_config(f"recipe_demo:{recipe},steps={steps}")
         with config.unlocked():
             config.seed = seed
             config.progress_bar = False
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s]
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    batch = load_config(os.path.join(ROOT, "configs", "recipe_demo.py:alt")).batch_size
+    batch = load_config("recipe_demo:alt").batch_size
     t0, rows = time.perf_counter(), []
     for seed in seeds:  # seed-major: a partial ablation already has every recipe
         for recipe in recipes:

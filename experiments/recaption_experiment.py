@@ -179,7 +179,7 @@ def run_recaption(captioner_dir: str, scarce: dict, out_dir: str) -> dict:
 
 def train_clip(arm: str, seed: int, steps: int, paths: dict, full: dict, workdir: str, overrides: str) -> dict:
     recipe, field = ARMS[arm]
-    config = load_config(os.path.join(ROOT, "configs", f"recipe_demo.py:{recipe},{steps}"))
+    config = load_config(f"recipe_demo:{recipe},steps={steps}")
     point_at_world(config, full)
     config.data.train_paths = [paths[arm]]
     if field:

@@ -3,7 +3,7 @@
     python -m experiments.world_study [--variants baseline,shapes_x1.4,...] [--steps 600]
                                       [--workdir workdirs/world_study] [--out docs/results/world_study_runs]
 
-Each variant is configs/demo.py:classic (the demo before this study: its world, model,
+Each variant is configs/demo_classic.py (the demo before this study: its world, model,
 optimizer, batch, steps) with a few config keys changed: world keys (`world.scene.*`, `world.noise.*`, ...: the variant gets its own world,
 cached under $BIGVL_CACHE/world_study/) or training keys. Every variant trains the demo
 budget (600 steps × 64 images) with seed 0 and is evaluated at the end: zero-shot top-1 on
@@ -26,7 +26,6 @@ from bigvl.data.world.scene import COLOURS, SHAPES
 from bigvl.parallel.host_memory import reuse_freed_host_memory
 from bigvl.train.loop import train_and_evaluate
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the clone
 # Shapes ×1.6 need ≤ 3 objects to lay out (SceneStyle).
 EASY_WORLD = {"world.scene.shape_scale": 1.6, "world.scene.max_objects": 3, "world.scene.rotation": False,
               "world.scene.textured": False}
@@ -124,9 +123,9 @@ METRICS = (("zeroshot/top1", "zero-shot top-1"), ("retrieval/t2i_r1", "T→I R@1
 
 
 def study_config(overrides: dict, steps: int, cache: str, eval_steps: int = 0):
-    """configs/demo.py:classic (the demo before this study) with `overrides` applied; a changed world gets
+    """configs/demo_classic.py (the demo before this study) with `overrides` applied; a changed world gets
     its own cache directory."""
-    config = load_config(os.path.join(ROOT, "configs", "demo.py") + ":classic")  # the demo this study started from
+    config = load_config("demo_classic")  # the demo this study started from
     default_world_dir = config.world.dir
     with config.unlocked():
         for key, value in overrides.items():
@@ -185,7 +184,7 @@ def write_outputs(rows: list[dict], steps: int, out: str) -> str:
         lines.append(f"| {row['variant']} | {VARIANTS[row['variant']][0]} | " + " | ".join(cells)
                      + f" | {row['train_time_s']:.0f} |")
     lines.append("")
-    lines.append(f"Each row: configs/demo.py:classic with the change, {steps} steps × batch 64, seed 0, one run. "
+    lines.append(f"Each row: configs/demo_classic.py with the change, {steps} steps × batch 64, seed 0, one run. "
                  "Chance: zero-shot 1/30 = 0.033, R@1 1/500, hard negatives 0.5.")
     table = "\n".join(lines)
     with open(out + ".md", "w") as f:

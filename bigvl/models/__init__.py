@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -17,20 +16,17 @@ import ml_collections
 import numpy as np
 
 from bigvl.models.captioners import KINDS, build_captioner
-from bigvl.models.matmul import resolve_weight_grad
+from bigvl.models.options import ModelOptions, config_choice
 from bigvl.models.sizes import TransformerSize, resolve_size
 from bigvl.models.text import POOLS as TEXT_POOLS
 from bigvl.models.text import TextTower
-from bigvl.models.transformer import ACTIVATIONS, REMAT_POLICIES
+from bigvl.models.transformer import ACTIVATIONS
 from bigvl.models.two_tower import TwoTower
 from bigvl.models.vit import POOLS as IMAGE_POOLS, STEMS
 from bigvl.models.vit import VisionTower
 
-__all__ = ["TwoTower", "VisionTower", "TextTower", "model_config_defaults", "build_model", "count_params", "param_path", "dummy_inputs",
-           "image_size_of", "text_size_of"]
-
-DTYPES = ("float32", "bfloat16", "float16")
-ATTENTION_IMPLS = ("", "xla", "cudnn")
+__all__ = ["TwoTower", "VisionTower", "TextTower", "ModelOptions", "model_config_defaults", "build_model",
+           "count_params", "param_path", "dummy_inputs", "image_size_of", "text_size_of"]
 
 
 def model_config_defaults() -> ml_collections.ConfigDict:
@@ -107,12 +103,6 @@ def model_config_defaults() -> ml_collections.ConfigDict:
     })
 
 
-def _choice(value: Any, choices: tuple, key: str) -> Any:
-    if value not in choices:
-        raise ValueError(f"config key 'model.{key}': {value!r} is not one of {choices}")
-    return value
-
-
 def image_size_of(image_cfg) -> TransformerSize:
     """The image tower's width/depth/mlp_dim/num_heads/patch_size from `model.image`."""
     size = resolve_size(image_cfg.variant, width=image_cfg.width, depth=image_cfg.depth,
@@ -136,19 +126,11 @@ def build_model(model_cfg) -> nn.Module:
 
     Raises ValueError naming the key for bad values.
     """
-    dtype = jnp.dtype(_choice(model_cfg.dtype, DTYPES, "dtype"))
-    param_dtype = jnp.dtype(_choice(model_cfg.param_dtype, DTYPES, "param_dtype"))
-    remat = _choice(model_cfg.remat, REMAT_POLICIES, "remat")
-    impl = _choice(model_cfg.attention_impl, ATTENTION_IMPLS, "attention_impl") or None
-    # `get`: configs saved before the key existed.
-    weight_grad = resolve_weight_grad(model_cfg.get("weight_grad_dot", "auto"), remat)
-    common = dict(dtype=dtype, param_dtype=param_dtype, remat=remat, attention_impl=impl, weight_grad=weight_grad)
-    # The towers only: the captioners' decoder stays unrolled. `get`: configs saved before the key existed.
-    scan_layers = _choice(model_cfg.get("scan_layers", False), (False, True), "scan_layers")
+    options = ModelOptions.from_config(model_cfg)
     ic, tc = model_cfg.image, model_cfg.text
     isz, tsz = image_size_of(ic), text_size_of(tc)
     # `get`: configs saved before these keys existed.
-    arch = dict(activation=_choice(model_cfg.get("activation", "gelu_tanh"), ACTIVATIONS, "activation"),
+    arch = dict(activation=config_choice(model_cfg.get("activation", "gelu_tanh"), ACTIVATIONS, "activation"),
                 ln_eps=float(model_cfg.get("layer_norm_eps", 1e-6)))
     if not arch["ln_eps"] > 0:
         raise ValueError(f"config key 'model.layer_norm_eps' must be > 0, got {arch['ln_eps']}")
@@ -159,15 +141,14 @@ def build_model(model_cfg) -> nn.Module:
             raise ValueError(f"config key 'model.image.{key}' must be 3 numbers (std > 0), got {value}")
         pixels[key] = value
     image = VisionTower(width=isz.width, depth=isz.depth, num_heads=isz.num_heads, mlp_dim=isz.mlp_dim,
-                        patch_size=isz.patch_size, pool=_choice(ic.pool, IMAGE_POOLS, "image.pool"),
-                        stem=_choice(ic.get("stem", "patch"), STEMS, "image.stem"),
-                        patch_bias=ic.patch_bias, ln_pre=ic.ln_pre, scan_layers=scan_layers, **arch, **pixels,
-                        **common)
+                        patch_size=isz.patch_size, pool=config_choice(ic.pool, IMAGE_POOLS, "image.pool"),
+                        stem=config_choice(ic.get("stem", "patch"), STEMS, "image.stem"),
+                        patch_bias=ic.patch_bias, ln_pre=ic.ln_pre, **arch, **pixels, options=options)
     text = TextTower(vocab_size=tc.vocab_size, context_length=tc.context_length, width=tsz.width,
                      depth=tsz.depth, num_heads=tsz.num_heads, mlp_dim=tsz.mlp_dim, causal=tc.causal,
-                     pool=_choice(tc.pool, TEXT_POOLS, "text.pool"), eos_id=tc.eos_id, pad_id=tc.pad_id,
-                     mask_pads=_choice(tc.get("mask_pads", True), (True, False), "text.mask_pads"),
-                     scan_layers=scan_layers, **arch, **common)
+                     pool=config_choice(tc.pool, TEXT_POOLS, "text.pool"), eos_id=tc.eos_id, pad_id=tc.pad_id,
+                     mask_pads=config_choice(tc.get("mask_pads", True), (True, False), "text.mask_pads"),
+                     **arch, options=options)
     for name, cfg, size in (("image", ic, isz), ("text", tc, tsz)):
         if not cfg.proj and size.width != model_cfg.embed_dim:
             raise ValueError(f"model.{name}.proj is False, so its width {size.width} must equal "
@@ -177,18 +158,15 @@ def build_model(model_cfg) -> nn.Module:
     if 0 < model_cfg.max_logit_scale < model_cfg.temperature_init:
         raise ValueError(f"config key 'model.temperature_init': {model_cfg.temperature_init} exceeds "
                          f"model.max_logit_scale {model_cfg.max_logit_scale}")
-    if _choice(model_cfg.get("kind", "two_tower"), KINDS, "kind") != "two_tower":
-        return build_captioner(model_cfg, image, text, tsz, common)
+    if config_choice(model_cfg.get("kind", "two_tower"), KINDS, "kind") != "two_tower":
+        return build_captioner(model_cfg, image, text, tsz, options)
     bias_init = model_cfg.bias_init
     if bias_init is not None and not math.isfinite(float(bias_init)):
         raise ValueError(f"config key 'model.bias_init' must be None or a finite float, got {bias_init}")
     return TwoTower(image=image, text=text, embed_dim=model_cfg.embed_dim, project_image=ic.proj,
                     project_text=tc.proj, image_proj_bias=ic.proj_bias, text_proj_bias=tc.proj_bias,
                     temperature_init=float(model_cfg.temperature_init),
-                    bias_init=None if bias_init is None else float(bias_init),
-                    pooled_last_block=_choice(model_cfg.get("pooled_last_block", True), (True, False),
-                                              "pooled_last_block"),
-                    dtype=dtype, param_dtype=param_dtype)
+                    bias_init=None if bias_init is None else float(bias_init), options=options)
 
 
 def count_params(params) -> int:

@@ -24,8 +24,9 @@ import jax.numpy as jnp
 
 from bigvl.models.decoder import CaptionDecoder, shift_right, token_nll
 from bigvl.models.heads import l2_normalize, logit_scale, logit_scale_param, projection
+from bigvl.models.options import ModelOptions
 from bigvl.models.text import TextTower, sequence_lengths
-from bigvl.models.transformer import Dtype, layer_norm
+from bigvl.models.transformer import layer_norm
 from bigvl.models.vit import VisionTower
 
 
@@ -41,17 +42,16 @@ class CLIPS(nn.Module):
     pad_id: int
     cond_slot: int = 1
     temperature_init: float = 1 / 0.07
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
+    options: ModelOptions = ModelOptions()
 
     def setup(self):
-        common = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        self.image_proj = projection(self.embed_dim, name="image_proj", **common)
-        self.text_proj = projection(self.embed_dim, name="text_proj", **common)
+        opts = self.options
+        self.image_proj = projection(self.embed_dim, opts, name="image_proj")
+        self.text_proj = projection(self.embed_dim, opts, name="text_proj")
         # Adapters of image tokens and alt-text tokens to the decoder's width: the same Dense form, with bias.
-        self.image_memory = projection(self.decoder.width, use_bias=True, name="image_memory", **common)
-        self.text_memory = projection(self.decoder.width, use_bias=True, name="text_memory", **common)
-        self.ln_memory = layer_norm(self.dtype, self.param_dtype)
+        self.image_memory = projection(self.decoder.width, opts, use_bias=True, name="image_memory")
+        self.text_memory = projection(self.decoder.width, opts, use_bias=True, name="text_memory")
+        self.ln_memory = layer_norm(opts)
         self.log_logit_scale = logit_scale_param(self, self.temperature_init)
 
     def encode_image(self, images: jax.Array) -> jax.Array:

@@ -23,8 +23,9 @@ import jax.numpy as jnp
 
 from bigvl.models.decoder import CaptionDecoder, shift_right, token_nll
 from bigvl.models.heads import l2_normalize, logit_scale, logit_scale_param, projection
+from bigvl.models.options import ModelOptions
 from bigvl.models.text import sequence_lengths
-from bigvl.models.transformer import DenseGeneral, Dtype, attention, layer_norm, named
+from bigvl.models.transformer import DenseGeneral, attention, layer_norm, named
 from bigvl.models.vit import VisionTower
 
 
@@ -39,26 +40,22 @@ class AttentionalPooler(nn.Module):
     width: int
     num_heads: int
     num_queries: int = 1
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    attention_impl: str | None = None
-    weight_grad: str = "xla"  # bigvl.models.matmul
+    options: ModelOptions = ModelOptions()
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        heads, head_dim = self.num_heads, self.width // self.num_heads
-        dense = dict(dtype=self.dtype, param_dtype=self.param_dtype, weight_grad=self.weight_grad)
+        heads, head_dim, opts = self.num_heads, self.width // self.num_heads, self.options
         query = self.param("query", named(nn.initializers.normal(self.width ** -0.5), None, "embed"),
-                           (self.num_queries, self.width), self.param_dtype)
-        q = DenseGeneral((heads, head_dim), ("embed", "heads", "kv"), name="q", **dense)(
-            layer_norm(self.dtype, self.param_dtype, "ln_q")(query.astype(self.dtype)))
+                           (self.num_queries, self.width), opts.param_dtype)
+        q = DenseGeneral((heads, head_dim), ("embed", "heads", "kv"), name="q", options=opts)(
+            layer_norm(opts, "ln_q")(query.astype(opts.dtype)))
         q = jnp.broadcast_to(q[None], (x.shape[0],) + q.shape)
-        kv = DenseGeneral((2, heads, head_dim), ("embed", None, "heads", "kv"), name="kv", **dense)(
-            layer_norm(self.dtype, self.param_dtype, "ln_k")(x))
+        kv = DenseGeneral((2, heads, head_dim), ("embed", None, "heads", "kv"), name="kv", options=opts)(
+            layer_norm(opts, "ln_k")(x))
         kv = nn.with_logical_constraint(kv, ("batch", "seq", None, "act_heads", None))
-        y = attention(q, kv[:, :, 0], kv[:, :, 1], implementation=self.attention_impl)
-        y = DenseGeneral((self.width,), ("heads", "kv", "embed"), in_dims=2, name="out", **dense)(y)
-        y = layer_norm(self.dtype, self.param_dtype, "ln_post")(y)
+        y = attention(q, kv[:, :, 0], kv[:, :, 1], implementation=opts.attention_impl)
+        y = DenseGeneral((self.width,), ("heads", "kv", "embed"), in_dims=2, name="out", options=opts)(y)
+        y = layer_norm(opts, "ln_post")(y)
         return nn.with_logical_constraint(y, ("batch", None, "act_embed"))
 
 
@@ -77,17 +74,14 @@ class CoCa(nn.Module):
     num_queries: int = 256
     pooler_heads: int = 8
     temperature_init: float = 1 / 0.07
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
+    options: ModelOptions = ModelOptions()
 
     def setup(self):
-        common = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        width = self.image.width
-        pooler = dict(attention_impl=self.image.attention_impl, weight_grad=self.image.weight_grad, **common)
-        self.contrastive_pooler = AttentionalPooler(width, self.pooler_heads, 1, **pooler)
-        self.caption_pooler = AttentionalPooler(width, self.pooler_heads, self.num_queries, **pooler)
-        self.image_proj = projection(self.embed_dim, name="image_proj", **common)
-        self.text_proj = projection(self.embed_dim, name="text_proj", **common)
+        width, opts = self.image.width, self.options
+        self.contrastive_pooler = AttentionalPooler(width, self.pooler_heads, 1, opts)
+        self.caption_pooler = AttentionalPooler(width, self.pooler_heads, self.num_queries, opts)
+        self.image_proj = projection(self.embed_dim, opts, name="image_proj")
+        self.text_proj = projection(self.embed_dim, opts, name="text_proj")
         self.log_logit_scale = logit_scale_param(self, self.temperature_init)
 
     def _image_embeds(self, tokens: jax.Array) -> jax.Array:

@@ -31,8 +31,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bigvl.models.transformer import (DENSE_INIT, ZEROS, DenseGeneral, Dtype, Mlp, attention, layer_norm, named,
-                                     remat_policy)
+from bigvl.models.options import ModelOptions
+from bigvl.models.transformer import DENSE_INIT, ZEROS, DenseGeneral, Mlp, attention, layer_norm, named, remat_policy
 
 Cache = dict[str, Any]
 
@@ -62,23 +62,20 @@ class CausalLayer(nn.Module):
     num_heads: int
     mlp_dim: int
     cross: bool = False
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    attention_impl: str | None = None
-    weight_grad: str = "xla"  # bigvl.models.matmul
+    options: ModelOptions = ModelOptions()
 
     def setup(self):
-        dense = dict(dtype=self.dtype, param_dtype=self.param_dtype, weight_grad=self.weight_grad)
+        dense = dict(options=self.options)
         heads, head_dim = self.num_heads, self.width // self.num_heads
-        self.ln_1 = layer_norm(self.dtype, self.param_dtype)
+        self.ln_1 = layer_norm(self.options)
         self.qkv = DenseGeneral((3, heads, head_dim), ("embed", None, "heads", "kv"), **dense)
         self.out = DenseGeneral((self.width,), ("heads", "kv", "embed"), in_dims=2, **dense)
         if self.cross:
-            self.ln_cross = layer_norm(self.dtype, self.param_dtype)
+            self.ln_cross = layer_norm(self.options)
             self.cross_q = DenseGeneral((heads, head_dim), ("embed", "heads", "kv"), **dense)
             self.cross_kv = DenseGeneral((2, heads, head_dim), ("embed", None, "heads", "kv"), **dense)
             self.cross_out = DenseGeneral((self.width,), ("heads", "kv", "embed"), in_dims=2, **dense)
-        self.ln_2 = layer_norm(self.dtype, self.param_dtype)
+        self.ln_2 = layer_norm(self.options)
         self.mlp = Mlp(self.mlp_dim, **dense)
 
     def memory_kv(self, memory: jax.Array) -> jax.Array:
@@ -87,14 +84,16 @@ class CausalLayer(nn.Module):
 
     def _cross(self, x: jax.Array, kv: jax.Array, memory_lengths: jax.Array | None) -> jax.Array:
         q = self.cross_q(self.ln_cross(x))
-        y = attention(q, kv[:, :, 0], kv[:, :, 1], kv_lengths=memory_lengths, implementation=self.attention_impl)
+        y = attention(q, kv[:, :, 0], kv[:, :, 1], kv_lengths=memory_lengths,
+                      implementation=self.options.attention_impl)
         return self.cross_out(y)
 
     def __call__(self, x: jax.Array, memory: jax.Array | None = None,
                  memory_lengths: jax.Array | None = None) -> jax.Array:
         """Full mode: x [B,T,D], memory [B,M,Dm] (cross layers), memory_lengths int32 [B] → [B,T,D]."""
         qkv = nn.with_logical_constraint(self.qkv(self.ln_1(x)), ("batch", "seq", None, "act_heads", None))
-        y = attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], is_causal=True, implementation=self.attention_impl)
+        y = attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], is_causal=True,
+                      implementation=self.options.attention_impl)
         x = x + self.out(y)
         if self.cross:
             x = x + self._cross(x, self.memory_kv(memory), memory_lengths)
@@ -110,7 +109,7 @@ class CausalLayer(nn.Module):
         v = jax.lax.dynamic_update_slice_in_dim(cache["v"], qkv[:, :, 2].astype(cache["v"].dtype), position, axis=1)
         lengths = jnp.full((x.shape[0],), position + 1, jnp.int32)
         y = attention(qkv[:, :, 0], k.astype(qkv.dtype), v.astype(qkv.dtype), kv_lengths=lengths,
-                      implementation=self.attention_impl)
+                      implementation=self.options.attention_impl)
         x = x + self.out(y)
         if self.cross:
             x = x + self._cross(x, cache["memory_kv"], memory_lengths)
@@ -131,37 +130,34 @@ class CaptionDecoder(nn.Module):
     mlp_dim: int
     uni_depth: int = 0
     cls_token: bool = False
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    remat: str = "none"
-    attention_impl: str | None = None
-    weight_grad: str = "xla"  # bigvl.models.matmul
+    # Its layers stay unrolled whatever options.scan_layers (that is the towers' encoder blocks).
+    options: ModelOptions = ModelOptions()
 
     def setup(self):
-        use_remat, policy = remat_policy(self.remat)
+        opts = self.options
+        use_remat, policy = remat_policy(opts.remat)
         layer_cls = nn.remat(CausalLayer, policy=policy, prevent_cse=True) if use_remat else CausalLayer
-        common = dict(dtype=self.dtype, param_dtype=self.param_dtype, attention_impl=self.attention_impl,
-                      weight_grad=self.weight_grad)
+        common = dict(options=opts)
         self.uni_layers = [layer_cls(self.width, self.num_heads, self.mlp_dim, False, name=f"uni_{i}", **common)
                            for i in range(self.uni_depth)]
         self.layers = [layer_cls(self.width, self.num_heads, self.mlp_dim, True, name=f"block_{i}", **common)
                        for i in range(self.depth)]
         self.token_embedding = self.param("token_embedding", named(nn.initializers.normal(0.02), "vocab", "embed"),
-                                          (self.vocab_size, self.width), self.param_dtype)
+                                          (self.vocab_size, self.width), opts.param_dtype)
         positions = self.context_length + int(self.cls_token)
         self.pos_embedding = self.param("pos_embedding", named(nn.initializers.normal(0.01), "pos", "embed"),
-                                        (positions, self.width), self.param_dtype)
+                                        (positions, self.width), opts.param_dtype)
         if self.cls_token:
             self.cls = self.param("cls_token", named(nn.initializers.normal(self.width ** -0.5), "embed"),
-                                  (self.width,), self.param_dtype)
-            self.ln_uni = layer_norm(self.dtype, self.param_dtype)
-        self.ln_final = layer_norm(self.dtype, self.param_dtype)
-        self.head = nn.Dense(self.vocab_size, dtype=self.dtype, param_dtype=self.param_dtype,
+                                  (self.width,), opts.param_dtype)
+            self.ln_uni = layer_norm(opts)
+        self.ln_final = layer_norm(opts)
+        self.head = nn.Dense(self.vocab_size, dtype=opts.dtype, param_dtype=opts.param_dtype,
                              kernel_init=named(DENSE_INIT, "embed", "vocab"), bias_init=named(ZEROS, "vocab"))
 
     def _embed(self, tokens: jax.Array, positions: jax.Array) -> jax.Array:
-        table = nn.with_logical_constraint(self.token_embedding.astype(self.dtype), ("vocab", None))
-        return jnp.take(table, tokens, axis=0) + self.pos_embedding.astype(self.dtype)[positions]
+        table = nn.with_logical_constraint(self.token_embedding.astype(self.options.dtype), ("vocab", None))
+        return jnp.take(table, tokens, axis=0) + self.pos_embedding.astype(self.options.dtype)[positions]
 
     def _logits(self, x: jax.Array) -> jax.Array:
         logits = self.head(self.ln_final(x)).astype(jnp.float32)
@@ -179,7 +175,7 @@ class CaptionDecoder(nn.Module):
         if self.cls_token:  # one more slot, then the CLS embedding at position `length` of each row
             x = jnp.concatenate([x, jnp.zeros((batch, 1, self.width), x.dtype)], axis=1)
             slots = jnp.arange(length + 1)[None, :, None] == lengths[:, None, None]
-            cls = self.cls.astype(self.dtype) + self.pos_embedding.astype(self.dtype)[lengths]
+            cls = self.cls.astype(self.options.dtype) + self.pos_embedding.astype(self.options.dtype)[lengths]
             x = jnp.where(slots, cls[:, None, :], x)
         x = nn.with_logical_constraint(x, ("batch", "seq", "act_embed"))
         for layer in self.uni_layers:
@@ -207,7 +203,7 @@ class CaptionDecoder(nn.Module):
         if max_length > self.context_length:
             raise ValueError(f"decode length {max_length} exceeds the decoder context_length {self.context_length}")
         batch, heads = memory.shape[0], self.num_heads
-        empty = jnp.zeros((batch, max_length, heads, self.width // heads), self.dtype)
+        empty = jnp.zeros((batch, max_length, heads, self.width // heads), self.options.dtype)
         cache = {"uni": [{"k": empty, "v": empty} for _ in self.uni_layers],
                  "layers": [{"k": empty, "v": empty, "memory_kv": layer.memory_kv(memory)}
                             for layer in self.layers]}

@@ -22,7 +22,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from bigvl.models.transformer import Dtype, named
+from bigvl.models.options import ModelOptions
+from bigvl.models.transformer import named
 
 
 def l2_normalize(x: jax.Array) -> jax.Array:
@@ -44,11 +45,10 @@ def logit_scale_of(log_logit_scale: jax.Array, max_logit_scale: float) -> jax.Ar
     return jnp.minimum(scale, max_logit_scale) if max_logit_scale > 0 else scale
 
 
-def projection(features: int, *, use_bias: bool = False, dtype: Dtype = jnp.float32,
-               param_dtype: Dtype = jnp.float32, name: str | None = None) -> nn.Dense:
-    """A Dense [.., D] → [.., features]: lecun-normal kernel [D, features] named ("embed", "proj"),
-    zero bias [features] named ("proj",) when `use_bias`."""
-    return nn.Dense(features, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype,
+def projection(features: int, options: ModelOptions, *, use_bias: bool = False, name: str | None = None) -> nn.Dense:
+    """A Dense [.., D] → [.., features] in `options.dtype`: lecun-normal kernel [D, features] named
+    ("embed", "proj"), zero bias [features] named ("proj",) when `use_bias`."""
+    return nn.Dense(features, use_bias=use_bias, dtype=options.dtype, param_dtype=options.param_dtype,
                     kernel_init=named(nn.initializers.lecun_normal(), "embed", "proj"),
                     bias_init=named(nn.initializers.zeros, "proj"), name=name)
 

@@ -21,7 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from bigvl.models.transformer import Dtype, Encoder, MAPHead, named
+from bigvl.models.options import ModelOptions
+from bigvl.models.transformer import Encoder, MAPHead, named
 
 POOLS = ("eos", "last", "first", "map")
 
@@ -44,7 +45,7 @@ def pool_positions(tokens: jax.Array, pool: str, eos_id: int, pad_id: int) -> ja
 
 
 class TextTower(nn.Module):
-    """tokens int [B,T] (T <= context_length) → (pooled [B,D], tokens [B,T,D]) in `dtype`."""
+    """tokens int [B,T] (T <= context_length) → (pooled [B,D], tokens [B,T,D]) in `options.dtype`."""
     vocab_size: int
     context_length: int
     width: int
@@ -55,15 +56,10 @@ class TextTower(nn.Module):
     pad_id: int
     causal: bool = True
     pool: str = "eos"
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    remat: str = "none"
-    attention_impl: str | None = None
-    scan_layers: bool = False  # run the encoder blocks under nn.scan (params stacked [depth, ...])
     activation: str = "gelu_tanh"  # transformer.ACTIVATIONS
     ln_eps: float = 1e-6
-    weight_grad: str = "xla"  # how the Dense layers' kernel gradients are computed: bigvl.models.matmul
     mask_pads: bool = True  # False: pads are ordinary tokens (SigLIP as published: no mask, last = T−1)
+    options: ModelOptions = ModelOptions()  # dtypes, remat, attention, weight grads, scanned blocks
 
     @nn.compact
     def __call__(self, tokens: jax.Array, pooled_only: bool = False) -> tuple[jax.Array, jax.Array | None]:
@@ -71,32 +67,30 @@ class TextTower(nn.Module):
         the last block then computes the pooled position only (`Encoder`'s keep), tokens None."""
         if self.pool not in POOLS:
             raise ValueError(f"model.text.pool {self.pool!r} is not one of {POOLS}")
-        length = tokens.shape[1]
+        length, opts = tokens.shape[1], self.options
         if length > self.context_length:
             raise ValueError(f"{length} tokens exceed model.text.context_length {self.context_length}")
         tokens = nn.with_logical_constraint(tokens, ("batch", "seq"))
         table = self.param("token_embedding", named(nn.initializers.normal(0.02), "vocab", "embed"),
-                           (self.vocab_size, self.width), self.param_dtype)
+                           (self.vocab_size, self.width), opts.param_dtype)
         # Gather from a table whole along `embed` (still split by `vocab`): gathering from an
         # fsdp-split table makes GSPMD replicate the output before it can split it by batch.
-        table = nn.with_logical_constraint(table.astype(self.dtype), ("vocab", None))
+        table = nn.with_logical_constraint(table.astype(opts.dtype), ("vocab", None))
         x = jnp.take(table, tokens, axis=0)
         pos = self.param("pos_embedding", named(nn.initializers.normal(0.01), "pos", "embed"),
-                         (self.context_length, self.width), self.param_dtype)
-        x = nn.with_logical_constraint(x + pos[:length].astype(self.dtype), ("batch", "seq", "act_embed"))
+                         (self.context_length, self.width), opts.param_dtype)
+        x = nn.with_logical_constraint(x + pos[:length].astype(opts.dtype), ("batch", "seq", "act_embed"))
         # mask_pads=False: a pad id no token can hold makes every position real (length T, no mask).
         pad_id = self.pad_id if self.mask_pads else -1
         kv_lengths = None if self.causal or not self.mask_pads else sequence_lengths(tokens, pad_id)
         where = None if self.pool == "map" else pool_positions(tokens, self.pool, self.eos_id, pad_id)
         keep = where if pooled_only else None
-        x = Encoder(self.depth, self.num_heads, self.mlp_dim, self.causal, self.dtype, self.param_dtype,
-                    self.remat, self.attention_impl, self.scan_layers, self.activation, self.ln_eps,
-                    self.weight_grad, name="encoder")(x, kv_lengths, keep)
+        x = Encoder(self.depth, self.num_heads, self.mlp_dim, self.causal, self.activation, self.ln_eps, opts,
+                    name="encoder")(x, kv_lengths, keep)
         if keep is not None:
             return nn.with_logical_constraint(x[:, 0], ("batch", "act_embed")), None
         if self.pool == "map":
-            pooled = MAPHead(self.num_heads, self.mlp_dim, 1, self.dtype, self.param_dtype, self.attention_impl,
-                             self.activation, self.ln_eps, self.weight_grad, name="map_head")(
+            pooled = MAPHead(self.num_heads, self.mlp_dim, 1, self.activation, self.ln_eps, opts, name="map_head")(
                 x, sequence_lengths(tokens, pad_id) if self.mask_pads else None)[:, 0]
         else:
             pooled = jnp.take_along_axis(x, where[:, None, None], axis=1)[:, 0]

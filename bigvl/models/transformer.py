@@ -5,7 +5,9 @@ Every parameter carries logical axis names (`embed`, `mlp`, `heads`, `kv`, None)
 (`batch`, `seq`, `act_embed`, `act_mlp`, `act_heads`). Both are no-ops outside
 `nn.logical_axis_rules(...)` + a mesh, so the same modules run unsharded on one device.
 
-Compute runs in `dtype` (e.g. bfloat16) with params stored in `param_dtype`; LayerNorm
+Every module takes the execution options whole (`options`, a `bigvl.models.options.ModelOptions`:
+dtypes, remat, attention kernel, weight gradient, scanned blocks). Compute runs in
+`options.dtype` (e.g. bfloat16) with params stored in `options.param_dtype`; LayerNorm
 statistics and the attention softmax are always float32 (flax LayerNorm and
 `jax.nn.dot_product_attention` upcast internally).
 """
@@ -19,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from bigvl.models.matmul import dense_dot, flax_dot_general
+from bigvl.models.options import REMAT_POLICIES, ModelOptions
 
 Dtype = Any
 
@@ -42,20 +45,16 @@ def activation_fn(name: str):
     raise ValueError(f"model.activation {name!r} is not one of {ACTIVATIONS}")
 
 
-REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable", "nothing_saveable",
-                  "everything_saveable")
-
-
 def named(initializer, *names: str | None):
     """An initializer whose param carries the logical axis `names` (one per dimension)."""
     return nn.with_logical_partitioning(initializer, names)
 
 
-def layer_norm(dtype: Dtype, param_dtype: Dtype, name: str | None = None, eps: float = 1e-6) -> nn.LayerNorm:
-    """LayerNorm over the last (`embed`) axis; statistics in float32, output in `dtype`.
+def layer_norm(options: ModelOptions, name: str | None = None, eps: float = 1e-6) -> nn.LayerNorm:
+    """LayerNorm over the last (`embed`) axis; statistics in float32, output in `options.dtype`.
 
     eps 1e-6 (big_vision, the default); open_clip's and HF CLIP's LayerNorms use 1e-5 (`model.layer_norm_eps`)."""
-    return nn.LayerNorm(epsilon=eps, dtype=dtype, param_dtype=param_dtype, name=name,
+    return nn.LayerNorm(epsilon=eps, dtype=options.dtype, param_dtype=options.param_dtype, name=name,
                         scale_init=named(nn.initializers.ones, "embed"), bias_init=named(ZEROS, "embed"))
 
 
@@ -121,24 +120,22 @@ class DenseGeneral(nn.Module):
     kernel_names: tuple[str | None, ...]
     in_dims: int = 1
     use_bias: bool = True
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    weight_grad: str = "xla"  # how the kernel gradient is computed: bigvl.models.matmul
+    options: ModelOptions = ModelOptions()  # dtypes, and how the kernel gradient is computed (weight_grad)
 
     @nn.compact
     def __call__(self, x: jax.Array, select: slice | None = None) -> jax.Array:
         """select: a slice of the first feature axis; only those outputs are computed (the
         fused qkv projection's q or k, v alone), from the same params."""
-        in_shape, n = tuple(x.shape[-self.in_dims:]), self.in_dims
+        in_shape, n, opts = tuple(x.shape[-self.in_dims:]), self.in_dims, self.options
         kernel = self.param("kernel", named(flat_init(DENSE_INIT, n), *self.kernel_names),
-                            in_shape + tuple(self.features), self.param_dtype)
-        bias = (self.param("bias", named(ZEROS, *self.kernel_names[n:]), tuple(self.features), self.param_dtype)
+                            in_shape + tuple(self.features), opts.param_dtype)
+        bias = (self.param("bias", named(ZEROS, *self.kernel_names[n:]), tuple(self.features), opts.param_dtype)
                 if self.use_bias else None)
         if select is not None:
             kernel = kernel[(slice(None),) * n + (select,)]
             bias = None if bias is None else bias[select]
-        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        y = dense_dot(x, kernel, n, self.weight_grad)
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=opts.dtype)
+        y = dense_dot(x, kernel, n, opts.weight_grad)
         return y if bias is None else y + bias
 
 
@@ -146,10 +143,7 @@ class SelfAttention(nn.Module):
     """Multi-head self-attention with one fused qkv projection: [B,T,D] → [B,T,D]."""
     num_heads: int
     is_causal: bool = False
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    implementation: str | None = None
-    weight_grad: str = "xla"  # bigvl.models.matmul
+    options: ModelOptions = ModelOptions()
 
     @nn.compact
     def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None,
@@ -158,12 +152,12 @@ class SelfAttention(nn.Module):
         then only that position attends (to every key), and the output is [B,1,D]."""
         width = x.shape[-1]
         heads, head_dim = self.num_heads, width // self.num_heads
-        dense = dict(dtype=self.dtype, param_dtype=self.param_dtype, weight_grad=self.weight_grad)
+        dense = dict(options=self.options)
         qkv_proj = DenseGeneral((3, heads, head_dim), ("embed", None, "heads", "kv"), name="qkv", **dense)
         if query_positions is None:
             qkv = nn.with_logical_constraint(qkv_proj(x), ("batch", "seq", None, "act_heads", None))
             y = attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], is_causal=self.is_causal,
-                          kv_lengths=kv_lengths, implementation=self.implementation)
+                          kv_lengths=kv_lengths, implementation=self.options.attention_impl)
         else:  # one query per sequence: its q alone, k and v of every position
             kv = nn.with_logical_constraint(qkv_proj(x, slice(1, 3)), ("batch", "seq", None, "act_heads", None))
             q = qkv_proj(take_positions(x, query_positions), slice(0, 1))[:, :, 0]
@@ -183,21 +177,19 @@ class Mlp(nn.Module):
     GELU is the tanh approximation (big_vision) by default; `activation` (ACTIVATIONS) picks
     OpenAI CLIP's QuickGELU, x·σ(1.702x), or open_clip's / HF's exact erf GELU."""
     mlp_dim: int
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
     activation: str = "gelu_tanh"
-    weight_grad: str = "xla"  # bigvl.models.matmul
+    options: ModelOptions = ModelOptions()
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        width = x.shape[-1]
-        dot_general = flax_dot_general(self.weight_grad)
-        h = nn.Dense(self.mlp_dim, dtype=self.dtype, param_dtype=self.param_dtype, dot_general=dot_general,
+        width, opts = x.shape[-1], self.options
+        dense = dict(dtype=opts.dtype, param_dtype=opts.param_dtype, dot_general=flax_dot_general(opts.weight_grad))
+        h = nn.Dense(self.mlp_dim, **dense,
                      kernel_init=named(DENSE_INIT, "embed", "mlp"), bias_init=named(ZEROS, "mlp"),
                      name="fc1")(x)
         h = nn.with_logical_constraint(h, ("batch", "seq", "act_mlp"))
         h = activation_fn(self.activation)(h)
-        return nn.Dense(width, dtype=self.dtype, param_dtype=self.param_dtype, dot_general=dot_general,
+        return nn.Dense(width, **dense,
                         kernel_init=named(DENSE_INIT, "mlp", "embed"), bias_init=named(ZEROS, "embed"),
                         name="fc2")(h)
 
@@ -207,25 +199,22 @@ class EncoderBlock(nn.Module):
     num_heads: int
     mlp_dim: int
     is_causal: bool = False
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    attention_impl: str | None = None
     activation: str = "gelu_tanh"  # ACTIVATIONS
     ln_eps: float = 1e-6
-    weight_grad: str = "xla"  # bigvl.models.matmul
+    options: ModelOptions = ModelOptions()
 
     @nn.compact
     def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None,
                  query_positions: int | jax.Array | None = None) -> jax.Array:
         """query_positions (see SelfAttention): compute only that position's output, [B,1,D]."""
-        y = layer_norm(self.dtype, self.param_dtype, "ln_1", self.ln_eps)(x)
+        y = layer_norm(self.options, "ln_1", self.ln_eps)(x)
         if query_positions is not None:
             x = take_positions(x, query_positions)
-        x = x + SelfAttention(self.num_heads, self.is_causal, self.dtype, self.param_dtype,
-                              self.attention_impl, self.weight_grad, name="attn")(y, kv_lengths, query_positions)
+        x = x + SelfAttention(self.num_heads, self.is_causal, self.options, name="attn")(y, kv_lengths,
+                                                                                        query_positions)
         x = nn.with_logical_constraint(x, ("batch", "seq", "act_embed"))
-        y = layer_norm(self.dtype, self.param_dtype, "ln_2", self.ln_eps)(x)
-        x = x + Mlp(self.mlp_dim, self.dtype, self.param_dtype, self.activation, self.weight_grad, name="mlp")(y)
+        y = layer_norm(self.options, "ln_2", self.ln_eps)(x)
+        x = x + Mlp(self.mlp_dim, self.activation, self.options, name="mlp")(y)
         return nn.with_logical_constraint(x, ("batch", "seq", "act_embed"))
 
 
@@ -266,8 +255,8 @@ class Encoder(nn.Module):
     """`depth` EncoderBlocks (each optionally rematerialised) then a final LayerNorm.
 
     x [B,T,D] in `dtype` → [B,T,D]; kv_lengths int32 [B] or None (see `attention`).
-    Unrolled (`scan=False`): params `block_0` … `block_{depth-1}`, one Python-loop copy of the
-    block per layer in the program. Scanned (`scan=True`, MaxText's scan_layers): one block under
+    Unrolled (`options.scan_layers` False): params `block_0` … `block_{depth-1}`, one Python-loop
+    copy of the block per layer in the program. Scanned (True, MaxText's scan_layers): one block under
     `flax.linen.scan`, params `blocks/...` stacked on a leading [depth] axis named LAYER_AXIS, so
     the program (and its compile time) does not grow with depth; remat then wraps the scanned
     body. The two give the same outputs for the same weights (`pretrained.stack_layers`).
@@ -276,14 +265,9 @@ class Encoder(nn.Module):
     num_heads: int
     mlp_dim: int
     is_causal: bool = False
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    remat: str = "none"
-    attention_impl: str | None = None
-    scan: bool = False
     activation: str = "gelu_tanh"  # ACTIVATIONS
     ln_eps: float = 1e-6
-    weight_grad: str = "xla"  # bigvl.models.matmul
+    options: ModelOptions = ModelOptions()  # remat and scan_layers among them
 
     @nn.compact
     def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None,
@@ -292,18 +276,17 @@ class Encoder(nn.Module):
         int, or int32 [B]) → [B,1,D]. Unrolled, the last block then computes that position
         alone (every layer's other outputs feed only the last block's keys and values): the
         same numbers for ~1/depth less work. Scanned, all positions run and `keep` is gathered."""
-        use_remat, policy = remat_policy(self.remat)
-        block_args = (self.num_heads, self.mlp_dim, self.is_causal, self.dtype, self.param_dtype, self.attention_impl,
-                      self.activation, self.ln_eps, self.weight_grad)
-        if self.scan:
-            x, _ = scanned_blocks(self.depth, self.remat)(*block_args, name=SCANNED_BLOCKS)(x, kv_lengths)
+        use_remat, policy = remat_policy(self.options.remat)
+        block_args = (self.num_heads, self.mlp_dim, self.is_causal, self.activation, self.ln_eps, self.options)
+        if self.options.scan_layers:
+            x, _ = scanned_blocks(self.depth, self.options.remat)(*block_args, name=SCANNED_BLOCKS)(x, kv_lengths)
             x = x if keep is None else take_positions(x, keep)
         else:
             block_cls = nn.remat(EncoderBlock, policy=policy, prevent_cse=True,
                                  static_argnums=(3,) if isinstance(keep, int) else ()) if use_remat else EncoderBlock
             for i in range(self.depth):
                 x = block_cls(*block_args, name=f"block_{i}")(x, kv_lengths, keep if i == self.depth - 1 else None)
-        return layer_norm(self.dtype, self.param_dtype, "ln_final", self.ln_eps)(x)
+        return layer_norm(self.options, "ln_final", self.ln_eps)(x)
 
 
 class MAPHead(nn.Module):
@@ -318,25 +301,23 @@ class MAPHead(nn.Module):
     num_heads: int
     mlp_dim: int
     num_queries: int = 1
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    attention_impl: str | None = None
     activation: str = "gelu_tanh"  # ACTIVATIONS
     ln_eps: float = 1e-6
-    weight_grad: str = "xla"  # bigvl.models.matmul
+    options: ModelOptions = ModelOptions()
 
     @nn.compact
     def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None) -> jax.Array:
         batch, width = x.shape[0], x.shape[-1]
         heads, head_dim = self.num_heads, width // self.num_heads
-        dense = dict(dtype=self.dtype, param_dtype=self.param_dtype, weight_grad=self.weight_grad)
-        probe = self.param("probe", named(DENSE_INIT, None, "embed"), (self.num_queries, width), self.param_dtype)
+        dense = dict(options=self.options)
+        probe = self.param("probe", named(DENSE_INIT, None, "embed"), (self.num_queries, width),
+                           self.options.param_dtype)
         q = DenseGeneral((heads, head_dim), ("embed", "heads", "kv"), name="q", **dense)(probe)
         q = jnp.broadcast_to(q[None], (batch,) + q.shape)
         kv = DenseGeneral((2, heads, head_dim), ("embed", None, "heads", "kv"), name="kv", **dense)(x)
         kv = nn.with_logical_constraint(kv, ("batch", "seq", None, "act_heads", None))
-        y = attention(q, kv[:, :, 0], kv[:, :, 1], kv_lengths=kv_lengths, implementation=self.attention_impl)
+        y = attention(q, kv[:, :, 0], kv[:, :, 1], kv_lengths=kv_lengths, implementation=self.options.attention_impl)
         y = DenseGeneral((width,), ("heads", "kv", "embed"), in_dims=2, name="out", **dense)(y)
-        y = y + Mlp(self.mlp_dim, self.dtype, self.param_dtype, self.activation, self.weight_grad, name="mlp")(
-            layer_norm(self.dtype, self.param_dtype, "ln", self.ln_eps)(y))
+        y = y + Mlp(self.mlp_dim, self.activation, self.options, name="mlp")(
+            layer_norm(self.options, "ln", self.ln_eps)(y))
         return nn.with_logical_constraint(y, ("batch", None, "act_embed"))

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from bigvl.models.heads import l2_normalize, logit_bias_param, logit_scale, logit_scale_param, projection
+from bigvl.models.options import ModelOptions
 from bigvl.models.text import TextTower
-from bigvl.models.transformer import Dtype
 from bigvl.models.vit import VisionTower
 
 __all__ = ["TwoTower"]
@@ -35,17 +34,14 @@ class TwoTower(nn.Module):
     text_proj_bias: bool = False
     temperature_init: float = 1 / 0.07
     bias_init: float | None = None
-    # encode_image / encode_text: each tower's last block computes only its pooled position
-    # (cls / eos / last / first pooling); exact, ~1/depth less work (`transformer.Encoder`'s keep).
-    pooled_last_block: bool = True
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
+    # options.pooled_last_block: in encode_image / encode_text each tower's last block computes only
+    # its pooled position (cls / eos / last / first pooling); exact, ~1/depth less work (`transformer.Encoder`'s keep).
+    options: ModelOptions = ModelOptions()
 
     def setup(self):
-        head = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        self.image_proj = (projection(self.embed_dim, use_bias=self.image_proj_bias, name="image_proj", **head)
+        self.image_proj = (projection(self.embed_dim, self.options, use_bias=self.image_proj_bias, name="image_proj")
                            if self.project_image else None)
-        self.text_proj = (projection(self.embed_dim, use_bias=self.text_proj_bias, name="text_proj", **head)
+        self.text_proj = (projection(self.embed_dim, self.options, use_bias=self.text_proj_bias, name="text_proj")
                           if self.project_text else None)
         self.log_logit_scale = logit_scale_param(self, self.temperature_init)
         if self.bias_init is not None:
@@ -53,12 +49,12 @@ class TwoTower(nn.Module):
 
     def encode_image(self, images: jax.Array) -> jax.Array:
         """images [B,S,S,3] uint8 (or float in [-1,1]) → L2-normalised float32 [B,E]."""
-        pooled, _ = self.image(images, pooled_only=self.pooled_last_block)
+        pooled, _ = self.image(images, pooled_only=self.options.pooled_last_block)
         return l2_normalize(self.image_proj(pooled) if self.image_proj is not None else pooled)
 
     def encode_text(self, tokens: jax.Array) -> jax.Array:
         """tokens int32 [B,L] (right-padded) → L2-normalised float32 [B,E]."""
-        pooled, _ = self.text(tokens, pooled_only=self.pooled_last_block)
+        pooled, _ = self.text(tokens, pooled_only=self.options.pooled_last_block)
         return l2_normalize(self.text_proj(pooled) if self.text_proj is not None else pooled)
 
     def encode_image_with_patches(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:

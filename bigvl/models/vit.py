@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from bigvl.models.matmul import flax_dot_general
+from bigvl.models.options import ModelOptions
 from bigvl.models.transformer import DENSE_INIT, ZEROS, Dtype, Encoder, MAPHead, layer_norm, named
 
 POOLS = ("cls", "gap", "map")
@@ -40,21 +41,20 @@ class ConvStem(nn.Module):
     """
     width: int
     patch_size: int
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
     ln_eps: float = 1e-6
+    options: ModelOptions = ModelOptions()
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        dtypes = dict(dtype=self.options.dtype, param_dtype=self.options.param_dtype)
         for i, channels in enumerate(conv_stem_channels(self.width, self.patch_size)):
-            x = nn.Conv(channels, (3, 3), strides=2, padding=1, use_bias=False, dtype=self.dtype,
-                        param_dtype=self.param_dtype, kernel_init=named(DENSE_INIT, None, None, None, "mlp"),
-                        name=f"conv_{i}")(x)
-            x = nn.gelu(nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype, param_dtype=self.param_dtype,
+            x = nn.Conv(channels, (3, 3), strides=2, padding=1, use_bias=False, **dtypes,
+                        kernel_init=named(DENSE_INIT, None, None, None, "mlp"), name=f"conv_{i}")(x)
+            x = nn.gelu(nn.LayerNorm(epsilon=self.ln_eps, **dtypes,
                                      scale_init=named(nn.initializers.ones, "mlp"), bias_init=named(ZEROS, "mlp"),
                                      name=f"conv_{i}_norm")(x))
         b, h, w, c = x.shape
-        return nn.Dense(self.width, dtype=self.dtype, param_dtype=self.param_dtype,
+        return nn.Dense(self.width, **dtypes,
                         kernel_init=named(DENSE_INIT, "mlp", "embed"), bias_init=named(ZEROS, "embed"),
                         name="proj")(x.reshape(b, h * w, c))
 
@@ -84,7 +84,7 @@ def to_model_range(images: jax.Array, dtype: Dtype, mean: tuple = UNIT_RANGE, st
 
 
 class VisionTower(nn.Module):
-    """images [B,S,S,3] (uint8, or float in [-1,1]) → (pooled [B,D], patch tokens [B,N,D]) in `dtype`.
+    """images [B,S,S,3] (uint8, or float in [-1,1]) → (pooled [B,D], patch tokens [B,N,D]) in `options.dtype`.
 
     N = (S/P)². Tokens are the final-LayerNorm outputs of the patch positions (the cls
     token, when used, is the pooled output and not among them).
@@ -97,17 +97,12 @@ class VisionTower(nn.Module):
     pool: str = "cls"
     patch_bias: bool = False
     ln_pre: bool = True
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    remat: str = "none"
-    attention_impl: str | None = None
-    scan_layers: bool = False  # run the encoder blocks under nn.scan (params stacked [depth, ...])
     activation: str = "gelu_tanh"  # transformer.ACTIVATIONS
     ln_eps: float = 1e-6
     pixel_mean: tuple = UNIT_RANGE  # uint8 images → (x/255 − mean)/std
     pixel_std: tuple = UNIT_RANGE
     stem: str = "patch"  # STEMS: one Dense per patch (ViT), or ConvStem
-    weight_grad: str = "xla"  # how the Dense layers' kernel gradients are computed: bigvl.models.matmul
+    options: ModelOptions = ModelOptions()  # dtypes, remat, attention, weight grads, scanned blocks
 
     @nn.compact
     def __call__(self, images: jax.Array, pooled_only: bool = False) -> tuple[jax.Array, jax.Array | None]:
@@ -117,37 +112,35 @@ class VisionTower(nn.Module):
             raise ValueError(f"model.image.pool {self.pool!r} is not one of {POOLS}")
         if self.stem not in STEMS:
             raise ValueError(f"model.image.stem {self.stem!r} is not one of {STEMS}")
-        d = self.width
-        pixels = to_model_range(images, self.dtype, self.pixel_mean, self.pixel_std)
+        d, opts = self.width, self.options
+        pixels = to_model_range(images, opts.dtype, self.pixel_mean, self.pixel_std)
         if self.stem == "conv":
-            x = ConvStem(d, self.patch_size, self.dtype, self.param_dtype, self.ln_eps, name="conv_stem")(pixels)
+            x = ConvStem(d, self.patch_size, self.ln_eps, opts, name="conv_stem")(pixels)
         else:
             patches = nn.with_logical_constraint(patchify(pixels, self.patch_size), ("batch", "seq", None))
-            x = nn.Dense(d, use_bias=self.patch_bias, dtype=self.dtype, param_dtype=self.param_dtype,
-                         dot_general=flax_dot_general(self.weight_grad),
+            x = nn.Dense(d, use_bias=self.patch_bias, dtype=opts.dtype, param_dtype=opts.param_dtype,
+                         dot_general=flax_dot_general(opts.weight_grad),
                          kernel_init=named(DENSE_INIT, "patch", "embed"), bias_init=named(ZEROS, "embed"),
                          name="patch_embedding")(patches)
         batch = x.shape[0]
         if self.pool == "cls":
-            cls = self.param("cls_token", named(nn.initializers.normal(d ** -0.5), "embed"), (d,), self.param_dtype)
-            x = jnp.concatenate([jnp.broadcast_to(cls.astype(self.dtype), (batch, 1, d)), x], axis=1)
+            cls = self.param("cls_token", named(nn.initializers.normal(d ** -0.5), "embed"), (d,), opts.param_dtype)
+            x = jnp.concatenate([jnp.broadcast_to(cls.astype(opts.dtype), (batch, 1, d)), x], axis=1)
         pos = self.param("pos_embedding", named(nn.initializers.normal(d ** -0.5), "pos", "embed"),
-                         (x.shape[1], d), self.param_dtype)
-        x = nn.with_logical_constraint(x + pos.astype(self.dtype), ("batch", "seq", "act_embed"))
+                         (x.shape[1], d), opts.param_dtype)
+        x = nn.with_logical_constraint(x + pos.astype(opts.dtype), ("batch", "seq", "act_embed"))
         if self.ln_pre:
-            x = layer_norm(self.dtype, self.param_dtype, "ln_pre", self.ln_eps)(x)
+            x = layer_norm(opts, "ln_pre", self.ln_eps)(x)
         keep = 0 if pooled_only and self.pool == "cls" else None
-        x = Encoder(self.depth, self.num_heads, self.mlp_dim, False, self.dtype, self.param_dtype, self.remat,
-                    self.attention_impl, self.scan_layers, self.activation, self.ln_eps, self.weight_grad,
+        x = Encoder(self.depth, self.num_heads, self.mlp_dim, False, self.activation, self.ln_eps, opts,
                     name="encoder")(x, None, keep)
         if keep is not None:
             pooled, tokens = x[:, 0], None
         elif self.pool == "cls":
             pooled, tokens = x[:, 0], x[:, 1:]
         elif self.pool == "gap":
-            pooled, tokens = jnp.mean(x.astype(jnp.float32), axis=1).astype(self.dtype), x
+            pooled, tokens = jnp.mean(x.astype(jnp.float32), axis=1).astype(opts.dtype), x
         else:
-            pooled, tokens = MAPHead(self.num_heads, self.mlp_dim, 1, self.dtype, self.param_dtype,
-                                     self.attention_impl, self.activation, self.ln_eps, self.weight_grad,
+            pooled, tokens = MAPHead(self.num_heads, self.mlp_dim, 1, self.activation, self.ln_eps, opts,
                                      name="map_head")(x)[:, 0], x
         return nn.with_logical_constraint(pooled, ("batch", "act_embed")), tokens

@@ -73,3 +73,13 @@ def test_consistent_variants_still_validate():
     config = load_config(DEMO)
     apply_overrides(config, ["data.caption_strategy=partial", "data.partial_max_tokens=32"])
     validate(config)  # K = context length: fits (the tokenizer keeps EOS last)
+
+
+def test_a_run_shorter_than_its_warmup_is_allowed_and_said(caplog):
+    """`--config.total_steps=20` on a config with 50 warmup steps (a smoke run) trains; the log says
+    the learning rate never leaves warmup. The schedule itself is checked in tests/test_optimizer.py."""
+    config = load_config("demo")
+    config.total_steps = 20
+    with caplog.at_level("WARNING"):
+        validate(config)
+    assert "whole run is warmup" in caplog.text

@@ -29,6 +29,14 @@ def test_warmup_cosine_matches_formula():
         assert math.isclose(float(sched(step)), expected, rel_tol=1e-5)
 
 
+def test_a_run_shorter_than_its_warmup_stays_on_the_warmup_ramp():
+    """total_steps < warmup_steps (a smoke run of a real config): every step's lr is lr·step/warmup."""
+    for schedule in ("cosine", "rsqrt", "constant"):
+        sched = make_schedule(_optim(lr=1e-3, warmup_steps=50, schedule=schedule), total_steps=20)
+        for step in (0, 7, 19):
+            assert math.isclose(float(sched(step)), 1e-3 * step / 50, rel_tol=1e-6, abs_tol=1e-12), (schedule, step)
+
+
 def test_rsqrt_after_warmup():
     sched = make_schedule(_optim(lr=1.0, warmup_steps=100, schedule="rsqrt"), total_steps=1000)
     assert math.isclose(float(sched(100)), 1.0, rel_tol=1e-2)

@@ -6,6 +6,8 @@ one ConfigError naming the key.
 """
 from __future__ import annotations
 
+import logging
+
 import jax
 import ml_collections
 
@@ -17,6 +19,7 @@ from bigvl.losses.objective import Objective
 from bigvl.models import build_model
 from bigvl.parallel.mesh import mesh_shape
 
+log = logging.getLogger(__name__)
 SCHEDULES = ("cosine", "rsqrt", "constant")
 MU_DTYPES = ("", "bfloat16", "float32")
 
@@ -42,8 +45,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
           f"{config.optim.schedule!r} is not one of {SCHEDULES}")
     for key in ("total_steps", "batch_size", "log_steps"):
         check(config[key] > 0, key, f"must be positive, got {config[key]}")
-    check(config.optim.warmup_steps <= config.total_steps, "optim.warmup_steps",
-          f"{config.optim.warmup_steps} exceeds total_steps {config.total_steps}")
+    check(config.optim.warmup_steps >= 0, "optim.warmup_steps", f"must be >= 0, got {config.optim.warmup_steps}")
+    if config.optim.warmup_steps >= config.total_steps:  # a short smoke run of a real config: allowed, said
+        log.warning("optim.warmup_steps %d >= total_steps %d: the whole run is warmup, the learning rate "
+                    "never reaches optim.lr", config.optim.warmup_steps, config.total_steps)
     check(config.optim.mu_dtype in MU_DTYPES, "optim.mu_dtype",
           f"{config.optim.mu_dtype!r} is not one of {MU_DTYPES}")
     accum = config.optim.grad_accum_steps

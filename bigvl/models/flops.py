@@ -43,7 +43,7 @@ Reproduces open_clip's profiler numbers: ViT-B/16 CLIP @224 image 35.13, text 5.
 """
 from __future__ import annotations
 
-from bigvl.models import image_size_of, text_size_of
+from bigvl.models.build import image_size_of, text_size_of
 from bigvl.models.captioners import decoder_size
 from bigvl.models.sizes import TransformerSize
 

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
-from bigvl.models import param_path
+from bigvl.models.param_tree import param_path
 from bigvl.models.transformer import SCANNED_BLOCKS
 
 ENCODER = "encoder"  # the towers' Encoder module name: only its blocks are scanned (not the decoder's)

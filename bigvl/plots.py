@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from bigvl.evaluators.pointing import patch_grid
-from bigvl.train.run_dir import read_metrics
+from bigvl.train.metrics_log import read_metrics
 
 SAVE_ENV = "BIGVL_SAVE_FIGURES"  # a directory: save_figure writes NAME.png there
 

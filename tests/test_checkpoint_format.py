@@ -14,7 +14,7 @@ from tests.helpers.tiny import tiny_config
 from bigvl.inference.checkpoint_format import FORMAT_VERSION, CheckpointVersionError, format_version
 from bigvl.train import checkpoints
 from bigvl.train.loop import train_and_evaluate
-from bigvl.train.run_dir import read_metrics
+from bigvl.train.metrics_log import read_metrics
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "checkpoint_v0")
 

@@ -17,7 +17,7 @@ from bigvl.data.iterator_state import state_at_step
 from bigvl.data.pipeline import make_train_dataset
 from bigvl.inference.run import load_run
 from bigvl.train import checkpoints
-from bigvl.train.run_dir import ids_path, read_ids
+from bigvl.train.example_ids import ids_path, read_ids
 from tests.helpers.multihost_launch import launch, tiny_config_file
 
 

@@ -7,7 +7,7 @@ from tests.helpers.tiny import tiny_config
 
 from bigvl.config import ConfigError, base_config, validate
 from bigvl.train.grad_accumulation import accumulated_value_and_grad, merge_micro_batches, split_micro_batches
-from bigvl.train.run_dir import read_metrics
+from bigvl.train.metrics_log import read_metrics
 from bigvl.models import build_model
 from bigvl.losses.objective import Objective
 from bigvl.parallel.mesh import batch_sharding, make_mesh, replicated, rules_from_config

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bigvl.inference.run import load_run
-from bigvl.train.run_dir import ids_path, read_ids
+from bigvl.train.example_ids import ids_path, read_ids
 from tests.helpers.multihost_launch import launch, tiny_config_file
 
 pytestmark = pytest.mark.slow  # second tier: end-to-end (README, .ci/run)

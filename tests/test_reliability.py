@@ -11,10 +11,11 @@ import pytest
 from tests.helpers.tiny import tiny_config
 from tests.helpers.xla_env import subprocess_env
 
-from bigvl.train import run_dir as run_logs
+from bigvl.train.example_ids import ids_path
 from bigvl.data.records import read_records
 from tests.helpers.data_faults import truncate_shard, write_faulty_shard
-from bigvl.train.run_dir import read_metrics
+from bigvl.train.metrics_log import read_metrics
+from bigvl.train.supersede import supersede_after, superseded_path
 
 pytestmark = pytest.mark.slow  # second tier: end-to-end (README, .ci/run)
 
@@ -26,7 +27,7 @@ _KILLED = """
 import os, signal, sys, time, pathlib
 import jax
 jax.config.update("jax_num_cpu_devices", 8)
-from bigvl.train import run_dir as metrics_writer
+from bigvl.train import metrics_log as metrics_writer
 from bigvl.train.loop import train_and_evaluate
 from tests.helpers.tiny import tiny_config
 
@@ -101,7 +102,7 @@ def test_kill_9_then_relaunch_equals_the_straight_run(tiny_world, straight_run, 
     killed = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=240)
     assert killed.returncode == -9, killed.stderr[-3000:]
-    ids_file = run_logs.ids_path(workdir, 0, 1)
+    ids_file = ids_path(workdir, 0, 1)
     assert [int(line.split()[0]) for line in _lines(ids_file)] == list(range(1, KILL_AT + 1))
     assert sorted(p for p in os.listdir(os.path.join(workdir, "checkpoints")) if p.isdigit()) == ["3"]
 
@@ -110,13 +111,13 @@ def test_kill_9_then_relaunch_equals_the_straight_run(tiny_world, straight_run, 
     for a, b in zip(*(jax_leaves(_state(w, STEPS)) for w in (straight_run, workdir)), strict=True):
         np.testing.assert_array_equal(a, b)  # params, optimizer moments, counters: bitwise
     assert _rows(workdir) == _rows(straight_run)
-    assert _lines(ids_file) == _lines(run_logs.ids_path(straight_run, 0, 1))
+    assert _lines(ids_file) == _lines(ids_path(straight_run, 0, 1))
     steps = [int(line.split()[0]) for line in _lines(ids_file)]
     assert steps == list(range(1, STEPS + 1))  # every step's examples consumed exactly once
     # what the killed run wrote after its checkpoint is kept aside, not lost
     moved = [json.loads(line)["step"] for line in _lines(os.path.join(workdir, "metrics.superseded.jsonl"))]
     assert moved == [4, 5]
-    assert [int(line.split()[0]) for line in _lines(run_logs.superseded_path(ids_file))] == [4, 5]
+    assert [int(line.split()[0]) for line in _lines(superseded_path(ids_file))] == [4, 5]
 
 
 def jax_leaves(tree):
@@ -129,7 +130,7 @@ def test_supersede_moves_later_and_torn_lines_and_loses_nothing(tmp_path):
     lines = ['{"step": 1, "loss": 2.0}', '{"step": 2, "loss": 1.5}', '{"step": 3, "loss": 1.0}', '{"step": 4, "lo']
     with open(path, "w") as f:
         f.write("\n".join(lines))
-    assert run_logs.supersede_after(path, 2) == 2
+    assert supersede_after(path, 2) == 2
     assert _lines(path) == lines[:2]
-    assert _lines(run_logs.superseded_path(path)) == lines[2:]
-    assert run_logs.supersede_after(path, 2) == 0 and run_logs.supersede_after(str(tmp_path / "none"), 0) == 0
+    assert _lines(superseded_path(path)) == lines[2:]
+    assert supersede_after(path, 2) == 0 and supersede_after(str(tmp_path / "none"), 0) == 0

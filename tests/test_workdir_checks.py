@@ -9,8 +9,8 @@ import tempfile
 import pytest
 from tests.helpers.xla_env import subprocess_env
 
-from bigvl.train import run_dir as workdir_checks
-from bigvl.train.run_dir import check_workdir
+from bigvl.train import workdir_checks
+from bigvl.train.workdir_checks import check_workdir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 Usage = collections.namedtuple("Usage", "total used free")

@@ -25,10 +25,13 @@ from bigvl.models.flops import model_flops_per_pair
 from bigvl.parallel.hardware import peak_flops
 from bigvl.parallel.mesh import (batch_sharding, check_batch_divisible, host_local_to_global, make_mesh,
                                  rules_from_config)
-from bigvl.train import checkpoints, run_dir
+from bigvl.train import checkpoints
+from bigvl.train.example_ids import ExampleIdsLog
 from bigvl.train.init_check import check_init_architecture
+from bigvl.train.metrics_log import MetricsWriter, finished_metrics
 from bigvl.train.state import load_init_params, make_train_setup, window_mean_loss
 from bigvl.train.step import make_train_step
+from bigvl.train.supersede import supersede_logs
 from bigvl.train.throughput import Throughput
 
 log = logging.getLogger(__name__)
@@ -72,14 +75,14 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         if config.init.workdir:  # fine-tuning: params from another run (Adam moments start at 0)
             state["params"] = load_init_params(config.init, state["params"], mesh)
     start_step = int(state["step"])
-    if start_step == config.total_steps and (done := run_dir.finished_metrics(workdir, start_step)) is not None:
+    if start_step == config.total_steps and (done := finished_metrics(workdir, start_step)) is not None:
         log.info("%s finished at step %d already: its final evaluation is in final_metrics.json", workdir, start_step)
         return done
     # Lines a killed run wrote after this checkpoint move to *.superseded.* files: the
     # resumed run writes them again (the final evaluation too, when only it is left), and
     # TensorBoard drops its events past start_step.
-    run_dir.supersede_logs(workdir, start_step, jax.process_index(), jax.process_count(),
-                           evals_at_step=start_step == config.total_steps)
+    supersede_logs(workdir, start_step, jax.process_index(), jax.process_count(),
+                   evals_at_step=start_step == config.total_steps)
 
     # ------------------------------------------------------------------ update
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
@@ -87,10 +90,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                           out_shardings=(setup.state_shardings, None), donate_argnums=(0,))
 
     with contextlib.ExitStack() as closing:
-        writer = run_dir.MetricsWriter(workdir, enabled=is_host0, purge_step=start_step + 1)
+        writer = MetricsWriter(workdir, enabled=is_host0, purge_step=start_step + 1)
         closing.callback(writer.close)
-        ids_log = run_dir.ExampleIdsLog(workdir, jax.process_index(), jax.process_count(),
-                                        enabled=config.log_example_ids)
+        ids_log = ExampleIdsLog(workdir, jax.process_index(), jax.process_count(),
+                                enabled=config.log_example_ids)
         closing.callback(ids_log.close)
         closing.callback(manager.wait_until_finished)  # runs first: checkpoints land before the logs close
 

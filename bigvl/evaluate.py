@@ -1,7 +1,8 @@
 """Standalone evaluation of a checkpoint: `python -m bigvl.evaluate --workdir DIR [--step N]` (= `bigvl evaluate`).
 
 Reads the config the run saved (`DIR/config.json`), restores the params and runs every
-evaluator the config names; `--config.evals.X=...` overrides point it at other splits.
+evaluator entry the config names (`evals.NAME`); `--config.evals.NAME.split=...` overrides point one at
+another split (a run saved before entries existed is converted on read).
 
 `--suite NAME[,NAME...] --data_dir DIR` runs published benchmarks instead (CLIP_benchmark wds,
 TFDS, ImageFolder, Karpathy COCO/Flickr30k, Urban1k, DOCCI, DCI, SugarCrepe, ARO; the list is

@@ -18,6 +18,7 @@ from bigvl.cli import command_parser
 from bigvl.config import ConfigError, apply_overrides, load_config, split_overrides, validate
 from bigvl.data.pipeline import NoReadableShardError, resolve_paths
 from bigvl.data.tokenizer import Tokenizer
+from bigvl.evaluators import entries
 from bigvl.inference.checkpoint_format import CheckpointVersionError
 from bigvl.parallel import distributed
 from bigvl.parallel.process import setup_process
@@ -53,9 +54,10 @@ def preflight(config) -> None:
         TfdsSource(config.data)
     resolve_paths([config.data.tokenizer], "data.tokenizer")
     Tokenizer(config.data.tokenizer).check_model_text(config.model.text)
-    for key in ("zeroshot", "zeroshot_classes", "retrieval", "hard_negatives", "pointing", "captioning"):
-        if config.evals[key]:
-            resolve_paths([config.evals[key]], f"evals.{key}")
+    for name, kind, entry in entries(config.evals):  # the file options each evaluator type declares
+        for option in kind.files:
+            if entry[option]:
+                resolve_paths([entry[option]], f"evals.{name}.{option}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from array_record.python.array_record_module import ArrayRecordReader  # noqa: E402
 
 from bigvl.evaluators import chance_levels  # noqa: E402
 from bigvl.train.run_dir import read_metrics  # noqa: E402
@@ -57,12 +56,7 @@ def plot_curves(workdir: str, path: str) -> None:
 
 def write_report(config, workdir: str, metrics: dict[str, float]) -> str:
     """Prints the results table, writes results.md and curves.png in `workdir`; returns the table."""
-    num_retrieval = None
-    if config.evals.retrieval:
-        reader = ArrayRecordReader(config.evals.retrieval)
-        num_retrieval = reader.num_records()
-        reader.close()
-    table = results_table(metrics, chance_levels(config.evals, num_retrieval))
+    table = results_table(metrics, chance_levels(config.evals))
     with open(os.path.join(workdir, "results.md"), "w") as f:
         f.write(table + "\n")
     plot_curves(workdir, os.path.join(workdir, "curves.png"))

@@ -24,10 +24,8 @@ def get_config(arg: str = ""):
     c.model.kind = "clips"
     c.model.decoder.update(depth=2, context_length=96, cond_slot=1)
 
-    c.evals.long_retrieval_field = ""
-    c.evals.hard_negatives = ""
-    c.evals.pointing = ""  # two-tower patch embeddings only
-    c.evals.captioning = c.evals.retrieval
-    c.evals.captioning_field = "long"
-    c.evals.captioning_max_length = 96
+    c.evals.long_retrieval.split = ""
+    c.evals.hard_negatives.split = ""
+    c.evals.pointing.split = ""  # two-tower patch embeddings only
+    c.evals.captioning = dict(type="captioning", split=c.evals.retrieval.split, field="long", max_length=96)
     return c

@@ -31,6 +31,5 @@ def get_config(arg: str = ""):
     # (python -m benchmarks.compile_time --suite clips_l14); params stored stacked.
     m.scan_layers = True
 
-    c.evals.captioning_field = "long"
-    c.evals.captioning_max_length = 128
+    c.evals.captioning.update(field="long", max_length=128)  # no split: `--config.evals.captioning.split=...`
     return c

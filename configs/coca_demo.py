@@ -24,8 +24,8 @@ def get_config(arg: str = ""):
     m.text.depth = 2  # CoCa: the unimodal half of the text layers; the decoder is the other half
     m.decoder.update(depth=2, context_length=32, num_queries=32, pooler_heads=4)
 
-    c.evals.long_retrieval_field = ""
-    c.evals.hard_negatives = ""
-    c.evals.pointing = ""  # two-tower patch embeddings only
-    c.evals.captioning = c.evals.retrieval
+    c.evals.long_retrieval.split = ""
+    c.evals.hard_negatives.split = ""
+    c.evals.pointing.split = ""  # two-tower patch embeddings only
+    c.evals.captioning = dict(type="captioning", split=c.evals.retrieval.split)
     return c

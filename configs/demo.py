@@ -35,11 +35,13 @@ def use_world(c, directory: str) -> None:
     c.world.dir = directory
     c.data.train_paths = [os.path.join(directory, "train-*.array_record")]
     c.data.tokenizer = os.path.join(directory, "tokenizer.model")
-    c.evals.zeroshot = os.path.join(directory, "zeroshot.array_record")
-    c.evals.zeroshot_classes = os.path.join(directory, "zeroshot_classes.json")
-    c.evals.retrieval = os.path.join(directory, "retrieval.array_record")
-    c.evals.hard_negatives = os.path.join(directory, "hard_negatives.array_record")
-    c.evals.pointing = c.evals.retrieval  # its records know where each object is
+    retrieval = os.path.join(directory, "retrieval.array_record")
+    c.evals.zeroshot = dict(type="zeroshot", split=os.path.join(directory, "zeroshot.array_record"),
+                            classes=os.path.join(directory, "zeroshot_classes.json"))
+    c.evals.retrieval = dict(type="retrieval", split=retrieval, field="short")
+    c.evals.long_retrieval = dict(type="retrieval", split=retrieval, field="long")  # long captions as queries
+    c.evals.hard_negatives = dict(type="hard_negatives", split=os.path.join(directory, "hard_negatives.array_record"))
+    c.evals.pointing = dict(type="pointing", split=retrieval)  # its records know where each object is
 
 
 def get_config(arg: str = ""):
@@ -92,5 +94,4 @@ def get_config(arg: str = ""):
         c.model.bias_init = -10.0
 
     c.evals.batch_size = 256
-    c.evals.long_retrieval_field = "long"
     return c

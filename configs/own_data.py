@@ -14,8 +14,9 @@ detailed one) here. Default: a small CLIP for a CPU (64 px, 4 layers), caption m
 `short` and the alt-text. Flags after a colon: `b16` (configs/clip_b16.py's towers and settings,
 batch 4096, 100k steps, 32k-piece tokenizer), `recap` (the `short` caption only), `multi` (DreamLIP: 3 sentences of
 `long` + the alt-text), `alt` (alt-text only, the baseline). No evaluation split is set: point
-evals.retrieval at a held-out conversion (`--config.evals.retrieval=/data/own_eval/train-00000-000.array_record`;
-evals.retrieval_field = a caption all its records have, or `alt`).
+the evals.retrieval entry at a held-out conversion
+(`--config.evals.retrieval.split=/data/own_eval/train-00000-000.array_record`; its field,
+evals.retrieval.field = a caption all its records have, or `alt`).
 """
 import os
 
@@ -51,5 +52,5 @@ def get_config(arg: str = ""):
     c.data.caption_field = "short"
     if c.data.caption_strategy == "multi":
         c.data.multi_field, c.data.multi_k = "long", 3
-    c.evals.retrieval_field = "alt"
+    c.evals.retrieval.field = "alt"
     return c

@@ -30,7 +30,7 @@ import numpy as np
 from bigvl.config import load_config, validate
 from bigvl.data.pipeline import resolve_paths
 from bigvl.data.world import ensure_config_world
-from bigvl.evaluators import run_evals
+from bigvl.evaluators import entries, run_evals
 from bigvl.inference.run import load_run
 from bigvl.inference.teacher_embeddings import add_teacher_embeddings
 from bigvl.parallel.host_memory import reuse_freed_host_memory
@@ -42,9 +42,6 @@ METRICS = (("zeroshot/top1", "zero-shot top-1"), ("retrieval/t2i_r1", "T→I R@1
            ("retrieval/i2t_r1", "I→T R@1"), ("long_retrieval/t2i_r1", "long T→I R@1"),
            ("long_retrieval/i2t_r1", "long I→T R@1"), ("hard_negatives/accuracy", "hard-neg acc"),
            ("pointing/accuracy", "pointing acc"))
-# the config.evals entry that produces each metric prefix
-EVALUATOR_OF = {"zeroshot": "zeroshot", "retrieval": "retrieval", "long_retrieval": "retrieval",
-                "hard_negatives": "hard_negatives", "pointing": "pointing"}
 
 
 # `distill`: the teacher whose stored embeddings the student distils from: the recap
@@ -67,12 +64,13 @@ def prepare_teacher_shards(config, root: str) -> dict:
 def add_missing_metrics(recipe: str, steps: int, workdir: str, result: dict) -> dict:
     """Evaluates a finished run's last checkpoint with the evaluators whose METRICS it lacks
     (one added after it trained); updates its final_metrics.json and returns the result."""
-    missing = {EVALUATOR_OF[key.split("/")[0]] for key, _ in METRICS if key not in result}
+    missing = {key.split("/")[0] for key, _ in METRICS if key not in result}  # the evals entry of each prefix
     if not missing:
         return result
     evals = load_config(f"recipe_demo:{recipe},steps={steps}").evals
-    for key in set(EVALUATOR_OF.values()) - missing:
-        evals[key] = ""
+    for name, _, _ in entries(evals):
+        if name not in missing:
+            evals[name].split = ""  # off
     metrics = run_evals(load_run(workdir).encoder, evals)
     result = {**result, **{k: v for k, v in metrics.items() if k not in result}}
     with open(os.path.join(workdir, "final_metrics.json"), "w") as f:

@@ -42,10 +42,12 @@ from bigvl.data.pipeline import resolve_paths
 from bigvl.data.records import decode_example, read_records, write_records
 from bigvl.data.world import ensure_config_world
 from bigvl.evaluators.caption_metrics import caption_scores
+from bigvl.evaluators import entries
 from bigvl.evaluators.captioning import most_frequent_baseline
 from bigvl.inference.decoding import DecodeConfig
 from bigvl.inference.recaption import MANIFEST, recaption
 from bigvl.inference.run import load_run
+from bigvl.inference.run_config import captioning_entry
 from bigvl.models.flops import model_flops_per_pair
 from bigvl.parallel.host_memory import reuse_freed_host_memory
 from bigvl.train.loop import train_and_evaluate
@@ -118,12 +120,10 @@ def point_at_world(config, world: dict) -> None:
     config.world.update({k: v for k, v in world.items() if k in config.world})
     d = world["dir"]
     config.data.tokenizer = os.path.join(d, "tokenizer.model")
-    ev = config.evals
-    for key, name in (("zeroshot", "zeroshot.array_record"), ("zeroshot_classes", "zeroshot_classes.json"),
-                      ("retrieval", "retrieval.array_record"), ("hard_negatives", "hard_negatives.array_record"),
-                      ("pointing", "retrieval.array_record"), ("captioning", "retrieval.array_record")):
-        if ev[key]:
-            ev[key] = os.path.join(d, name)
+    for name, kind, entry in entries(config.evals):  # each evaluator entry's files, by their name in the world
+        for option in kind.files:
+            if entry[option]:
+                config.evals[name][option] = os.path.join(d, os.path.basename(entry[option]))
 
 
 def train_run(config, workdir: str, overrides: str) -> dict:
@@ -171,7 +171,7 @@ def run_recaption(captioner_dir: str, scarce: dict, out_dir: str) -> dict:
         with open(path) as f:
             return json.load(f)
     run = load_run(captioner_dir)
-    cfg = DecodeConfig(method="greedy", max_length=min(run.config.evals.captioning_max_length,
+    cfg = DecodeConfig(method="greedy", max_length=min(captioning_entry(run.config).max_length,
                                                         run.config.model.decoder.context_length))
     return recaption(run, resolve_paths([train_glob(scarce)]), out_dir, GEN, cfg, seed=0, batch_size=256,
                      only_missing=TRUE, progress=False, workdir=captioner_dir)

@@ -79,8 +79,9 @@ class Harness:
         base = {"total_steps": STEPS, "batch_size": 16, "log_steps": 1, "ckpt_steps": 3, "eval_steps": 0,
                 "report": False, "progress_bar": False, "world.build": False,
                 "data.train_paths": self.clean, "data.tokenizer": os.path.join(self.world, "tokenizer.model"),
-                "evals.zeroshot": "", "evals.zeroshot_classes": "", "evals.retrieval": "",
-                "evals.hard_negatives": "", "evals.pointing": "", "optim.warmup_steps": 2}
+                "evals.zeroshot.split": "", "evals.zeroshot.classes": "", "evals.retrieval.split": "",
+                "evals.long_retrieval.split": "", "evals.hard_negatives.split": "", "evals.pointing.split": "",
+                "optim.warmup_steps": 2}
         return {**base, **{k.replace("__", "."): v for k, v in changes.items()}}
 
     def command(self, workdir: str, overrides: dict, config: str = DEMO) -> list[str]:

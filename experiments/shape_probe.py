@@ -137,7 +137,7 @@ def run_report(workdir: str) -> dict:
     texts = bigvl.encode_texts(run, [f"a photo of the red {s}." for s in SHAPES])
     texts /= np.linalg.norm(texts, axis=1, keepdims=True)
     sims = texts @ texts.T
-    images, records = load_split(run.config.evals.zeroshot, run.config.model.image.image_size)
+    images, records = load_split(run.config.evals.zeroshot.split, run.config.model.image.image_size)
     labels = np.asarray([r["extras"]["label"] for r in records])
     embeds = bigvl.encode_images(run, images)
     return {"text_shape_cosine_mean": float(sims[~np.eye(len(SHAPES), dtype=bool)].mean()),

@@ -23,6 +23,7 @@ import time
 from bigvl.config import load_config, validate
 from bigvl.data.world import ensure_config_world
 from bigvl.data.world.scene import COLOURS, SHAPES
+from bigvl.evaluators import entries
 from bigvl.parallel.host_memory import reuse_freed_host_memory
 from bigvl.train.loop import train_and_evaluate
 
@@ -32,7 +33,8 @@ EASY_WORLD = {"world.scene.shape_scale": 1.6, "world.scene.max_objects": 3, "wor
 EASY_32PX = {**EASY_WORLD, "model.image.image_size": 32, "model.image.patch_size": 4}  # 64 tokens, as the demo
 COCA = {"model.kind": "coca", "model.text.depth": 2, "model.decoder.depth": 2, "model.decoder.context_length": 32,
         "model.decoder.num_queries": 32, "model.decoder.pooler_heads": 4, "data.caption_strategy": "recap",
-        "evals.long_retrieval_field": "", "evals.hard_negatives": "", "evals.pointing": ""}  # as configs/coca_demo.py
+        "evals.long_retrieval.split": "", "evals.hard_negatives.split": "",
+        "evals.pointing.split": ""}  # as configs/coca_demo.py
 # A world whose captions need shape: half the train images hold one object, half of the
 # multi-object scenes share one colour, and short captions never name the background (which
 # alone told most captions of a batch apart; docs/results/world_study.md, "What a batch's captions need").
@@ -148,8 +150,9 @@ def study_config(overrides: dict, steps: int, cache: str, eval_steps: int = 0):
         for key in ("train_paths",):
             config.data[key] = [p.replace(default_world_dir, world_dir) for p in config.data[key]]
         config.data.tokenizer = config.data.tokenizer.replace(default_world_dir, world_dir)
-        for key in ("zeroshot", "zeroshot_classes", "retrieval", "hard_negatives", "pointing"):
-            config.evals[key] = config.evals[key].replace(default_world_dir, world_dir)
+        for name, kind, entry in entries(config.evals):  # every file an evaluator entry reads
+            for option in kind.files:
+                config.evals[name][option] = entry[option].replace(default_world_dir, world_dir)
     return config
 
 

@@ -198,7 +198,7 @@ def test_a_finished_run_relaunched_reports_and_a_killed_final_evaluation_is_redo
     metrics.superseded.jsonl); relaunched once finished, it returns the results and writes nothing."""
     from bigvl.train.loop import train_and_evaluate
     config = tiny_config(tiny_world, total_steps=2, ckpt_steps=2)
-    config.evals.retrieval = str(tiny_world / "retrieval.array_record")
+    config.evals.retrieval.split = str(tiny_world / "retrieval.array_record")
     workdir = tmp_path / "run"
     first = train_and_evaluate(config, str(workdir))
     metrics_path = workdir / "metrics.jsonl"

@@ -166,8 +166,7 @@ def test_coca_trains_and_captions_through_the_trainer(tiny_world, tmp_path):
     config.model.text.depth = 1
     config.model.decoder.update(depth=1, context_length=16, num_queries=8)
     config.data.caption_strategy = "recap"
-    config.evals.captioning = str(tiny_world / "retrieval.array_record")
-    config.evals.captioning_max_length = 8
+    config.evals.captioning.update(split=str(tiny_world / "retrieval.array_record"), max_length=8)
     config.mesh.update(data=2, fsdp=2, tensor=2)  # params sharded by their logical axis names
     metrics = train_and_evaluate(config, str(tmp_path))
     logged = [r for r in read_metrics(str(tmp_path)) if "caption_loss" in r]

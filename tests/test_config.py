@@ -179,9 +179,10 @@ def test_demo_classic_is_the_demo_before_issue_20():
     c, demo = load_config("demo_classic"), load_config("demo")
     assert Path(c.world.dir).name == "synthetic_world_classic_seed0"
     assert Path(demo.world.dir).name == "synthetic_world_seed0"
-    assert all(p.startswith(c.world.dir) for p in [*c.data.train_paths, c.data.tokenizer, c.evals.zeroshot,
-                                                    c.evals.zeroshot_classes, c.evals.retrieval,
-                                                    c.evals.hard_negatives, c.evals.pointing])
+    assert all(p.startswith(c.world.dir) for p in [*c.data.train_paths, c.data.tokenizer, c.evals.zeroshot.split,
+                                                    c.evals.zeroshot.classes, c.evals.retrieval.split,
+                                                    c.evals.long_retrieval.split, c.evals.hard_negatives.split,
+                                                    c.evals.pointing.split])
     assert (c.total_steps, c.eval_steps, c.ckpt_steps, c.data.caption_strategy) == (600, 200, 200, "mix")
     image = c.model.image
     assert (image.image_size, image.patch_size, image.width, image.depth) == (64, 8, 128, 4)
@@ -197,3 +198,51 @@ def test_the_cli_names_the_shipped_configs_for_an_unknown_name(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(
         "error: unknown config 'dem0'; the shipped configs are (nearest first) demo, ")
+
+
+def _config_file(tmp_path, body: str) -> str:
+    path = tmp_path / "my_evals.py"
+    path.write_text("from bigvl.config import base_config\n\n\ndef get_config():\n    c = base_config()\n"
+                    "    c.data.train_paths, c.data.tokenizer = ['x'], 't'\n" + body + "    return c\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("body,message", [
+    ("    c.evals.held_out = dict(type='zeroshto', split='z')\n",
+     "config key 'evals.held_out.type': unknown evaluator type 'zeroshto'; did you mean 'zeroshot'?"),
+    ("    c.evals.held_out = dict(type='retrieval', split='r', feild='long')\n",
+     "unknown config key 'evals.held_out.feild'; did you mean 'evals.held_out.field'?"),
+    ("    c.evals.held_out = dict(type='captioning', split='r', max_length='32')\n",
+     "config key 'evals.held_out.max_length' expects int, got str '32'"),
+    ("    c.evals.held_out = 'r.array_record'\n", "config key 'evals.held_out' must be an evaluator entry"),
+])
+def test_evals_entries_are_checked_against_their_type(tmp_path, body, message):
+    """Unknown type or option: one line with the nearest name, from validate (before anything compiles)."""
+    config = load_config(_config_file(tmp_path, body))
+    with pytest.raises(ConfigError) as e:
+        validate(config)
+    assert message in str(e.value)
+
+
+def test_evals_entries_get_their_types_defaults_and_typed_overrides(tmp_path):
+    config = load_config(_config_file(tmp_path, "    c.evals.held_out = dict(type='captioning', split='r')\n"))
+    assert config.evals.held_out.to_dict() == {"type": "captioning", "split": "r", "field": "short",
+                                               "max_length": 32, "method": "greedy", "beam_size": 4}
+    apply_overrides(config, ["evals.held_out.max_length=16", "evals.retrieval.split=x.array_record"])
+    assert config.evals.held_out.max_length == 16 and config.evals.retrieval.split == "x.array_record"
+    with pytest.raises(ConfigError, match="'evals.held_out.max_length' expects int"):
+        apply_overrides(config, ["evals.held_out.max_length=long"])
+    with pytest.raises(ConfigError, match="did you mean 'evals.held_out.method'"):
+        apply_overrides(config, ["evals.held_out.methd=beam"])
+
+
+def test_evaluator_types_check_the_model_kind_and_the_decoder_context():
+    c = load_config("coca_demo")
+    validate(c)
+    c.evals.captioning.max_length = c.model.decoder.context_length + 1
+    with pytest.raises(ConfigError, match="'evals.captioning': max_length 33 exceeds model.decoder.context_length 32"):
+        validate(c)
+    c = load_config("coca_demo")
+    c.evals.pointing.split = c.evals.retrieval.split
+    with pytest.raises(ConfigError, match="'evals.pointing': type 'pointing' runs on model.kind two_tower"):
+        validate(c)

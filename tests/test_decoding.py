@@ -156,7 +156,8 @@ def test_captioning_main_on_a_saved_coca_run(tiny_world, tmp_path, capsys):
     config.model = tiny_model_config("coca")
     config.data.update(tokenizer=str(tiny_world / "tokenizer.model"),
                        train_paths=[str(tiny_world / "train-*.array_record")])
-    config.evals.update(batch_size=8, captioning=str(tiny_world / "retrieval.array_record"), captioning_max_length=6)
+    config.evals.batch_size = 8
+    config.evals.captioning.update(split=str(tiny_world / "retrieval.array_record"), max_length=6)
     (tmp_path / "config.json").write_text(config.to_json_best_effort(indent=2))
     with ocp.CheckpointManager(str(tmp_path / "checkpoints")) as manager:
         manager.save(2, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": params})))

@@ -126,9 +126,11 @@ class _PixelEncoder:
 def test_one_evaluation_reads_and_encodes_each_split_once(tiny_world, monkeypatch):
     evals = base_config().evals
     split = {name: str(tiny_world / f"{name}.array_record") for name in ("zeroshot", "retrieval", "hard_negatives")}
-    evals.update(zeroshot=split["zeroshot"], zeroshot_classes=str(tiny_world / "zeroshot_classes.json"),
-                 retrieval=split["retrieval"], long_retrieval_field="long", hard_negatives=split["hard_negatives"],
-                 pointing=split["retrieval"], captioning=split["retrieval"])
+    evals.zeroshot.update(split=split["zeroshot"], classes=str(tiny_world / "zeroshot_classes.json"))
+    evals.retrieval.split = split["retrieval"]
+    evals.long_retrieval = dict(type="retrieval", split=split["retrieval"], field="long")
+    evals.hard_negatives.split = split["hard_negatives"]
+    evals.pointing.split = evals.captioning.split = split["retrieval"]
     reads = Counter()
     read_records = splits_module.read_records
 
@@ -147,14 +149,14 @@ def test_one_evaluation_reads_and_encodes_each_split_once(tiny_world, monkeypatc
 
     # the same numbers as each evaluator run on its own (each reading its split again)
     alone = {**{f"zeroshot/{k}": v for k, v in zero_shot.evaluate(
-                 encoder, split["zeroshot"], evals.zeroshot_classes).items()},
+                 encoder, split["zeroshot"], evals.zeroshot.classes).items()},
              **{f"{name}/{k}": v for name, values in retrieval.evaluate(
                  encoder, split["retrieval"], {"retrieval": "short", "long_retrieval": "long"}).items()
                 for k, v in values.items()},
              **{f"hard_negatives/{k}": v for k, v in hard_negatives.evaluate(encoder, split["hard_negatives"]).items()},
              **{f"pointing/{k}": v for k, v in pointing.evaluate(encoder, split["retrieval"]).items()},
              **{f"captioning/{k}": v for k, v in captioning.evaluate(encoder, split["retrieval"]).items()}}
-    assert metrics == alone
+    assert metrics == alone and list(metrics) == list(alone)  # the entries run in the table's order
     assert reads[split["retrieval"]] == 1 + 3  # standalone: retrieval, pointing, captioning read it again
 
 
@@ -189,12 +191,14 @@ def test_a_collapsed_encoder_scores_at_most_chance_in_every_evaluator(tiny_world
     """Ties count against the query everywhere: a model that cannot tell anything apart learns nothing."""
     split = {name: str(tiny_world / f"{name}.array_record") for name in ("zeroshot", "retrieval", "hard_negatives")}
     evals = base_config().evals
-    evals.update(zeroshot=split["zeroshot"], zeroshot_classes=str(tiny_world / "zeroshot_classes.json"),
-                 retrieval=split["retrieval"], hard_negatives=split["hard_negatives"])
-    chance = chance_levels(evals, num_retrieval=40)  # TINY_WORLD num_retrieval
+    evals.zeroshot.update(split=split["zeroshot"], classes=str(tiny_world / "zeroshot_classes.json"))
+    evals.retrieval.split = split["retrieval"]
+    evals.hard_negatives.split = split["hard_negatives"]
+    chance = chance_levels(evals)
+    assert chance["retrieval/t2i_r1"] == 1 / 40  # TINY_WORLD num_retrieval
     encoder = _CollapsedEncoder()
     got = {f"zeroshot/{k}": v for k, v in zero_shot.evaluate(encoder, split["zeroshot"],
-                                                               evals.zeroshot_classes).items()}
+                                                               evals.zeroshot.classes).items()}
     got.update({f"retrieval/{k}": v for k, v in retrieval.evaluate(
         encoder, split["retrieval"], {"retrieval": "short"})["retrieval"].items()})
     got.update({f"hard_negatives/{k}": v for k, v in hard_negatives.evaluate(encoder, split["hard_negatives"]).items()})
@@ -227,3 +231,49 @@ def test_collapsed_hard_negatives_are_misses_however_the_scores_round():
     for _ in range(50):
         v = _unit(rng.normal(size=(1, 64))).astype(np.float32)
         assert hard_negative_accuracy(v, v, [np.tile(v, (5, 1))], [["same"] * 5])["accuracy"] == 0.0
+
+
+def test_entries_of_any_name_run_by_their_type_and_name_their_metrics(tiny_world):
+    evals = base_config().evals
+    split = str(tiny_world / "retrieval.array_record")
+    evals.heldout_zs = dict(type="zeroshot", split=str(tiny_world / "zeroshot.array_record"),
+                            classes=str(tiny_world / "zeroshot_classes.json"))
+    evals.long_queries = dict(type="retrieval", split=split, field="long")  # `field` left out: its default
+    evals.short_queries = dict(type="retrieval", split=split)
+    encoder = _PixelEncoder()
+    metrics = run_evals(encoder, evals)
+    alone = retrieval.evaluate(encoder, split, {"long": "long", "short": "short"})
+    assert {k: v for k, v in metrics.items() if k.startswith("long_queries/")} == \
+        {f"long_queries/{k}": v for k, v in alone["long"].items()}
+    assert {k: v for k, v in metrics.items() if k.startswith("short_queries/")} == \
+        {f"short_queries/{k}": v for k, v in alone["short"].items()}
+    assert metrics["heldout_zs/top1"] == zero_shot.evaluate(
+        encoder, evals.heldout_zs.split, evals.heldout_zs.classes)["top1"]
+    assert {k.split("/")[0] for k in metrics} == {"heldout_zs", "long_queries", "short_queries"}  # split "": off
+
+
+def test_an_old_run_config_with_flat_evals_keys_evaluates_with_the_same_metric_names(tiny_world, tmp_path):
+    """tests/fixtures/config_flat_evals.json: the demo's config.json as written before evals were entries."""
+    import json
+    import pathlib
+
+    from bigvl.config import load_config, load_config_json, validate
+    from bigvl.configs.demo import use_world
+    saved = json.loads((pathlib.Path(__file__).parent / "fixtures" / "config_flat_evals.json").read_text())
+    assert saved["evals"]["long_retrieval_field"] == "long"  # the old shape
+    old_dir = saved["world"]["dir"]
+    text = json.dumps(saved).replace(old_dir, str(tiny_world))
+    (tmp_path / "config.json").write_text(text)
+    old = load_config_json(str(tmp_path))
+    validate(old)
+    new = load_config("demo")
+    use_world(new, str(tiny_world))
+    new.evals.long_retrieval.split = new.evals.retrieval.split
+    assert old.evals.to_dict() == new.evals.to_dict()
+    encoder = _PixelEncoder()
+    metrics = run_evals(encoder, old.evals)
+    assert metrics == run_evals(_PixelEncoder(), new.evals)
+    assert {k.split("/")[0] for k in metrics} == {"zeroshot", "retrieval", "long_retrieval", "hard_negatives",
+                                                   "pointing"}
+    assert {"zeroshot/top1", "retrieval/t2i_r1", "long_retrieval/i2t_r1", "hard_negatives/accuracy",
+            "pointing/accuracy"} <= set(metrics)

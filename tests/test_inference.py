@@ -100,7 +100,8 @@ def test_read_run_config_fills_the_model_and_inference_keys_of_an_old_config(tmp
     want_model = model_config_defaults()
     want_model.embed_dim, want_model.image.image_size = 16, 32
     assert config.model.to_dict() == want_model.to_dict()
-    assert config.data.tokenizer == "tok.model" and config.seed == 3 and config.evals.retrieval == "r.array_record"
+    assert config.data.tokenizer == "tok.model" and config.seed == 3
+    assert config.evals.retrieval.to_dict() == {"type": "retrieval", "split": "r.array_record"}  # flat keys → entries
     assert config.evals.batch_size == INFERENCE_DEFAULTS["evals"]["batch_size"]
     assert config.sharding_rules == INFERENCE_DEFAULTS["sharding_rules"]
     saved["model"]["image"]["no_such_key"] = 1

@@ -39,8 +39,9 @@ def test_no_readable_train_shard_is_one_line_and_exit_2(tiny_world, tmp_path):
     empty.write_bytes(b"")  # a shard that does not open (zero bytes, as after a failed copy)
     result = run_main(f"--config.data.train_paths=['{empty}']",
                       f"--config.data.tokenizer={tiny_world / 'tokenizer.model'}",
-                      "--config.evals.zeroshot=", "--config.evals.zeroshot_classes=", "--config.evals.retrieval=",
-                      "--config.evals.hard_negatives=", "--config.evals.pointing=", tmp_path=tmp_path)
+                      "--config.evals.zeroshot.split=", "--config.evals.zeroshot.classes=",
+                      "--config.evals.retrieval.split=", "--config.evals.long_retrieval.split=",
+                      "--config.evals.hard_negatives.split=", "--config.evals.pointing.split=", tmp_path=tmp_path)
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip() and " INFO " not in line]
     assert lines[-1].startswith("error: data.train_paths: none of the 1 shards is readable"), result.stderr
@@ -51,9 +52,23 @@ def test_no_readable_train_shard_is_one_line_and_exit_2(tiny_world, tmp_path):
 def test_missing_pointing_split_is_caught_before_training(tiny_world, tmp_path):
     result = run_main(f"--config.data.train_paths=['{tiny_world / 'train-*.array_record'}']",
                       f"--config.data.tokenizer={tiny_world / 'tokenizer.model'}",
-                      "--config.evals.zeroshot=", "--config.evals.zeroshot_classes=", "--config.evals.retrieval=",
-                      "--config.evals.hard_negatives=", "--config.evals.pointing=/nonexistent/p.array_record",
+                      "--config.evals.zeroshot.split=", "--config.evals.zeroshot.classes=",
+                      "--config.evals.retrieval.split=", "--config.evals.long_retrieval.split=",
+                      "--config.evals.hard_negatives.split=",
+                      "--config.evals.pointing.split=/nonexistent/p.array_record",
                       tmp_path=tmp_path)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1] == \
-        "error: evals.pointing: no file matches '/nonexistent/p.array_record'"
+        "error: evals.pointing.split: no file matches '/nonexistent/p.array_record'"
+
+
+def test_preflight_checks_the_file_options_each_evaluator_type_declares(tiny_world):
+    from bigvl.main import preflight
+    from tests.helpers.tiny import tiny_config
+    config = tiny_config(tiny_world)
+    config.evals.held_out = dict(type="zeroshot", split=str(tiny_world / "zeroshot.array_record"),
+                                 classes="/nonexistent/classes.json")
+    with pytest.raises(FileNotFoundError, match="evals.held_out.classes: no file matches '/nonexistent/classes.json'"):
+        preflight(config)
+    config.evals.held_out.split = ""  # off: its files are not read
+    preflight(config)

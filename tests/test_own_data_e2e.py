@@ -70,8 +70,7 @@ def test_convert_train_tokenizer_train_and_evaluate(tmp_path):
         c.data.multi_field, c.data.multi_k = "long", 2
         c.optim.lr, c.optim.schedule = 2e-3, "constant"
         if strategy == "multi":  # one evaluation (its encoders compile once): the held-out conversion
-            c.evals.retrieval = str(tmp_path / "eval" / "train-00000-000.array_record")
-            c.evals.retrieval_field = "alt"
+            c.evals.retrieval.update(split=str(tmp_path / "eval" / "train-00000-000.array_record"), field="alt")
         workdir = tmp_path / f"run_{strategy}"
         start = time.time()
         metrics = train_and_evaluate(c, str(workdir))

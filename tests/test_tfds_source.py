@@ -102,7 +102,7 @@ def test_train_through_data_source_and_evaluate(tfds_dir, tmp_path):
     c.data.caption_strategy, c.data.uniform_fields = "uniform", ["alt", "short_1", "short_2"]
     test = TfdsSource(data_config(tiny_config(tmp_path), tfds_dir, "test").data)
     write_records(str(tmp_path / "test.array_record"), (test[i][1] for i in range(len(test))))
-    c.evals.retrieval, c.evals.retrieval_field = str(tmp_path / "test.array_record"), "short"
+    c.evals.retrieval.update(split=str(tmp_path / "test.array_record"), field="short")
     validate(c)
     metrics = train_and_evaluate(c, str(tmp_path / "run"))
     assert 0.0 <= metrics["retrieval/t2i_r1"] <= 1.0 and np.isfinite(metrics["retrieval/i2t_r1"])

@@ -40,10 +40,10 @@ def test_loss_falls_and_evals_run(tiny_world, tmp_path):
     config.data.caption_strategy = "recap"
     config.mesh.data = 1
     config.mesh.fsdp = -1
-    config.evals.zeroshot = str(tiny_world / "zeroshot.array_record")
-    config.evals.zeroshot_classes = str(tiny_world / "zeroshot_classes.json")
-    config.evals.retrieval = str(tiny_world / "retrieval.array_record")
-    config.evals.hard_negatives = str(tiny_world / "hard_negatives.array_record")
+    config.evals.zeroshot.update(split=str(tiny_world / "zeroshot.array_record"),
+                                 classes=str(tiny_world / "zeroshot_classes.json"))
+    config.evals.retrieval.split = str(tiny_world / "retrieval.array_record")
+    config.evals.hard_negatives.split = str(tiny_world / "hard_negatives.array_record")
     metrics = train_and_evaluate(config, str(tmp_path))
     losses = [r["loss"] for r in read_metrics(str(tmp_path)) if "loss" in r]
     assert np.mean(losses[-3:]) < min(np.log(32), np.mean(losses[:3])) - 0.2  # below chance and falling
@@ -58,7 +58,7 @@ def test_standalone_evaluation_and_notebook_api(tiny_world, tiny_run, capsys):
     from bigvl.evaluators.splits import load_split
 
     split = str(tiny_world / "retrieval.array_record")
-    assert evaluate_main(["--workdir", str(tiny_run), f"--config.evals.retrieval={split}"]) == 0
+    assert evaluate_main(["--workdir", str(tiny_run), f"--config.evals.retrieval.split={split}"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["step"] == 6
     hits = printed["retrieval/t2i_r1"] * 40  # 40 retrieval records: a recall is a whole number of hits

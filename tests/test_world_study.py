@@ -16,7 +16,7 @@ def test_variants_change_what_they_say_and_worlds_are_keyed_by_world_keys(tmp_pa
     for config in (base, bigger):  # every file the run reads comes from its own world
         d = config.world.dir
         assert config.data.train_paths[0].startswith(d) and config.data.tokenizer.startswith(d)
-        assert all(config.evals[k].startswith(d) for k in ("zeroshot", "retrieval", "hard_negatives"))
+        assert all(config.evals[k].split.startswith(d) for k in ("zeroshot", "retrieval", "hard_negatives"))
     assert base.total_steps == 600 and base.eval_steps == 0
     with pytest.raises(KeyError, match="shape_scal"):
         study_config({"world.scene.shape_scal": 1.2}, 10, str(tmp_path))
@@ -73,4 +73,4 @@ def test_the_demo_is_the_study_run_its_figures_came_from(tmp_path):
                "progress_bar", "report")
     differ = {k for k in set(study) | set(demo) if study.get(k) != demo.get(k) and not k.startswith(ignored)}
     assert not differ, {k: (study.get(k), demo.get(k)) for k in differ}
-    assert demo["evals.zeroshot"].startswith(demo["world.dir"]) and demo["total_steps"] == 1200
+    assert demo["evals.zeroshot.split"].startswith(demo["world.dir"]) and demo["total_steps"] == 1200

@@ -1,4 +1,4 @@
-"""A captioner run's CIDEr-D and BLEU-4 on its held-out split (`evals.captioning`), beside the
+"""A captioner run's CIDEr-D and BLEU-4 on its held-out split (its `evals.captioning` entry), beside the
 most-frequent-training-caption baseline, with sample captions next to their references; prints
 one JSON line last. The scoring is bigvl/evaluators/captioning.py's, as inside training.
 """
@@ -11,6 +11,7 @@ from bigvl.evaluators.caption_metrics import caption_scores
 from bigvl.evaluators.captioning import generate, most_frequent_baseline, train_captions
 from bigvl.inference.decoding import DecodeConfig
 from bigvl.inference.run import load_run
+from bigvl.inference.run_config import captioning_entry
 from bigvl.parallel.process import setup_process
 
 
@@ -24,11 +25,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     setup_process()
     run = load_run(args.workdir)  # the config as the run saved it (this stage does not know the full schema)
-    ev = run.config.evals
-    split, field = ev.get("captioning", ""), ev.get("captioning_field", "short")  # the schema's defaults
+    entry = captioning_entry(run.config)  # its evals entry of type captioning (old run dirs: converted on read)
+    split, field = entry.split, entry.field
     if not split:
         raise SystemExit(f"error: {args.workdir}: its config sets no evals.captioning split")
-    cfg = DecodeConfig(method=args.method, max_length=ev.captioning_max_length, beam_size=args.beam_size)
+    cfg = DecodeConfig(method=args.method, max_length=entry.max_length, beam_size=args.beam_size)
     candidates, references = generate(run.encoder, split, field, cfg)
     result = {"workdir": args.workdir, "method": args.method, "field": field,
               **caption_scores(candidates, references)}

@@ -16,6 +16,7 @@ from bigvl.data.pipeline import resolve_paths
 from bigvl.inference.decoding import METHODS, DecodeConfig
 from bigvl.inference.recaption import CONDITIONS, MANIFEST, recaption
 from bigvl.inference.run import load_run
+from bigvl.inference.run_config import captioning_entry
 from bigvl.parallel import distributed
 from bigvl.cli import command_parser
 from bigvl.parallel.process import setup_process
@@ -33,7 +34,7 @@ def main(argv=None) -> int:
     p.add_argument("--beam_size", type=int, default=4)
     p.add_argument("--top_p", type=float, default=0.9)
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--max_length", type=int, default=0, help="0 = the run's evals.captioning_max_length (at most its decoder context)")
+    p.add_argument("--max_length", type=int, default=0, help="0 = the run's evals.captioning.max_length (at most its decoder context)")
     p.add_argument("--batch_size", type=int, default=256, help="images per decode call (rounded up to the devices)")
     p.add_argument("--seed", type=int, default=0, help="sampling: each record's key is (seed, record id)")
     p.add_argument("--only_missing", default="",
@@ -43,7 +44,7 @@ def main(argv=None) -> int:
     setup_process("%(asctime)s %(message)s")
     distributed.maybe_initialize()  # one of several processes (a pod): each takes its own shards
     run = load_run(args.captioner)
-    default_length = min(run.config.evals.captioning_max_length, run.config.model.decoder.context_length)
+    default_length = min(captioning_entry(run.config).max_length, run.config.model.decoder.context_length)
     cfg = DecodeConfig(method=args.method, max_length=args.max_length or default_length,
                        beam_size=args.beam_size, top_p=args.top_p, temperature=args.temperature)
     manifest = recaption(run, resolve_paths(args.inputs, "--in"), args.out, args.field, cfg, seed=args.seed,

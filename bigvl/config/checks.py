@@ -14,6 +14,7 @@ import ml_collections
 from bigvl.config.errors import ConfigError, first_line
 from bigvl.config.schema import check_schema
 from bigvl.data.caption_strategies import make_caption_strategy
+from bigvl.evaluators import entries
 from bigvl.evaluators.suites import unknown_suite
 from bigvl.losses.objective import Objective
 from bigvl.models import build_model
@@ -73,12 +74,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not config.world.build:
         check(bool(config.data.tokenizer), "data.tokenizer", "no tokenizer model given")
     check(not unknown_suite(config.evals.suites), "evals.suites", unknown_suite(config.evals.suites))
-    if config.model.kind != "two_tower":  # captioners: bigvl/models/captioners.py
-        check(not config.evals.pointing, "evals.pointing",
-              f"the pointing game reads two-tower patch embeddings; model.kind is {config.model.kind!r}")
-        check(config.evals.captioning_max_length <= config.model.decoder.context_length,
-              "evals.captioning_max_length", f"{config.evals.captioning_max_length} exceeds "
-              f"model.decoder.context_length {config.model.decoder.context_length}")
+    for name, kind, entry in entries(config.evals, active_only=False):  # each evaluator entry with its type
+        check(not entry.split or config.model.kind in kind.model_kinds, f"evals.{name}",
+              f"type {entry.type!r} runs on model.kind {' | '.join(kind.model_kinds)}; model.kind is "
+              f"{config.model.kind!r} (set evals.{name}.split='' to turn it off)")
+        if kind.check is not None:
+            try:
+                kind.check(entry, config)
+            except ValueError as e:
+                raise ConfigError(f"config key 'evals.{name}': {first_line(e)}") from None
     check_contradictions(config)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import ml_collections
 
 from bigvl.config.errors import ConfigError, first_line, type_error_line
-from bigvl.config.schema import base_config
+from bigvl.config.schema import base_config, complete_evals
 from bigvl.inference.run import read_config_json
 
 CONFIGS_PACKAGE = "bigvl.configs"
@@ -54,6 +54,7 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
         raise ConfigError(f"{where}: {first_line(e)}") from None
     except TypeError as e:  # ml_collections' type-safe assignment: `c.batch_size = "64"`
         raise ConfigError(f"{where}: {type_error_line(e)}") from None
+    complete_evals(config)  # entries a config writes with some options get the rest's defaults
     config.lock()
     return config
 
@@ -103,10 +104,18 @@ def list_configs() -> list[tuple[str, str]]:
 def load_config_json(workdir: str) -> ml_collections.ConfigDict:
     """The config a run saved in `workdir/config.json`, over the current schema's defaults (`base_config`).
 
-    Raises FileNotFoundError when there is no config.json; a key the schema does not have is a KeyError.
+    Old flat `evals` keys are converted to entries on read (`bigvl.inference.run.convert_flat_evals`);
+    entries the schema does not hold (another NAME) are added as saved. Raises FileNotFoundError when
+    there is no config.json; a key the schema does not have is a KeyError.
     """
     config = base_config()
-    config.update_from_flattened_dict(_flatten(read_config_json(workdir)))
+    saved = read_config_json(workdir)
+    evals = saved.pop("evals", {})
+    for name, entry in evals.items():
+        if isinstance(entry, dict) and (name not in config.evals or config.evals[name].type != entry.get("type")):
+            config.evals[name] = ml_collections.ConfigDict(entry)
+    config.update_from_flattened_dict(_flatten({**saved, "evals": evals}))
+    complete_evals(config)
     return config
 
 

@@ -13,6 +13,7 @@ import ml_collections
 
 from bigvl.config.errors import ConfigError
 from bigvl.data.caption_strategies import strategy_config_defaults
+from bigvl.evaluators.common import EVALUATORS, GLOBAL_KEYS, default_entries, entry_options, entry_schema
 from bigvl.losses.objective import loss_config_defaults
 from bigvl.models import model_config_defaults
 from bigvl.parallel.mesh import DEFAULT_RULES
@@ -107,24 +108,16 @@ def base_config() -> ml_collections.ConfigDict:
     c.init.workdir = ""  # a bigvl workdir; its latest checkpoint's params
     c.init.stretch_keep = 20
 
+    # Evaluators: `evals.NAME = dict(type=TYPE, **options)`, any NAME; the types and their options are
+    # bigvl.evaluators.EVALUATORS (zeroshot: split, classes; retrieval: split, field; hard_negatives: split;
+    # pointing: split; captioning: split, field, max_length, method, beam_size). One entry per type is
+    # here, named as the type and off (split ""); metrics are NAME/metric.
     c.evals = ml_collections.ConfigDict()
     c.evals.batch_size = 256
-    c.evals.zeroshot = ""  # ArrayRecord with extras.label
-    c.evals.zeroshot_classes = ""  # JSON {classnames, templates}
-    c.evals.retrieval = ""  # ArrayRecord with captions
-    c.evals.retrieval_field = "short"
-    c.evals.long_retrieval_field = ""  # also retrieve with these (long) captions as queries; "" = off
-    c.evals.hard_negatives = ""  # ArrayRecord with extras.positive/negatives
-    c.evals.pointing = ""  # ArrayRecord whose records carry extras.regions (e.g. the synthetic world's retrieval split): text→patch pointing game
-    # Captioners: CIDEr-D / BLEU-4 of decoded captions against captions[captioning_field]
-    c.evals.captioning = ""  # ArrayRecord with captions (e.g. the retrieval split); "" = off
-    c.evals.captioning_field = "short"
-    c.evals.captioning_max_length = 32  # decode length (≤ model.decoder.context_length)
-    c.evals.captioning_method = "greedy"  # greedy | beam
-    c.evals.captioning_beam_size = 4
     # Published benchmarks (bigvl.evaluators.suites.SUITES), e.g. "wds/imagenet1k,karpathy/coco"; "" = off
     c.evals.suites = ""
     c.evals.data_dir = ""
+    c.evals.update(default_entries())
     return c
 
 
@@ -152,7 +145,10 @@ def check_schema(config: ml_collections.ConfigDict, schema: ml_collections.Confi
         if isinstance(want, ml_collections.ConfigDict):
             if not isinstance(value, ml_collections.ConfigDict):
                 raise ConfigError(f"config key {name!r} must be a section of keys, got {_type_name(value)}")
-            check_schema(value, want, f"{name}.")
+            if name == "evals":
+                check_evals(value)
+            else:
+                check_schema(value, want, f"{name}.")
             continue
         if want is None:
             continue
@@ -169,3 +165,39 @@ def check_schema(config: ml_collections.ConfigDict, schema: ml_collections.Confi
         if not ok:
             shown = "" if value is None else f" {value!r}"
             raise ConfigError(f"config key {name!r} expects {type(want).__name__}, got {_type_name(value)}{shown}")
+
+
+def check_evals(evals: ml_collections.ConfigDict) -> None:
+    """`config.evals`: its global keys, and each entry against its type's options (ConfigError naming the key).
+
+    An entry is a section with a `type` of bigvl.evaluators.EVALUATORS (an unknown one names the
+    nearest); its keys are that type's options, typed by their defaults.
+    """
+    base = base_config().evals
+    for key in evals.keys():
+        name, value = f"evals.{key}", evals[key]
+        if key in GLOBAL_KEYS:
+            check_schema(ml_collections.ConfigDict({key: value}), base, "evals.")
+            continue
+        if not isinstance(value, ml_collections.ConfigDict):
+            raise ConfigError(f"config key {name!r} must be an evaluator entry dict(type=..., ...), "
+                              f"got {_type_name(value)}; evals keys besides entries are {list(GLOBAL_KEYS)}")
+        kind = value.get("type")
+        if kind not in EVALUATORS:
+            near = difflib.get_close_matches(str(kind), list(EVALUATORS), n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else f"; the types are {sorted(EVALUATORS)}"
+            raise ConfigError(f"config key {name + '.type'!r}: unknown evaluator type {kind!r}{hint}")
+        check_schema(value, entry_schema(kind), f"{name}.")
+
+
+def complete_evals(config: ml_collections.ConfigDict) -> None:
+    """Fills each `evals` entry of a known type with its type's defaults for the options it leaves out,
+    in place (so `--config.evals.NAME.option=value` finds every option). Unknown types are left to
+    `check_evals`."""
+    for key in list(config.evals.keys()):
+        entry = config.evals[key]
+        if isinstance(entry, ml_collections.ConfigDict) and entry.get("type") in EVALUATORS:
+            missing = {k: v for k, v in entry_options(entry).items() if k not in entry}
+            if missing:
+                with entry.unlocked():
+                    entry.update(missing)

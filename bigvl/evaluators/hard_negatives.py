@@ -41,3 +41,17 @@ def evaluate(encoder, split_path: str, splits: SplitCache | None = None) -> dict
     pos_embeds, flat_negs = flat[:len(positives)], flat[len(positives):]
     ends = np.cumsum([len(n) for n in negatives])[:-1]
     return hard_negative_accuracy(splits.image_embeds(split_path), pos_embeds, np.split(flat_negs, ends), kinds)
+
+
+# An `evals` entry of type "hard_negatives": the split (records with extras.positive/negatives/negative_kinds).
+OPTIONS = {"split": ""}
+
+
+def run(encoder, entry, splits: SplitCache, batch_size: int) -> dict[str, float]:
+    """The entry's accuracy, overall and per negative kind (bigvl.evaluators.common.EVALUATORS)."""
+    return evaluate(encoder, entry.split, splits)
+
+
+def chance(entry) -> dict[str, float]:
+    """A random model prefers the positive half the time."""
+    return {"accuracy": 0.5}

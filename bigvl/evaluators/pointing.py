@@ -100,3 +100,13 @@ def evaluate(encoder, split_path: str, splits: SplitCache | None = None) -> dict
     queries = pointing_queries(splits.load(split_path)[1])
     texts = encoder.encode_texts([text for _, text, *_ in queries])
     return pointing_accuracy(splits.patch_embeds(split_path), texts, queries)
+
+
+# An `evals` entry of type "pointing" (two-tower models): a split whose records carry extras.regions
+# (e.g. the synthetic world's retrieval split). It measures its own chance ("chance").
+OPTIONS = {"split": ""}
+
+
+def run(encoder, entry, splits: SplitCache, batch_size: int) -> dict[str, float]:
+    """The entry's pointing accuracy, chance and query count (bigvl.evaluators.common.EVALUATORS)."""
+    return evaluate(encoder, entry.split, splits)

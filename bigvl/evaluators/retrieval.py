@@ -5,9 +5,11 @@ Ties count against the query (bigvl/evaluators/ranking.py).
 from __future__ import annotations
 
 import numpy as np
+from array_record.python.array_record_module import ArrayRecordReader
 
 from bigvl.evaluators.ranking import rank_of_true, similarities
 from bigvl.evaluators.splits import SplitCache, split_cache
+
 
 def recall_at_k(image_embeds: np.ndarray, text_embeds: np.ndarray, ks=(1, 5, 10)) -> dict[str, float]:
     """Recall@k both ways; text i describes image i. [N,E] each.
@@ -48,3 +50,21 @@ def evaluate(encoder, split_path: str, fields: dict[str, str],
     image_embeds = splits.image_embeds(split_path)
     return {name: recall_at_k(image_embeds, encoder.encode_texts(caption_texts(records, field)))
             for name, field in fields.items()}
+
+
+# An `evals` entry of type "retrieval": the split (records with captions) and the caption field that
+# queries ('alt' = the alt-text; a second entry with field "long" retrieves with the long captions).
+OPTIONS = {"split": "", "field": "short"}
+
+
+def run(encoder, entry, splits: SplitCache, batch_size: int) -> dict[str, float]:
+    """The entry's recall@k both ways (bigvl.evaluators.common.EVALUATORS)."""
+    return evaluate(encoder, entry.split, {"entry": entry.field}, splits)["entry"]
+
+
+def chance(entry) -> dict[str, float]:
+    """recall@k of a random model: k / images of the split."""
+    reader = ArrayRecordReader(entry.split)
+    num = reader.num_records()
+    reader.close()
+    return {f"{way}_r{k}": min(1.0, k / num) for k in (1, 5, 10) for way in ("i2t", "t2i")}

@@ -40,3 +40,19 @@ def evaluate(encoder, split_path: str, classes_path: str, splits: SplitCache | N
     labels = np.array([r["extras"]["label"] for r in records])
     class_embeds = class_embeddings(encoder, classes["classnames"], classes["templates"])
     return zero_shot_accuracy(splits.image_embeds(split_path), labels, class_embeds)
+
+
+# An `evals` entry of type "zeroshot": the split (records with extras.label) and a JSON {classnames, templates}.
+OPTIONS = {"split": "", "classes": ""}
+
+
+def run(encoder, entry, splits: SplitCache, batch_size: int) -> dict[str, float]:
+    """The entry's top-1/top-5 (bigvl.evaluators.common.EVALUATORS)."""
+    return evaluate(encoder, entry.split, entry.classes, splits)
+
+
+def chance(entry) -> dict[str, float]:
+    """top-k of a random model: k / classes."""
+    with open(entry.classes) as f:
+        num_classes = len(json.load(f)["classnames"])
+    return {"top1": 1 / num_classes, "top5": min(1.0, 5 / num_classes)}

@@ -31,6 +31,7 @@ import numpy as np
 
 from bigvl.inference.batched import run_in_chunks
 from bigvl.inference.images import prepare_images
+from bigvl.inference.run_config import captioning_entry
 
 METHODS = ("greedy", "beam", "sample")
 
@@ -276,5 +277,5 @@ def caption(run, images, cond_texts: Sequence[str] | None = None, method: str = 
     if captioner is None:
         raise ValueError(f"model.kind {run.config.model.kind!r} has no caption decoder")
     prepared = prepare_images(images, run.encoder.image_size)
-    cfg = DecodeConfig(method=method, max_length=max_length or run.config.evals.captioning_max_length, **options)
+    cfg = DecodeConfig(method=method, max_length=max_length or captioning_entry(run.config).max_length, **options)
     return captioner.caption(run.params, prepared, cond_texts, cfg, seed)

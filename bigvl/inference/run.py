@@ -7,7 +7,10 @@
 This stage does not know the full config schema (bigvl.config, the CLI stage): without a
 `config`, `read_run_config` takes `workdir/config.json` as saved, fills its `model`
 section over `bigvl.models.model_config_defaults()` and defaults the few other keys
-inference reads (`INFERENCE_DEFAULTS`) where an older config.json lacks them.
+inference reads (`INFERENCE_DEFAULTS`) where an older config.json lacks them. A config.json
+written before evaluators were `evals.NAME = {type, ...}` entries (flat keys `evals.zeroshot`,
+`evals.captioning_max_length`, ...) is converted on read (`convert_flat_evals`); the decode
+options of a run's captioner are `bigvl.inference.run_config.captioning_entry(config)`.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import orbax.checkpoint as ocp
 from bigvl.data.tokenizer import Tokenizer
 from bigvl.inference.checkpoint_format import check_format
 from bigvl.inference.encoder import Encoder, make_encoder
+from bigvl.inference.run_config import convert_flat_evals
 from bigvl.models import build_model, dummy_inputs, model_config_defaults
 from bigvl.parallel.mesh import DEFAULT_RULES, logical_shardings, make_mesh, rules_from_config
 
@@ -32,7 +36,7 @@ from bigvl.parallel.mesh import DEFAULT_RULES, logical_shardings, make_mesh, rul
 INFERENCE_DEFAULTS = {
     "data": {"tokenizer": ""},
     "sharding_rules": [list(rule) for rule in DEFAULT_RULES],
-    "evals": {"batch_size": 256, "captioning_max_length": 32},
+    "evals": {"batch_size": 256},
 }
 
 
@@ -51,7 +55,10 @@ def read_config_json(workdir: str) -> dict:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: is {workdir!r} a bigvl workdir?")
     with open(path) as f:
-        return json.load(f)
+        saved = json.load(f)
+    if isinstance(saved.get("evals"), dict):
+        saved["evals"] = convert_flat_evals(saved["evals"])
+    return saved
 
 
 def read_run_config(workdir: str) -> ml_collections.ConfigDict:

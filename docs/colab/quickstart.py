@@ -123,10 +123,10 @@ def small_config(steps: int, width: int = 64, depth: int = 2):
     c.model.embed_dim = width
     c.optim.lr, c.optim.warmup_steps, c.optim.weight_decay = 3e-3, 20, 0.05
     c.evals.batch_size = 64
-    c.evals.zeroshot = str(world / "zeroshot.array_record")
-    c.evals.zeroshot_classes = str(world / "zeroshot_classes.json")
-    c.evals.retrieval = str(world / "retrieval.array_record")
-    c.evals.pointing = c.evals.retrieval  # its records say where each object is
+    c.evals.zeroshot.update(split=str(world / "zeroshot.array_record"),
+                            classes=str(world / "zeroshot_classes.json"))
+    c.evals.retrieval.split = str(world / "retrieval.array_record")
+    c.evals.pointing.split = c.evals.retrieval.split  # its records say where each object is
     return c
 
 
@@ -243,9 +243,9 @@ coca_config = small_config(steps=150)
 coca_config.data.caption_strategy, coca_config.data.caption_field = "recap", "short"
 coca_config.model.kind = "coca"
 coca_config.model.decoder.update(depth=2, context_length=32, num_queries=16, pooler_heads=4)
-coca_config.evals.update(zeroshot="", retrieval="", pointing="")  # evaluate its captions only:
-coca_config.evals.captioning = str(world / "retrieval.array_record")  # CIDEr-D and BLEU-4
-coca_config.evals.captioning_max_length = 24
+for name in ("zeroshot", "retrieval", "pointing"):  # evaluate its captions only:
+    coca_config.evals[name].split = ""
+coca_config.evals.captioning.update(split=str(world / "retrieval.array_record"), max_length=24)  # CIDEr-D, BLEU-4
 coca_dir = WORK / "coca"
 fig = train(coca_config, coca_dir, keys=("loss", "contrastive_loss", "caption_loss"))
 plots.save_figure(fig, "coca_loss")
@@ -292,7 +292,8 @@ fig
 # %%
 twin_config = small_config(steps=30)
 twin_config.model.image.pool = "cls"  # a class token: what open_clip's and HF's ViTs pool
-twin_config.evals.update(zeroshot="", retrieval="", pointing="")
+for name in ("zeroshot", "retrieval", "pointing"):
+    twin_config.evals[name].split = ""
 twin_dir, exported, imported = WORK / "clip_cls", WORK / "clip_cls_open_clip", WORK / "clip_cls_imported"
 validate(twin_config)
 train_and_evaluate(twin_config, str(twin_dir))

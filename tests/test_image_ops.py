@@ -1,11 +1,15 @@
-"""Decoding and crops: sizes, range of crop scales, no flips, corrupt bytes rejected."""
+"""Decoding and crops: sizes, range of crop scales, no flips, corrupt bytes rejected; every image
+mode made RGB as PIL's own convert("RGB") does (open_clip's and CLIP_benchmark's pipelines)."""
 import io
+import warnings
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from bigvl.data.image_ops import center_resize, decode_image, random_resized_crop
+from bigvl.data.image_ops import center_resize, decode_image, random_resized_crop, rgb_image
+from bigvl.evaluators.suites.images import to_pil
+from bigvl.inference.images import prepare_images
 
 
 def _png(array):
@@ -116,3 +120,110 @@ def test_random_resized_crop_falls_back_to_the_whole_image():
     """A 1000×10 strip has no box of aspect within [3/4, 4/3] covering half its area: whole image."""
     boxes = _boxes((1000, 10), 0.5, 20, seed=0)
     assert (boxes == [0, 0, 1000, 10]).all()
+
+
+_RNG = np.random.default_rng(3)
+_RGBA = Image.fromarray(_RNG.integers(0, 256, (9, 7, 4), dtype=np.uint8))  # W 7 × H 9, random alpha
+_WIDE = Image.fromarray(_RNG.integers(0, 65536, (9, 7), dtype=np.uint16))  # I;16: most values > 255
+
+
+def _with_transparency():
+    """A palette image whose palette index 0 is transparent (PNG tRNS)."""
+    image = _RGBA.convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE, colors=8)
+    image.info["transparency"] = 0
+    return image
+
+
+# (what, image in that mode, the formats it is stored in): one of each mode PIL converts to RGB.
+MODES = [
+    ("1", _RGBA.convert("1"), ["PNG", "TIFF"]),
+    ("L", _RGBA.convert("L"), ["PNG", "JPEG"]),
+    ("LA", _RGBA.convert("LA"), ["PNG", "TIFF"]),
+    ("P", _RGBA.convert("P"), ["PNG", "GIF"]),
+    ("P+transparency", _with_transparency(), ["PNG"]),
+    ("PA", _RGBA.convert("PA"), ["TIFF"]),
+    ("RGB", _RGBA.convert("RGB"), ["PNG", "JPEG"]),
+    ("RGBA", _RGBA, ["PNG", "TIFF", "WEBP"]),
+    ("RGBa", _RGBA.convert("RGBa"), []),
+    ("CMYK", _RGBA.convert("CMYK"), ["JPEG", "TIFF"]),
+    ("YCbCr", _RGBA.convert("YCbCr"), ["TIFF"]),
+    ("LAB", _RGBA.convert("LAB"), ["TIFF"]),
+    ("HSV", _RGBA.convert("HSV"), []),
+    ("I", _RGBA.convert("I"), ["TIFF"]),
+    ("I;16", _WIDE, ["PNG", "TIFF"]),
+    ("F", _RGBA.convert("F"), ["TIFF"]),
+]
+
+
+def _encode(image, fmt):
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        image.save(buf, format=fmt, **({"transparency": image.info["transparency"]} if "transparency" in image.info
+                                        else {}))
+    return buf.getvalue()
+
+
+def _reference(image):
+    """What open_clip / CLIP_benchmark get: PIL's own convert("RGB"), as uint8 [H,W,3]."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PIL: palette transparency is better converted to RGBA (they do not)
+        return np.asarray(image.convert("RGB"))
+
+
+@pytest.mark.parametrize("what, image, formats", MODES, ids=[m[0] for m in MODES])
+def test_every_mode_is_made_rgb_as_pil_convert_does(what, image, formats):
+    """A PIL image of each mode, and each file it is stored as: the three stages that read images
+    (training data, evaluation suites, notebook inputs) give PIL's convert("RGB") of it, pixel for pixel."""
+    want = _reference(image)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert rgb_image(image).mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(rgb_image(image)), want)
+        np.testing.assert_array_equal(np.asarray(to_pil(image)), want)
+        for fmt in formats:
+            data = _encode(image, fmt)
+            stored = Image.open(io.BytesIO(data))
+            assert what.startswith(stored.mode) or fmt in ("JPEG", "WEBP", "GIF"), (fmt, stored.mode)
+            want_file = _reference(stored)
+            np.testing.assert_array_equal(np.asarray(decode_image(data)), want_file, err_msg=fmt)
+            np.testing.assert_array_equal(np.asarray(to_pil(data)), want_file, err_msg=fmt)
+
+
+def test_alpha_is_dropped_not_composited_and_16_bit_clips():
+    """The behaviours that set PIL's convert apart from other choices, checked by hand: RGBA keeps its
+    colour channels whatever the alpha (no compositing on white or black); I;16 values clip at 255."""
+    rgba = np.asarray(_RGBA)
+    np.testing.assert_array_equal(np.asarray(rgb_image(_RGBA)), rgba[..., :3])
+    wide = np.asarray(_WIDE).astype(np.int64)
+    np.testing.assert_array_equal(np.asarray(rgb_image(_WIDE)), np.repeat(np.minimum(wide, 255)[..., None], 3, 2)
+                                  .astype(np.uint8))
+
+
+@pytest.mark.parametrize("shape", [(9, 7), (9, 7, 1), (9, 7, 3), (9, 7, 4)])
+def test_arrays_are_made_rgb_as_pil_convert_does(shape):
+    """uint8 arrays (notebook inputs, TFDS images): grayscale repeated in R, G, B, alpha dropped;
+    the same pixels in the evaluation suites and in the notebook's prepare_images."""
+    array = _RNG.integers(0, 256, shape, dtype=np.uint8)
+    channels = array.reshape(9, 7, -1)
+    want = np.repeat(channels, 3, axis=2) if channels.shape[2] == 1 else channels[..., :3]
+    np.testing.assert_array_equal(_reference(Image.fromarray(array if len(shape) == 2 or shape[2] != 1
+                                                             else array[..., 0])), want)
+    np.testing.assert_array_equal(np.asarray(rgb_image(array)), want)
+    np.testing.assert_array_equal(np.asarray(to_pil(array)), want)
+    np.testing.assert_array_equal(prepare_images([array], 7)[0], center_resize(Image.fromarray(want), 7))
+
+
+@pytest.mark.parametrize("array, match", [(np.zeros((8, 8, 2), np.uint8), r"image 5 has shape \(8, 8, 2\)"),
+                                          (np.zeros(8, np.uint8), r"image 5 has shape \(8,\)"),
+                                          (np.zeros((8, 8, 3), np.float32), "image 5 has dtype float32")])
+def test_other_arrays_are_named(array, match):
+    with pytest.raises(ValueError, match=match):
+        rgb_image(array, where=5)
+
+
+def test_undecodable_bytes_are_named():
+    with pytest.raises(ValueError, match=r"undecodable image shard-3/17 \("):
+        decode_image(b"garbage", where="shard-3/17")
+    with pytest.raises(ValueError, match=r"undecodable image a\.jpg \("):
+        to_pil(b"garbage", where="a.jpg")

@@ -1,20 +1,52 @@
-"""Image decoding and the crops that keep captions true (no flips: captions say left/right)."""
+"""Image decoding, the one conversion to RGB, and the crops that keep captions true (no flips:
+captions say left/right).
+
+`rgb_image` is where every stage makes an image RGB (training data, evaluation suites,
+notebook inputs): PIL's `convert("RGB")`, as open_clip's and CLIP_benchmark's pipelines do, so
+that evaluation numbers compare with theirs. That means alpha (RGBA, LA, PA, a palette's
+transparency) is dropped, not composited; grayscale and palette values are repeated or looked
+up; CMYK is converted without an ICC profile; 16-bit and float modes (I;16, I, F) clip at 255.
+"""
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
+# uint8 array channels → the PIL mode Image.fromarray gives them (1 channel is squeezed to [H, W]).
+ARRAY_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
-def decode_image(data: bytes) -> Image.Image:
-    """Decodes JPEG/PNG bytes to an RGB PIL image; raises ValueError on corrupt bytes."""
+
+def rgb_image(image: Image.Image | np.ndarray, where: Any = "?") -> Image.Image:
+    """A PIL image of any mode, or a uint8 array [H,W] / [H,W,1] (grayscale), [H,W,3] (RGB) or
+    [H,W,4] (RGBA) → an RGB PIL image (W×H): PIL's `convert("RGB")` (see the module docstring).
+
+    Raises ValueError naming the image (`where`, e.g. its place in a batch) for an array of any
+    other shape or dtype.
+    """
+    if isinstance(image, np.ndarray):
+        array = image[:, :, None] if image.ndim == 2 else image
+        if array.ndim != 3 or array.shape[2] not in ARRAY_MODES:
+            raise ValueError(f"image {where} has shape {tuple(image.shape)}: expected [H, W] or [H, W, 1] "
+                             f"(grayscale), [H, W, 3] (RGB) or [H, W, 4] (RGBA)")
+        if array.dtype != np.uint8:
+            raise ValueError(f"image {where} has dtype {array.dtype}: expected uint8")
+        image = Image.fromarray(np.ascontiguousarray(array[:, :, 0] if array.shape[2] == 1 else array))
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def decode_image(data: bytes, where: Any = None) -> Image.Image:
+    """Decodes JPEG/PNG/WebP/... bytes to an RGB PIL image (`rgb_image`); raises ValueError on
+    corrupt bytes, naming `where` when given."""
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
     except Exception as e:  # PIL raises many types for corrupt or truncated files
-        raise ValueError(f"undecodable image ({type(e).__name__}: {e})") from None
-    return image.convert("RGB") if image.mode != "RGB" else image
+        name = "" if where is None else f" {where}"
+        raise ValueError(f"undecodable image{name} ({type(e).__name__}: {e})") from None
+    return rgb_image(image)
 
 
 def random_resized_crop(image: Image.Image, size: int, min_scale: float,

@@ -2,13 +2,13 @@
 
 An image sequence has `len(seq)` and `seq.read(i)` → encoded bytes (JPEG/PNG/WebP), a PIL
 image or a uint8 array; `load_batch(seq, indices, size)` decodes just those, centre-cropped
-and resized as every evaluation split is (`bigvl.data.image_ops.center_resize`), with
-grayscale / RGBA made RGB. A 50,000-image validation set is read chunk by chunk by the
-encoding loop (`bigvl.evaluators.suites.protocols`).
+and resized as every evaluation split is (`bigvl.data.image_ops.center_resize`), made RGB
+by `bigvl.data.image_ops.rgb_image` (PIL's `convert("RGB")`, as CLIP_benchmark does). A
+50,000-image validation set is read chunk by chunk by the encoding loop
+(`bigvl.evaluators.suites.protocols`).
 """
 from __future__ import annotations
 
-import io
 import os
 import tarfile
 import threading
@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from bigvl.data.image_ops import center_resize
+from bigvl.data.image_ops import center_resize, decode_image, rgb_image
 
 
 class FileImages:
@@ -93,19 +93,11 @@ class Subset:
 
 
 def to_pil(item: Any, where: Any = "?") -> Image.Image:
-    """Encoded bytes / PIL image / uint8 array → an RGB PIL image; ValueError names `where` if undecodable."""
-    if isinstance(item, Image.Image):
-        image = item
-    elif isinstance(item, np.ndarray):
-        array = item if item.ndim == 3 else item[:, :, None]
-        image = Image.fromarray(np.ascontiguousarray(array if array.shape[2] != 1 else array[:, :, 0]))
-    else:
-        try:
-            image = Image.open(io.BytesIO(item))
-            image.load()
-        except Exception as e:  # PIL raises many types for corrupt or truncated files
-            raise ValueError(f"image {where}: undecodable ({type(e).__name__}: {e})") from None
-    return image if image.mode == "RGB" else image.convert("RGB")
+    """What an image sequence's `read` gives (encoded bytes, a PIL image or a uint8 array) → an RGB
+    PIL image (`rgb_image`); ValueError names `where` if undecodable."""
+    if isinstance(item, (Image.Image, np.ndarray)):
+        return rgb_image(item, where)
+    return decode_image(item, where)
 
 
 _POOL = ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1))

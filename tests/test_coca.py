@@ -159,7 +159,7 @@ def test_special_ids_come_from_the_config(kind):
 def test_coca_trains_and_captions_through_the_trainer(tiny_world, tmp_path):
     from tests.helpers.tiny import tiny_config
 
-    from bigvl.train.run_dir import read_metrics
+    from bigvl.train.metrics_log import read_metrics
     from bigvl.train.loop import train_and_evaluate
     config = tiny_config(tiny_world, total_steps=4, ckpt_steps=4)
     config.model.kind = "coca"

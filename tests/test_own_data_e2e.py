@@ -43,7 +43,7 @@ def table_args(tmp_path):
 
 def test_convert_train_tokenizer_train_and_evaluate(tmp_path):
     from bigvl.train.loop import train_and_evaluate
-    from bigvl.train.run_dir import read_metrics
+    from bigvl.train.metrics_log import read_metrics
     planted = make_download(tmp_path / "dl", shards=4, per_shard=40, corrupt=((1, 3),), failed=((0, 5), (2, 7)))
     recap = set(make_recap_table(tmp_path / "recap.parquet", planted))
     dreamlip = set(make_dreamlip_csv(tmp_path / "dreamlip.csv", planted))
@@ -112,7 +112,7 @@ def test_killed_conversion_restarts_byte_identical(tmp_path):
 def test_datacompdr_teacher_embeddings_train_a_distilled_student(tmp_path):
     from tests.helpers.fake_download import make_datacompdr
     from bigvl.train.loop import train_and_evaluate
-    from bigvl.train.run_dir import read_metrics
+    from bigvl.train.metrics_log import read_metrics
     planted = make_download(tmp_path / "dl", shards=2, per_shard=24, corrupt=(), failed=())
     make_datacompdr(tmp_path / "dr", planted)
     run_tool("build_shards.py", "--images", tmp_path / "dl" / "*.tar", "--out", tmp_path / "train",

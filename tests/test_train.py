@@ -7,7 +7,7 @@ import pytest
 from tests.helpers.tiny import tiny_config
 
 from bigvl.inference.run import load_run
-from bigvl.train.run_dir import read_metrics
+from bigvl.train.metrics_log import read_metrics
 from bigvl.train.loop import train_and_evaluate
 
 

@@ -25,7 +25,7 @@ from bigvl.parallel.process import setup_process
 from bigvl.parallel.mesh import check_batch_divisible, make_mesh
 from bigvl.train.checkpoints import CheckpointLayoutError
 from bigvl.train.loop import train_and_evaluate
-from bigvl.train.run_dir import check_workdir
+from bigvl.train.workdir_checks import check_workdir
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:

@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from bigvl.evaluators import chance_levels  # noqa: E402
-from bigvl.train.run_dir import read_metrics  # noqa: E402
+from bigvl.train.metrics_log import read_metrics  # noqa: E402
 
 
 def results_table(metrics: dict[str, float], chance: dict[str, float]) -> str:

@@ -30,7 +30,8 @@ import orbax.checkpoint as ocp
 
 from bigvl.data.records import read_records
 from bigvl.data.world import ensure_world
-from bigvl.train.run_dir import ids_path, read_metrics
+from bigvl.train.example_ids import ids_path
+from bigvl.train.metrics_log import read_metrics
 from tests.helpers.data_faults import RECORD_FAULTS, corrupt_chunk, truncate_shard, write_faulty_shard
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the clone (configs/ beside experiments/)

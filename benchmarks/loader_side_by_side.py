@@ -30,13 +30,13 @@ import subprocess
 import sys
 import time
 
+from benchmarks.open_clip_wds_loader import tree_cpu_seconds  # stdlib-only module (it also runs without bigvl)
 from bigvl.config import base_config
 from bigvl.data.ingest.convert import ConvertOptions, convert_all
 from bigvl.data.ingest.inputs import find_units
 from bigvl.data.ingest.texts import sample_texts
 from bigvl.data.pipeline import make_train_dataset
 from bigvl.data.tokenizer import train_tokenizer
-from benchmarks.open_clip_wds_loader import tree_cpu_seconds  # stdlib-only module (it also runs without bigvl)
 from tests.helpers.fake_download import make_download
 
 LOADER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "open_clip_wds_loader.py")

@@ -32,7 +32,6 @@ import jax
 import jax.numpy as jnp
 
 from bigvl.losses import contrastive as losses
-
 from bigvl.losses import ring as ring_losses
 from bigvl.parallel.mesh import batch_sharding, make_mesh, replicated
 

@@ -56,8 +56,8 @@ def main() -> None:
     a = p.parse_args()
     # torch and open_clip only here: loader_side_by_side imports tree_cpu_seconds without them
     import open_clip
-    import torch
     import open_clip_train.data as ocd
+    import torch
 
     # webdataset ≥ 1.0 ends each shard with an end-of-shard marker (a dict without "fname") that
     # open_clip's grouping (written for webdataset 0.2, its pinned version) does not expect; drop it.

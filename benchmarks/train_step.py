@@ -42,8 +42,13 @@ from bigvl.data.hard_negatives import enabled as hard_negatives_enabled
 from bigvl.models.flops import model_flops_per_pair
 from bigvl.parallel.hardware import measured_peak
 from bigvl.parallel.host_memory import reuse_freed_host_memory
-from bigvl.parallel.mesh import (batch_sharding, check_batch_divisible, host_local_to_global, make_mesh,
-                                 rules_from_config)
+from bigvl.parallel.mesh import (
+    batch_sharding,
+    check_batch_divisible,
+    host_local_to_global,
+    make_mesh,
+    rules_from_config,
+)
 from bigvl.train.state import make_train_setup
 from bigvl.train.step import make_train_step
 

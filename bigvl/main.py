@@ -21,8 +21,8 @@ from bigvl.data.tokenizer import Tokenizer
 from bigvl.evaluators import entries
 from bigvl.inference.checkpoint_format import CheckpointVersionError
 from bigvl.parallel import distributed
-from bigvl.parallel.process import setup_process
 from bigvl.parallel.mesh import check_batch_divisible, make_mesh
+from bigvl.parallel.process import setup_process
 from bigvl.train.checkpoints import CheckpointLayoutError
 from bigvl.train.loop import train_and_evaluate
 from bigvl.train.workdir_checks import check_workdir

@@ -30,7 +30,8 @@ is "demo" (the synthetic world: captions of ≤ 90 tokens, 32-token text context
 """
 from __future__ import annotations
 
-RECIPES = ("alt", "recap", "mix", "uniform", "partial", "multi", "multi_grouping", "long", "dual", "alip", "distill", "distill_mix")
+RECIPES = ("alt", "recap", "mix", "uniform", "partial", "multi", "multi_grouping", "long", "dual", "alip", "distill",
+           "distill_mix")
 SCALES = ("demo", "b16")
 
 

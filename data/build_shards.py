@@ -1,6 +1,7 @@
 """Downloaded images + recaption tables → bigvl ArrayRecord shards and DIR/manifest.json.
 
-The same command as `bigvl build_shards` (its flags: `python data/build_shards.py --help`); the code is bigvl/cli/build_shards.py.
+The same command as `bigvl build_shards` (its flags: `python data/build_shards.py --help`);
+the code is bigvl/cli/build_shards.py.
 """
 import sys
 

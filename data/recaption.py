@@ -1,6 +1,7 @@
 """Recaptions a corpus with a trained bigvl captioner (CoCa, or CLIPS given the alt-text).
 
-The same command as `bigvl recaption` (its flags: `python data/recaption.py --help`); the code is bigvl/cli/recaption.py.
+The same command as `bigvl recaption` (its flags: `python data/recaption.py --help`);
+the code is bigvl/cli/recaption.py.
 """
 import sys
 

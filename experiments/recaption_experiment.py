@@ -41,8 +41,8 @@ from bigvl.data.caption_strategies import make_caption_strategy
 from bigvl.data.pipeline import resolve_paths
 from bigvl.data.records import decode_example, read_records, write_records
 from bigvl.data.world import ensure_config_world
-from bigvl.evaluators.caption_metrics import caption_scores
 from bigvl.evaluators import entries
+from bigvl.evaluators.caption_metrics import caption_scores
 from bigvl.evaluators.captioning import most_frequent_baseline
 from bigvl.inference.decoding import DecodeConfig
 from bigvl.inference.recaption import MANIFEST, recaption

@@ -4,8 +4,8 @@
                                       [--workdir workdirs/world_study] [--out docs/results/world_study_runs]
 
 Each variant is configs/demo_classic.py (the demo before this study: its world, model,
-optimizer, batch, steps) with a few config keys changed: world keys (`world.scene.*`, `world.noise.*`, ...: the variant gets its own world,
-cached under $BIGVL_CACHE/world_study/) or training keys. Every variant trains the demo
+optimizer, batch, steps) with a few config keys changed: world keys (`world.scene.*`, `world.noise.*`, ...:
+the variant gets its own world, cached under $BIGVL_CACHE/world_study/) or training keys. Every variant trains the demo
 budget (600 steps × 64 images) with seed 0 and is evaluated at the end: zero-shot top-1 on
 the 30 colour × shape classes, T→I R@1, and hard-negative accuracy per kind (shape swap,
 relation swap, colour swap). Finished runs (final_metrics.json) are reused. Writes OUT.md
@@ -87,8 +87,8 @@ VARIANTS = {
                         {**EASY_32PX, "data.caption_strategy": "recap"}),
     "easy_32px_one_object_recap": ("the easy world at 32 px with one object per image, `recap` captions",
                                    {**EASY_32PX, "world.scene.max_objects": 1, "data.caption_strategy": "recap"}),
-    "easy_32px_one_object_nobg_recap": ("the easy world at 32 px, one object per image, `recap`, and short captions never name the "
-                                        "background (a caption is then its image's colour × shape class)",
+    "easy_32px_one_object_nobg_recap": ("the easy world at 32 px, one object per image, `recap`, and short captions "
+                                        "never name the background (a caption is then its image's colour × shape class)",
                                         {**EASY_32PX, "world.scene.max_objects": 1, "data.caption_strategy": "recap",
                                          "world.scene.p_caption_background": (0.0, 0.0)}),
     "easy_32px_coca_lr2e-3": ("the easy-world CoCa with peak learning rate 2e-3 instead of 1e-3",

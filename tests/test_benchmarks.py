@@ -80,8 +80,8 @@ def fake_bench(config, num_texts: int, batch_keys: tuple[str, ...]) -> SimpleNam
 
 
 def test_train_step_flops_count_every_text_and_the_decoder(tmp_path):
-    from tests.test_flops import tiny as tiny_model  # the tiny models hand-counted in tests/test_flops.py
     from tests.helpers.tiny import tiny_config
+    from tests.test_flops import tiny as tiny_model  # the tiny models hand-counted in tests/test_flops.py
     config = tiny_config(tmp_path)
     config.model.pooled_last_block = False  # every position, as the hand count above
     # Two texts per image: tests/helpers/tiny.py's CLIP, image 828,672 and 590,848 per text (see above).
@@ -99,9 +99,10 @@ def test_train_step_flops_count_every_text_and_the_decoder(tmp_path):
 
 
 def test_tools_find_the_checkouts_configs():
-    """The tools that read configs/ resolve it from their own location (benchmarks/ and experiments/ sit beside configs/ in the clone)."""
-    from experiments import ablation, reliability
+    """The tools that read configs/ resolve it from their own location (benchmarks/ and experiments/ sit beside
+    configs/ in the clone)."""
     from benchmarks import open_clip_compare
+    from experiments import ablation, reliability
     assert os.path.isfile(reliability.DEMO)
     assert os.path.isfile(os.path.join(ablation.ROOT, "configs", "recipe_demo.py"))
     assert os.path.isfile(open_clip_compare.CLIP_B16)

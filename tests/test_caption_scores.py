@@ -15,6 +15,7 @@ def tiny_clip(tiny_world):
     """A Run of a randomly initialised tiny two-tower model (tests/helpers/tiny.py's) with the world's tokenizer."""
     import flax.linen as nn
     import jax
+
     from bigvl.data.tokenizer import Tokenizer
     from bigvl.inference.encoder import make_encoder
     from bigvl.inference.run import Run

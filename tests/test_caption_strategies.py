@@ -5,10 +5,22 @@ import pickle
 import numpy as np
 import pytest
 
-from bigvl.data import world as world
 from bigvl.config import base_config
-from bigvl.data.caption_strategies import (Alt, CaptionError, Dual, FirstSentence, LongCaption, Mix, Multi, Partial, Recap,
-                                           TokenCounter, Uniform, make_caption_strategy)
+from bigvl.data import world as world
+from bigvl.data.caption_strategies import (
+    Alt,
+    CaptionError,
+    Dual,
+    FirstSentence,
+    LongCaption,
+    Mix,
+    Multi,
+    Partial,
+    Recap,
+    TokenCounter,
+    Uniform,
+    make_caption_strategy,
+)
 from bigvl.data.tokenizer import Tokenizer, train_tokenizer
 
 CAPTIONS = {"short": "a red circle left of a blue square", "long": "A red circle. A blue square."}

@@ -9,12 +9,12 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from tests.helpers.tiny import tiny_config
 
 from bigvl.inference.checkpoint_format import FORMAT_VERSION, CheckpointVersionError, format_version
 from bigvl.train import checkpoints
 from bigvl.train.loop import train_and_evaluate
 from bigvl.train.metrics_log import read_metrics
+from tests.helpers.tiny import tiny_config
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "checkpoint_v0")
 

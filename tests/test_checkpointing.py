@@ -11,12 +11,12 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from tests.helpers.tiny import tiny_config
-from tests.helpers.xla_env import subprocess_env
 
-from bigvl.train import checkpoints as checkpointing
 from bigvl.config import load_config_json
 from bigvl.data.pipeline import make_train_dataset
+from bigvl.train import checkpoints as checkpointing
+from tests.helpers.tiny import tiny_config
+from tests.helpers.xla_env import subprocess_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

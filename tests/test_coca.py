@@ -6,11 +6,20 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tests.helpers.captioner_models import BATCH, DEC_LENGTH, LENGTH, VOCAB, build, jitted_apply, random_tokens, tiny_model_config
 
 from bigvl.losses.objective import Objective, loss_config_defaults
 from bigvl.models import build_model
 from bigvl.models.decoder import shift_right
+from tests.helpers.captioner_models import (
+    BATCH,
+    DEC_LENGTH,
+    LENGTH,
+    VOCAB,
+    build,
+    jitted_apply,
+    random_tokens,
+    tiny_model_config,
+)
 
 
 def _memory(apply, params, images, cond=None):
@@ -157,10 +166,9 @@ def test_special_ids_come_from_the_config(kind):
 
 @pytest.mark.slow
 def test_coca_trains_and_captions_through_the_trainer(tiny_world, tmp_path):
-    from tests.helpers.tiny import tiny_config
-
-    from bigvl.train.metrics_log import read_metrics
     from bigvl.train.loop import train_and_evaluate
+    from bigvl.train.metrics_log import read_metrics
+    from tests.helpers.tiny import tiny_config
     config = tiny_config(tiny_world, total_steps=4, ckpt_steps=4)
     config.model.kind = "coca"
     config.model.text.depth = 1
@@ -180,11 +188,11 @@ def test_coca_trains_and_captions_through_the_trainer(tiny_world, tmp_path):
 
 def test_pipeline_emits_the_caption_target(tiny_world):
     from array_record.python.array_record_module import ArrayRecordReader
-    from tests.helpers.tiny import tiny_config
 
     from bigvl.data.pipeline import ExampleProcessor
     from bigvl.data.records import decode_example
     from bigvl.data.tokenizer import Tokenizer
+    from tests.helpers.tiny import tiny_config
     config = tiny_config(tiny_world)
     config.data.caption_strategy = "partial"
     path = str(tiny_world / "retrieval.array_record")

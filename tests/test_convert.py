@@ -45,6 +45,7 @@ def imported():
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_imported_model_computes_the_reference_embeddings(imported, name):
     import jax
+
     from bigvl.convert.layout import unflatten
     from bigvl.models import TwoTower, build_model
     config, flat = imported[name]
@@ -73,6 +74,7 @@ def test_import_infers_the_architecture_options(imported):
 def test_big_vision_scanned_layout_without_prefix_imports_the_same_params(imported, tmp_path):
     """The scanned `encoderblock/...` [L, ...] layout, keys without 'params/': the same params, bitwise."""
     import re
+
     from bigvl.convert.importer import import_checkpoint
     with np.load(fixture("big_vision_siglip.npz")) as npz:
         flat = {k[len("params/"):]: npz[k] for k in npz.files}
@@ -105,6 +107,7 @@ def _reference_tensors(name):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_export_matches_the_reference_listing_and_round_trips_bitwise(imported, name, tmp_path):
     from safetensors.numpy import load_file
+
     from bigvl.convert.export import export_params
     from bigvl.convert.importer import import_checkpoint
     config, flat = imported[name]
@@ -153,8 +156,10 @@ def test_a_bigvl_native_export_computes_the_same_in_open_clip_and_hf(tmp_path):
     export of a bigvl-native model (tanh GELU, LayerNorm eps 1e-6, x/127.5 − 1, sentencepiece EOS 3) and
     computed bigvl's embeddings; today's exporter writes those very files, and they import back bitwise."""
     import hashlib
+
     import jax
     from safetensors.numpy import load_file
+
     from bigvl.convert.export import export_params
     from bigvl.convert.importer import import_checkpoint
     from bigvl.convert.layout import unflatten
@@ -191,6 +196,7 @@ def test_a_bigvl_native_export_computes_the_same_in_open_clip_and_hf(tmp_path):
 
 def test_gap_pooled_runs_do_not_export_and_say_why(tmp_path):
     from safetensors.numpy import load_file
+
     from bigvl.convert.export import export_params
     from bigvl.convert.workdir import model_config
     with open(fixture("bigvl_native.json")) as f:
@@ -214,6 +220,7 @@ def test_gap_pooled_runs_do_not_export_and_say_why(tmp_path):
 def test_cli_import_load_and_export(tmp_path, capsys):
     """`python -m bigvl.convert import` → `bigvl.load` → embeddings as the reference → export back bitwise."""
     from safetensors.numpy import load_file
+
     from bigvl.api import load
     from bigvl.convert.__main__ import main
     workdir = str(tmp_path / "wd")
@@ -243,6 +250,7 @@ def test_cli_import_load_and_export(tmp_path, capsys):
 
 def test_import_errors_name_the_fault(tmp_path):
     from safetensors.numpy import load_file, save_file
+
     from bigvl.convert.importer import import_checkpoint
     sd = load_file(fixture("openclip_quickgelu.safetensors"))
     save_file({**sd, "visual.extra": np.zeros(3, np.float32)}, str(tmp_path / "extra.safetensors"))
@@ -270,6 +278,7 @@ def test_long_clip_finetunes_from_an_imported_open_clip(tmp_path):
     """Long-CLIP (recipe `long`) from an imported 77-position open_clip CLIP: 77 → 248 positions,
     rows 0–19 bitwise the imported ones after training, the stretched rows trained, loss finite."""
     import math
+
     from bigvl.config import apply_overrides, split_overrides
     from bigvl.convert.__main__ import main
     from bigvl.convert.workdir import finetune_flags
@@ -308,6 +317,7 @@ def test_full_size_open_clip_layouts_map_onto_bigvl_shapes(name):
     with open_clip's parameter count (149,620,737 for B/16), and every key maps onto a bigvl param of
     the model's shape (shapes only, through jax.eval_shape)."""
     import jax
+
     from bigvl.convert import open_clip
     from bigvl.convert.workdir import model_config
     from bigvl.models import build_model, dummy_inputs, param_path

@@ -4,11 +4,11 @@ import logging
 import grain
 import numpy as np
 import pytest
-from tests.helpers.tiny import tiny_config
 
 from bigvl.data.pipeline import make_train_dataset, scan_shards
 from bigvl.data.records import read_records, write_records
 from tests.helpers.data_faults import RECORD_FAULTS, corrupt_chunk, truncate_shard, write_faulty_shard
+from tests.helpers.tiny import tiny_config
 
 B = 8
 

@@ -10,12 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from tests.helpers.captioner_models import BATCH, LENGTH, build, random_tokens, tiny_model_config
 
-from bigvl.config import base_config
 from bigvl import cli
+from bigvl.config import base_config
 from bigvl.inference.decoding import DecodeConfig, decode, make_captioner
 from bigvl.parallel.mesh import make_mesh
+from tests.helpers.captioner_models import BATCH, LENGTH, build, random_tokens, tiny_model_config
 
 MAX_LEN = 10
 

@@ -6,13 +6,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
-from tests.helpers.tiny import tiny_config
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from bigvl.data.records import RecordError
 from bigvl.data.teacher import TEACHER_KEY, pack_embedding, teacher_targets
 from bigvl.losses.contrastive import distillation_loss
 from bigvl.parallel.mesh import make_mesh
+from tests.helpers.tiny import tiny_config
 
 
 def _unit(rng, *shape):
@@ -88,8 +89,7 @@ def test_teacher_embeddings_round_trip_and_a_student_distils(tiny_world, tiny_ru
     from bigvl import api
     from bigvl.config import validate
     from bigvl.data.pipeline import resolve_paths
-    from bigvl.data.records import decode_example
-    from bigvl.data.records import read_records
+    from bigvl.data.records import decode_example, read_records
     from bigvl.inference.teacher_embeddings import add_teacher_embeddings
     from bigvl.train.loop import train_and_evaluate
 

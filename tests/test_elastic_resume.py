@@ -21,7 +21,6 @@ from bigvl.train.example_ids import ids_path, read_ids
 from tests.helpers.multihost_launch import launch, tiny_config_file
 
 
-
 @pytest.mark.parametrize("workers,host,hosts", [(0, 0, 1), (0, 1, 2), (2, 1, 2)])
 def test_state_at_step_is_where_the_iterator_stands(tiny_world, workers, host, hosts):
     from tests.helpers.tiny import tiny_config

@@ -3,15 +3,15 @@ import flax.linen as nn
 import jax
 import numpy as np
 import pytest
-from tests.helpers.tiny import tiny_config
 
 from bigvl.config import ConfigError, base_config, validate
-from bigvl.train.grad_accumulation import accumulated_value_and_grad, merge_micro_batches, split_micro_batches
-from bigvl.train.metrics_log import read_metrics
-from bigvl.models import build_model
 from bigvl.losses.objective import Objective
+from bigvl.models import build_model
 from bigvl.parallel.mesh import batch_sharding, make_mesh, replicated, rules_from_config
+from bigvl.train.grad_accumulation import accumulated_value_and_grad, merge_micro_batches, split_micro_batches
 from bigvl.train.loop import train_and_evaluate
+from bigvl.train.metrics_log import read_metrics
+from tests.helpers.tiny import tiny_config
 
 
 def test_split_and_merge_are_inverse_and_interleave():

@@ -4,8 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
-from tests.helpers.tiny import tiny_config
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from bigvl.data.hard_negatives import NegativeWordsError, WordSwapNegatives
 from bigvl.data.pipeline import make_train_dataset
@@ -13,6 +13,7 @@ from bigvl.data.tokenizer import Tokenizer
 from bigvl.losses.contrastive import negclip_softmax_loss, softmax_contrastive_loss
 from bigvl.parallel.mesh import make_mesh
 from tests.helpers.numeric_reference import finite_difference_grads
+from tests.helpers.tiny import tiny_config
 
 GROUPS = [["red", "blue", "green"], ["circle", "square"], ["left", "right"]]
 

@@ -12,7 +12,6 @@ import numpy as np
 import orbax.checkpoint as ocp
 import portpicker
 import pytest
-from tests.helpers.xla_env import subprocess_env
 
 from bigvl.config import base_config
 from bigvl.inference.batched import run_in_chunks
@@ -20,6 +19,7 @@ from bigvl.inference.images import prepare_images
 from bigvl.inference.run import INFERENCE_DEFAULTS, read_run_config, restore_params
 from bigvl.models import model_config_defaults
 from bigvl.parallel.mesh import batch_sharding, make_mesh, replicated
+from tests.helpers.xla_env import subprocess_env
 
 CHUNK = 16  # two rows per device of the 8 simulated ones
 

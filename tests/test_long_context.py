@@ -3,11 +3,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tests.helpers.tiny import tiny_config
 
-from bigvl.models.pretrained import adapt_params
-from bigvl.models.pretrained import stretch_positions
+from bigvl.models.pretrained import adapt_params, stretch_positions
 from bigvl.train.optimizer import freeze_rows, make_optimizer
+from tests.helpers.tiny import tiny_config
 
 
 def test_stretch_77_to_248_keeps_20_and_interpolates_4x():

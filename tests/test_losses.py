@@ -3,12 +3,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from bigvl.losses.contrastive import sigmoid_contrastive_loss, softmax_contrastive_loss
 from bigvl.parallel.mesh import make_mesh
 from tests.helpers.numeric_reference import finite_difference_grads
-
 
 # ---- independent float64 reference: explicit loops over rows and columns ----
 

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+
 from tests.helpers.xla_env import subprocess_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

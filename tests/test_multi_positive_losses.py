@@ -3,13 +3,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from bigvl.losses.contrastive import softmax_contrastive_loss
 from bigvl.losses.multi_text import multi_positive_softmax_loss, per_text_softmax_loss
 from bigvl.parallel.mesh import make_mesh
 from tests.helpers.numeric_reference import finite_difference_grads
-
 
 # ---- independent float64 references: explicit loops over images, texts and slots ----
 

@@ -12,9 +12,9 @@ import sys
 import time
 
 import pytest
-from tests.helpers.tiny import tiny_config
 
 from tests.helpers.fake_download import make_download, make_dreamlip_csv, make_recap_table
+from tests.helpers.tiny import tiny_config
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("pyarrow")
@@ -110,9 +110,9 @@ def test_killed_conversion_restarts_byte_identical(tmp_path):
 
 
 def test_datacompdr_teacher_embeddings_train_a_distilled_student(tmp_path):
-    from tests.helpers.fake_download import make_datacompdr
     from bigvl.train.loop import train_and_evaluate
     from bigvl.train.metrics_log import read_metrics
+    from tests.helpers.fake_download import make_datacompdr
     planted = make_download(tmp_path / "dl", shards=2, per_shard=24, corrupt=(), failed=())
     make_datacompdr(tmp_path / "dr", planted)
     run_tool("build_shards.py", "--images", tmp_path / "dl" / "*.tar", "--out", tmp_path / "train",

@@ -3,13 +3,13 @@ import io
 
 import numpy as np
 import pytest
-from array_record.python.array_record_module import ArrayRecordWriter, ArrayRecordReader
-from tests.helpers.tiny import tiny_config
+from array_record.python.array_record_module import ArrayRecordReader, ArrayRecordWriter
 from PIL import Image
 
 from bigvl.data.pipeline import make_train_dataset, resolve_paths
 from bigvl.data.records import decode_example, encode_example
 from bigvl.data.tokenizer import Tokenizer
+from tests.helpers.tiny import tiny_config
 
 
 def _batches(config, n, host=0, hosts=1):

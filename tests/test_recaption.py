@@ -12,11 +12,11 @@ import time
 import msgpack
 import numpy as np
 import pytest
-from tests.helpers.xla_env import subprocess_env
 
 from bigvl.data.records import decode_example, encode_example, read_records, write_records
 from bigvl.inference.decoding import DecodeConfig
-from bigvl.inference.recaption import MANIFEST, is_degenerate, record_key, recaption
+from bigvl.inference.recaption import MANIFEST, is_degenerate, recaption, record_key
+from tests.helpers.xla_env import subprocess_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,13 +25,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def tiny_captioner(tiny_world):
     """A Run of a randomly initialised 1-layer CoCa (16 px, 64-id vocabulary) with the world's tokenizer."""
     import jax
-    from tests.helpers.captioner_models import build
+
     from bigvl.config import base_config
     from bigvl.data.tokenizer import Tokenizer
     from bigvl.inference.encoder import make_encoder
     from bigvl.inference.run import Run
     from bigvl.parallel.mesh import DEFAULT_RULES, make_mesh
-    from tests.helpers.captioner_models import tiny_model_config
+    from tests.helpers.captioner_models import build, tiny_model_config
     model, params, _ = build("coca")
     config = base_config()
     config.model = tiny_model_config("coca")

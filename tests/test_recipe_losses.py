@@ -3,7 +3,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from bigvl.losses import recipe_terms as recipe_losses
 from bigvl.losses.multi_text import multi_positive_softmax_loss, per_text_softmax_loss

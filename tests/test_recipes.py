@@ -3,11 +3,11 @@ import json
 
 import numpy as np
 import pytest
-from tests.helpers.tiny import tiny_config
 
-from experiments import ablation
 from bigvl.config import load_config, validate
 from bigvl.recipes import RECIPES, apply_recipe
+from experiments import ablation
+from tests.helpers.tiny import tiny_config
 
 
 @pytest.mark.parametrize("name", RECIPES)
@@ -57,6 +57,7 @@ def test_unknown_recipe_is_named():
 @pytest.mark.slow
 def test_alip_trains_and_checkpoints_its_ema_state(tiny_world, tmp_path):
     import orbax.checkpoint as ocp
+
     from bigvl.train.loop import train_and_evaluate
     config = tiny_config(tiny_world, total_steps=2, ckpt_steps=2)
     apply_recipe(config, "alip", "demo")

@@ -8,14 +8,14 @@ import grain
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from tests.helpers.tiny import tiny_config
-from tests.helpers.xla_env import subprocess_env
 
-from bigvl.train.example_ids import ids_path
 from bigvl.data.records import read_records
-from tests.helpers.data_faults import truncate_shard, write_faulty_shard
+from bigvl.train.example_ids import ids_path
 from bigvl.train.metrics_log import read_metrics
 from bigvl.train.supersede import supersede_after, superseded_path
+from tests.helpers.data_faults import truncate_shard, write_faulty_shard
+from tests.helpers.tiny import tiny_config
+from tests.helpers.xla_env import subprocess_env
 
 pytestmark = pytest.mark.slow  # second tier: end-to-end (README, .ci/run)
 

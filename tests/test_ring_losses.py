@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 
 from bigvl.losses import contrastive as losses
-from bigvl.losses.ring import (all_gather_softmax_contrastive_loss, ring_sigmoid_contrastive_loss,
-                               tiled_softmax_contrastive_loss)
+from bigvl.losses.ring import (
+    all_gather_softmax_contrastive_loss,
+    ring_sigmoid_contrastive_loss,
+    tiled_softmax_contrastive_loss,
+)
 from bigvl.parallel.mesh import batch_sharding, make_mesh, replicated
 
 MESHES = {"data8": {"data": 8}, "data2_fsdp4": {"data": 2, "fsdp": 4},

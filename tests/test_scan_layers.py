@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from bigvl.models import build_model, count_params, model_config_defaults
 from bigvl.models.pretrained import adapt_params, stack_layers, unstack_layers
@@ -144,9 +145,9 @@ def test_init_by_shape_names_the_layer_axis():
 
 @pytest.mark.slow
 def test_scanned_params_shard_by_the_rules_and_a_train_step_runs():
+    from benchmarks.train_step import random_batch
     from bigvl.config import base_config
     from bigvl.parallel.mesh import batch_sharding, host_local_to_global
-    from benchmarks.train_step import random_batch
     from bigvl.train.state import make_train_setup
     from bigvl.train.step import make_train_step
 

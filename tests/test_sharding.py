@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-from jax.sharding import AxisType, PartitionSpec as P
+from jax.sharding import AxisType
+from jax.sharding import PartitionSpec as P
 
 from bigvl.parallel import mesh as sharding
 

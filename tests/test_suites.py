@@ -9,13 +9,36 @@ import json
 import numpy as np
 import pytest
 
-from bigvl.evaluators.suites import SUITES, load_suite, parse_suites, protocols, run_suites, write_result
-from bigvl.evaluators.suites import clip_benchmark_wds, image_folder, karpathy, long_captions, tfds_suites
+from bigvl.evaluators.suites import (
+    SUITES,
+    clip_benchmark_wds,
+    image_folder,
+    karpathy,
+    load_suite,
+    long_captions,
+    parse_suites,
+    protocols,
+    run_suites,
+    tfds_suites,
+    write_result,
+)
 from bigvl.evaluators.suites.compositional import SUGARCREPE_CATEGORIES, load_aro, load_sugarcrepe
 from bigvl.evaluators.suites.protocols import run_task
 from bigvl.evaluators.suites.tasks import SuiteFilesMissing, fill_template
-from tests.helpers.suite_fixtures import (LookupEncoder, pixel_key, world_examples, write_aro, write_dci, write_docci,
-                            write_image_folder, write_karpathy, write_sugarcrepe, write_tfds, write_urban1k, write_wds)
+from tests.helpers.suite_fixtures import (
+    LookupEncoder,
+    pixel_key,
+    world_examples,
+    write_aro,
+    write_dci,
+    write_docci,
+    write_image_folder,
+    write_karpathy,
+    write_sugarcrepe,
+    write_tfds,
+    write_urban1k,
+    write_wds,
+)
 
 TEMPLATES = ["a photo of a {c}.", "itap of the {c}."]
 
@@ -263,6 +286,7 @@ def test_run_evals_includes_the_config_suites(retrieval, tmp_path):
 def test_evaluate_cli_runs_suites_on_a_trained_run(tiny_run, tmp_path, capsys):
     """`python -m bigvl.evaluate --workdir RUN --suite ... --data_dir ...` on a real checkpoint."""
     import shutil
+
     from bigvl.data.world import class_names
     from bigvl.evaluate import main
     run = shutil.copytree(tiny_run, tmp_path / "run")  # the shared run stays as other tests expect it

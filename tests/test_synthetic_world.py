@@ -17,9 +17,9 @@ from array_record.python.array_record_module import ArrayRecordReader
 from PIL import Image
 
 from bigvl.data import world as sw
-from bigvl.data.world import build as world_build
 from bigvl.data.records import decode_example
 from bigvl.data.tokenizer import Tokenizer
+from bigvl.data.world import build as world_build
 from bigvl.models import model_config_defaults
 
 # what the colour words mean, written independently of the generator's palette

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
+
 from tests.helpers.tiny import tiny_config
 
 tfds = pytest.importorskip("tensorflow_datasets")

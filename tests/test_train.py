@@ -4,11 +4,11 @@ import json
 import jax
 import numpy as np
 import pytest
-from tests.helpers.tiny import tiny_config
 
 from bigvl.inference.run import load_run
-from bigvl.train.metrics_log import read_metrics
 from bigvl.train.loop import train_and_evaluate
+from bigvl.train.metrics_log import read_metrics
+from tests.helpers.tiny import tiny_config
 
 
 def _params(workdir):

@@ -7,10 +7,10 @@ import sys
 import tempfile
 
 import pytest
-from tests.helpers.xla_env import subprocess_env
 
 from bigvl.train import workdir_checks
 from bigvl.train.workdir_checks import check_workdir
+from tests.helpers.xla_env import subprocess_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 Usage = collections.namedtuple("Usage", "total used free")

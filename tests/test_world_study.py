@@ -41,8 +41,8 @@ def test_every_variant_is_a_valid_config(tmp_path):
 
 
 def test_rendered_probe_images_are_one_object_scenes_of_the_style():
-    from bigvl.data.world.scene import SceneStyle, sample_scene
     from bigvl.data.world.render import render_scene
+    from bigvl.data.world.scene import SceneStyle, sample_scene
     from experiments.shape_probe import SHAPES, rendered_images
     style = SceneStyle(shape_scale=1.6, max_objects=3, rotation=False, textured=False)
     images, labels = rendered_images(style, 32, count=50, seed=3)

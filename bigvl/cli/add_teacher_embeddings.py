@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import time
 
+from bigvl.cli import command_parser
 from bigvl.data.pipeline import resolve_paths
 from bigvl.inference.teacher_embeddings import add_teacher_embeddings
-from bigvl.cli import command_parser
 from bigvl.parallel.process import setup_process
 
 

@@ -26,12 +26,12 @@ import argparse
 import json
 import sys
 
+from bigvl.cli import command_parser
 from bigvl.data.ingest.convert import ConvertError, ConvertOptions, convert_all
 from bigvl.data.ingest.datacompdr import load_datacompdr
 from bigvl.data.ingest.inputs import InputError, find_units
 from bigvl.data.ingest.tables import TableError, TableSpec, load_table
 from bigvl.data.tokenizer import Tokenizer
-from bigvl.cli import command_parser
 from bigvl.parallel.process import setup_process
 
 

@@ -8,8 +8,8 @@ import argparse
 import json
 import time
 
-from bigvl.data import world as synthetic_world
 from bigvl.cli import command_parser
+from bigvl.data import world as synthetic_world
 from bigvl.parallel.process import setup_process
 
 

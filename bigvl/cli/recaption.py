@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 
+from bigvl.cli import command_parser
 from bigvl.data.pipeline import resolve_paths
 from bigvl.inference.decoding import METHODS, DecodeConfig
 from bigvl.inference.recaption import CONDITIONS, MANIFEST, recaption
 from bigvl.inference.run import load_run
 from bigvl.inference.run_config import captioning_entry
 from bigvl.parallel import distributed
-from bigvl.cli import command_parser
 from bigvl.parallel.process import setup_process
 
 
@@ -34,7 +34,8 @@ def main(argv=None) -> int:
     p.add_argument("--beam_size", type=int, default=4)
     p.add_argument("--top_p", type=float, default=0.9)
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--max_length", type=int, default=0, help="0 = the run's evals.captioning.max_length (at most its decoder context)")
+    p.add_argument("--max_length", type=int, default=0,
+                   help="0 = the run's evals.captioning.max_length (at most its decoder context)")
     p.add_argument("--batch_size", type=int, default=256, help="images per decode call (rounded up to the devices)")
     p.add_argument("--seed", type=int, default=0, help="sampling: each record's key is (seed, record id)")
     p.add_argument("--only_missing", default="",

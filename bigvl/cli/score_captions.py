@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 
+from bigvl.cli import command_parser
 from bigvl.data.pipeline import resolve_paths
 from bigvl.inference.caption_scores import score_captions
 from bigvl.inference.run import load_run
 from bigvl.parallel import distributed
-from bigvl.cli import command_parser
 from bigvl.parallel.process import setup_process
 
 

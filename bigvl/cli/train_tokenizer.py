@@ -15,10 +15,10 @@ import json
 import sys
 import time
 
+from bigvl.cli import command_parser
 from bigvl.data.ingest.texts import sample_texts
 from bigvl.data.pipeline import resolve_paths
 from bigvl.data.tokenizer import Tokenizer, train_tokenizer
-from bigvl.cli import command_parser
 
 
 def main(argv=None) -> int:

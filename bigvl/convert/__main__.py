@@ -26,8 +26,8 @@ import sys
 from bigvl.cli import command_parser
 from bigvl.convert.export import TARGETS, export_workdir
 from bigvl.convert.importer import SOURCES, default_tokenizer, import_checkpoint
-from bigvl.data.tokenizer import Tokenizer
 from bigvl.convert.workdir import finetune_flags, write_workdir
+from bigvl.data.tokenizer import Tokenizer
 from bigvl.parallel.process import setup_process
 
 

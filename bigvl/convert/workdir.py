@@ -26,7 +26,6 @@ from bigvl.models import build_model, dummy_inputs, param_path
 from bigvl.models.pretrained import unstack_layers
 from bigvl.parallel.mesh import make_mesh, rules_from_config
 
-
 ARCH_KEYS = ("kind", "embed_dim", "activation", "layer_norm_eps", "temperature_init", "bias_init",
              "max_logit_scale")
 

@@ -36,7 +36,8 @@ import numpy as np
 from absl import flags as absl_flags
 
 from bigvl.data.caption_strategies import Alt, CaptionError, Recap, make_caption_strategy, score_fallback
-from bigvl.data.hard_negatives import WordSwapNegatives, enabled as negatives_enabled
+from bigvl.data.hard_negatives import WordSwapNegatives
+from bigvl.data.hard_negatives import enabled as negatives_enabled
 from bigvl.data.image_ops import decode_image, random_resized_crop
 from bigvl.data.records import RecordError, decode_example
 from bigvl.data.teacher import teacher_targets

@@ -23,7 +23,6 @@ import numpy as np
 
 from bigvl.data.records import RecordError
 
-
 TEACHER_KEY = "teacher"
 ALT_FIELD = "alt"  # the alt-text's name among the teacher's texts
 

@@ -30,7 +30,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import Mesh, PartitionSpec as P
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 from bigvl.parallel.mesh import BATCH_AXES
 

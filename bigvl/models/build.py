@@ -19,8 +19,8 @@ from bigvl.models.text import POOLS as TEXT_POOLS
 from bigvl.models.text import TextTower
 from bigvl.models.transformer import ACTIVATIONS
 from bigvl.models.two_tower import TwoTower
-from bigvl.models.vit import POOLS as IMAGE_POOLS, STEMS
-from bigvl.models.vit import VisionTower
+from bigvl.models.vit import POOLS as IMAGE_POOLS
+from bigvl.models.vit import STEMS, VisionTower
 
 
 def model_config_defaults() -> ml_collections.ConfigDict:

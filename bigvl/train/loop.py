@@ -23,8 +23,13 @@ from bigvl.evaluators import run_evals
 from bigvl.inference.encoder import make_encoder
 from bigvl.models.flops import model_flops_per_pair
 from bigvl.parallel.hardware import peak_flops
-from bigvl.parallel.mesh import (batch_sharding, check_batch_divisible, host_local_to_global, make_mesh,
-                                 rules_from_config)
+from bigvl.parallel.mesh import (
+    batch_sharding,
+    check_batch_divisible,
+    host_local_to_global,
+    make_mesh,
+    rules_from_config,
+)
 from bigvl.train import checkpoints
 from bigvl.train.example_ids import ExampleIdsLog
 from bigvl.train.init_check import check_init_architecture

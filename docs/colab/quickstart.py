@@ -79,7 +79,8 @@ print(sorted(p.name for p in world.iterdir()))
 #
 # The alt-text is what the web gives (often one object, sometimes a wrong colour, sometimes
 # boilerplate); the short synthetic caption names every object and a relation; the long one
-# (first two of its 4–8 sentences shown) describes each object, its size and position. Caption strategies choose between them per step.
+# (first two of its 4–8 sentences shown) describes each object, its size and position. Caption strategies
+# choose between them per step.
 
 # %%
 train_images, train_records = load_split(str(world / "train-00000-of-00002.array_record"), 64)

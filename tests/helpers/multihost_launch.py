@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import portpicker
+
 from tests.helpers.xla_env import ROOT, subprocess_env
 
 WORKER = os.path.join(ROOT, "tests", "helpers", "multihost_worker.py")

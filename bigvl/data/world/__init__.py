@@ -29,18 +29,50 @@ regions), build (files, manifest, cache). Only tools, the CLI and tests import t
 package; the library reads its files.
 """
 from bigvl.data.world.alt_text import AltText, AltTextNoise, alt_text_string, rewrite_alt_text, sample_alt_text
-from bigvl.data.world.build import (GENERATOR_VERSION, build_world, captioned_train_mask, ensure_config_world,
-                                   ensure_world, read_manifest)
-from bigvl.data.world.captions import (ShortCaption, hard_negatives, sample_short_caption, short_caption_holds,
-                                       short_caption_text)
-from bigvl.data.world.examples import (CLASS_TEMPLATES, SPLIT_STREAMS, class_names, example_rng, generate_split,
-                                       make_example, pointing_regions)
+from bigvl.data.world.build import (
+                                   GENERATOR_VERSION,
+                                   build_world,
+                                   captioned_train_mask,
+                                   ensure_config_world,
+                                   ensure_world,
+                                   read_manifest,
+)
+from bigvl.data.world.captions import (
+                                   ShortCaption,
+                                   hard_negatives,
+                                   sample_short_caption,
+                                   short_caption_holds,
+                                   short_caption_text,
+)
+from bigvl.data.world.examples import (
+                                   CLASS_TEMPLATES,
+                                   SPLIT_STREAMS,
+                                   class_names,
+                                   example_rng,
+                                   generate_split,
+                                   make_example,
+                                   pointing_regions,
+)
 from bigvl.data.world.long_captions import long_caption
 from bigvl.data.world.params import WorldParams, world_params
 from bigvl.data.world.phrases import noun_phrase
 from bigvl.data.world.render import encode_jpeg, render_scene
-from bigvl.data.world.scene import (BACKGROUND_COLOURS, COLOURS, EXTENT, RELATIONS, SHAPES, SIZE_RADII, TEXTURES,
-                                    Scene, SceneObject, SceneStyle, relation, sample_scene, scene_key, scene_to_dict)
+from bigvl.data.world.scene import (
+                                   BACKGROUND_COLOURS,
+                                   COLOURS,
+                                   EXTENT,
+                                   RELATIONS,
+                                   SHAPES,
+                                   SIZE_RADII,
+                                   TEXTURES,
+                                   Scene,
+                                   SceneObject,
+                                   SceneStyle,
+                                   relation,
+                                   sample_scene,
+                                   scene_key,
+                                   scene_to_dict,
+)
 
 __all__ = [
     "AltText", "AltTextNoise", "alt_text_string", "rewrite_alt_text", "sample_alt_text",

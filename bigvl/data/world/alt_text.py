@@ -14,6 +14,7 @@ import numpy as np
 from bigvl.data.world.phrases import join_phrases, noun_phrase
 from bigvl.data.world.scene import COLOURS, SHAPES, Scene, SceneObject
 
+
 @dataclasses.dataclass(frozen=True)
 class AltTextNoise:
     """How web-like the alt-texts are.

@@ -7,6 +7,7 @@ from typing import Mapping
 from bigvl.data.world.alt_text import AltTextNoise
 from bigvl.data.world.scene import SceneStyle
 
+
 @dataclasses.dataclass(frozen=True)
 class WorldParams:
     """Everything a world depends on; the manifest stores it and `ensure_world` compares it."""

@@ -17,8 +17,14 @@ import os
 from functools import lru_cache
 from typing import Callable
 
-from bigvl.evaluators.suites import clip_benchmark_wds, compositional, image_folder, karpathy, long_captions
-from bigvl.evaluators.suites import tfds_suites
+from bigvl.evaluators.suites import (
+    clip_benchmark_wds,
+    compositional,
+    image_folder,
+    karpathy,
+    long_captions,
+    tfds_suites,
+)
 
 DATA = os.path.join(os.path.dirname(__file__), "classnames")
 

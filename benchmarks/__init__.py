@@ -14,3 +14,5 @@
   step's time goes, by op and category, bigvl (jax.profiler) and open_clip (torch.profiler).
 - `benchmarks/device_check.sh [--cpu]` — the accelerator check (`python -m benchmarks.device_check`).
 """
+
+import bigvl  # noqa: F401 (first: picks JAX's platform before a module here imports jax; bigvl/parallel/process.py)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -45,7 +46,7 @@ from benchmarks.machine_load import LoadGate, MachineBusy
 from benchmarks.train_step import CompiledStep, summarise
 from bigvl.config import load_config
 from bigvl.models.flops import model_flops_per_pair
-from bigvl.parallel.host_memory import reuse_freed_host_memory
+from bigvl.parallel.process import setup_process
 
 REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "open_clip_reference.py")
 CLIP_B16 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "clip_b16.py")
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps < 5:
         parser.error(f"--steps {args.steps}: the spread needs at least 5 timed steps")
     pin_cores(args.cores)  # before JAX's backend starts
-    host_malloc = "reuse" if reuse_freed_host_memory() else "default"  # as bigvl.main runs
+    host_malloc = "reuse" if setup_process(level=logging.WARNING) else "default"  # as bigvl.main runs
     xla_flags = os.environ.get("XLA_FLAGS", "")  # recorded: XLA CPU options change the step time
     gate = LoadGate(max_load=args.max_load, max_other_cpu=args.max_other_cpu)
     try:

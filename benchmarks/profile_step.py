@@ -29,6 +29,7 @@ import argparse
 import collections
 import glob
 import json
+import logging
 import os
 import re
 import statistics
@@ -43,7 +44,7 @@ from jax.profiler import ProfileData
 from benchmarks.machine_load import LoadGate, MachineBusy
 from benchmarks.open_clip_compare import bigvl_config
 from benchmarks.train_step import CompiledStep
-from bigvl.parallel.host_memory import reuse_freed_host_memory
+from bigvl.parallel.process import setup_process
 
 CATEGORIES = ("attention (QKᵀ, softmax, AV)", "matmul (dense layers)", "LayerNorm", "GELU", "loss",
               "optimizer update", "transpose / copy", "embedding / pooling", "data transfer", "other")
@@ -245,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wait-idle", type=float, default=0.0, help="seconds to wait for an idle machine")
     parser.add_argument("--allow-busy", action="store_true", help="profile on a busy machine anyway (flagged)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    host_malloc = "reuse" if reuse_freed_host_memory() else "default"  # before JAX starts, as bigvl.main runs
+    host_malloc = "reuse" if setup_process(level=logging.WARNING) else "default"  # before JAX starts, as bigvl.main runs
     gate, start = LoadGate(max_load=args.max_load), time.time()
     try:
         before = gate.check(args.allow_busy, args.wait_idle)

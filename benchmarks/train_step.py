@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
 import sys
 import time
@@ -41,7 +42,6 @@ from bigvl.data.caption_strategies import make_caption_strategy
 from bigvl.data.hard_negatives import enabled as hard_negatives_enabled
 from bigvl.models.flops import model_flops_per_pair
 from bigvl.parallel.hardware import measured_peak
-from bigvl.parallel.host_memory import reuse_freed_host_memory
 from bigvl.parallel.mesh import (
     batch_sharding,
     check_batch_divisible,
@@ -49,6 +49,7 @@ from bigvl.parallel.mesh import (
     make_mesh,
     rules_from_config,
 )
+from bigvl.parallel.process import setup_process
 from bigvl.train.state import make_train_setup
 from bigvl.train.step import make_train_step
 
@@ -219,7 +220,7 @@ def table(record: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
-    reuse_freed_host_memory()  # before JAX starts, as bigvl.main runs
+    setup_process(level=logging.WARNING)  # before JAX starts, as bigvl.main runs
     if args.devices:
         jax.config.update("jax_num_cpu_devices", args.devices)  # before any JAX operation
 

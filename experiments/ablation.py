@@ -33,7 +33,7 @@ from bigvl.data.world import ensure_config_world
 from bigvl.evaluators import entries, run_evals
 from bigvl.inference.run import load_run
 from bigvl.inference.teacher_embeddings import add_teacher_embeddings
-from bigvl.parallel.host_memory import reuse_freed_host_memory
+from bigvl.parallel.process import setup_process
 from bigvl.recipes import RECIPES
 from bigvl.train.loop import train_and_evaluate
 
@@ -178,13 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true",
                         help="write the outputs from the finished runs only; train nothing")
     args = parser.parse_args(argv)
-    reuse_freed_host_memory()  # before JAX starts, as bigvl.main runs
+    setup_process("%(levelname)s %(name)s: %(message)s", logging.WARNING)  # before JAX starts, as bigvl.main runs
     recipes = [r for r in args.recipes.split(",") if r]
     unknown = [r for r in recipes if r not in RECIPES]
     if unknown:
         parser.error(f"--recipes: {unknown[0]!r} is not one of {RECIPES}")
     seeds = [int(s) for s in args.seeds.split(",") if s]
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     batch = load_config("recipe_demo:alt").batch_size
     t0, rows = time.perf_counter(), []

@@ -49,7 +49,7 @@ from bigvl.inference.recaption import MANIFEST, recaption
 from bigvl.inference.run import load_run
 from bigvl.inference.run_config import captioning_entry
 from bigvl.models.flops import model_flops_per_pair
-from bigvl.parallel.host_memory import reuse_freed_host_memory
+from bigvl.parallel.process import setup_process
 from bigvl.train.loop import train_and_evaluate
 from experiments import recaption_report as report
 from experiments.ablation import ROOT
@@ -224,11 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", default="",
                         help="config overrides for every trained run, e.g. batch_size=16,model.image.depth=1")
     args = parser.parse_args(argv)
-    reuse_freed_host_memory()  # before JAX starts its backend, as bigvl.main runs
+    setup_process("%(levelname)s %(name)s: %(message)s", logging.WARNING)  # before JAX starts, as bigvl.main runs
     if not 0.0 < args.caption_fraction < 1.0:
         parser.error(f"--caption_fraction {args.caption_fraction} must be in (0, 1)")
     seeds = [int(s) for s in args.seeds.split(",") if s]
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     t0 = time.perf_counter()
     scarce, full = world_settings(args.caption_fraction, args.world_dir, args.world)
     ensure_worlds(scarce, full)

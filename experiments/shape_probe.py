@@ -24,6 +24,7 @@ import argparse
 import dataclasses
 import glob
 import json
+import logging
 import os
 import time
 
@@ -41,7 +42,7 @@ from bigvl.data.world.scene import SceneStyle, sample_scene
 from bigvl.evaluators.splits import load_split
 from bigvl.models import image_size_of
 from bigvl.models.vit import VisionTower
-from bigvl.parallel.host_memory import reuse_freed_host_memory
+from bigvl.parallel.process import setup_process
 from experiments.ablation import ROOT
 
 SHAPES = ("circle", "square", "triangle", "star", "ring")
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     rep = sub.add_parser("run")
     rep.add_argument("--workdir", required=True)
     args = parser.parse_args(argv)
-    reuse_freed_host_memory()  # before JAX starts its backend, as bigvl.main runs
+    setup_process(level=logging.WARNING)  # before JAX starts its backend, as bigvl.main runs
     if args.command == "supervised" and args.render:
         style = SceneStyle(shape_scale=args.shape_scale, rotation=not args.no_rotation, textured=not args.plain)
         supervised("", args.stem, args.steps, rendered=rendered_images(style, args.image_size),

@@ -17,6 +17,7 @@ import argparse
 import csv
 import hashlib
 import json
+import logging
 import os
 import time
 
@@ -24,7 +25,7 @@ from bigvl.config import load_config, validate
 from bigvl.data.world import ensure_config_world
 from bigvl.data.world.scene import COLOURS, SHAPES
 from bigvl.evaluators import entries
-from bigvl.parallel.host_memory import reuse_freed_host_memory
+from bigvl.parallel.process import setup_process
 from bigvl.train.loop import train_and_evaluate
 
 # Shapes ×1.6 need ≤ 3 objects to lay out (SceneStyle).
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default="workdirs/world_study")
     parser.add_argument("--out", default="docs/results/world_study_runs")
     args = parser.parse_args(argv)
-    reuse_freed_host_memory()  # before JAX starts, as bigvl.main runs
+    setup_process(level=logging.WARNING)  # before JAX starts, as bigvl.main runs
     names = [n for n in args.variants.split(",") if n]
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:

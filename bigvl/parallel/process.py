@@ -48,12 +48,12 @@ def choose_jax_platform(environ: MutableMapping[str, str] = os.environ) -> str |
     return platforms
 
 
-def setup_process(log_format: str = LOG_FORMAT) -> None:
-    """A command's process-wide set-up, before JAX's first operation: INFO logging in `log_format`
-    (other libraries' chatter at WARNING) and freed host memory kept for reuse on a CPU
-    (bigvl/parallel/host_memory.py)."""
+def setup_process(log_format: str = LOG_FORMAT, level: int = logging.INFO) -> bool:
+    """A command's process-wide set-up, before JAX's first operation: logging at `level` in
+    `log_format` (other libraries' chatter at WARNING) and freed host memory kept for reuse on a
+    CPU (bigvl/parallel/host_memory.py). Returns whether freed host memory is reused."""
     # force: an imported library (absl) may have installed a root handler already
-    logging.basicConfig(level=logging.INFO, format=log_format, force=True)
+    logging.basicConfig(level=level, format=log_format, force=True)
     for noisy in QUIET_LOGGERS:
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    reuse_freed_host_memory()
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    return reuse_freed_host_memory()

@@ -11,7 +11,7 @@ from bigvl.parallel.mesh import batch_sharding, make_mesh, replicated, rules_fro
 from bigvl.train.grad_accumulation import accumulated_value_and_grad, merge_micro_batches, split_micro_batches
 from bigvl.train.loop import train_and_evaluate
 from bigvl.train.metrics_log import read_metrics
-from tests.helpers.tiny import tiny_config
+from tests.helpers.tiny import tiny_config, tiny_towers
 
 
 def test_split_and_merge_are_inverse_and_interleave():
@@ -25,10 +25,7 @@ def test_split_and_merge_are_inverse_and_interleave():
     ("softmax", "per_text+multi_positive", 3, 4), ("sigmoid_ring", "per_text", 1, 2)])
 def test_accumulated_gradient_equals_full_batch_gradient(loss_name, multi_text, texts, k):
     config = base_config()
-    config.model.image.update(variant="custom", image_size=16, patch_size=8, width=32, depth=1, num_heads=2,
-                              mlp_dim=64)
-    config.model.text.update(variant="custom", vocab_size=64, context_length=8, width=32, depth=1,
-                             num_heads=2, mlp_dim=64)
+    tiny_towers(config.model)
     config.model.embed_dim = 16
     config.loss.update(name=loss_name, multi_text=multi_text, tile_size=2)
     if loss_name.startswith("sigmoid"):

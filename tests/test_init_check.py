@@ -72,11 +72,9 @@ def test_training_stops_at_start_up_before_reading_data(tmp_path):
     """The check runs in train_and_evaluate before the tokenizer, the data or any compilation."""
     from bigvl.config import base_config
     from bigvl.train.loop import train_and_evaluate
+    from tests.helpers.tiny import tiny_towers
     config = base_config()
-    config.model.image.update(variant="custom", image_size=32, patch_size=8, width=32, depth=1, num_heads=2,
-                              mlp_dim=64)
-    config.model.text.update(variant="custom", vocab_size=64, context_length=16, width=32, depth=1, num_heads=2,
-                             mlp_dim=64)
+    tiny_towers(config.model, image_size=32, context_length=16)
     config.model.embed_dim = 32
     config.data.tokenizer = str(tmp_path / "no_such_tokenizer.model")
     config.data.train_paths = [str(tmp_path / "none-*.array_record")]

@@ -12,6 +12,7 @@ from jax.sharding import PartitionSpec as P
 
 from bigvl.models import TwoTower, build_model, count_params, model_config_defaults
 from bigvl.models.sizes import resolve_size
+from tests.helpers.tiny import tiny_towers
 
 PARAM_NAMES = {"embed", "mlp", "heads", "kv", "vocab", "pos", "patch", "proj", None}
 RULES = [("batch", ("data", "fsdp")), ("embed", "fsdp"), ("mlp", "tensor"), ("heads", "tensor"),
@@ -38,10 +39,8 @@ def siglip_b16():
 
 def tiny(image_pool="cls", text_pool="eos", causal=True, bias_init=None, **model):
     c = model_config_defaults()
-    c.image.update(variant="custom", image_size=16, patch_size=4, width=32, depth=2, num_heads=4, mlp_dim=64,
-                   pool=image_pool)
-    c.text.update(variant="custom", vocab_size=64, context_length=8, width=32, depth=2, num_heads=4, mlp_dim=64,
-                  causal=causal, pool=text_pool)
+    tiny_towers(c, patch_size=4, depth=2, num_heads=4, image={"pool": image_pool},
+                text={"causal": causal, "pool": text_pool})
     c.embed_dim, c.bias_init = 16, bias_init
     c.update(model)
     return c

@@ -16,15 +16,14 @@ from bigvl.models import build_model, count_params, model_config_defaults
 from bigvl.models.pretrained import adapt_params, stack_layers, unstack_layers
 from bigvl.models.transformer import LAYER_AXIS, SCANNED_BLOCKS, per_layer_ndim
 from bigvl.parallel.mesh import DEFAULT_RULES, logical_shardings, make_mesh
+from tests.helpers.tiny import tiny_towers
 
 DEPTH = 3
 
 
 def tiny(causal=True, text_pool="eos", remat="none", scan=False, **model):
     c = model_config_defaults()
-    c.image.update(variant="custom", image_size=16, patch_size=4, width=32, depth=DEPTH, num_heads=4, mlp_dim=64)
-    c.text.update(variant="custom", vocab_size=64, context_length=8, width=32, depth=DEPTH, num_heads=4, mlp_dim=64,
-                  causal=causal, pool=text_pool)
+    tiny_towers(c, patch_size=4, depth=DEPTH, num_heads=4, text={"causal": causal, "pool": text_pool})
     c.embed_dim, c.remat, c.scan_layers = 16, remat, scan
     c.update(model)
     return c

@@ -7,6 +7,7 @@ import numpy as np
 
 from bigvl.config import base_config
 from bigvl.models import build_model
+from tests.helpers.tiny import tiny_towers
 
 VOCAB, LENGTH, DEC_LENGTH, BATCH = 64, 12, 14, 3
 
@@ -15,10 +16,7 @@ def tiny_model_config(kind: str):
     """`config.model` of a 1-layer captioner with a 64-piece vocabulary."""
     m = base_config().model
     m.kind = kind
-    m.image.update(variant="custom", image_size=16, patch_size=8, width=32, depth=1, num_heads=2, mlp_dim=64,
-                   pool="gap")
-    m.text.update(variant="custom", vocab_size=VOCAB, context_length=LENGTH, width=32, depth=1, num_heads=2,
-                  mlp_dim=64)
+    tiny_towers(m, vocab_size=VOCAB, context_length=LENGTH, image={"pool": "gap"})
     m.decoder.update(depth=1, context_length=DEC_LENGTH, num_queries=4, pooler_heads=2)
     m.embed_dim = 16
     return m

@@ -5,6 +5,18 @@ TINY_WORLD = dict(seed=0, num_train=192, num_train_shards=2, num_zeroshot=60, nu
                   num_hard_negatives=40, image_size=32)
 
 
+def tiny_towers(model, *, image_size=16, patch_size=8, depth=1, num_heads=2, vocab_size=64, context_length=8,
+                image=None, text=None):
+    """Set both towers of the `config.model` section `model` to width-32, MLP-64 "custom" transformers of
+    `depth` layers and `num_heads` heads (in place; returns `model`). `image` / `text`: further fields of
+    that tower (e.g. pool, causal)."""
+    model.image.update(variant="custom", image_size=image_size, patch_size=patch_size, width=32, depth=depth,
+                       num_heads=num_heads, mlp_dim=64, **(image or {}))
+    model.text.update(variant="custom", vocab_size=vocab_size, context_length=context_length, width=32,
+                      depth=depth, num_heads=num_heads, mlp_dim=64, **(text or {}))
+    return model
+
+
 def tiny_config(world, **overrides):
     """A 2-layer CLIP on `world` that trains a step in well under a second."""
     c = base_config()
@@ -12,11 +24,8 @@ def tiny_config(world, **overrides):
     c.progress_bar = False
     c.data.train_paths = [str(world / "train-*.array_record")]
     c.data.tokenizer = str(world / "tokenizer.model")
-    m = c.model
-    m.image.update(variant="custom", image_size=32, patch_size=8, width=32, depth=2, num_heads=2, mlp_dim=64)
-    m.text.update(variant="custom", vocab_size=1024, context_length=16, width=32, depth=2, num_heads=2,
-                  mlp_dim=64)
-    m.embed_dim = 16
+    tiny_towers(c.model, image_size=32, depth=2, vocab_size=1024, context_length=16)
+    c.model.embed_dim = 16
     c.optim.warmup_steps = 2
     c.evals.batch_size = 64
     for key, value in overrides.items():

@@ -15,7 +15,7 @@ captions that do not name the background. The model sees 32-px images in
 Flags after a colon: `demo:alt` trains on alt-text only, `:mix` on alt-text or synthetic
 caption with p = 0.5 (default: `recap`, the synthetic captions only); `:sigmoid` uses the
 SigLIP loss (default softmax), e.g. `demo:alt,sigmoid`. configs/demo_classic.py is the demo as
-it was before issue 20, the one earlier figures in docs/ were measured on.
+it was before the world study, the one earlier figures in docs/ were measured on.
 """
 import os
 

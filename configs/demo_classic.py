@@ -1,4 +1,4 @@
-"""The demo as it was before issue 20: the world and model that earlier figures in docs/ were measured on.
+"""The earlier demo (before the world study): the world and model that earlier figures in docs/ were measured on.
 
     python -m bigvl.main --config demo_classic --workdir workdirs/demo_classic
 

@@ -273,3 +273,40 @@ def test_laclip_rewrites_join_by_row(download, tmp_path):
     assert table.lookup("k", {"url": good[5]["url"]}) == {"rewrite_0": f"rewrite of {good[5]['n']}"}
     with pytest.raises(TableError, match="has 1 lines but"):
         load_table(TableSpec.parse(f"{tmp_path}/cc3m_original.csv+{tmp_path}/short.txt", "url", ["r=short"]))
+
+
+@pytest.mark.parametrize("sep", [",", "\t"])
+def test_csv_and_tsv_tables_keyed_by_zero_padded_key_join_every_image(download, tmp_path, sep):
+    # img2dataset keys are all digits with leading zeros ("000010002"): read as numbers they would lose them
+    good = download["samples"]
+    table = tmp_path / ("caps.csv" if sep == "," else "caps.tsv")
+    table.write_text(f"key{sep}cap\n" + "".join(f"{k}{sep}caption of {k}\n" for k in sorted(good)))
+    out = run_cli("--images", download["root"] / "dl" / "*.tar", "--out", tmp_path / "out",
+                  "--captions", table, "--join", "key", "--caption", "c=cap")
+    assert out.returncode == 0, out.stderr
+    m = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert (m["tables"][0]["joined"], m["tables"][0]["not_joined"]) == (len(good), 0)
+    records = [decode_example(r) for n in m["shards"] for r in read_records(str(tmp_path / "out" / n))]
+    assert sorted(r["id"] for r in records) == sorted(good)
+    assert all(r["captions"] == {"c": f"caption of {r['id']}"} for r in records)
+    assert "joined" not in out.stderr
+
+
+def test_a_table_that_joins_almost_nothing_is_reported_in_one_line(download, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    good = download["samples"]
+    (tmp_path / "stripped.csv").write_text("key,cap\n" + "".join(f"{int(k)},c\n" for k in sorted(good)))
+    pq.write_table(pa.Table.from_pylist([{"key": int(k), "cap": "c"} for k in sorted(good)]), tmp_path / "int.parquet")
+    out = run_cli("--images", download["root"] / "dl" / "*.tar", "--out", tmp_path / "out",
+                  "--captions", tmp_path / "stripped.csv", "--join", "key", "--caption", "a=cap",
+                  "--captions", tmp_path / "int.parquet", "--join", "key", "--caption", "b=cap")
+    assert out.returncode == 0, out.stderr  # a warning, not an error: a small table may cover few images
+    lines = [line for line in out.stderr.splitlines() if "joined" in line]
+    assert len(lines) == 2, out.stderr
+    assert (f"{tmp_path / 'stripped.csv'}: joined 0 of {len(good)} images on key; "
+            "table keys look like '0', image keys like '000000000'") in lines[0]
+    assert f"{tmp_path / 'int.parquet'}: joined 0 of {len(good)} images on key" in lines[1]
+    assert "integer" in lines[1]  # an integer column cannot hold leading zeros: said, not guessed around
+    m = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [t["joined"] for t in m["tables"]] == [0, 0]

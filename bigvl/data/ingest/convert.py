@@ -15,7 +15,9 @@ A sample becomes a record (bigvl/data/records.py) ``{id: key, image, alt_text, c
 extras: {url, uid, sha256 when known}}``. The image is checked by decoding it; with
 `max_side` > 0 a larger one is resized (longer side = max_side) and stored as JPEG.
 Faulty samples (see inputs.py, or an undecodable image) and repeated keys within a unit are
-skipped and counted.
+skipped and counted. A table that joins under 1 % of the written images (0 included) is logged
+in one line naming the table, its join, the counts and a key of each side (`join_warnings`); it
+is not an error, since a small table may cover few images.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ from bigvl.data.records import encode_example
 EXTRA_FIELDS = ("url", "uid", "sha256")  # metadata kept in a record's extras
 ALT_FIELD = "alt"
 STATS_DIR = ".stats"
+LOW_JOIN = 0.01  # a table joining fewer than this fraction of the written images is reported
 
 
 class ConvertError(ValueError):
@@ -134,6 +137,7 @@ def convert_unit(unit: Unit, tables: Sequence[CaptionTable], options: ConvertOpt
     ids: list[str] = []
     bad, examples = collections.Counter(), []
     joined, not_joined, no_field = [0] * len(tables), [0] * len(tables), [0] * len(tables)
+    unjoined_example: list[str | None] = [None] * len(tables)  # the first join value with no row
     coverage = collections.Counter()
     words = collections.defaultdict(collections.Counter)
     tokens = collections.defaultdict(collections.Counter)
@@ -158,11 +162,14 @@ def convert_unit(unit: Unit, tables: Sequence[CaptionTable], options: ConvertOpt
         captions: dict[str, str] = {}
         extras: dict[str, Any] = {}
         for t, table in enumerate(tables):
-            if table.join_value(sample.key, sample.meta) is None:
+            value = table.join_value(sample.key, sample.meta)
+            if value is None:
                 no_field[t] += 1
             found = table.lookup(sample.key, sample.meta)
             if found is None:
                 not_joined[t] += 1
+                if unjoined_example[t] is None and value is not None:
+                    unjoined_example[t] = value
             else:
                 joined[t] += 1
                 captions.update(found)
@@ -188,11 +195,36 @@ def convert_unit(unit: Unit, tables: Sequence[CaptionTable], options: ConvertOpt
         "failed_download_reasons": dict(collections.Counter(reason for _, reason in failed)),
         "bad": dict(bad), "bad_examples": examples, "duplicates": duplicates, "alt_missing": alt_missing,
         "joined": joined, "not_joined": not_joined, "without_join_field": no_field,
+        "unjoined_example": unjoined_example,
         "coverage": dict(coverage), "words": {k: dict(v) for k, v in words.items()},
         "tokens": {k: dict(v) for k, v in tokens.items()}, "ids": ids, "seconds": time.time() - start,
     }
     _write_json_atomic(os.path.join(options.out, STATS_DIR, f"{unit.index:05d}.json"), stats)
     return stats
+
+
+def join_warnings(tables: Sequence[CaptionTable], all_stats: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per table that joined fewer than LOW_JOIN of the written images (0 included): the table,
+    its join, how many of how many images joined, a key of the table and of an image without a row."""
+    lines = []
+    for t, table in enumerate(tables):
+        joined = sum(s["joined"][t] for s in all_stats)
+        images = joined + sum(s["not_joined"][t] for s in all_stats)
+        if not images or joined >= LOW_JOIN * images:
+            continue
+        spec = table.spec
+        join = spec.column if spec.column == spec.field else f"{spec.column}={spec.field}"
+        image_key = next((e[t] for s in all_stats if (e := s.get("unjoined_example")) and e[t] is not None), None)
+        table_key = next(iter(table.index), None)
+        line = (f"{spec.path}: joined {joined} of {images} images on {join}; "
+                + (f"table keys look like {table_key!r}" if table_key is not None else "the table has no keys")
+                + (f", image keys like {image_key!r}" if image_key is not None
+                   else f", no image has a {spec.field!r} field"))
+        if table.key_type.startswith(("int", "uint")) and image_key and image_key.isdigit() and image_key[0] == "0":
+            line += (f" (the table's {spec.column!r} is an integer column ({table.key_type}), compared as its "
+                     "decimal text: it cannot hold leading zeros; store the keys as strings)")
+        lines.append(line)
+    return lines
 
 
 def _write_json_atomic(path: str, value: Any) -> None:
@@ -217,6 +249,7 @@ def _convert_shared(unit: Unit) -> dict[str, Any]:
 def convert_all(units: Sequence[Unit], tables: Sequence[CaptionTable], options: ConvertOptions,
                 workers: int = 1, tokenizer=None, log=print) -> dict[str, Any]:
     """Converts every unit not yet done (resume) with `workers` processes; writes and returns the manifest.
+    Logs a line for each table that joined under LOW_JOIN of the images (`join_warnings`).
 
     Raises ConvertError when `options.out` holds a conversion of other inputs or options.
     """
@@ -260,4 +293,6 @@ def convert_all(units: Sequence[Unit], tables: Sequence[CaptionTable], options: 
                            written_now=sum(s["written"] for s in all_stats if s["unit"] not in done))
     with open(os.path.join(options.out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
+    for line in join_warnings(tables, all_stats):
+        log(line)
     return manifest

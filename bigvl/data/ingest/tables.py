@@ -12,7 +12,12 @@ field of the sample's metadata (its img2dataset .json: ``url``, ``uid``, ``sha25
 CSVs keyed by URL. A column holding a list of captions expands to ``NAME_0 … NAME_k``.
 LaCLIP's rewrites (one per line, aligned by row with the original CSV) join as
 ``cc3m_original.csv+cc3m_chatgpt.txt+cc3m_bard.txt``: each text file a column named by its stem.
-A join value seen twice keeps its first row (the repeats are counted).
+A join value seen twice keeps its first row (the repeats are counted); an empty or null one is
+skipped. Join values are compared as text: a CSV/TSV join column is read as strings (never
+inferred as numbers, which would turn img2dataset's key ``000000123`` into ``123``); a parquet
+or JSONL column keeps its stored type and an integer is compared as its decimal text (``123``),
+since an integer column cannot hold leading zeros. A table that joins under 1 % of the images
+is reported in one line (convert.py's `join_warnings`), which names an integer column.
 """
 from __future__ import annotations
 
@@ -58,8 +63,9 @@ def _nearest(name: str, names: Sequence[str]) -> str:
     return f" (nearest: {close[0]!r})" if close else ""
 
 
-def _read_columns(path: str, columns: Sequence[str] | None):
+def _read_columns(path: str, columns: Sequence[str] | None, strings: Sequence[str] = ()):
     """An arrow table of `path` (only `columns` when given); its column names when columns is None.
+    CSV/TSV columns named in `strings` are read as text, not type-inferred (join keys keep leading zeros).
 
     ``TABLE+A.txt+B.txt`` adds the lines of A.txt and B.txt as columns A and B, row by row (LaCLIP:
     one rewrite per line, aligned with the original CSV); a line count that differs is a TableError.
@@ -67,8 +73,8 @@ def _read_columns(path: str, columns: Sequence[str] | None):
     import pyarrow as pa  # heavy import: only caption tables need it
     base, *line_files = path.split("+")
     if not line_files:
-        return _read_table(path, columns)
-    table = _read_table(base, None, whole=True)
+        return _read_table(path, columns, strings=strings)
+    table = _read_table(base, None, whole=True, strings=strings)
     for name in line_files:
         with open(name, encoding="utf-8", errors="replace") as f:
             lines = f.read().split("\n")
@@ -81,7 +87,7 @@ def _read_columns(path: str, columns: Sequence[str] | None):
     return table.column_names if columns is None else table.select(list(columns))
 
 
-def _read_table(path: str, columns: Sequence[str] | None, whole: bool = False):
+def _read_table(path: str, columns: Sequence[str] | None, whole: bool = False, strings: Sequence[str] = ()):
     import pyarrow as pa  # heavy import: only caption tables need it
     ext = path.lower().rsplit(".", 1)[-1]
     try:
@@ -94,7 +100,8 @@ def _read_table(path: str, columns: Sequence[str] | None, whole: bool = False):
             import pyarrow.csv as pcsv
             table = pcsv.read_csv(path, parse_options=pcsv.ParseOptions(
                 delimiter="\t" if ext == "tsv" else ",", newlines_in_values=True),
-                convert_options=pcsv.ConvertOptions(include_columns=list(columns) if columns else None))
+                convert_options=pcsv.ConvertOptions(include_columns=list(columns) if columns else None,
+                                                    column_types={name: pa.string() for name in strings}))
         elif ext in ("jsonl", "json"):
             import pyarrow.json as pjson
             table = pjson.read_json(path)
@@ -113,10 +120,12 @@ def _read_table(path: str, columns: Sequence[str] | None, whole: bool = False):
 
 
 class CaptionTable:
-    """A loaded table: join value → {caption name: text}; `rows`, `repeated` (join values seen again)."""
+    """A loaded table: join value → {caption name: text}; `rows`, `repeated` (join values seen again),
+    `key_type` (the arrow type of the join column, e.g. "string" or "int64")."""
 
-    def __init__(self, spec: TableSpec, index: dict[str, dict[str, str]], rows: int, repeated: int):
-        self.spec, self.index, self.rows, self.repeated = spec, index, rows, repeated
+    def __init__(self, spec: TableSpec, index: dict[str, dict[str, str]], rows: int, repeated: int,
+                 key_type: str = "string"):
+        self.spec, self.index, self.rows, self.repeated, self.key_type = spec, index, rows, repeated, key_type
 
     def join_value(self, key: str, meta: dict[str, Any]) -> str | None:
         """The sample's value for this table's join (None when the sample lacks the field)."""
@@ -157,7 +166,7 @@ def load_table(spec: TableSpec) -> CaptionTable:
     """
     check_table(spec)
     columns = sorted({spec.column, *(c for _, c in spec.captions)})
-    table = _read_columns(spec.path, columns)
+    table = _read_columns(spec.path, columns, strings=(spec.column,))
     keys = table.column(spec.column).to_pylist()
     cells = {column: table.column(column).to_pylist() for column in columns}
     index: dict[str, dict[str, str]] = {}
@@ -166,6 +175,8 @@ def load_table(spec: TableSpec) -> CaptionTable:
         if value is None:
             continue
         value = str(value)
+        if not value:
+            continue
         if value in index:
             repeated += 1
             continue
@@ -179,4 +190,4 @@ def load_table(spec: TableSpec) -> CaptionTable:
             elif isinstance(cell, str) and cell.strip():
                 captions[name] = cell
         index[value] = captions
-    return CaptionTable(spec, index, len(keys), repeated)
+    return CaptionTable(spec, index, len(keys), repeated, str(table.column(spec.column).type))

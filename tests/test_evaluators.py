@@ -48,6 +48,19 @@ def test_zero_shot_accuracy_matches_naive():
     assert got == {"top1": top1, "top5": top5}
 
 
+def test_zero_shot_below_five_classes_reports_no_top5_and_no_top5_chance(tmp_path):
+    """In training, top-k with k > classes is left out (not a trivial 1.0); its chance level too, so the
+    results table never pairs a chance level with a metric that was not measured."""
+    import json
+    classes = np.eye(3, 16)
+    got = zero_shot_accuracy(classes[[0, 1, 2, 0]], np.array([0, 1, 2, 0]), classes)
+    assert got == {"top1": 1.0}
+    path = tmp_path / "classes.json"
+    path.write_text(json.dumps({"classnames": ["a", "b", "c"], "templates": ["{}"]}))
+    entry = type("Entry", (), {"classes": str(path)})()
+    assert zero_shot.chance(entry) == {"top1": 1 / 3}
+
+
 def test_hard_negative_accuracy_per_kind():
     image = np.array([[1.0, 0.0]])
     pos = np.array([[0.9, 0.1]])

@@ -59,7 +59,7 @@ def test_metrics_match_clip_benchmark_formulas():
     pred = top[:, 0]
     recalls = [np.mean(pred[labels == c] == c) for c in np.unique(labels)]  # sklearn balanced_accuracy_score
     scores = protocols.similarities(images, classes)
-    got = protocols.classification_metrics(protocols.rank_of_true(scores, scores[np.arange(50), labels]), labels)
+    got = protocols.classification_metrics(protocols.rank_of_true(scores, scores[np.arange(50), labels]), labels, 7)
     assert got == pytest.approx({"acc1": np.mean(pred == labels), "acc5": np.mean((top[:, :5] == labels[:, None]).any(1)),
                                  "mean_per_class_recall": np.mean(recalls)}, abs=1e-12)
 
@@ -208,6 +208,75 @@ def test_pairs_accuracy_oracle_collapsed_shuffled(pairs):
     noisy = [protocols.pairs(LookupEncoder(image_index, text_index, dim, noise=0.3, mode="shuffled", shuffle_seed=s),
                              tasks["aro"])["acc"] for s in range(20)]
     assert np.mean(noisy) == pytest.approx(0.5, abs=0.1)
+
+
+def _planted_aro(data_dir, which, groups, seed=0):
+    """ARO files under DATA_DIR/aro: groups = [(kind, pairs, right)]; the first `right` pairs of each kind are
+    won by the lookup encoder (true caption on the image), the rest lost (false caption on the image).
+    Returns (encoder, {kind: (pairs, right)})."""
+    examples = world_examples("hard_negatives", 4, seed=seed)
+    distinct = [e["image"] for e in examples]
+    images, pos, neg, kinds, image_index, text_index = [], [], [], [], {}, {}
+    for kind, count, right in groups:
+        for j in range(count):
+            i = len(images)
+            images.append(distinct[i % len(distinct)])
+            image_index[pixel_key(images[-1])] = i % len(distinct)
+            pos.append(f"{which} true {i}")
+            neg.append(f"{which} false {i}")
+            on_image, elsewhere = i % len(distinct), len(distinct)
+            text_index[pos[-1]], text_index[neg[-1]] = (on_image, elsewhere) if j < right else (elsewhere, on_image)
+            kinds.append(kind)
+    write_aro(str(data_dir / "aro"), images, pos, neg, which, kinds)
+    return LookupEncoder(image_index, text_index, len(distinct) + 1), {k: (c, r) for k, c, r in groups}
+
+
+def test_aro_relation_is_the_macro_average_over_relations_as_its_authors_report(tmp_path):
+    """VG-Relation: the mean over relations of each relation's accuracy, leaving out the relations the ARO
+    authors list as symmetric ("next to" is one); a relation with few pairs counts like any other (their
+    VG_Relation.evaluate_scores keeps every relation). The pair-weighted mean is acc_micro."""
+    groups = [("on", 40, 30), ("left of", 10, 2), ("next to", 30, 0)]
+    encoder, planted = _planted_aro(tmp_path, "relation", groups)
+    task, metrics = run_suites(encoder, "aro/vg_relation", str(tmp_path))["aro/vg_relation"]
+    macro = np.mean([planted["on"][1] / planted["on"][0], planted["left of"][1] / planted["left of"][0]])
+    micro = sum(r for _, _, r in groups) / sum(c for _, c, _ in groups)
+    assert task == "image_caption_selection"
+    assert metrics["acc"] == pytest.approx(macro) and macro == pytest.approx(0.475)
+    assert metrics["acc_micro"] == pytest.approx(micro) and micro == pytest.approx(0.4)
+    assert metrics["acc_on"] == 0.75 and metrics["acc_next to"] == 0.0
+
+
+def test_aro_attribution_is_the_macro_average_over_pairs_with_at_least_25(tmp_path):
+    """VG-Attribution: the mean over attribute pairs with ≥ 25 samples of each pair's accuracy."""
+    groups = [(("red", "blue"), 40, 30), (("big", "small"), 30, 12), (("wet", "dry"), 10, 10)]
+    encoder, planted = _planted_aro(tmp_path, "attribution", groups)
+    task, metrics = run_suites(encoder, "aro/vg_attribution", str(tmp_path))["aro/vg_attribution"]
+    macro = np.mean([r / c for c, r in planted.values() if c >= 25])  # wet_dry (10 pairs, all right) left out
+    micro = sum(r for _, _, r in groups) / sum(c for _, c, _ in groups)
+    assert metrics["acc"] == pytest.approx(macro) and macro == pytest.approx(0.575)
+    assert metrics["acc_micro"] == pytest.approx(micro) and micro == pytest.approx(0.65)
+    assert metrics["acc_red_blue"] == 0.75 and metrics["acc_wet_dry"] == 1.0
+
+
+def test_acc5_below_five_classes_is_nan_as_clip_benchmark_writes_it(tmp_path):
+    """CLIP_benchmark (metrics/zeroshot_classification.py): acc5 = float("nan") with fewer than 5 classes,
+    written by json.dump as a bare NaN token; the table prints nan."""
+    from bigvl.evaluators.suites.results import format_table
+    examples = world_examples("zeroshot", 12)
+    images, labels, names = [e["image"] for e in examples], [i % 3 for i in range(12)], ["cat", "dog", "cow"]
+    write_wds(str(tmp_path / "data" / "wds_cifar10"), images, [str(x) for x in labels], "cls",
+              classnames=names, templates=TEMPLATES)
+    text_index = {fill_template(t, n): c for c, n in enumerate(names) for t in TEMPLATES}
+    encoder = LookupEncoder({pixel_key(i): x for i, x in zip(images, labels)}, text_index, 3)
+    results = run_suites(encoder, "wds/cifar10", str(tmp_path / "data"))
+    task, metrics = results["wds/cifar10"]
+    assert metrics["acc1"] == 1.0 and metrics["mean_per_class_recall"] == 1.0
+    assert np.isnan(metrics["acc5"])
+    path = write_result(str(tmp_path / "run"), "wds/cifar10", task, metrics)
+    with open(path) as f:
+        text = f.read()
+    assert '"acc5": NaN' in text and np.isnan(json.loads(text)["metrics"]["acc5"])
+    assert "acc5=nan" in format_table(results)
 
 
 # --- the suite table, missing files, results JSON ----------------------------------------------------------

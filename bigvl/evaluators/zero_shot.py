@@ -22,6 +22,9 @@ def zero_shot_accuracy(image_embeds: np.ndarray, labels: np.ndarray, class_embed
     """Top-k accuracy of argmax similarity. image_embeds [N,E], labels [N] int, class_embeds [C,E].
 
     Ties count against the image (`rank_of_true`): a class tying with the true one ranks above it.
+    A k larger than the number of classes is left out (every image would pass it); the suites
+    (`bigvl.evaluators.suites.protocols`) write CLIP_benchmark's NaN instead, but a NaN here would
+    go into the training metrics log and the results table.
     """
     scores = similarities(image_embeds, class_embeds)  # [N, C]
     rank = rank_of_true(scores, scores[np.arange(len(labels)), labels])
@@ -52,7 +55,7 @@ def run(encoder, entry, splits: SplitCache, batch_size: int) -> dict[str, float]
 
 
 def chance(entry) -> dict[str, float]:
-    """top-k of a random model: k / classes."""
+    """top-k of a random model: k / classes, for the k that `zero_shot_accuracy` reports (k ≤ classes)."""
     with open(entry.classes) as f:
         num_classes = len(json.load(f)["classnames"])
-    return {"top1": 1 / num_classes, "top5": min(1.0, 5 / num_classes)}
+    return {f"top{k}": k / num_classes for k in (1, 5) if k <= num_classes}

@@ -225,13 +225,23 @@ def write_sugarcrepe(root: str, images: list[bytes], positives: list[str], negat
     return root
 
 
-def write_aro(root: str, images: list[bytes], positives: list[str], negatives: list[str], which: str) -> str:
-    """visual_genome_<which>.json with each bbox the whole image (so the crop is the image)."""
+def write_aro(root: str, images: list[bytes], positives: list[str], negatives: list[str], which: str,
+              kinds: list | None = None) -> str:
+    """visual_genome_<which>.json with each bbox the whole image (so the crop is the image).
+
+    kinds: per row the relation_name (which="relation") or the (attribute, attribute) pair
+    ("attribution", written as "attributes"); default: "on" / "left of" or ("red", "small") / ("small", "red")
+    alternating.
+    """
     names = [f"{i}.jpg" for i in range(len(images))]
     write_files(os.path.join(root, "images"), images, names)
+    if kinds is None:
+        two = ("on", "left of") if which == "relation" else (("red", "small"), ("small", "red"))
+        kinds = [two[i % 2] for i in range(len(images))]
     rows = [{"image_path": n, "bbox_x": 0, "bbox_y": 0, "bbox_w": IMAGE_SIZE, "bbox_h": IMAGE_SIZE,
-             "true_caption": p, "false_caption": q, "relation_name": "on" if i % 2 else "left of"}
-            for i, (n, p, q) in enumerate(zip(names, positives, negatives))]
+             "true_caption": p, "false_caption": q,
+             **({"relation_name": k} if which == "relation" else {"attributes": list(k)})}
+            for n, p, q, k in zip(names, positives, negatives, kinds)]
     with open(os.path.join(root, f"visual_genome_{which}.json"), "w") as f:
         json.dump(rows, f)
     return root

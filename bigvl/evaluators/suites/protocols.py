@@ -2,11 +2,14 @@
 
 - zero-shot: per class, the prompt embeddings of every template averaged and renormalised
   (computed once); images encoded chunk by chunk and scored against the C class embeddings
-  ([chunk, C] at a time, never [N, N]); acc1 / acc5 / mean_per_class_recall.
+  ([chunk, C] at a time, never [N, N]); acc1 / acc5 / mean_per_class_recall; acc5 is NaN with
+  fewer than 5 classes, as CLIP_benchmark writes it.
 - retrieval with several captions per image: image→text is a hit at k when any of the
   image's captions is in its top k (`text_retrieval_recall@k`), text→image per caption
   (`image_retrieval_recall@k`); scored in chunks of queries.
-- pairs (SugarCrepe, ARO): acc = P(score(image, true) > score(image, false)).
+- pairs (SugarCrepe, ARO): acc = P(score(image, true) > score(image, false)); for ARO the
+  mean over relations / attribute pairs of that (the published macro-average), the mean over
+  pairs then being acc_micro.
 
 Every rank uses the shared tie rule (`bigvl.evaluators.ranking`): float64 cosines, a
 candidate within TIE_TOLERANCE of the true one ranks above it, so a collapsed model scores
@@ -79,14 +82,22 @@ def class_embeddings(encoder, classnames: list[str], templates: list[str]) -> np
     return mean / np.linalg.norm(mean, axis=-1, keepdims=True)
 
 
-def classification_metrics(ranks: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+def top_k_accuracy(ranks: np.ndarray, k: int, num_classes: int) -> float:
+    """P(rank < k); NaN when k > num_classes, as CLIP_benchmark (clip_benchmark/metrics/
+    zeroshot_classification.py, evaluate) sets acc5 = float("nan") for a dataset with fewer than 5
+    classes instead of a top-5 that every image trivially passes."""
+    return float("nan") if k > num_classes else float((ranks < k).mean())
+
+
+def classification_metrics(ranks: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, float]:
     """ranks [N] (0 = correct at top-1, ties counted against), labels [N] → acc1, acc5, mean_per_class_recall.
 
-    mean_per_class_recall: the mean over the classes present in `labels` of the fraction of
-    their images ranked first (CLIP_benchmark's balanced accuracy).
+    acc5 is NaN when num_classes < 5 (CLIP_benchmark). mean_per_class_recall: the mean over the
+    classes present in `labels` of the fraction of their images ranked first (CLIP_benchmark's
+    balanced accuracy).
     """
     per_class = [float((ranks[labels == c] == 0).mean()) for c in np.unique(labels)]
-    return {"acc1": float((ranks < 1).mean()), "acc5": float((ranks < 5).mean()),
+    return {"acc1": float((ranks < 1).mean()), "acc5": top_k_accuracy(ranks, 5, num_classes),
             "mean_per_class_recall": float(np.mean(per_class))}
 
 
@@ -108,10 +119,11 @@ def zero_shot(encoder, task: Classification, desc: str = "zero-shot",
             for row, classes_of in enumerate(task.label_sets[start:start + len(embeds)]):
                 positive[row, list(classes_of)] = True
             ranks[start:start + len(embeds)] = multi_positive_rank(scores, positive)
+    num_classes = len(task.classnames)
     if task.label_sets is not None:  # ReaL: images without any valid label are left out
         keep = np.array([len(s) > 0 for s in task.label_sets])
-        return {"acc1": float((ranks[keep] < 1).mean()), "acc5": float((ranks[keep] < 5).mean())}
-    return classification_metrics(ranks, task.labels)
+        return {"acc1": float((ranks[keep] < 1).mean()), "acc5": top_k_accuracy(ranks[keep], 5, num_classes)}
+    return classification_metrics(ranks, task.labels, num_classes)
 
 
 def multi_positive_rank(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
@@ -167,18 +179,35 @@ def pair_wins(image_embeds: np.ndarray, pos_embeds: np.ndarray, neg_embeds: np.n
     return pos > neg + TIE_TOLERANCE
 
 
-def pairs(encoder, task: Pairs, desc: str = "pairs") -> dict[str, float]:
-    """acc (over all pairs) and acc_<kind> per kind of `task`."""
-    image_embeds = encode_all_images(encoder, task.images, desc)
-    text = np.asarray(encoder.encode_texts(list(task.positives) + list(task.negatives)), np.float32)
-    wins = pair_wins(image_embeds, text[:len(task.positives)], text[len(task.positives):])
+def pair_metrics(wins: np.ndarray, task: Pairs) -> dict[str, float]:
+    """acc and acc_<kind> per kind (when there are several) from wins [N] of `task`'s pairs.
+
+    task.macro (ARO): acc = the mean over kinds with ≥ task.min_kind_count pairs and not in
+    task.excluded_kinds of each kind's accuracy (NaN if none qualifies), acc_micro = the mean over
+    all pairs. Otherwise acc = the mean over all pairs.
+    """
     by_kind: dict[str, list[bool]] = defaultdict(list)
     for kind, win in zip(task.kinds, wins):
         by_kind[kind].append(bool(win))
-    out = {"acc": float(wins.mean())}
+    micro = float(np.mean(wins))
+    if task.macro:
+        counted = [np.mean(v) for k, v in by_kind.items()
+                   if len(v) >= task.min_kind_count and k not in task.excluded_kinds]
+        out = {"acc": float(np.mean(counted)) if counted else float("nan")}
+    else:
+        out = {"acc": micro}
     if len(by_kind) > 1:
         out.update({f"acc_{k}": float(np.mean(v)) for k, v in sorted(by_kind.items())})
+    if task.macro:
+        out["acc_micro"] = micro  # after the kinds: a kind named "micro" cannot overwrite it
     return out
+
+
+def pairs(encoder, task: Pairs, desc: str = "pairs") -> dict[str, float]:
+    """`pair_metrics` of `task` (images encoded in chunks, true and false captions once)."""
+    image_embeds = encode_all_images(encoder, task.images, desc)
+    text = np.asarray(encoder.encode_texts(list(task.positives) + list(task.negatives)), np.float32)
+    return pair_metrics(pair_wins(image_embeds, text[:len(task.positives)], text[len(task.positives):]), task)
 
 
 PROTOCOLS = {Classification: ("zeroshot_classification", zero_shot),

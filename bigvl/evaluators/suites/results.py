@@ -3,7 +3,9 @@
     {"dataset": "wds/imagenet1k", "model": "bigvl", "pretrained": "<workdir>", "task": "zeroshot_classification",
      "metrics": {"acc1": ..., "acc5": ..., "mean_per_class_recall": ...}, "language": "en", "step": 1000}
 
-to RUN/eval/<suite, "/" → "_">.json (e.g. RUN/eval/wds_imagenet1k.json).
+to RUN/eval/<suite, "/" → "_">.json (e.g. RUN/eval/wds_imagenet1k.json). A metric that is NaN (acc5 with
+fewer than 5 classes) is written as a bare NaN token, as CLIP_benchmark's cli.py writes it with json.dump
+(Python's json reads it back; strict JSON parsers do not), and printed as nan in the table.
 """
 from __future__ import annotations
 

@@ -42,7 +42,13 @@ class Pairs:
     images: Any
     positives: list[str]  # [N]
     negatives: list[str]  # [N]
-    kinds: list[str]  # [N] e.g. SugarCrepe's category, ARO's relation
+    kinds: list[str]  # [N] e.g. SugarCrepe's category, ARO's relation or attribute pair
+    # macro: the main `acc` is the mean over kinds of each kind's accuracy (ARO's published number),
+    # counting only kinds with ≥ min_kind_count pairs that are not in excluded_kinds; the mean over
+    # pairs is then `acc_micro`. Without macro, `acc` is the mean over pairs (SugarCrepe).
+    macro: bool = False
+    min_kind_count: int = 1
+    excluded_kinds: frozenset[str] = frozenset()
 
 
 def require(path: str, layout: str) -> str:

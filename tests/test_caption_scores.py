@@ -60,6 +60,34 @@ def test_scores_are_the_runs_own_cosines(tiny_clip, tiny_world, tmp_path):
     assert manifest["records"] == 12 and os.path.exists(tmp_path / "out" / MANIFEST)
 
 
+def test_restart_with_other_fields_or_model_is_refused(tiny_clip, tiny_world, tmp_path):
+    """The shared resume check (bigvl/inference/shard_transform.py): another --fields or another model
+    into the same --out stops with one line naming it and writes nothing; the same options resume."""
+    from bigvl.inference.caption_scores import score_captions
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    records = read_records(sorted(glob.glob(str(tiny_world / "train-*.array_record")))[0])[:8]
+    write_records(src / "a.array_record", records[:4])
+    write_records(src / "b.array_record", records[4:])
+    paths = sorted(glob.glob(str(src / "*")))
+    score_captions(tiny_clip, paths[:1], str(out), ["alt", "short"])
+
+    def tree():
+        return {os.path.relpath(os.path.join(d, n), out): open(os.path.join(d, n), "rb").read()
+                for d, _, names in os.walk(out) for n in names}
+    before = tree()
+    with pytest.raises(ValueError) as error:
+        score_captions(tiny_clip, paths, str(out), ["alt"])
+    assert "\n" not in str(error.value) and "fields ['alt', 'short'] → ['alt']" in str(error.value), str(error.value)
+    other = tiny_clip.__class__(**{**vars(tiny_clip), "step": 3})
+    with pytest.raises(ValueError, match="model.step 0 → 3"):
+        score_captions(other, paths, str(out), ["alt", "short"])
+    assert tree() == before
+    manifest = score_captions(tiny_clip, paths, str(out), ["alt", "short"])
+    assert manifest["records"] == 8
+    assert tree()["a.array_record"] == before["a.array_record"]
+
+
 def _record(gen_score, alt="red circle clipart", gen="a red circle above a blue square"):
     return {"alt_text": alt, "captions": {"gen": gen, "short": "a red circle"},
             "extras": {SCORE_KEY: {"alt": 0.1, "gen": gen_score}}}

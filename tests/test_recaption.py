@@ -142,6 +142,36 @@ def test_deterministic_across_batch_sizes_and_resumes_after_a_partial_file(tiny_
     assert _outputs(a) != _outputs(c)  # the seed matters
 
 
+def _tree(out_dir):
+    """{relative path: bytes} of every file under out_dir (hidden state included)."""
+    return {os.path.relpath(os.path.join(d, n), out_dir): open(os.path.join(d, n), "rb").read()
+            for d, _, names in os.walk(out_dir) for n in names}
+
+
+def test_restart_with_other_options_is_refused_and_writes_nothing(tiny_captioner, shards, tmp_path):
+    """A rerun into the same --out with another seed or field stops with one line naming the option
+    (old → new) and leaves every file as it was; the same options still resume."""
+    out = tmp_path / "out"
+    recaption(tiny_captioner, shards[:2], str(out), "gen", SAMPLE, seed=1, batch_size=8, progress=False)
+    before = _tree(out)
+    for change, named in (({"seed": 2}, "seed 1 → 2"), ({"field": "gen2"}, "field 'gen' → 'gen2'"),
+                          ({"only_missing": "short"}, "only_missing '' → 'short'")):
+        args = {"field": "gen", "seed": 1, **change}
+        with pytest.raises(ValueError) as error:
+            recaption(tiny_captioner, shards, str(out), args.pop("field"), SAMPLE, batch_size=8, progress=False,
+                      **args)
+        message = str(error.value)
+        assert "\n" not in message and named in message and "--out" in message, message
+        assert _tree(out) == before  # nothing written: not the third shard, not the options, not the manifest
+    other = tiny_captioner.__class__(**{**vars(tiny_captioner), "step": 7})  # another checkpoint of the captioner
+    with pytest.raises(ValueError, match="captioner.step 0 → 7"):
+        recaption(other, shards, str(out), "gen", SAMPLE, seed=1, batch_size=8, progress=False)
+    manifest = recaption(tiny_captioner, shards, str(out), "gen", SAMPLE, seed=1, batch_size=16, progress=False)
+    assert manifest["decoded_this_run"] == 16 and manifest["records"] == 48  # only the third shard was new
+    assert {k: v for k, v in _tree(out).items() if k in before and k.endswith(".array_record")} == \
+        {k: v for k, v in before.items() if k.endswith(".array_record")}
+
+
 def test_coca_refuses_a_condition(tiny_captioner, shards, tmp_path):
     with pytest.raises(ValueError, match="drop --cond"):
         recaption(tiny_captioner, shards, str(tmp_path), "gen", SAMPLE, cond="alt", progress=False)
@@ -212,3 +242,25 @@ def test_two_processes_write_their_own_shards_and_match_one(trained_coca, tmp_pa
     manifest = json.load(open(tmp_path / "two" / MANIFEST))
     assert (manifest["processes"], manifest["devices_per_process"], manifest["records"]) == (2, 2, 192)
     assert _outputs(tmp_path / "one") == _outputs(tmp_path / "two")
+
+
+@pytest.mark.slow
+def test_cli_restart_with_another_seed_or_field_exits_2_naming_it(trained_coca, tmp_path):
+    """data/recaption.py rerun into the same --out with another --seed / --field: exit status 2, one line on
+    stderr naming the option (old → new), every file as it was; the same command resumes."""
+    workdir, src = trained_coca
+    env = subprocess_env(None)
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, *_cli(workdir, src, out)], check=True, env=env, capture_output=True)
+    before = _tree(out)
+    assert json.load(open(out / ".recaption" / "options.json"))["captioner"]["step"] == 2
+    for flag, value, named in (("--seed", "6", "seed 5 → 6"), ("--field", "gen2", "field 'gen' → 'gen2'")):
+        argv = _cli(workdir, src, out)
+        argv[argv.index(flag) + 1] = value
+        proc = subprocess.run([sys.executable, *argv], env=env, capture_output=True, text=True)
+        line = proc.stderr.strip().splitlines()[-1]
+        assert proc.returncode == 2 and line.startswith("recaption: ") and named in line, proc.stderr[-2000:]
+        assert "--out" in line and _tree(out) == before
+    proc = subprocess.run([sys.executable, *_cli(workdir, src, out)], check=True, env=env, capture_output=True, text=True)
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["decoded"] == 192
+    assert _outputs(out) == {k: v for k, v in before.items() if k.endswith(".array_record") and "/" not in k}

@@ -6,11 +6,14 @@
 Writes one shard per input shard (same names) into --out, each record with captions[--field]
 added, and --out/recaption_manifest.json (counts, empty / degenerate captions, length
 percentiles, wall time, captions/s, decode settings, captioner). Resumable: rerun the same
-command after an interruption. See bigvl/inference/recaption.py.
+command after an interruption; a rerun into the same --out with other options (captioner,
+field, cond, decode settings, seed, only_missing) exits 2 with one line naming them and
+writes nothing. See bigvl/inference/recaption.py.
 """
 from __future__ import annotations
 
 import json
+import sys
 
 from bigvl.cli import command_parser
 from bigvl.data.pipeline import resolve_paths
@@ -18,6 +21,7 @@ from bigvl.inference.decoding import METHODS, DecodeConfig
 from bigvl.inference.recaption import CONDITIONS, MANIFEST, recaption
 from bigvl.inference.run import load_run
 from bigvl.inference.run_config import captioning_entry
+from bigvl.inference.shard_transform import OptionsMismatch
 from bigvl.parallel import distributed
 from bigvl.parallel.process import setup_process
 
@@ -48,9 +52,13 @@ def main(argv=None) -> int:
     default_length = min(captioning_entry(run.config).max_length, run.config.model.decoder.context_length)
     cfg = DecodeConfig(method=args.method, max_length=args.max_length or default_length,
                        beam_size=args.beam_size, top_p=args.top_p, temperature=args.temperature)
-    manifest = recaption(run, resolve_paths(args.inputs, "--in"), args.out, args.field, cfg, seed=args.seed,
-                         batch_size=args.batch_size, only_missing=args.only_missing, cond=args.cond,
-                         progress=not args.no_progress, workdir=args.captioner)
+    try:
+        manifest = recaption(run, resolve_paths(args.inputs, "--in"), args.out, args.field, cfg, seed=args.seed,
+                             batch_size=args.batch_size, only_missing=args.only_missing, cond=args.cond,
+                             progress=not args.no_progress, workdir=args.captioner)
+    except OptionsMismatch as e:  # a restart with other options: one line, nothing written
+        print(f"recaption: {e}", file=sys.stderr)
+        return 2
     keys = ("records", "decoded", "copied", "faulty", "empty", "degenerate", "wall_seconds", "captions_per_second")
     print(json.dumps({**{k: manifest[k] for k in keys}, "manifest": f"{args.out}/{MANIFEST}"}))
     return 0

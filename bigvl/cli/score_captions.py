@@ -11,11 +11,13 @@ caption scores below T. See bigvl/inference/caption_scores.py.
 from __future__ import annotations
 
 import json
+import sys
 
 from bigvl.cli import command_parser
 from bigvl.data.pipeline import resolve_paths
 from bigvl.inference.caption_scores import score_captions
 from bigvl.inference.run import load_run
+from bigvl.inference.shard_transform import OptionsMismatch
 from bigvl.parallel import distributed
 from bigvl.parallel.process import setup_process
 
@@ -30,8 +32,12 @@ def main(argv=None) -> int:
     setup_process("%(asctime)s %(message)s")
     distributed.maybe_initialize()  # one of several processes (a pod): each takes its own shards
     run = load_run(args.model)
-    manifest = score_captions(run, resolve_paths(args.inputs, "--in"), args.out,
-                              [f for f in args.fields.split(",") if f] or None, workdir=args.model)
+    try:
+        manifest = score_captions(run, resolve_paths(args.inputs, "--in"), args.out,
+                                  [f for f in args.fields.split(",") if f] or None, workdir=args.model)
+    except OptionsMismatch as e:  # a restart with other options: one line, nothing written
+        print(f"score_captions: {e}", file=sys.stderr)
+        return 2
     print(json.dumps({k: manifest[k] for k in ("records", "faulty", "texts", "mean_score", "wall_seconds")}))
     return 0
 

@@ -11,7 +11,8 @@ re_clip_score, are rescalings of it). It is stored as
 existing dict, for the alt-text ("alt") and each caption of `fields` the record has (default:
 the alt-text and every caption). `data.min_caption_score` (bigvl/data/caption_strategies.py)
 reads it. One output shard per input shard, written and resumed like recaptioning
-(`bigvl.inference.shard_transform`); OUT/score_manifest.json holds counts and the mean score
+(`bigvl.inference.shard_transform`: a restart with another model or other fields stops with
+one line); OUT/score_manifest.json holds counts and the mean score
 per field. Records that do not decode (or whose image does not) are copied unchanged and counted.
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ from jax.experimental import multihost_utils
 from bigvl.data.caption_strategies import SCORE_KEY
 from bigvl.data.image_ops import center_resize, decode_image
 from bigvl.data.records import RecordError, decode_example, encode_example, read_records
-from bigvl.inference.shard_transform import read_all_stats, transform_shards
+from bigvl.inference.shard_transform import read_all_stats, run_identity, transform_shards
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +90,16 @@ def score_captions(run, in_paths: Sequence[str], out_dir: str, fields: Sequence[
     """Scores every record of `in_paths` into `out_dir`; returns the manifest (also OUT/score_manifest.json).
 
     run: a loaded two-tower run (`bigvl.inference.run.load_run`); workdir: where it came from.
+    Raises OptionsMismatch (a ValueError), writing nothing, when `out_dir` holds scores of
+    another model (`run_identity`) or other `fields` (`shard_transform.check_options`).
     """
     if "log_logit_scale" not in run.params:
         raise ValueError(f"--model: model.kind {run.config.model.kind!r} is not a contrastive two-tower model")
     start = time.perf_counter()
     os.makedirs(out_dir, exist_ok=True)
+    options = {"model": run_identity(run, workdir), "fields": list(fields) if fields else "all"}
     transform_shards(in_paths, out_dir, lambda path: score_shard(path, run.encoder, fields), STATE,
-                     jax.process_index(), jax.process_count())
+                     jax.process_index(), jax.process_count(), options=options)
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices("bigvl score_captions: all shards written")
     stats = read_all_stats(in_paths, out_dir, STATE)

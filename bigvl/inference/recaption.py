@@ -15,7 +15,11 @@ Determinism: greedy and beam search depend on the image (and condition) only; `s
 draws each record's tokens from its own key, derived from (seed, record id)
 (`record_key`), so a caption does not depend on which records share its batch. Shards are
 written under a temporary name and renamed when complete (`shard_transform`): a killed
-run restarted with the same arguments skips finished shards and ends byte-identical.
+run restarted with the same arguments skips finished shards and ends with byte-identical
+shards (the per-shard stats in OUT/.recaption and the manifest hold wall times, so those
+differ). A restart whose options differ (`recaption_options`: the captioner's identity,
+field, cond, decode settings, seed, only_missing) stops with one line naming them, before
+writing anything (`shard_transform.check_options`).
 
 `only_missing=FIELD` (the scarce-caption setting): a record whose captions[FIELD] is a
 non-empty text is not decoded; it gets captions[field] = captions[FIELD] (a true caption is
@@ -48,7 +52,7 @@ from bigvl.data.image_ops import center_resize, decode_image
 from bigvl.data.pipeline import scan_shards
 from bigvl.data.records import RecordError, decode_example, encode_example, read_records
 from bigvl.inference.decoding import DecodeConfig, make_decode_fn
-from bigvl.inference.shard_transform import my_shards, read_all_stats, transform_shards
+from bigvl.inference.shard_transform import check_options, my_shards, read_all_stats, run_identity, transform_shards
 from bigvl.parallel.mesh import MESH_AXES, batch_sharding, replicated
 
 log = logging.getLogger(__name__)
@@ -222,6 +226,14 @@ def summarize(shard_stats: dict[str, dict]) -> dict:
     return total
 
 
+def recaption_options(run, field: str, cfg: DecodeConfig, seed: int, only_missing: str, cond: str,
+                      workdir: str = "") -> dict:
+    """What decides the bytes of a recaptioned shard besides its input (OUT/.recaption/options.json);
+    batch_size does not (per-record keys)."""
+    return {"captioner": run_identity(run, workdir), "field": field, "cond": cond,
+            "decode": dataclasses.asdict(cfg), "seed": int(seed), "only_missing": only_missing}
+
+
 def recaption(run, in_paths: Sequence[str], out_dir: str, field: str, cfg: DecodeConfig = DecodeConfig(),
               seed: int = 0, batch_size: int = 256, only_missing: str = "", cond: str | None = None,
               progress: bool = True, workdir: str = "") -> dict:
@@ -233,7 +245,8 @@ def recaption(run, in_paths: Sequence[str], out_dir: str, field: str, cfg: Decod
     CoCa). The manifest (OUT/recaption_manifest.json, written by process 0 once every shard
     is done) holds the totals of `summarize`, wall_seconds and captions_per_second of this
     invocation (decoded captions / wall time; a resumed run counts what it decoded), the
-    decode settings and the captioner's workdir and step.
+    decode settings and the captioner's workdir and step. Raises OptionsMismatch (a ValueError),
+    writing nothing, when `out_dir` holds a run with other options (`recaption_options`).
     """
     captioner = run.encoder.captioner
     if captioner is None:
@@ -252,8 +265,9 @@ def recaption(run, in_paths: Sequence[str], out_dir: str, field: str, cfg: Decod
     if not in_paths:
         raise ValueError("no input shards")
     start = time.perf_counter()
-    os.makedirs(out_dir, exist_ok=True)
     pid, count = jax.process_index(), jax.process_count()
+    options = recaption_options(run, field, cfg, seed, only_missing, cond, workdir)
+    check_options(out_dir, STATE, options, pid)  # before building the decoder: a mismatch stops at once
     mesh = local_mesh()
     bar = None
     if progress and pid == 0:
@@ -272,7 +286,7 @@ def recaption(run, in_paths: Sequence[str], out_dir: str, field: str, cfg: Decod
             bar.update(stats["records"] - stats["decoded"])
         return records, stats
 
-    transform_shards(in_paths, out_dir, transform, STATE, pid, count)
+    transform_shards(in_paths, out_dir, transform, STATE, pid, count, options=options)
     if bar is not None:
         bar.close()
     if count > 1:

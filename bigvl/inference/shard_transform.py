@@ -1,23 +1,41 @@
 """Writing a transformed copy of ArrayRecord shards, one output shard per input shard, resumably.
 
-    stats = transform_shards(paths, out_dir, transform, state="recaption")
+    stats = transform_shards(paths, out_dir, transform, state="recaption", options={"seed": 0, ...})
 
 `transform(path) -> (records: list[bytes], stats: dict)` makes one shard's output. Each
 output shard is written as OUT/NAME.partial and renamed to OUT/NAME when complete; its
 stats go to OUT/.STATE/NAME.json first (also written under a temporary name), so an
 existing OUT/NAME always has its stats. A restarted run skips every shard already in
 place (reading its stats back), so a run killed at any point and restarted ends with the
-same files as an uninterrupted one, provided `transform` is deterministic. With several
+same shards (OUT/NAME, byte for byte) as an uninterrupted one, provided `transform` is
+deterministic; the stats files are not byte-identical (they hold wall times). With several
 processes, process p handles input shards i with i % process_count == p (each host
 writes its own shards).
+
+`options` is everything besides the input that decides the bytes of an output shard (the
+model's identity, `run_identity`, the fields, decode settings, seed...). The first run
+stores it in OUT/.STATE/options.json; a restart whose options differ stops with
+`OptionsMismatch`, one line naming each differing option (old → new), before writing
+anything, instead of mixing two runs' shards under one label (`check_options`). An OUT
+written before options were recorded is adopted with a warning.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from bigvl.data.records import write_records
+
+log = logging.getLogger(__name__)
+
+OPTIONS = "options.json"  # OUT/.STATE/options.json: the options the output was made with
+
+
+class OptionsMismatch(ValueError):
+    """OUT holds the output of a run with other options (one line: the options, old → new, and what to do)."""
 
 
 def stats_path(out_dir: str, state: str, name: str) -> str:
@@ -29,6 +47,61 @@ def _write_json_atomic(path: str, value) -> None:
     with open(path + ".partial", "w") as f:
         json.dump(value, f, indent=1, sort_keys=True)
     os.replace(path + ".partial", path)
+
+
+def options_path(out_dir: str, state: str) -> str:
+    """Where the options of the run writing OUT live (OUT/.STATE/options.json)."""
+    return os.path.join(out_dir, f".{state}", OPTIONS)
+
+
+def run_identity(run, workdir: str = "") -> dict:
+    """What identifies a loaded run's weights: {kind, step, config_sha256}; not its path (a moved workdir
+    resumes). config_sha256: of `workdir/config.json`'s bytes where there is one, else of the run's
+    config as sorted JSON (a run built in memory); the first 16 hex digits."""
+    path = os.path.join(workdir, "config.json") if workdir else ""
+    if path and os.path.exists(path):
+        with open(path, "rb") as f:
+            data = f.read()
+    else:
+        data = json.dumps(run.config.to_dict(), sort_keys=True, default=str).encode()
+    return {"kind": run.config.model.kind, "step": int(run.step),
+            "config_sha256": hashlib.sha256(data).hexdigest()[:16]}
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        return {k: v for key, sub in value.items() for k, v in _flatten(sub, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: value}
+
+
+def check_options(out_dir: str, state: str, options: dict, process_index: int = 0) -> None:
+    """Stores `options` in OUT/.STATE/options.json on a fresh start; on a restart raises OptionsMismatch
+    (and writes nothing) when the stored options differ. See the module docstring."""
+    options = json.loads(json.dumps(options))  # as stored (tuples become lists)
+    path = options_path(out_dir, state)
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        if old == options:
+            return
+        a, b = _flatten(old), _flatten(options)
+
+        def show(values, key):
+            return repr(values[key]) if key in values else "(none)"
+        diff = [f"{k} {show(a, k)} → {show(b, k)}" for k in list(b) + [k for k in a if k not in b]
+                if show(a, k) != show(b, k)]
+        raise OptionsMismatch(f"{out_dir} holds {state} output made with other options: {'; '.join(diff)}. "
+                              f"Rerun with the old options to resume, or pass a new --out "
+                              f"(or delete {out_dir} to start over)")
+    state_dir = os.path.dirname(path)
+    if os.path.isdir(state_dir) and any(n.endswith(".json") for n in os.listdir(state_dir)):
+        log.warning("%s: its finished shards were written without a record of their options (an older bigvl); "
+                    "resuming as if they were made with this run's options", out_dir)
+    os.makedirs(state_dir, exist_ok=True)
+    temporary = f"{path}.{process_index}.partial"  # several processes may share OUT: each its own name
+    with open(temporary, "w") as f:
+        json.dump(options, f, indent=1, sort_keys=True)
+    os.replace(temporary, path)
 
 
 def my_shards(paths: Sequence[str], process_index: int = 0, process_count: int = 1) -> list[str]:
@@ -49,14 +122,16 @@ def check_names(paths: Sequence[str]) -> None:
 
 def transform_shards(paths: Sequence[str], out_dir: str, transform: Callable[[str], tuple[list[bytes], dict]],
                      state: str, process_index: int = 0, process_count: int = 1,
-                     on_skip: Callable[[str, dict], None] | None = None) -> dict[str, dict]:
+                     on_skip: Callable[[str, dict], None] | None = None, *, options: dict) -> dict[str, dict]:
     """Writes OUT/NAME for each of this process's input shards; returns {name: stats} of those shards.
 
     Shards whose OUT/NAME exists are not transformed again (their stored stats are
     returned, and `on_skip(name, stats)` is called, e.g. to advance a progress bar).
-    A leftover NAME.partial of a killed run is overwritten.
+    A leftover NAME.partial of a killed run is overwritten. OptionsMismatch (nothing
+    written) when OUT was written with other `options` (`check_options`).
     """
     check_names(paths)
+    check_options(out_dir, state, options, process_index)
     os.makedirs(os.path.join(out_dir, f".{state}"), exist_ok=True)
     results = {}
     for path in my_shards(paths, process_index, process_count):

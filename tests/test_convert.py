@@ -338,3 +338,146 @@ def test_full_size_open_clip_layouts_map_onto_bigvl_shapes(name):
         keys.update(entry.keys)
     assert got == want
     assert keys == set(real["listing"])
+
+
+def _tiny_workdir(path, image=None, text=None):
+    """A bigvl workdir of a freshly initialised tiny two-tower model (the native fixture's, with overrides)."""
+    import flax.linen as nn
+    import jax
+
+    from bigvl.convert.layout import flatten
+    from bigvl.convert.workdir import model_config, write_workdir
+    from bigvl.models import build_model, dummy_inputs
+    with open(fixture("bigvl_native.json")) as f:
+        overrides = json.load(f)["model"]
+    overrides["image"].update(image or {})
+    overrides["text"].update(text or {})
+    config = model_config(overrides)
+    model = build_model(config.model)
+    params = jax.tree.map(np.asarray, model.init(jax.random.key(0), *dummy_inputs(config.model))["params"])
+    write_workdir(str(path), config, flatten(nn.unbox(params)), None)
+    return str(path)
+
+
+def test_open_clip_export_writes_an_mlp_ratio_open_clip_rebuilds(tmp_path):
+    """open_clip builds the MLP as int(width * mlp_ratio): 120 / 88 * 88 = 119.99.. would build 119."""
+    from bigvl.convert.__main__ import main
+    assert int(88 * (120 / 88)) != 120
+    workdir = _tiny_workdir(tmp_path / "wd", image={"width": 88, "num_heads": 2, "mlp_dim": 120},
+                            text={"width": 88, "num_heads": 2, "mlp_dim": 120})
+    assert main(["export", "--workdir", workdir, "--to", "open_clip", "--out", str(tmp_path / "oc")]) == 0
+    cfg = json.load(open(tmp_path / "oc" / "open_clip_config.json"))["model_cfg"]
+    for tower in ("vision_cfg", "text_cfg"):
+        assert int(cfg[tower]["width"] * cfg[tower]["mlp_ratio"]) == 120, tower
+
+
+# The key sets of the published config.json files (the values bigvl reads; transformers' bookkeeping
+# keys such as torch_dtype / transformers_version / initializer_factor left out). No verbatim copy
+# could be fetched here: SigLIP's two are transcribed from third-party copies of their key sets
+# (base: text_config names hidden_size / intermediate_size / num_attention_heads / vocab_size only,
+# vision_config only patch_size; so400m: sizes and depths, no vocab_size, hidden_act, layer_norm_eps
+# or max_position_embeddings), CLIP's from its fully written-out config (every key explicit).
+PUBLISHED_HF_CONFIGS = {
+    "google/siglip-base-patch16-224": {
+        "architectures": ["SiglipModel"], "model_type": "siglip",
+        "text_config": {"hidden_size": 768, "intermediate_size": 3072, "model_type": "siglip_text_model",
+                        "num_attention_heads": 12, "vocab_size": 32000},
+        "vision_config": {"model_type": "siglip_vision_model", "patch_size": 16}},
+    "google/siglip-so400m-patch14-384": {
+        "architectures": ["SiglipModel"], "model_type": "siglip",
+        "text_config": {"hidden_size": 1152, "intermediate_size": 4304, "model_type": "siglip_text_model",
+                        "num_attention_heads": 16, "num_hidden_layers": 27},
+        "vision_config": {"hidden_size": 1152, "image_size": 384, "intermediate_size": 4304,
+                          "model_type": "siglip_vision_model", "num_attention_heads": 16, "num_hidden_layers": 27,
+                          "patch_size": 14}},
+    "openai/clip-vit-base-patch16": {
+        "architectures": ["CLIPModel"], "model_type": "clip", "projection_dim": 512,
+        "logit_scale_init_value": 2.6592,
+        "text_config": {"hidden_size": 512, "intermediate_size": 2048, "num_attention_heads": 8,
+                        "num_hidden_layers": 12, "max_position_embeddings": 77, "vocab_size": 49408,
+                        "hidden_act": "quick_gelu", "layer_norm_eps": 1e-05, "bos_token_id": 0, "eos_token_id": 2,
+                        "pad_token_id": 1, "projection_dim": 512, "model_type": "clip_text_model"},
+        "vision_config": {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
+                          "num_hidden_layers": 12, "image_size": 224, "patch_size": 16, "hidden_act": "quick_gelu",
+                          "layer_norm_eps": 1e-05, "projection_dim": 512, "model_type": "clip_vision_model"}},
+    "a CLIPConfig() saved bare": {"architectures": ["CLIPModel"], "model_type": "clip"},
+}
+# (activation, ln eps, (image size, patch, width, depth, heads, mlp), (vocab, context, width, depth, heads, mlp), embed)
+PUBLISHED_HF_WANT = {
+    "google/siglip-base-patch16-224": ("gelu_tanh", 1e-6, (224, 16, 768, 12, 12, 3072),
+                                       (32000, 64, 768, 12, 12, 3072), 768),
+    "google/siglip-so400m-patch14-384": ("gelu_tanh", 1e-6, (384, 14, 1152, 27, 16, 4304),
+                                         (32000, 64, 1152, 27, 16, 4304), 1152),
+    "openai/clip-vit-base-patch16": ("quick_gelu", 1e-5, (224, 16, 768, 12, 12, 3072),
+                                     (49408, 77, 512, 12, 8, 2048), 512),
+    "a CLIPConfig() saved bare": ("quick_gelu", 1e-5, (224, 32, 768, 12, 12, 3072),
+                                  (49408, 77, 512, 12, 8, 2048), 512),
+}
+
+
+def _published_state_dict(cfg, want):
+    """The few published-size tensors infer_config reads (zero-copy broadcasts)."""
+    vocab, embed = want[3][0], want[4]
+    zeros = lambda *shape: np.broadcast_to(np.float32(0), shape)  # noqa: E731
+    sd = {"text_model.embeddings.token_embedding.weight": zeros(vocab, want[3][2]),
+          "logit_scale": np.full((1,), np.log(10.0), np.float32)}
+    if cfg["model_type"] == "siglip":
+        sd.update({"text_model.head.weight": zeros(embed, want[3][2]), "logit_bias": np.full((1,), -10.0, np.float32)})
+    else:
+        sd["visual_projection.weight"] = zeros(embed, want[2][2])
+    return sd
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_HF_CONFIGS))
+def test_hf_published_configs_take_their_model_types_own_defaults(name):
+    """A sparse SigLIP config.json gets SigLIP's defaults (gelu_pytorch_tanh, 1e-6, 12 layers, 64
+    positions), not CLIP's, and no KeyError; CLIP keeps quick_gelu, 1e-5, 77."""
+    from bigvl.convert import hf
+    from bigvl.convert.workdir import model_config
+    cfg, want = PUBLISHED_HF_CONFIGS[name], PUBLISHED_HF_WANT[name]
+    m = model_config(hf.infer_config(json.loads(json.dumps(cfg)), _published_state_dict(cfg, want))).model
+    assert (m.activation, m.layer_norm_eps) == want[:2]
+    assert (m.image.image_size, m.image.patch_size, m.image.width, m.image.depth, m.image.num_heads,
+            m.image.mlp_dim) == want[2]
+    assert (m.text.vocab_size, m.text.context_length, m.text.width, m.text.depth, m.text.num_heads,
+            m.text.mlp_dim) == want[3]
+    assert m.embed_dim == want[4]
+
+
+@pytest.mark.parametrize("name", ["hf_siglip", "hf_clip"])
+def test_hf_sparse_config_imports_and_computes_the_reference(name, tmp_path):
+    """The fixtures with every key that equals its transformers default removed from config.json
+    import through the user's path to the same model: the same embeddings as the reference."""
+    import shutil
+
+    import jax
+
+    from bigvl.convert.importer import import_checkpoint
+    from bigvl.convert.layout import unflatten
+    from bigvl.models import TwoTower, build_model
+    shutil.copytree(fixture(name), tmp_path / name)
+    with open(tmp_path / name / "config.json") as f:
+        cfg = json.load(f)
+    for tower in ("vision_config", "text_config"):
+        for key in ("hidden_act", "layer_norm_eps", "attention_dropout", "num_channels", "vision_use_head"):
+            cfg[tower].pop(key, None)
+    with open(tmp_path / name / "config.json", "w") as f:
+        json.dump(cfg, f)
+    config, flat = import_checkpoint("hf", str(tmp_path / name))
+    siglip = name == "hf_siglip"
+    assert (config.model.activation, config.model.layer_norm_eps) == (
+        ("gelu_tanh", 1e-6) if siglip else ("quick_gelu", 1e-5))
+    ref = np.load(fixture(name + ".npz"))
+    model, params = build_model(config.model), {"params": unflatten(flat)}
+    z_img = jax.jit(lambda p, x: model.apply(p, x, method=TwoTower.encode_image))(params, ref["images"])
+    z_txt = jax.jit(lambda p, t: model.apply(p, t, method=TwoTower.encode_text))(params, ref["tokens"])
+    assert np.abs(np.asarray(z_img) - ref["image_embeds"]).max() <= 1e-5
+    assert np.abs(np.asarray(z_txt) - ref["text_embeds"]).max() <= 1e-5
+
+
+def test_hf_config_with_a_foreign_tower_model_type_is_one_clear_error():
+    from bigvl.convert import hf
+    cfg = json.loads(json.dumps(PUBLISHED_HF_CONFIGS["google/siglip-base-patch16-224"]))
+    cfg["text_config"]["model_type"] = "clip_text_model"
+    with pytest.raises(ValueError, match="text_config.model_type 'clip_text_model' in a 'siglip' model"):
+        hf.infer_config(cfg, _published_state_dict(cfg, PUBLISHED_HF_WANT["google/siglip-base-patch16-224"]))

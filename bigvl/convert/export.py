@@ -22,6 +22,8 @@ import json
 import math
 import os
 
+import numpy as np
+
 from bigvl.convert import hf, open_clip
 from bigvl.convert.layout import from_bigvl, safetensors_numpy
 from bigvl.convert.workdir import read_params
@@ -38,6 +40,17 @@ def _save_safetensors(tensors: dict, path: str) -> None:
 OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS = "open_clip_config.json", "open_clip_model.safetensors"
 
 
+def open_clip_mlp_ratio(width: int, mlp_dim: int, tower: str) -> float:
+    """A float `mlp_ratio` with open_clip's `int(width * mlp_ratio) == mlp_dim` (mlp_dim / width can
+    round down: 480 / 352 * 352 = 479.99...); ValueError naming the pair when there is none."""
+    ratio = mlp_dim / width
+    for candidate in (ratio, float(np.nextafter(ratio, np.inf)), (mlp_dim + 0.5) / width):
+        if int(width * candidate) == mlp_dim:
+            return candidate
+    raise ValueError(f"model.{tower}: width {width} / mlp_dim {mlp_dim} has no open_clip mlp_ratio "
+                     f"with int(width * mlp_ratio) == mlp_dim")
+
+
 def open_clip_model_config(model_cfg) -> dict:
     """open_clip's open_clip_config.json ({model_cfg: {embed_dim, quick_gelu, vision_cfg, text_cfg},
     preprocess_cfg: {mean, std}}) for a bigvl `config.model`."""
@@ -49,7 +62,7 @@ def open_clip_model_config(model_cfg) -> dict:
         raise ValueError("model.text.mask_pads = True with model.text.pool = 'last' (the last real token): "
                          "open_clip's 'last' is position T-1, pads included")
     text = {"context_length": tc.context_length, "vocab_size": tc.vocab_size, "width": tsz.width,
-            "heads": tsz.num_heads, "layers": tsz.depth, "mlp_ratio": tsz.mlp_dim / tsz.width,
+            "heads": tsz.num_heads, "layers": tsz.depth, "mlp_ratio": open_clip_mlp_ratio(tsz.width, tsz.mlp_dim, "text"),
             "no_causal_mask": not tc.causal, "proj_bias": bool(tc.proj_bias),
             "pool_type": {"eos": "argmax", "last": "last", "first": "first"}[tc.pool]}
     if tc.pool == "eos" and tc.eos_id != tc.vocab_size - 1:
@@ -58,7 +71,7 @@ def open_clip_model_config(model_cfg) -> dict:
         text["pad_id"] = tc.pad_id
     model = {"embed_dim": model_cfg.embed_dim, "quick_gelu": model_cfg.activation == "quick_gelu",
              "vision_cfg": {"layers": isz.depth, "width": isz.width, "head_width": isz.width // isz.num_heads,
-                            "mlp_ratio": isz.mlp_dim / isz.width, "patch_size": isz.patch_size,
+                            "mlp_ratio": open_clip_mlp_ratio(isz.width, isz.mlp_dim, "image"), "patch_size": isz.patch_size,
                             "image_size": ic.image_size, "no_ln_pre": not ic.ln_pre},
              "text_cfg": text}
     # open_clip builds nn.GELU(**act_kwargs) / LayerNorm(**norm_kwargs) in both towers (model.py)

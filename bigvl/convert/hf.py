@@ -26,6 +26,32 @@ ACTIVATIONS = {"quick_gelu": "quick_gelu", "gelu": "gelu", "gelu_pytorch_tanh": 
 KINDS = ("clip", "siglip")
 
 
+# transformers' own defaults, per config class (`model_type`), for every key infer_config reads: a
+# published config.json leaves many keys to them (google/siglip-base-patch16-224's text_config names
+# only sizes and vocab_size), and SigLIP's differ from CLIP's (gelu_pytorch_tanh, 1e-6, 64 positions,
+# patch 16). Read off the __init__ signatures of huggingface/transformers
+# src/transformers/models/clip/configuration_clip.py @ 01841b341b64ab547cd2e30f09cb9c74929f50f2 and
+# src/transformers/models/siglip/configuration_siglip.py @ d5ab4d58c4e44f1a6463fd4037fcdefb355ea468;
+# vision_use_head (SiglipVisionConfig, later versions) defaults to True. Special token ids are not
+# taken from here (see infer_config): SigLIP's 49406 / 49407 are CLIP leftovers outside its vocab.
+HF_DEFAULTS: dict[str, dict] = {
+    "clip": {"projection_dim": 512},
+    "clip_text_model": {"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12,
+                        "num_attention_heads": 8, "max_position_embeddings": 77, "hidden_act": "quick_gelu",
+                        "layer_norm_eps": 1e-5},
+    "clip_vision_model": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+                          "num_attention_heads": 12, "image_size": 224, "patch_size": 32,
+                          "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5},
+    "siglip": {},
+    "siglip_text_model": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+                          "num_attention_heads": 12, "max_position_embeddings": 64,
+                          "hidden_act": "gelu_pytorch_tanh", "layer_norm_eps": 1e-6},
+    "siglip_vision_model": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+                            "num_attention_heads": 12, "image_size": 224, "patch_size": 16,
+                            "hidden_act": "gelu_pytorch_tanh", "layer_norm_eps": 1e-6, "vision_use_head": True},
+}
+
+
 def kind_of(hf_config: dict) -> str:
     """'clip' or 'siglip' from config.json's model_type; ValueError for anything else."""
     kind = hf_config.get("model_type")
@@ -34,8 +60,24 @@ def kind_of(hf_config: dict) -> str:
     return kind
 
 
+def resolved(hf_config: dict) -> tuple[dict, dict, dict]:
+    """(top level, vision_config, text_config) of an HF config.json, each key it leaves out filled in
+    from its model type's transformers defaults (HF_DEFAULTS); ValueError naming an unknown or
+    mismatched model_type."""
+    kind = kind_of(hf_config)
+    out = [{**HF_DEFAULTS[kind], **hf_config}]
+    for sub, tower in (("vision_config", "vision"), ("text_config", "text")):
+        cfg = hf_config.get(sub) or {}
+        want = f"{kind}_{tower}_model"
+        have = cfg.get("model_type", want)
+        if have != want:
+            raise ValueError(f"HF config.json: {sub}.model_type {have!r} in a {kind!r} model; expected {want!r}")
+        out.append({**HF_DEFAULTS[want], **cfg})
+    return out[0], out[1], out[2]
+
+
 def _activation(cfg: dict, which: str) -> str:
-    act = cfg.get("hidden_act", "quick_gelu")
+    act = cfg["hidden_act"]
     if act not in ACTIVATIONS:
         raise ValueError(f"HF config.json: {which}.hidden_act {act!r} is not one of {sorted(ACTIVATIONS)}")
     return ACTIVATIONS[act]
@@ -44,9 +86,9 @@ def _activation(cfg: dict, which: str) -> str:
 def infer_config(hf_config: dict, sd: Mapping[str, np.ndarray]) -> dict:
     """The `config.model` overrides (nested dict) for an HF CLIPModel / SiglipModel."""
     kind = kind_of(hf_config)
-    v, t = hf_config.get("vision_config", {}), hf_config.get("text_config", {})
+    top, v, t = resolved(hf_config)
     acts = {_activation(v, "vision_config"), _activation(t, "text_config")}
-    eps = {float(v.get("layer_norm_eps", 1e-5)), float(t.get("layer_norm_eps", 1e-5))}
+    eps = {float(v["layer_norm_eps"]), float(t["layer_norm_eps"])}
     if len(acts) > 1 or len(eps) > 1:
         raise ValueError(f"HF config.json: the towers differ in hidden_act {sorted(acts)} or layer_norm_eps "
                          f"{sorted(eps)}; bigvl has one model.activation and model.layer_norm_eps")
@@ -55,11 +97,11 @@ def infer_config(hf_config: dict, sd: Mapping[str, np.ndarray]) -> dict:
     width, twidth = int(v["hidden_size"]), int(t["hidden_size"])
     eos = int(t.get("eos_token_id", 2))
     if siglip:
-        if not v.get("vision_use_head", True):
+        if not v["vision_use_head"]:
             raise ValueError("HF config.json: vision_config.vision_use_head false (no MAP head) is not supported")
         embed = int(sd["text_model.head.weight"].shape[0])
     else:
-        embed = int(hf_config.get("projection_dim", sd["visual_projection.weight"].shape[0]))
+        embed = int(top["projection_dim"])
     model = {
         "image": {"variant": "custom", "image_size": int(v["image_size"]), "patch_size": int(v["patch_size"]),
                   "width": width, "depth": int(v["num_hidden_layers"]), "num_heads": int(v["num_attention_heads"]),

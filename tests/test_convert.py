@@ -481,3 +481,32 @@ def test_hf_config_with_a_foreign_tower_model_type_is_one_clear_error():
     cfg["text_config"]["model_type"] = "clip_text_model"
     with pytest.raises(ValueError, match="text_config.model_type 'clip_text_model' in a 'siglip' model"):
         hf.infer_config(cfg, _published_state_dict(cfg, PUBLISHED_HF_WANT["google/siglip-base-patch16-224"]))
+
+
+def test_open_clip_import_says_which_activation_it_assumed(tmp_path, capsys):
+    """OpenAI's weights under open_clip's ViT-B-16.json (no quick_gelu) would silently become exact GELU."""
+    from safetensors.numpy import load_file, save_file
+
+    from bigvl.convert.__main__ import main
+    sd = load_file(fixture("openclip_quickgelu.safetensors"))
+    openai = {**sd, "input_resolution": np.array(32), "context_length": np.array(77), "vocab_size": np.array(320)}
+    save_file(openai, str(tmp_path / "openai.safetensors"))
+    mj = json.load(open(fixture("openclip_quickgelu.json")))
+    del mj["quick_gelu"]
+    (tmp_path / "plain.json").write_text(json.dumps(mj))
+    args = ["import", "--from", "open_clip", "--model-config", str(tmp_path / "plain.json")]
+    assert main([*args, "--in", str(tmp_path / "openai.safetensors"), "--out", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert "OpenAI CLIP weights" in err and "exact GELU" in err and "--set model.activation=quick_gelu" in err
+    assert len(err.strip().splitlines()) == 2  # the warning + the no-tokenizer note
+    assert main([*args, "--in", fixture("openclip_quickgelu.safetensors"), "--out", str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err
+    assert "sets no quick_gelu: assumed exact GELU" in err and "-quickgelu" in err
+    assert main([*args, "--set", "model.activation=quick_gelu", "--in", fixture("openclip_quickgelu.safetensors"),
+                 "--out", str(tmp_path / "c")]) == 0
+    assert "quick_gelu" not in capsys.readouterr().err
+    # OpenAI's state dict without a model JSON: QuickGELU, said so
+    assert main(["import", "--from", "open_clip", "--in", str(tmp_path / "openai.safetensors"), "--set",
+                 "model.image.num_heads=2", "--set", "model.text.num_heads=2", "--out", str(tmp_path / "d")]) == 0
+    assert "assumed model.activation=quick_gelu" in capsys.readouterr().err
+    assert json.load(open(tmp_path / "d" / "config.json"))["model"]["activation"] == "quick_gelu"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Mapping
 
 import numpy as np
@@ -85,6 +86,9 @@ def import_checkpoint(source: str, path: str, model_json: str | None = None,
             with open(model_json) as f:
                 mj = json.load(f)
         model = _apply_sets(open_clip.infer_config(sd, mj), sets)
+        note = None if "model.activation" in sets else open_clip.activation_note(sd, mj, model.get("activation"))
+        if note:
+            print(note, file=sys.stderr)
         if "activation" not in model:
             raise ValueError("an open_clip state dict does not record its activation: pass --model-config "
                              "(open_clip's model JSON) or --set model.activation=quick_gelu (OpenAI weights) | gelu")

@@ -10,7 +10,10 @@ with a bias), logit_scale (log)).
 A state dict does not record the heads, the activation or the text pooling: they come from
 open_clip's model JSON (`--model-config`, e.g. open_clip/model_configs/ViT-B-16.json, with
 `quick_gelu: true` for OpenAI's weights), else heads = width / 64 and the activation must be
-given (`--set model.activation=quick_gelu`).
+given (`--set model.activation=quick_gelu`). OpenAI's own state dicts (its TorchScript archives'
+weights) carry `input_resolution`, `context_length` and `vocab_size` entries: such a dict given without a
+model JSON is taken as QuickGELU, and a model JSON that sets no `quick_gelu` (open_clip's `ViT-B-16.json`,
+not `ViT-B-16-quickgelu.json`) gets a one-line warning (`activation_note`).
 """
 from __future__ import annotations
 
@@ -27,6 +30,9 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 TEXT_POOLS = {"argmax": "eos", "eos": "eos", "last": "last", "first": "first"}
 IGNORED = ("attn_mask",)  # buffers some open_clip versions save
+OPENAI_KEYS = ("input_resolution", "context_length", "vocab_size")  # OpenAI's CLIP state dicts only
+QUICK_GELU_HOW = ("--set model.activation=quick_gelu, or open_clip's -quickgelu model JSON "
+                  "(e.g. ViT-B-16-quickgelu.json)")
 
 
 def _layers(sd: Mapping, prefix: str) -> int:
@@ -96,7 +102,34 @@ def infer_config(sd: Mapping[str, np.ndarray], model_json: dict | None) -> dict:
     }
     if model_json is not None:
         model["activation"] = activation
+    elif is_openai(sd):
+        model["activation"] = "quick_gelu"
     return model
+
+
+def is_openai(sd: Mapping) -> bool:
+    """OpenAI's CLIP state dicts hold the int entries input_resolution / context_length / vocab_size."""
+    return any(k in sd for k in OPENAI_KEYS)
+
+
+def activation_note(sd: Mapping, model_json: dict | None, activation: str) -> str | None:
+    """One line for stderr when the activation of an open_clip import was assumed (no `--set
+    model.activation`): OpenAI weights taken as QuickGELU, or a model JSON silent on quick_gelu taken
+    as exact GELU (the QuickGELU of OpenAI's weights would then be lost without a word)."""
+    mj = (model_json or {}).get("model_cfg", model_json or {})
+    if model_json is None:
+        if is_openai(sd):
+            return ("note: OpenAI CLIP weights (input_resolution / context_length / vocab_size entries): "
+                    "assumed model.activation=quick_gelu (--set model.activation=... to change)")
+        return None
+    if "quick_gelu" in mj or activation != "gelu":
+        return None
+    if is_openai(sd):
+        return ("warning: OpenAI CLIP weights (input_resolution / context_length / vocab_size entries) but the "
+                "model JSON sets no quick_gelu: imported with exact GELU (model.activation=gelu), not the "
+                f"QuickGELU OpenAI trained with; for QuickGELU: {QUICK_GELU_HOW}")
+    return ("warning: the open_clip model JSON sets no quick_gelu: assumed exact GELU (model.activation=gelu); "
+            f"OpenAI's weights (and open_clip's *-quickgelu models) need QuickGELU: {QUICK_GELU_HOW}")
 
 
 def _kwargs(mj: dict, vcfg: dict, tcfg: dict) -> tuple[str, float]:
@@ -178,4 +211,4 @@ def table(model_cfg) -> list[L.Entry]:
 
 def ignored(key: str) -> bool:
     """Keys an import may skip (non-parameter buffers)."""
-    return key.endswith(IGNORED)
+    return key.endswith(IGNORED) or key in OPENAI_KEYS

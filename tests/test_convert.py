@@ -510,3 +510,18 @@ def test_open_clip_import_says_which_activation_it_assumed(tmp_path, capsys):
                  "model.image.num_heads=2", "--set", "model.text.num_heads=2", "--out", str(tmp_path / "d")]) == 0
     assert "assumed model.activation=quick_gelu" in capsys.readouterr().err
     assert json.load(open(tmp_path / "d" / "config.json"))["model"]["activation"] == "quick_gelu"
+
+
+def test_a_torchscript_archive_is_named_with_how_to_convert_it(tmp_path, capsys):
+    """OpenAI's ViT-B-16.pt is a TorchScript zip (code/, constants.pkl): one line, not torch.load's traceback."""
+    import zipfile
+
+    from bigvl.convert.__main__ import main
+    path = tmp_path / "ViT-B-16.pt"
+    with zipfile.ZipFile(path, "w") as z:
+        for name in ("ViT-B-16/data.pkl", "ViT-B-16/constants.pkl", "ViT-B-16/code/__torch__/model.py",
+                     "ViT-B-16/data/0", "ViT-B-16/version"):
+            z.writestr(name, b"x")
+    assert main(["import", "--from", "open_clip", "--in", str(path), "--out", str(tmp_path / "wd")]) == 2
+    err = capsys.readouterr().err
+    assert "is a TorchScript archive" in err and "state_dict()" in err and len(err.strip().splitlines()) == 1

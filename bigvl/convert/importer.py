@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import zipfile
 from typing import Mapping
 
 import numpy as np
@@ -32,6 +33,11 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
     if path.endswith((".pt", ".pth", ".bin")):
+        if is_torchscript(path):
+            raise ValueError(f"{path!r} is a TorchScript archive (OpenAI's clip.load format), not a state dict: "
+                             "save its weights once with torch, e.g. safetensors.torch.save_file({k: v.float() "
+                             "for k, v in torch.jit.load(path, map_location='cpu').state_dict().items()}, "
+                             "'model.safetensors'), and import that file")
         try:
             import torch  # optional: torch checkpoints only
         except ImportError:
@@ -45,6 +51,16 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
         return {k[len("module."):] if k.startswith("module.") else k: v.float().numpy() if v.is_floating_point()
                 else v.numpy() for k, v in sd.items()}
     raise ValueError(f"checkpoint {path!r}: unknown file type (want .safetensors, .npz, .pt, .pth or .bin)")
+
+
+def is_torchscript(path: str) -> bool:
+    """A TorchScript archive (torch.jit.save): a zip with `<name>/code/` sources and `<name>/constants.pkl`,
+    which torch.load(weights_only=True) cannot read; told apart without torch."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    return any("/code/" in n for n in names) and any(n.endswith("/constants.pkl") for n in names)
 
 
 def _apply_sets(model: dict, sets: Mapping[str, str]) -> dict:

@@ -525,3 +525,20 @@ def test_a_torchscript_archive_is_named_with_how_to_convert_it(tmp_path, capsys)
     assert main(["import", "--from", "open_clip", "--in", str(path), "--out", str(tmp_path / "wd")]) == 2
     err = capsys.readouterr().err
     assert "is a TorchScript archive" in err and "state_dict()" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_hf_import_without_tokenizer_says_so_and_loads_for_images(tmp_path, capsys):
+    """hf_clip holds config.json + model.safetensors only: the import says no tokenizer was found, and the
+    workdir loads for images; texts raise one error naming data.tokenizer."""
+    import bigvl
+    from bigvl.convert.__main__ import main
+    workdir = str(tmp_path / "wd")
+    assert main(["import", "--from", "hf", "--in", fixture("hf_clip"), "--out", workdir]) == 0
+    err = capsys.readouterr().err
+    assert "no tokenizer found" in err and "--tokenizer" in err and len(err.strip().splitlines()) == 1
+    run = bigvl.load(workdir)
+    size = run.config.model.image.image_size
+    z = bigvl.encode_images(run, np.zeros((2, size, size, 3), np.uint8))
+    assert z.shape == (2, run.config.model.embed_dim) and np.isfinite(z).all()
+    with pytest.raises(ValueError, match="no tokenizer .*data.tokenizer"):
+        bigvl.encode_texts(run, ["a photo"])

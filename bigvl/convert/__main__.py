@@ -84,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"workdir": args.out, "params": int(sum(p.size for p in params.values())),
                               "tokenizer": config.data.tokenizer}))
             if not tokenizer:
-                print("note: no tokenizer given (--tokenizer): set data.tokenizer before loading texts",
-                      file=sys.stderr)
+                where = (f"no tokenizer found in {args.path!r} (tokenizer.json or spiece.model)"
+                         if args.source == "hf" else "no tokenizer given")
+                print(f"note: {where}: images encode, texts need one: import into a new --out with --tokenizer FILE "
+                      "or set data.tokenizer in the workdir's config.json", file=sys.stderr)
         elif args.command == "flags":
             print(" ".join(finetune_flags(args.workdir, args.skip)))
         else:

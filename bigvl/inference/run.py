@@ -40,6 +40,21 @@ INFERENCE_DEFAULTS = {
 }
 
 
+class NoTokenizer:
+    """The tokenizer of a run whose `data.tokenizer` is empty (e.g. an HF directory imported without
+    tokenizer files): images encode; any text use raises one ValueError naming data.tokenizer."""
+
+    def __init__(self, workdir: str):
+        self.workdir = workdir
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise ValueError(f"{self.workdir!r} has no tokenizer (data.tokenizer is empty in its config.json): "
+                         "set data.tokenizer to a tokenizer file (sentencepiece .model, CLIP BPE .txt.gz or "
+                         "HF tokenizer.json), or import with `bigvl convert import --tokenizer FILE`")
+
+
 @dataclasses.dataclass
 class Run:
     config: ml_collections.ConfigDict
@@ -121,13 +136,15 @@ def load_run(workdir: str, step: int | None = None, mesh_shape: dict | None = No
              config: ml_collections.ConfigDict | None = None) -> Run:
     """Restores the params of `workdir` (latest step unless `step`) onto a mesh (default: all data).
 
-    config: the run's config; None reads it from `workdir/config.json` (`read_run_config`).
+    config: the run's config; None reads it from `workdir/config.json` (`read_run_config`). An empty
+    `data.tokenizer` loads a `NoTokenizer`: image-only use works, text use raises naming data.tokenizer.
     """
     config = read_run_config(workdir) if config is None else config
     mesh = make_mesh(mesh_shape or {"data": -1, "fsdp": 1, "tensor": 1})
     rules = rules_from_config(config.sharding_rules)
     model = build_model(config.model)
     params, step = restore_params(workdir, abstract_params(model, config.model, mesh, rules), step)
-    encoder = make_encoder(model, params, Tokenizer(config.data.tokenizer), config.model, mesh, rules,
+    tokenizer = Tokenizer(config.data.tokenizer) if config.data.tokenizer else NoTokenizer(workdir)
+    encoder = make_encoder(model, params, tokenizer, config.model, mesh, rules,
                            config.evals.batch_size)
     return Run(config=config, step=step, model=model, params=params, encoder=encoder)

@@ -542,3 +542,27 @@ def test_an_hf_import_without_tokenizer_says_so_and_loads_for_images(tmp_path, c
     assert z.shape == (2, run.config.model.embed_dim) and np.isfinite(z).all()
     with pytest.raises(ValueError, match="no tokenizer .*data.tokenizer"):
         bigvl.encode_texts(run, ["a photo"])
+
+
+@pytest.mark.parametrize("source,path", [("hf", "hf_siglip"), ("big_vision", "big_vision_siglip.npz")])
+def test_an_imported_siglip_is_scored_as_siglip(source, path, tmp_path):
+    """An imported SigLIP is a sigmoid-loss run: `bigvl.zero_shot_classify` gives each class its own
+    sigmoid(scale·cos + bias), computed here from the run's embeddings and params, not a softmax."""
+    import bigvl
+    from bigvl.convert.__main__ import main
+    from bigvl.data.tokenizer import train_tokenizer
+    words = ["a photo of a red circle", "a blue square", "green star", "yellow triangle", "the purple cat"]
+    tokenizer = train_tokenizer(words * 20, tmp_path / "tok", vocab_size=300)
+    workdir = str(tmp_path / "wd")
+    assert main(["import", "--from", source, "--in", fixture(path), "--out", workdir,
+                 "--tokenizer", str(tokenizer)]) == 0
+    run = bigvl.load(workdir)
+    assert run.config.loss.name == "sigmoid"
+    size = run.config.model.image.image_size
+    images = np.random.default_rng(0).integers(0, 256, (3, size, size, 3), dtype=np.uint8)
+    classes = ["red circle", "blue square", "green star"]
+    _, probs = bigvl.zero_shot_classify(run, images, classes, templates=("{}",))
+    cos = bigvl.encode_images(run, images).astype(np.float64) @ bigvl.encode_texts(run, classes).astype(np.float64).T
+    scale = float(np.exp(np.asarray(run.params["log_logit_scale"])))
+    want = 1.0 / (1.0 + np.exp(-(scale * cos + float(np.asarray(run.params["logit_bias"])))))
+    np.testing.assert_allclose(probs, want, rtol=1e-5, atol=1e-6)

@@ -126,6 +126,8 @@ def import_checkpoint(source: str, path: str, model_json: str | None = None,
     else:
         raise ValueError(f"--from {source!r} is not one of {SOURCES}")
     config = model_config(model)
+    if config.model.bias_init is not None:  # a learned logit bias: SigLIP, trained with the sigmoid loss, so
+        config.loss.name = "sigmoid"  # its zero-shot probabilities are per-class sigmoids (bigvl.api)
     flat = to_bigvl(table(config.model), data, f"{source} checkpoint {path}", ignore)
     return config, check_params(config.model, flat, f"{source} checkpoint {path}")
 

@@ -16,6 +16,7 @@ import types
 from pathlib import Path
 
 import ml_collections
+from flax.traverse_util import flatten_dict
 
 from bigvl.config.errors import ConfigError, first_line, type_error_line
 from bigvl.config.schema import base_config, complete_evals
@@ -94,9 +95,9 @@ def config_names() -> list[str]:
 
 def list_configs() -> list[tuple[str, str]]:
     """[(name, the first line of its docstring)] for every shipped config, sorted by name."""
-    found = []
+    found, directory = [], configs_dir()
     for name in config_names():
-        doc = ast.get_docstring(ast.parse((configs_dir() / f"{name}.py").read_text()))
+        doc = ast.get_docstring(ast.parse((directory / f"{name}.py").read_text()))
         found.append((name, (doc or "").strip().split("\n")[0]))
     return found
 
@@ -114,17 +115,7 @@ def load_config_json(workdir: str) -> ml_collections.ConfigDict:
     for name, entry in evals.items():
         if isinstance(entry, dict) and (name not in config.evals or config.evals[name].type != entry.get("type")):
             config.evals[name] = ml_collections.ConfigDict(entry)
-    config.update_from_flattened_dict(_flatten({**saved, "evals": evals}))
+    config.update_from_flattened_dict(flatten_dict({**saved, "evals": evals}, sep="."))
     complete_evals(config)
     return config
 
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    """{"a": {"b": 1}} → {"a.b": 1}: nested dicts to dotted keys (lists are values)."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat

@@ -25,7 +25,9 @@ import hashlib
 import json
 import logging
 import os
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
+
+from flax.traverse_util import flatten_dict
 
 from bigvl.data.records import write_records
 
@@ -68,12 +70,6 @@ def run_identity(run, workdir: str = "") -> dict:
             "config_sha256": hashlib.sha256(data).hexdigest()[:16]}
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict) and value:
-        return {k: v for key, sub in value.items() for k, v in _flatten(sub, f"{prefix}{key}.").items()}
-    return {prefix[:-1]: value}
-
-
 def check_options(out_dir: str, state: str, options: dict, process_index: int = 0) -> None:
     """Stores `options` in OUT/.STATE/options.json on a fresh start; on a restart raises OptionsMismatch
     (and writes nothing) when the stored options differ. See the module docstring."""
@@ -84,7 +80,7 @@ def check_options(out_dir: str, state: str, options: dict, process_index: int = 
             old = json.load(f)
         if old == options:
             return
-        a, b = _flatten(old), _flatten(options)
+        a, b = flatten_dict(old, sep="."), flatten_dict(options, sep=".")
 
         def show(values, key):
             return repr(values[key]) if key in values else "(none)"

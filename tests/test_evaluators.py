@@ -45,7 +45,15 @@ def test_zero_shot_accuracy_matches_naive():
     got = zero_shot_accuracy(images, labels, classes)
     top1 = np.mean([np.argmax(classes @ images[i]) == labels[i] for i in range(40)])
     top5 = np.mean([labels[i] in np.argsort(-(classes @ images[i]))[:5] for i in range(40)])
-    assert got == {"top1": top1, "top5": top5}
+    hits = {c: [np.argmax(classes @ images[i]) == c for i in range(40) if labels[i] == c] for c in set(labels)}
+    balanced = np.mean([np.mean(h) for h in hits.values()])  # sklearn's balanced_accuracy_score, by hand
+    assert got == {"top1": top1, "top5": top5, "balanced_accuracy": pytest.approx(balanced, abs=1e-12)}
+
+
+def test_balanced_accuracy_weighs_each_class_once():
+    classes = np.eye(2, 4)  # 3 images of class 0 all right, 1 image of class 1 wrong
+    got = zero_shot_accuracy(classes[[0, 0, 0, 0]], np.array([0, 0, 0, 1]), classes)
+    assert got["top1"] == 0.75 and got["balanced_accuracy"] == 0.5
 
 
 def test_zero_shot_below_five_classes_reports_no_top5_and_no_top5_chance(tmp_path):
@@ -54,11 +62,11 @@ def test_zero_shot_below_five_classes_reports_no_top5_and_no_top5_chance(tmp_pat
     import json
     classes = np.eye(3, 16)
     got = zero_shot_accuracy(classes[[0, 1, 2, 0]], np.array([0, 1, 2, 0]), classes)
-    assert got == {"top1": 1.0}
+    assert got == {"top1": 1.0, "balanced_accuracy": 1.0}
     path = tmp_path / "classes.json"
     path.write_text(json.dumps({"classnames": ["a", "b", "c"], "templates": ["{}"]}))
     entry = type("Entry", (), {"classes": str(path)})()
-    assert zero_shot.chance(entry) == {"top1": 1 / 3}
+    assert zero_shot.chance(entry) == {"top1": 1 / 3, "balanced_accuracy": 1 / 3}
 
 
 def test_hard_negative_accuracy_per_kind():
@@ -227,7 +235,7 @@ def test_zero_shot_ties_count_against_the_query():
     classes = _unit(np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))  # classes 0 and 1 tie on every image
     images = _unit(np.array([[1.0, 0.1], [0.1, 1.0]]))
     got = zero_shot_accuracy(images, np.array([0, 2]), classes, ks=(1, 2))
-    assert got == {"top1": 0.5, "top2": 1.0}  # image 0 ties with class 1: rank 1, found only within 2
+    assert got == {"top1": 0.5, "top2": 1.0, "balanced_accuracy": 0.5}  # image 0 ties with class 1: rank 1, found only within 2
 
 
 def test_a_hard_negative_equal_to_the_positive_is_a_miss():

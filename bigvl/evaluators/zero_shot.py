@@ -28,11 +28,16 @@ def zero_shot_accuracy(image_embeds: np.ndarray, labels: np.ndarray, class_embed
     """
     scores = similarities(image_embeds, class_embeds)  # [N, C]
     rank = rank_of_true(scores, scores[np.arange(len(labels)), labels])
-    return {f"top{k}": float((rank < k).mean()) for k in ks if k <= class_embeds.shape[0]}
+    metrics = {f"top{k}": float((rank < k).mean()) for k in ks if k <= class_embeds.shape[0]}
+    # balanced_accuracy: top-1 recall of each class present in `labels`, averaged over those classes
+    # (sklearn's balanced_accuracy_score), so a model that only knows the head classes scores low.
+    present = np.unique(labels)
+    metrics["balanced_accuracy"] = float(np.mean([(rank[labels == c] < 1).mean() for c in present]))
+    return metrics
 
 
 def evaluate(encoder, split_path: str, classes_path: str, splits: SplitCache | None = None) -> dict[str, float]:
-    """Zero-shot top-1/top-5 on a split whose records carry extras.label.
+    """Zero-shot top-1/top-5 and balanced (per-class mean) top-1 on a split whose records carry extras.label.
 
     splits: the evaluation's SplitCache (shares the split's loading and image encoding); None = a fresh one.
     """
@@ -55,7 +60,8 @@ def run(encoder, entry, splits: SplitCache, batch_size: int) -> dict[str, float]
 
 
 def chance(entry) -> dict[str, float]:
-    """top-k of a random model: k / classes, for the k that `zero_shot_accuracy` reports (k ≤ classes)."""
+    """top-k of a random model: k / classes, for the k that `zero_shot_accuracy` reports (k ≤ classes);
+    balanced accuracy 1 / classes."""
     with open(entry.classes) as f:
         num_classes = len(json.load(f)["classnames"])
-    return {f"top{k}": k / num_classes for k in (1, 5) if k <= num_classes}
+    return {**{f"top{k}": k / num_classes for k in (1, 5) if k <= num_classes}, "balanced_accuracy": 1 / num_classes}

@@ -27,11 +27,13 @@ is "demo" (the synthetic world: captions of ≤ 90 tokens, 32-token text context
     distill_mix  MobileCLIP's reinforced training more fully: `mix` texts (synthetic
               caption with p = 0.2) + the same KD term (every text field has a teacher
               embedding)
+    cloob     CLOOB: alt-text, Hopfield retrieval from the batch's image and text stores +
+              InfoLOOB (loss.name cloob, β = 14.3, 1/τ starting at 14.3: ml-jku/cloob's defaults)
 """
 from __future__ import annotations
 
 RECIPES = ("alt", "recap", "mix", "uniform", "partial", "multi", "multi_grouping", "long", "dual", "alip", "distill",
-           "distill_mix")
+           "distill_mix", "cloob")
 SCALES = ("demo", "b16")
 
 
@@ -77,6 +79,9 @@ def apply_recipe(config, name: str, scale: str = "demo") -> None:
         data.caption_strategy, loss.distill_weight = "alt", 0.75
     elif name == "distill_mix":
         data.caption_strategy, data.mix_p, loss.distill_weight = "mix", 0.2, 0.75
+    elif name == "cloob":
+        data.caption_strategy, loss.name, loss.cloob_beta = "alt", "cloob", 14.3
+        config.model.temperature_init = 14.3
 
 
 def long_finetune_keys(config) -> None:

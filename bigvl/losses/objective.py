@@ -13,7 +13,7 @@
 
 The contrastive term:
 - one text per image (text_embeds [B, E]): `loss.name` = softmax (CLIP) | sigmoid (SigLIP)
-  | softmax_tiled (Inf-CL ring) | sigmoid_ring;
+  | softmax_tiled (Inf-CL ring) | sigmoid_ring | cloob | cloob_tiled (CLOOB's Hopfield retrieval + InfoLOOB);
 - several texts per image (text_embeds [B, T, E], from the caption strategy): `loss.multi_text` =
     per_text                 mean (or `loss.text_weights`) of per-slot InfoNCE (CLIPS, dual)
     multi_positive           one softmax, every text of an image a positive
@@ -47,10 +47,10 @@ import ml_collections
 
 from bigvl.data.caption_strategies import make_caption_strategy
 from bigvl.data.hard_negatives import enabled as hard_negatives_enabled
-from bigvl.losses import captioning, contrastive, recipe_terms, ring
+from bigvl.losses import captioning, cloob, contrastive, recipe_terms, ring
 from bigvl.losses.multi_text import multi_positive_softmax_loss, per_text_softmax_loss
 
-LOSSES = ("softmax", "sigmoid", "softmax_tiled", "sigmoid_ring")
+LOSSES = ("softmax", "sigmoid", "softmax_tiled", "sigmoid_ring", "cloob", "cloob_tiled")
 MULTI_TEXT_LOSSES = ("per_text", "multi_positive", "per_text+multi_positive", "long_clip", "alip")
 MODEL_KINDS_WITH_CAPTIONS = ("coca", "clips")
 SINGLE_FIELD_STRATEGIES = ("alt", "recap", "mix", "uniform")  # a whole stored field per text (distillation)
@@ -62,7 +62,10 @@ def loss_config_defaults() -> ml_collections.ConfigDict:
         # softmax | sigmoid: plain global-batch losses (B×B logits); softmax_tiled (Inf-CL style)
         # | sigmoid_ring: ring over the batch axes, O(b·D + tile²) memory per device.
         "name": "softmax",
-        "tile_size": 1024,  # tile edge of softmax_tiled / sigmoid_ring
+        "tile_size": 1024,  # tile edge of softmax_tiled / sigmoid_ring (row tile of cloob_tiled)
+        # cloob | cloob_tiled: CLOOB (bigvl/losses/cloob.py), 1/τ = the model's logit scale; β of the Hopfield
+        # retrieval (ml-jku/cloob's default 14.3, also its inverse-τ default).
+        "cloob_beta": 14.3,
         # With T > 1 texts per image: the mean (or `text_weights`-weighted sum) of per-text
         # InfoNCE terms, or one loss where every text of an image is a positive.
         "multi_text": "per_text",
@@ -234,6 +237,9 @@ class Objective:
         elif cfg.name == "sigmoid_ring":
             loss = ring.ring_sigmoid_contrastive_loss(image, text, scale, outputs["logit_bias"], mesh=self.mesh,
                                                       tile_size=cfg.tile_size)
+        elif cfg.name in ("cloob", "cloob_tiled"):
+            loss = (cloob.cloob_loss(image, text, scale, cfg.cloob_beta) if cfg.name == "cloob" else
+                    cloob.tiled_cloob_loss(image, text, scale, cfg.cloob_beta, cfg.tile_size))
         elif cfg.name == "sigmoid":
             loss = contrastive.sigmoid_contrastive_loss(image, text, scale, outputs["logit_bias"])
         else:

@@ -60,6 +60,10 @@ COMMANDS: dict[str, Command] = {
         "bigvl.cli.score_captions", "Score every text of shards with a CLIP/SigLIP run (image-text similarity).",
         "bigvl score_captions --model workdirs/demo --in 'shards/*.array_record' --out scored/",
         "data/score_captions.py"),
+    "curate": Command(
+        "bigvl.cli.curate", "Curate shards: MetaCLIP balancing, top-q score filter, image de-duplication (Beam).",
+        "bigvl curate --in 'shards/*.array_record' --out curated/ --metadata entries.txt --keep_top 0.7 --dedup near",
+        "data/curate.py"),
     "add_teacher_embeddings": Command(
         "bigvl.cli.add_teacher_embeddings", "Add a teacher run's embeddings to shards (MobileCLIP-style distillation).",
         "bigvl add_teacher_embeddings --teacher workdirs/demo --in 'shards/*.array_record' --out reinforced/",

@@ -1,0 +1,80 @@
+"""MetaCLIP balancing (Xu et al., "Demystifying CLIP Data", Algorithm 1): substring matching + per-entry caps.
+
+    matcher = EntryMatcher(["red circle", "blue square", ...])   # the metadata list, one entry a line
+    entries = matcher(alt_text)                    # sorted indices of the entries found in the text
+    probs = keep_probabilities(counts, t=20_000)   # min(1, t / count(entry)), float64 [M]
+    keep = balanced_keep(entries, probs, seed, record_id)
+
+A text is matched against every entry as a substring (case-folded, overlapping matches found by
+an Aho–Corasick automaton from `ahocorasick_rs`), as MetaCLIP's `substr_matching` does; a text
+that matches no entry is dropped (the algorithm's first step). Each matched entry draws the pair
+with probability min(1, t / count(entry)); the pair is kept if any of its entries draws it. The
+uniform draw of (record, entry) is a hash of (seed, record id, entry index), so a record's
+fate depends neither on the order nor on the sharding of the input.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Sequence
+
+import ahocorasick_rs
+import numpy as np
+
+
+def read_metadata(path: str) -> list[str]:
+    """The entries of a metadata file (one a line; blank lines and lines starting with '#' left out).
+
+    Raises ValueError naming the file when it holds no entry or an entry twice (case-folded)."""
+    with open(os.path.expanduser(path), encoding="utf-8") as f:
+        entries = [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+    if not entries:
+        raise ValueError(f"metadata list {path}: no entries (one entry a line)")
+    folded = [e.casefold() for e in entries]
+    if len(set(folded)) != len(folded):
+        twice = sorted({e for e in folded if folded.count(e) > 1})
+        raise ValueError(f"metadata list {path}: entries listed twice (case-folded): {twice[:5]}")
+    return entries
+
+
+class EntryMatcher:
+    """text → sorted indices of the metadata entries that occur in it as substrings (case-folded)."""
+
+    def __init__(self, entries: Sequence[str]):
+        self.entries = list(entries)
+        self.automaton = ahocorasick_rs.AhoCorasick([e.casefold() for e in self.entries],
+                                                    matchkind=ahocorasick_rs.MatchKind.Standard)
+
+    def __call__(self, text: str) -> list[int]:
+        if not text:
+            return []
+        found = self.automaton.find_matches_as_indexes(text.casefold(), overlapping=True)
+        return sorted({index for index, _, _ in found})
+
+    def __getstate__(self):  # the automaton does not pickle: Beam workers rebuild it from the entries
+        return {"entries": self.entries}
+
+    def __setstate__(self, state):
+        self.__init__(state["entries"])
+
+
+def keep_probabilities(counts: np.ndarray, t: float) -> np.ndarray:
+    """counts int [M] (pairs matching each entry) → min(1, t / count) float64 [M] (1 for unmatched entries)."""
+    counts = np.asarray(counts, np.float64)
+    return np.minimum(1.0, t / np.maximum(counts, 1.0))
+
+
+def uniform_draw(seed: int, record_id: str, entry: int) -> float:
+    """A uniform number in [0, 1) fixed by (seed, record id, entry index): 53 bits of a BLAKE2b hash."""
+    digest = hashlib.blake2b(f"{seed}\x00{record_id}\x00{entry}".encode(), digest_size=8).digest()
+    return (int.from_bytes(digest, "little") >> 11) / float(1 << 53)
+
+
+def balanced_keep(entries: Sequence[int], probs: np.ndarray, seed: int, record_id: str) -> bool:
+    """Whether a pair whose text matched `entries` is kept: any entry e with draw(seed, id, e) < probs[e]."""
+    return any(uniform_draw(seed, record_id, e) < probs[e] for e in entries)
+
+
+def kept_probability(entries: Sequence[int], probs: np.ndarray) -> float:
+    """The probability that `balanced_keep` keeps the pair: 1 − Π (1 − p_e) over its entries (0 with none)."""
+    return float(1.0 - np.prod([1.0 - probs[e] for e in entries])) if len(entries) else 0.0

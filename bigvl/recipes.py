@@ -29,11 +29,13 @@ is "demo" (the synthetic world: captions of ≤ 90 tokens, 32-token text context
               embedding)
     cloob     CLOOB: alt-text, Hopfield retrieval from the batch's image and text stores +
               InfoLOOB (loss.name cloob, β = 14.3, 1/τ starting at 14.3: ml-jku/cloob's defaults)
+    flair     FLAIR: `multi` texts; text-conditioned attention pooling (4 heads) + multi-positive
+              sigmoid losses, text-conditioned and global (SigLIP's scale 10 and bias −10 at init)
 """
 from __future__ import annotations
 
 RECIPES = ("alt", "recap", "mix", "uniform", "partial", "multi", "multi_grouping", "long", "dual", "alip", "distill",
-           "distill_mix", "cloob")
+           "distill_mix", "cloob", "flair")
 SCALES = ("demo", "b16")
 
 
@@ -82,6 +84,11 @@ def apply_recipe(config, name: str, scale: str = "demo") -> None:
     elif name == "cloob":
         data.caption_strategy, loss.name, loss.cloob_beta = "alt", "cloob", 14.3
         config.model.temperature_init = 14.3
+    elif name == "flair":
+        data.caption_strategy, data.multi_k, data.multi_with_raw = "multi", 3 if scale == "demo" else 6, True
+        data.multi_field, data.multi_raw_field = "long", "alt"
+        loss.name, loss.multi_text = "sigmoid", "flair"
+        config.model.update(flair_pool_heads=4, temperature_init=10.0, bias_init=-10.0)
 
 
 def long_finetune_keys(config) -> None:

@@ -4,7 +4,7 @@
     python -m experiments.ablation   # every recipe × 3 seeds → docs/results/ablation_runs.{md,csv,png}
 
 Flags: one recipe (bigvl/recipes.py; default mix): alt, recap, mix, uniform, partial, multi,
-multi_grouping, long, dual, alip, distill, distill_mix, cloob. Key `steps`: total steps (evaluated
+multi_grouping, long, dual, alip, distill, distill_mix, cloob, flair. Key `steps`: total steps (evaluated
 once, at the end), e.g. `recipe_demo:partial,steps=300`; 0 (default) = the demo's budget.
 `:distill` and `:distill_mix` read the world's train shards with a teacher's embeddings
 added, from `teacher_shards_dir()`; `python -m experiments.ablation --recipes distill` builds

@@ -20,6 +20,7 @@ The contrastive term:
     per_text+multi_positive  DreamLIP: the sum of the two
     long_clip                Long-CLIP: long caption + PCA-reduced image vs first sentence
     alip                     ALIP: gated alt-text and caption terms (EMA state)
+    flair                    FLAIR: multi-positive sigmoid, text-conditioned + global (loss.name sigmoid)
 
 Some objectives carry state between steps (ALIP's similarity EMAs): `initial_state()` gives
 it, the call returns the next one; the train state keeps it as `state["loss_state"]`.
@@ -47,11 +48,11 @@ import ml_collections
 
 from bigvl.data.caption_strategies import make_caption_strategy
 from bigvl.data.hard_negatives import enabled as hard_negatives_enabled
-from bigvl.losses import captioning, cloob, contrastive, recipe_terms, ring
+from bigvl.losses import captioning, cloob, contrastive, flair, recipe_terms, ring
 from bigvl.losses.multi_text import multi_positive_softmax_loss, per_text_softmax_loss
 
 LOSSES = ("softmax", "sigmoid", "softmax_tiled", "sigmoid_ring", "cloob", "cloob_tiled")
-MULTI_TEXT_LOSSES = ("per_text", "multi_positive", "per_text+multi_positive", "long_clip", "alip")
+MULTI_TEXT_LOSSES = ("per_text", "multi_positive", "per_text+multi_positive", "long_clip", "alip", "flair")
 MODEL_KINDS_WITH_CAPTIONS = ("coca", "clips")
 SINGLE_FIELD_STRATEGIES = ("alt", "recap", "mix", "uniform")  # a whole stored field per text (distillation)
 
@@ -108,7 +109,16 @@ class Objective:
         _check(loss.multi_text in MULTI_TEXT_LOSSES, "loss.multi_text",
                f"{loss.multi_text!r} is not one of {MULTI_TEXT_LOSSES}")
         _check(loss.tile_size >= 1, "loss.tile_size", f"must be >= 1, got {loss.tile_size}")
-        if num_texts > 1:
+        flair_model = bool(config.model.get("flair_pool_heads", 0))
+        _check((loss.multi_text == "flair") == flair_model, "loss.multi_text", "FLAIR needs both loss.multi_text "
+               f"'flair' and model.flair_pool_heads > 0, got {loss.multi_text!r} and "
+               f"{config.model.get('flair_pool_heads', 0)} heads")
+        if flair_model:
+            _check(loss.name == "sigmoid" and kind == "two_tower", "loss.name", "FLAIR's multi-positive terms are "
+                   f"sigmoid losses on the two-tower model, got loss.name {loss.name!r}, model.kind {kind!r}")
+            _check(config.optim.grad_accum_steps <= 1, "optim.grad_accum_steps", "FLAIR's text-conditioned logits "
+                   "pair every image with every text of the batch inside the forward: no micro-batches")
+        elif num_texts > 1:
             _check(loss.name == "softmax", "loss.name", f"caption strategy {strategy!r} gives {num_texts} texts "
                    "per image; only the plain softmax loss takes several")
             _check(len(loss.text_weights) in (0, num_texts), "loss.text_weights",
@@ -215,6 +225,9 @@ class Objective:
         """(the contrastive term, next state, diagnostics)."""
         cfg = self.cfg
         image, text, scale = outputs["image_embeds"], outputs["text_embeds"], outputs["logit_scale"]
+        if cfg.multi_text == "flair":
+            return flair.flair_loss(image, text if text.ndim == 3 else text[:, None], outputs["flair_logits"], scale,
+                                    outputs["logit_bias"]), state, {}
         if text.ndim == 3:
             mode = cfg.multi_text
             if mode == "alip":

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import flax.linen as nn
@@ -13,6 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from bigvl.models.captioners import KINDS, build_captioner
+from bigvl.models.flair_pooling import FlairTwoTower
 from bigvl.models.options import ModelOptions, config_choice
 from bigvl.models.sizes import TransformerSize, resolve_size
 from bigvl.models.text import POOLS as TEXT_POOLS
@@ -94,6 +96,10 @@ def model_config_defaults() -> ml_collections.ConfigDict:
         # The towers' transformer (imported weights set what they were trained with, bigvl/convert):
         "activation": "gelu_tanh",  # gelu_tanh (big_vision, SigLIP) | gelu (exact erf) | quick_gelu (OpenAI CLIP)
         "layer_norm_eps": 1e-6,  # big_vision 1e-6; open_clip / HF CLIP 1e-5
+        # FLAIR (two_tower): heads of the text-conditioned attention pooling (bigvl/models/flair_pooling.py;
+        # 0 = off; loss.multi_text 'flair'), and how many texts it pools at a time (memory: B · chunk · patches).
+        "flair_pool_heads": 0,
+        "flair_pool_chunk": 256,
     })
 
 
@@ -157,7 +163,12 @@ def build_model(model_cfg) -> nn.Module:
     bias_init = model_cfg.bias_init
     if bias_init is not None and not math.isfinite(float(bias_init)):
         raise ValueError(f"config key 'model.bias_init' must be None or a finite float, got {bias_init}")
-    return TwoTower(image=image, text=text, embed_dim=model_cfg.embed_dim, project_image=ic.proj,
+    flair = {"pool_heads": model_cfg.get("flair_pool_heads", 0), "pool_chunk": model_cfg.get("flair_pool_chunk", 256)}
+    if flair["pool_heads"] and bias_init is None:
+        raise ValueError("config key 'model.flair_pool_heads': FLAIR's sigmoid losses need a logit bias "
+                         "(set model.bias_init, e.g. -10.0 with model.temperature_init 10.0)")
+    tower = functools.partial(FlairTwoTower, **flair) if flair["pool_heads"] else TwoTower
+    return tower(image=image, text=text, embed_dim=model_cfg.embed_dim, project_image=ic.proj,
                     project_text=tc.proj, image_proj_bias=ic.proj_bias, text_proj_bias=tc.proj_bias,
                     temperature_init=float(model_cfg.temperature_init),
                     bias_init=None if bias_init is None else float(bias_init), options=options)

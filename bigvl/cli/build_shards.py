@@ -15,8 +15,15 @@ matched against the sample's `key` or a field of its .json: url, uid, sha256 ...
 joins MobileCLIP's DataCompDR tars on uid: captions syn_0 … syn_4 and the teacher embeddings
 that `loss.distill_weight` trains on (bigvl/data/ingest/datacompdr.py).
 
-Deterministic (same inputs → the same shard bytes for any --workers) and resumable: rerun the
-same command after a crash and only the missing units are written. Bad input is skipped and
+The conversion is one Apache Beam pipeline (pip install 'bigvl[beam]'; bigvl/data/ingest/pipeline.py):
+here Beam's in-process DirectRunner with --workers processes; at scale the same command with
+Beam's runner flags, e.g. --runner DataflowRunner --project P --region R --temp_location
+gs://B/tmp --setup_file ./pyproject.toml and gs:// paths (docs/guides/own_data.md). Runner flags
+are checked before submission; a flag neither this command nor Beam knows is an error.
+Caption tables are joined by key, never loaded whole in one process.
+
+Deterministic (same inputs → the same shard bytes for any --workers or runner) and resumable: rerun
+the same command after a crash and only the missing units are written. Bad input is skipped and
 counted in the manifest, or stops the run with one line before any work. A table that joins
 under 1 % of the images (0 included) is reported on stderr in one line with a key of each side,
 and the run goes on (a small table may cover few images); CSV/TSV join columns are read as text,
@@ -27,14 +34,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 from bigvl.cli import command_parser
-from bigvl.data.ingest.convert import ConvertError, ConvertOptions, convert_all
-from bigvl.data.ingest.datacompdr import load_datacompdr
+from bigvl.data.ingest.beam_io import RunnerError, check_runner, pipeline_options
+from bigvl.data.ingest.convert import ConvertError, ConvertOptions
+from bigvl.data.ingest.datacompdr import dr_patterns
 from bigvl.data.ingest.inputs import InputError, find_units
-from bigvl.data.ingest.tables import TableError, TableSpec, load_table
-from bigvl.data.tokenizer import Tokenizer
+from bigvl.data.ingest.tables import TableError, TableSpec
 from bigvl.parallel.process import setup_process
 
 
@@ -71,10 +79,10 @@ def parse_args(argv):
     p.add_argument("--dr_logit_scale", type=float, default=100.0, help="the teacher's logit scale (exp)")
     p.add_argument("--alt", default="txt", help="alt-text: txt | a .json field | a caption name")
     p.add_argument("--shard_size", type=int, default=10000, help="records per output file at most")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="DirectRunner processes (other runners: their own flags)")
     p.add_argument("--max_side", type=int, default=0, help="resize images whose longer side exceeds this (0: keep)")
     p.add_argument("--tokenizer", default="", help="sentencepiece model: also report caption lengths in tokens")
-    args = p.parse_args(argv)
+    args, args.beam_args = p.parse_known_args(argv)
     args.tables = args.tables or []
     if args.shard_size < 1 or args.workers < 1 or args.max_side < 0:
         p.error("--shard_size and --workers must be ≥ 1, --max_side ≥ 0")
@@ -84,29 +92,33 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_process("%(asctime)s %(message)s")
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
     try:
+        try:
+            from bigvl.data.ingest.pipeline import DataCompDRSource, plan_build, run_build
+        except ImportError as e:
+            raise RunnerError(f"build_shards runs on Apache Beam: pip install 'bigvl[beam]' ({e})") from None
+        options = pipeline_options(args.beam_args, args.workers)
         specs = [TableSpec.parse(t["path"], t["join"], t["captions"]) for t in args.tables]
         names = [name for spec in specs for name, _ in spec.captions]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise TableError(f"--caption names {repeated} are given twice; each caption needs its own name")
+        check_runner(options, args.out, [*args.images, *(s.path for s in specs), *args.datacompdr])
         units = find_units(args.images, args.shard_size)
-        tables = [load_table(spec) for spec in specs]  # every table checked before any work
+        datacompdr = None
         if args.datacompdr:
-            tables.append(load_datacompdr(args.datacompdr, args.dr_teacher, args.dr_augmentation,
-                                          args.dr_logit_scale))
-        tokenizer = None
-        if args.tokenizer:
-            tokenizer = Tokenizer(args.tokenizer)
-        options = ConvertOptions(out=args.out, shard_size=args.shard_size, max_side=args.max_side, alt=args.alt)
-        manifest = convert_all(units, tables, options, workers=args.workers, tokenizer=tokenizer,
-                               log=lambda m: print(m, file=sys.stderr))
-    except (InputError, TableError, ConvertError, FileNotFoundError, ValueError) as e:
+            datacompdr = DataCompDRSource(tuple(dr_patterns(args.datacompdr)), args.dr_teacher,
+                                          args.dr_augmentation, args.dr_logit_scale)
+        convert = ConvertOptions(out=args.out, shard_size=args.shard_size, max_side=args.max_side, alt=args.alt)
+        log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+        plan = plan_build(units, specs, datacompdr, convert, tokenizer=args.tokenizer, log=log)  # checks before work
+        manifest = run_build(plan, options, log=log)
+    except (InputError, TableError, ConvertError, RunnerError, FileNotFoundError, ValueError) as e:
         print(f"build_shards: {e}", file=sys.stderr)
         return 2
-    summary = {k: manifest[k] for k in ("samples_read", "written", "wall_s", "records_per_s", "workers")}
+    summary = {k: manifest[k] for k in ("samples_read", "written", "wall_s", "records_per_s", "workers", "runner")}
     summary.update(bad=manifest["bad"]["count"], failed_downloads=manifest["failed_downloads"]["count"],
                    shards=len(manifest["shards"]), out=args.out)
     print(json.dumps(summary))
     return 0
-

@@ -35,7 +35,7 @@ from PIL import Image
 
 from bigvl.data.ingest.inputs import Unit, failed_downloads, read_unit
 from bigvl.data.ingest.manifest import merge_stats
-from bigvl.data.ingest.tables import CaptionTable
+from bigvl.data.ingest.tables import CaptionTable, TableSpec
 from bigvl.data.records import encode_example
 
 EXTRA_FIELDS = ("url", "uid", "sha256")  # metadata kept in a record's extras
@@ -203,25 +203,26 @@ def convert_unit(unit: Unit, tables: Sequence[CaptionTable], options: ConvertOpt
     return stats
 
 
-def join_warnings(tables: Sequence[CaptionTable], all_stats: Sequence[dict[str, Any]]) -> list[str]:
+def join_warnings(specs: Sequence[TableSpec], key_types: Sequence[str], first_keys: Sequence[str | None],
+                  all_stats: Sequence[dict[str, Any]]) -> list[str]:
     """One line per table that joined fewer than LOW_JOIN of the written images (0 included): the table,
-    its join, how many of how many images joined, a key of the table and of an image without a row."""
+    its join, how many of how many images joined, a key of the table (`first_keys`, its first row's) and
+    of an image without a row. `key_types`: the arrow type of each table's join column."""
     lines = []
-    for t, table in enumerate(tables):
+    for t, spec in enumerate(specs):
         joined = sum(s["joined"][t] for s in all_stats)
         images = joined + sum(s["not_joined"][t] for s in all_stats)
         if not images or joined >= LOW_JOIN * images:
             continue
-        spec = table.spec
         join = spec.column if spec.column == spec.field else f"{spec.column}={spec.field}"
         image_key = next((e[t] for s in all_stats if (e := s.get("unjoined_example")) and e[t] is not None), None)
-        table_key = next(iter(table.index), None)
+        table_key = first_keys[t]
         line = (f"{spec.path}: joined {joined} of {images} images on {join}; "
                 + (f"table keys look like {table_key!r}" if table_key is not None else "the table has no keys")
                 + (f", image keys like {image_key!r}" if image_key is not None
                    else f", no image has a {spec.field!r} field"))
-        if table.key_type.startswith(("int", "uint")) and image_key and image_key.isdigit() and image_key[0] == "0":
-            line += (f" (the table's {spec.column!r} is an integer column ({table.key_type}), compared as its "
+        if key_types[t].startswith(("int", "uint")) and image_key and image_key.isdigit() and image_key[0] == "0":
+            line += (f" (the table's {spec.column!r} is an integer column ({key_types[t]}), compared as its "
                      "decimal text: it cannot hold leading zeros; store the keys as strings)")
         lines.append(line)
     return lines
@@ -233,10 +234,26 @@ def _write_json_atomic(path: str, value: Any) -> None:
     os.replace(path + ".tmp", path)
 
 
-def _fingerprint(units: Sequence[Unit], tables: Sequence[CaptionTable], options: ConvertOptions) -> dict:
+def _fingerprint(units: Sequence[Unit], specs: Sequence[TableSpec], options: ConvertOptions) -> dict:
     return {"options": {k: v for k, v in dataclasses.asdict(options).items() if k != "out"},
             "units": [unit.name for unit in units],
-            "tables": [dataclasses.asdict(t.spec) for t in tables]}
+            "tables": [dataclasses.asdict(spec) for spec in specs]}
+
+
+def check_fingerprint(options: ConvertOptions, units: Sequence[Unit], specs: Sequence[TableSpec]) -> None:
+    """Writes OUT/.stats/options.json (what the output depends on) on a first run; raises ConvertError
+    when it holds a conversion of other inputs or options. Local or remote (gs://) `options.out`."""
+    from bigvl.data.ingest import beam_io  # its Beam imports happen only for remote paths
+    fingerprint = json.loads(json.dumps(_fingerprint(units, specs, options)))
+    fp_path = beam_io.join(options.out, STATS_DIR, "options.json")
+    if beam_io.exists(fp_path):
+        old = beam_io.read_json(fp_path)
+        if old != fingerprint:
+            diff = [k for k in fingerprint if old.get(k) != fingerprint[k]]
+            raise ConvertError(f"--out {options.out} holds a conversion with other {'/'.join(diff)}; "
+                               "restart with the same arguments or use a new --out")
+    else:
+        beam_io.write_json(fp_path, fingerprint)
 
 
 _SHARED: dict[str, Any] = {}  # what forked workers inherit (tables can be large: not pickled per task)
@@ -255,17 +272,7 @@ def convert_all(units: Sequence[Unit], tables: Sequence[CaptionTable], options: 
     """
     stats_dir = os.path.join(options.out, STATS_DIR)
     os.makedirs(stats_dir, exist_ok=True)
-    fingerprint = json.loads(json.dumps(_fingerprint(units, tables, options)))
-    fp_path = os.path.join(stats_dir, "options.json")
-    if os.path.exists(fp_path):
-        with open(fp_path) as f:
-            old = json.load(f)
-        if old != fingerprint:
-            diff = [k for k in fingerprint if old.get(k) != fingerprint[k]]
-            raise ConvertError(f"--out {options.out} holds a conversion with other {'/'.join(diff)}; "
-                               "restart with the same arguments or use a new --out")
-    else:
-        _write_json_atomic(fp_path, fingerprint)
+    check_fingerprint(options, units, [t.spec for t in tables])
     for name in os.listdir(options.out):  # leftovers of a killed run
         if name.endswith(".tmp"):
             os.remove(os.path.join(options.out, name))
@@ -293,6 +300,7 @@ def convert_all(units: Sequence[Unit], tables: Sequence[CaptionTable], options: 
                            written_now=sum(s["written"] for s in all_stats if s["unit"] not in done))
     with open(os.path.join(options.out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
-    for line in join_warnings(tables, all_stats):
+    for line in join_warnings([t.spec for t in tables], [t.key_type for t in tables],
+                              [next(iter(t.index), None) for t in tables], all_stats):
         log(line)
     return manifest

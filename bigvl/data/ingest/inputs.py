@@ -20,7 +20,6 @@ faulty sample naming the member where reading stopped.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import os
 import tarfile
@@ -65,9 +64,10 @@ def find_units(patterns: Sequence[str], shard_size: int) -> list[Unit]:
 
     Raises InputError naming a pattern that matches nothing or a file of another format.
     """
+    from bigvl.data.ingest.beam_io import match  # local globs, or gs:// ... through Beam's filesystems
     units: list[Unit] = []
     for pattern in patterns:
-        matches = sorted(glob.glob(os.path.expanduser(pattern)))
+        matches = match(pattern)
         if not matches:
             raise InputError(f"--images: no file matches {pattern!r}")
         for path in matches:

@@ -148,14 +148,42 @@ def check_table(spec: TableSpec) -> list[str]:
         if not os.path.isfile(part):
             raise TableError(f"--captions {spec.path}: no such file {part}")
     names = _read_columns(spec.path, None)
+    check_columns(spec, names)
+    return names
+
+
+def check_columns(spec: TableSpec, names: Sequence[str]) -> None:
+    """Raises TableError (one line, with the nearest name) when the join or a caption column is not in `names`."""
     if spec.column not in names:
         raise TableError(f"--captions {spec.path}: no join column {spec.column!r}{_nearest(spec.column, names)}; "
-                         f"columns: {names}")
+                         f"columns: {list(names)}")
     for name, column in spec.captions:
         if column not in names:
             raise TableError(f"--captions {spec.path}: --caption {name}={column} names no column"
-                             f"{_nearest(column, names)}; columns: {names}")
-    return names
+                             f"{_nearest(column, names)}; columns: {list(names)}")
+
+
+def join_text(value) -> str | None:
+    """A table cell's join value as text (an integer as its decimal text); None for a null or empty one."""
+    if value is None:
+        return None
+    value = str(value)
+    return value or None
+
+
+def row_captions(spec: TableSpec, cells: dict[str, Any]) -> dict[str, str]:
+    """The captions of one table row ({column: cell}): a null or empty cell is left out, a list cell
+    gives NAME_0 … NAME_k."""
+    captions: dict[str, str] = {}
+    for name, column in spec.captions:
+        cell = cells[column]
+        if isinstance(cell, (list, tuple)):
+            for i, text in enumerate(cell):
+                if isinstance(text, str) and text.strip():
+                    captions[f"{name}_{i}"] = text
+        elif isinstance(cell, str) and cell.strip():
+            captions[name] = cell
+    return captions
 
 
 def load_table(spec: TableSpec) -> CaptionTable:
@@ -172,22 +200,11 @@ def load_table(spec: TableSpec) -> CaptionTable:
     index: dict[str, dict[str, str]] = {}
     repeated = 0
     for row, value in enumerate(keys):
+        value = join_text(value)
         if value is None:
-            continue
-        value = str(value)
-        if not value:
             continue
         if value in index:
             repeated += 1
             continue
-        captions: dict[str, str] = {}
-        for name, column in spec.captions:
-            cell = cells[column][row]
-            if isinstance(cell, (list, tuple)):
-                for i, text in enumerate(cell):
-                    if isinstance(text, str) and text.strip():
-                        captions[f"{name}_{i}"] = text
-            elif isinstance(cell, str) and cell.strip():
-                captions[name] = cell
-        index[value] = captions
+        index[value] = row_captions(spec, {column: cells[column][row] for column in columns})
     return CaptionTable(spec, index, len(keys), repeated, str(table.column(spec.column).type))

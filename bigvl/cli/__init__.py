@@ -35,6 +35,9 @@ COMMANDS: dict[str, Command] = {
     "caption": Command(
         "bigvl.cli.caption", "Caption a captioner run's held-out split and score it (CIDEr-D, BLEU-4).",
         "bigvl caption --workdir workdirs/coca_demo --method beam"),
+    "wise_ft": Command(
+        "bigvl.cli.wise_ft", "WiSE-FT: evaluate (1 - a)*zero-shot + a*fine-tuned params over a sweep of a.",
+        "bigvl wise_ft --zero_shot workdirs/demo --fine_tuned workdirs/demo_ft --out wise/"),
     "plan": Command(
         "bigvl.plan", "Compile the train step for a TPU topology without a TPU: memory per chip, collectives.",
         "bigvl plan --config clip_b16 --topology v5e:2x2"),

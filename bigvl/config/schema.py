@@ -57,6 +57,9 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.data = ml_collections.ConfigDict()
     c.data.train_paths = []  # ArrayRecord files or globs
+    # Weighted mixture instead of train_paths: [dict(name=, paths=[...], weight=, <caption strategy keys>), ...]
+    # (bigvl/data/mixture.py); [] = read data.train_paths
+    c.data.sources = []
     c.data.tokenizer = ""  # sentencepiece model file
     # Where training examples come from: "array_record" (data.train_paths) or "tfds" (a TFDS dataset
     # prepared as array_record, read by index; field mapping in bigvl/data/tfds_source.py).
@@ -100,6 +103,12 @@ def base_config() -> ml_collections.ConfigDict:
     # fewer than 2 dims (biases, norm scales, temperature) never do.
     c.optim.no_decay = [".*/bias", ".*pos_embedding.*", ".*cls_token.*", ".*probe.*"]
     c.optim.freeze_text_positions = 0  # Long-CLIP: rows of text/pos_embedding never updated (20)
+    # Fine-tuning (bigvl/train/freeze.py): params whose path fully matches a `frozen` regex, or matches
+    # no `trainable` regex when that list is non-empty, get no gradient, no optimizer state and no
+    # update. LiT: frozen = ['image/.*', 'image_proj/.*']; LoRA: trainable = ['.*/lora_[ab]'].
+    c.optim.frozen = []
+    c.optim.trainable = []
+    c.optim.layer_decay = 0.0  # layer-wise LR decay of the towers (BEiT), e.g. 0.75; 0 = off
 
     # Start a fresh run from another run's params (fine-tuning). A text positional table
     # shorter than model.text.context_length is stretched Long-CLIP style (long_context.py),

@@ -23,8 +23,10 @@ from bigvl.convert.layout import flatten, unflatten
 from bigvl.inference.checkpoint_format import META_ITEM, meta
 from bigvl.inference.run import abstract_params, read_run_config, restore_params
 from bigvl.models import build_model, dummy_inputs, param_path
+from bigvl.models.lora import lora_enabled, merge_lora
 from bigvl.models.pretrained import unstack_layers
 from bigvl.parallel.mesh import make_mesh, rules_from_config
+from bigvl.parallel.storage import run_str
 
 ARCH_KEYS = ("kind", "embed_dim", "activation", "layer_norm_eps", "temperature_init", "bias_init",
              "max_logit_scale")
@@ -92,6 +94,8 @@ def read_params(workdir: str, step: int | None = None):
     model = build_model(config.model)
     params, step = restore_params(workdir, abstract_params(model, config.model, mesh,
                                                            rules_from_config(config.sharding_rules)), step)
+    if lora_enabled(config.model):  # a LoRA run exports its merged kernels
+        params, config.model = merge_lora(params, config.model)
     params = unstack_layers(jax.tree.map(lambda x: np.asarray(jax.device_get(x)), params))
     return config, flatten(params), step
 
@@ -108,7 +112,7 @@ def finetune_flags(workdir: str, skip: Sequence[str] = ()) -> list[str]:
     keys = {f"{tower}/{k}": v for tower in ("image", "text") for k, v in model[tower].items()}
     keys.update({k: model[k] for k in ARCH_KEYS})
     values = {"model." + k.replace("/", "."): v for k, v in sorted(keys.items())}
-    values.update({"data.tokenizer": config.data.tokenizer, "init.workdir": os.path.abspath(workdir)})
+    values.update({"data.tokenizer": config.data.tokenizer, "init.workdir": run_str(workdir)})
     words = []
     for name, value in values.items():
         if name in skip:

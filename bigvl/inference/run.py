@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
+import logging
 from typing import Any
 
 import flax.linen as nn
@@ -29,7 +29,11 @@ from bigvl.inference.checkpoint_format import check_format
 from bigvl.inference.encoder import Encoder, make_encoder
 from bigvl.inference.run_config import convert_flat_evals
 from bigvl.models import build_model, dummy_inputs, model_config_defaults
+from bigvl.models.lora import lora_enabled, merge_lora
 from bigvl.parallel.mesh import DEFAULT_RULES, logical_shardings, make_mesh, rules_from_config
+from bigvl.parallel.storage import run_path
+
+log = logging.getLogger(__name__)
 
 # The keys besides `model` that inference reads, with the values a config.json lacking them gets
 # (the schema's defaults in bigvl.config.base_config).
@@ -42,17 +46,34 @@ INFERENCE_DEFAULTS = {
 
 class NoTokenizer:
     """The tokenizer of a run whose `data.tokenizer` is empty (e.g. an HF directory imported without
-    tokenizer files): images encode; any text use raises one ValueError naming data.tokenizer."""
+    tokenizer files) or does not match its model (`reason`): images encode; any text use raises one
+    ValueError naming data.tokenizer (and the mismatch)."""
 
-    def __init__(self, workdir: str):
-        self.workdir = workdir
+    def __init__(self, workdir: str, reason: str = ""):
+        self.workdir, self.reason = workdir, reason
 
     def __getattr__(self, name: str):
-        if name.startswith("__"):
+        if name.startswith("__") or name in ("workdir", "reason"):
             raise AttributeError(name)
+        if self.reason:
+            raise ValueError(f"{self.workdir!r}: its tokenizer does not fit its model ({self.reason}); "
+                             "set data.tokenizer in its config.json to the model's tokenizer file")
         raise ValueError(f"{self.workdir!r} has no tokenizer (data.tokenizer is empty in its config.json): "
                          "set data.tokenizer to a tokenizer file (sentencepiece .model, CLIP BPE .txt.gz or "
                          "HF tokenizer.json), or import with `bigvl convert import --tokenizer FILE`")
+
+
+def model_tokenizer(config, workdir: str):
+    """The run's tokenizer as its model reads text (`Tokenizer.for_model`: the model's pad id and text
+    normalisation, vocabulary / BOS / EOS checked); a `NoTokenizer` (image use only, text use raises,
+    one warning now) when data.tokenizer is empty or does not fit the model."""
+    if not config.data.tokenizer:
+        return NoTokenizer(workdir)
+    try:
+        return Tokenizer.for_model(config.data.tokenizer, config.model.text)
+    except ValueError as e:
+        log.warning("%s: text encoding is off, the tokenizer does not fit the model: %s", workdir, e)
+        return NoTokenizer(workdir, str(e))
 
 
 @dataclasses.dataclass
@@ -66,11 +87,10 @@ class Run:
 
 def read_config_json(workdir: str) -> dict:
     """`workdir/config.json` as the run saved it (nested dicts); FileNotFoundError if there is none."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
+    path = run_path(workdir) / "config.json"  # a local directory or a bucket (gs://...)
+    if not path.exists():
         raise FileNotFoundError(f"{path} not found: is {workdir!r} a bigvl workdir?")
-    with open(path) as f:
-        saved = json.load(f)
+    saved = json.loads(path.read_text())
     if isinstance(saved.get("evals"), dict):
         saved["evals"] = convert_flat_evals(saved["evals"])
     return saved
@@ -119,12 +139,12 @@ def restore_params(workdir: str, abstract: Any, step: int | None = None) -> tupl
     trainer's own); each leaf is restored onto its sharding. Raises FileNotFoundError when
     the workdir holds no checkpoint, CheckpointVersionError for a format this code does not know.
     """
-    ckpt_dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    ckpt_dir = run_path(workdir) / "checkpoints"
     with ocp.CheckpointManager(ckpt_dir) as manager:
         step = manager.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {ckpt_dir}")
-        check_format(os.path.join(ckpt_dir, str(step)))  # an unknown format: one line, before restoring
+        check_format(ckpt_dir / str(step))  # an unknown format: one line, before restoring
         target = {"params": abstract}
         restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
             target, restore_args=jax.tree.map(lambda a: ocp.ArrayRestoreArgs(sharding=a.sharding), target),
@@ -144,7 +164,12 @@ def load_run(workdir: str, step: int | None = None, mesh_shape: dict | None = No
     rules = rules_from_config(config.sharding_rules)
     model = build_model(config.model)
     params, step = restore_params(workdir, abstract_params(model, config.model, mesh, rules), step)
-    tokenizer = Tokenizer(config.data.tokenizer) if config.data.tokenizer else NoTokenizer(workdir)
+    if lora_enabled(config.model):  # a LoRA run: adapters merged into the kernels, the plain model runs it
+        params, merged_cfg = merge_lora(params, config.model)
+        config = ml_collections.ConfigDict(config.to_dict())
+        config.model = merged_cfg
+        model = build_model(config.model)
+    tokenizer = model_tokenizer(config, workdir)
     encoder = make_encoder(model, params, tokenizer, config.model, mesh, rules,
                            config.evals.batch_size)
     return Run(config=config, step=step, model=model, params=params, encoder=encoder)

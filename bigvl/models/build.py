@@ -15,7 +15,9 @@ import ml_collections
 
 from bigvl.models.captioners import KINDS, build_captioner
 from bigvl.models.flair_pooling import FlairTwoTower
+from bigvl.models.lora import LoraModel, LoraSpec, lora_config_defaults, lora_enabled
 from bigvl.models.options import ModelOptions, config_choice
+from bigvl.models.rope import rope_from_config
 from bigvl.models.sizes import TransformerSize, resolve_size
 from bigvl.models.text import POOLS as TEXT_POOLS
 from bigvl.models.text import TextTower
@@ -37,6 +39,11 @@ def model_config_defaults() -> ml_collections.ConfigDict:
         "patch_size": 0,
         "width": 0, "depth": 0, "num_heads": 0, "mlp_dim": 0,
         "pool": "cls",  # cls | gap | map
+        # Evaluation input (bigvl/data/image_ops.py eval_resize): how any image becomes the square the
+        # model reads, as its source library did it. crop_square (bigvl) | shorter_side (open_clip / HF
+        # CLIP) | squash (SigLIP); bilinear | bicubic. Imports set both; training crops are bigvl's own.
+        "resize": "crop_square",
+        "interpolation": "bilinear",
         "stem": "patch",  # patch (ViT) | conv (stride-2 3×3 convolutions down to the patch grid, bigvl/models/vit.py)
         "patch_bias": False,  # open_clip conv1 has none; big_vision's patch conv has one
         "ln_pre": True,  # LayerNorm before the encoder (open_clip), not in big_vision
@@ -53,7 +60,7 @@ def model_config_defaults() -> ml_collections.ConfigDict:
         "context_length": 77,
         "width": 0, "depth": 0, "num_heads": 0, "mlp_dim": 0,
         "causal": True,  # CLIP: causal; SigLIP: bidirectional with a padding mask
-        "pool": "eos",  # eos | last | first | map
+        "pool": "eos",  # eos | last | first | map | final (position T−1 whatever it holds: HF SigLIP)
         # Special token ids, their one home in the model (our sentencepiece: pad 0, unk 1, bos 2, eos 3);
         # they must equal the tokenizer's. bos_id: the captioners' decoder start token.
         "eos_id": 3,
@@ -62,6 +69,15 @@ def model_config_defaults() -> ml_collections.ConfigDict:
         "proj": True,
         "proj_bias": False,
         "mask_pads": True,  # False: pads are unmasked tokens and 'last' is position T−1 (SigLIP as published)
+        # Positions of the text tower and the captioners' decoder (bigvl/models/rope.py): learned (an absolute
+        # table, every import) | rope (TULIP: rotary, base rope_base; rope_train_length > 0 below the
+        # context interpolates positions by rope_train_length / context_length).
+        "pos_emb": "learned",
+        "rope_base": 10000.0,
+        "rope_train_length": 0,
+        # How text is normalised before tokenizing (bigvl/data/tokenizer.py `normalize_text`): "" = as
+        # given; "siglip" = lower case, punctuation removed, whitespace collapsed (SigLIP's evaluations).
+        "normalize": "",
     })
     # Captioners (model.kind coca | clips): the multimodal decoder; 0 = the text tower's value.
     decoder = ml_collections.ConfigDict({
@@ -70,6 +86,11 @@ def model_config_defaults() -> ml_collections.ConfigDict:
         "num_queries": 256,  # CoCa: attentional-pooler queries feeding the decoder
         "pooler_heads": 0,  # CoCa: attentional-pooler heads (0 = the image tower's)
         "cond_slot": 1,  # CLIPS: which text of the T per image conditions the captioner (partial: alt)
+        # CoCa, classifier-free guidance: fraction of captions trained with the image dropped (bigvl/models/guidance.py)
+        "image_drop": 0.0,
+        # SyCoCa (CoCa + text-guided masked image modelling, bigvl/models/sycoca.py): fraction of patches masked,
+        # those the caption attends to least; 0 = plain CoCa. Its term: loss.mim_weight.
+        "mim_mask_ratio": 0.0,
     })
     return ml_collections.ConfigDict({
         "kind": "two_tower",  # two_tower (CLIP/SigLIP) | coca | clips (see bigvl/models/captioners.py)
@@ -100,6 +121,7 @@ def model_config_defaults() -> ml_collections.ConfigDict:
         # 0 = off; loss.multi_text 'flair'), and how many texts it pools at a time (memory: B · chunk · patches).
         "flair_pool_heads": 0,
         "flair_pool_chunk": 256,
+        "lora": lora_config_defaults(),  # LoRA adapters (rank 0 = off): bigvl/models/lora.py
     })
 
 
@@ -122,10 +144,17 @@ def text_size_of(text_cfg) -> TransformerSize:
 
 
 def build_model(model_cfg) -> nn.Module:
-    """`config.model` → TwoTower, CoCa or CLIPS by `model.kind` (unbound).
+    """`config.model` → TwoTower, CoCa or CLIPS by `model.kind` (unbound); with `model.lora.rank` > 0
+    wrapped in a `LoraModel` (the same init / apply, adapters added).
 
     Raises ValueError naming the key for bad values.
     """
+    if lora_enabled(model_cfg):
+        return LoraModel(_build_base_model(model_cfg), LoraSpec.from_config(model_cfg))
+    return _build_base_model(model_cfg)
+
+
+def _build_base_model(model_cfg) -> nn.Module:
     options = ModelOptions.from_config(model_cfg)
     ic, tc = model_cfg.image, model_cfg.text
     isz, tsz = image_size_of(ic), text_size_of(tc)
@@ -148,7 +177,7 @@ def build_model(model_cfg) -> nn.Module:
                      depth=tsz.depth, num_heads=tsz.num_heads, mlp_dim=tsz.mlp_dim, causal=tc.causal,
                      pool=config_choice(tc.pool, TEXT_POOLS, "text.pool"), eos_id=tc.eos_id, pad_id=tc.pad_id,
                      mask_pads=config_choice(tc.get("mask_pads", True), (True, False), "text.mask_pads"),
-                     **arch, options=options)
+                     rope=rope_from_config(tc), **arch, options=options)
     for name, cfg, size in (("image", ic, isz), ("text", tc, tsz)):
         if not cfg.proj and size.width != model_cfg.embed_dim:
             raise ValueError(f"model.{name}.proj is False, so its width {size.width} must equal "

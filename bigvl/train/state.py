@@ -24,10 +24,12 @@ from typing import Any, Callable, NotRequired, TypedDict
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import optax
 
 from bigvl.inference.run import abstract_params, read_run_config, restore_params
 from bigvl.losses.objective import Objective
 from bigvl.models import build_model, count_params, dummy_inputs
+from bigvl.models.lora import join_adapters, lora_enabled, merge_lora, split_adapters
 from bigvl.models.pretrained import adapt_params
 from bigvl.parallel.mesh import logical_shardings, rules_from_config
 from bigvl.train.optimizer import make_optimizer
@@ -98,11 +100,18 @@ def shard_like(opt_state, params, param_shardings):
     v5p:4x4x4 with fsdp = 64 (python -m bigvl.plan), B/16's moments sat whole on every chip."""
     structure = jax.tree.structure(params)
 
-    def is_params_like(node) -> bool:
-        return jax.tree.structure(node) == structure
+    def masked(x) -> bool:  # a frozen param's place in a masked moment tree (optax.multi_transform)
+        return isinstance(x, optax.MaskedNode)
 
-    return jax.tree.map(lambda node: jax.lax.with_sharding_constraint(node, param_shardings)
-                        if is_params_like(node) else node, opt_state, is_leaf=is_params_like)
+    def is_params_like(node) -> bool:
+        return jax.tree.structure(node, is_leaf=masked) == structure
+
+    def constrain(node):
+        return jax.tree.map(lambda x, sh: x if masked(x) else jax.lax.with_sharding_constraint(x, sh),
+                            node, param_shardings, is_leaf=masked)
+
+    return jax.tree.map(lambda node: constrain(node) if is_params_like(node) else node, opt_state,
+                        is_leaf=is_params_like)
 
 
 def next_state(state: TrainState, *, params, opt_state, loss_state, loss: jax.Array, finite: jax.Array,
@@ -151,5 +160,9 @@ def load_init_params(init_cfg, params: dict, mesh) -> dict:
     source_params, step = restore_params(init_cfg.workdir, abstract_params(
         source_model, source_cfg.model, mesh, rules_from_config(source_cfg.sharding_rules)))
     log.info("initialising from %s step %d", init_cfg.workdir, step)
-    adapted = adapt_params(source_params, params, init_cfg.stretch_keep)
-    return jax.tree.map(lambda a, p: jax.device_put(a, p.sharding), adapted, params)
+    if lora_enabled(source_cfg.model):  # a LoRA run: its adapters merged into its kernels
+        source_params, _ = merge_lora(source_params, source_cfg.model)
+    base, adapters = split_adapters(params)  # this run's own adapters keep their init (B = 0)
+    adapted = adapt_params(source_params, base, init_cfg.stretch_keep)
+    adapted = jax.tree.map(lambda a, p: jax.device_put(a, p.sharding), adapted, base)
+    return join_adapters(adapted, adapters) if adapters else adapted

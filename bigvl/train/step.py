@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bigvl.models.lora import LoraModel
+from bigvl.train.freeze import stop_frozen_gradients
 from bigvl.train.grad_accumulation import accumulated_value_and_grad
 from bigvl.train.optimizer import clamp_log_logit_scale
 from bigvl.train.state import TrainSetup, TrainState, next_state
@@ -23,7 +25,11 @@ def make_train_step(config, setup: TrainSetup):
     finite, and the state's counters.
     """
     objective, tx, schedule = setup.objective, setup.tx, setup.schedule
-    apply_fn = functools.partial(objective.model_outputs, setup.model)
+    def model_apply(step):  # LoRA's adapter dropout draws from (seed, step)
+        model = setup.model
+        if isinstance(model, LoraModel) and model.spec.dropout > 0:
+            model = model.with_dropout_rng(jax.random.fold_in(jax.random.key(config.seed), step))
+        return functools.partial(objective.model_outputs, model)
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         def loss_fn(outputs, full_batch):
@@ -31,8 +37,10 @@ def make_train_step(config, setup: TrainSetup):
                 loss, terms, loss_state = objective(outputs, full_batch, state.get("loss_state", {}))
             return loss, (outputs, loss_state, terms)
 
+        # Frozen params (optim.frozen / trainable) are constants to autodiff: a locked tower runs forward only.
         (loss, (outputs, loss_state, terms)), grads = accumulated_value_and_grad(
-            apply_fn, loss_fn, config.optim.grad_accum_steps)(state["params"], batch)
+            model_apply(state["step"]), loss_fn, config.optim.grad_accum_steps)(
+                stop_frozen_gradients(state["params"], config.optim), batch)
         with jax.named_scope("optimizer"):
             updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
             params = clamp_log_logit_scale(optax.apply_updates(state["params"], updates),

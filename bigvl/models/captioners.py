@@ -7,6 +7,7 @@ from bigvl.models.clips import CLIPS
 from bigvl.models.coca import CoCa
 from bigvl.models.decoder import CaptionDecoder
 from bigvl.models.options import ModelOptions
+from bigvl.models.rope import rope_from_config
 from bigvl.models.sizes import TransformerSize
 from bigvl.models.text import TextTower
 from bigvl.models.vit import VisionTower
@@ -29,6 +30,7 @@ def build_captioner(model_cfg, image: VisionTower, text: TextTower, text_size: T
     """`model.kind` 'coca' or 'clips' → the unbound model (towers already built by build_model)."""
     kind, d = model_cfg.kind, model_cfg.decoder
     dsz = decoder_size(model_cfg, text_size)
+    rope = rope_from_config(model_cfg.text)  # the decoder's positions follow the text tower's
     shared = dict(temperature_init=float(model_cfg.temperature_init), bos_id=model_cfg.text.bos_id,
                   eos_id=model_cfg.text.eos_id, pad_id=model_cfg.text.pad_id, options=options)
     if model_cfg.bias_init is not None:
@@ -45,11 +47,11 @@ def build_captioner(model_cfg, image: VisionTower, text: TextTower, text_size: T
         decoder = CaptionDecoder(vocab_size=model_cfg.text.vocab_size,
                                  context_length=max(d.context_length, model_cfg.text.context_length),
                                  width=dsz.width, depth=dsz.depth, num_heads=dsz.num_heads, mlp_dim=dsz.mlp_dim,
-                                 uni_depth=text_size.depth, cls_token=True, options=options)
+                                 uni_depth=text_size.depth, cls_token=True, options=options, rope=rope)
         return CoCa(image=image, decoder=decoder, embed_dim=model_cfg.embed_dim, num_queries=d.num_queries,
                     pooler_heads=heads, **shared)
     decoder = CaptionDecoder(vocab_size=model_cfg.text.vocab_size, context_length=d.context_length,
                              width=dsz.width, depth=dsz.depth, num_heads=dsz.num_heads, mlp_dim=dsz.mlp_dim,
-                             uni_depth=0, cls_token=False, options=options)
+                             uni_depth=0, cls_token=False, options=options, rope=rope)
     return CLIPS(image=image, text=text, decoder=decoder, embed_dim=model_cfg.embed_dim, cond_slot=d.cond_slot,
                  **shared)

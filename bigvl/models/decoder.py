@@ -1,6 +1,6 @@
 """The causal text decoder of the captioners (CoCa, CLIPS), with an explicit KV cache.
 
-`CaptionDecoder`: token + learned position embeddings → `uni_depth` causal self-attention
+`CaptionDecoder`: token + learned position embeddings (or RoPE) → `uni_depth` causal self-attention
 layers (CoCa's unimodal text tower; 0 for CLIPS) → LayerNorm → `depth` multimodal layers
 (causal self-attention, cross-attention to a memory of image/text tokens, MLP) →
 LayerNorm → vocabulary logits. With `cls_token`, a learned CLS embedding is placed right
@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import optax
 
 from bigvl.models.options import ModelOptions
+from bigvl.models.rope import Rope, rotate, rotate_qk
 from bigvl.models.transformer import DENSE_INIT, ZEROS, DenseGeneral, Mlp, attention, layer_norm, named, remat_policy
 
 Cache = dict[str, Any]
@@ -63,6 +64,7 @@ class CausalLayer(nn.Module):
     mlp_dim: int
     cross: bool = False
     options: ModelOptions = ModelOptions()
+    rope: Rope | None = None  # rotary positions on the self-attention's q and k (bigvl/models/rope.py)
 
     def setup(self):
         dense = dict(options=self.options)
@@ -92,7 +94,8 @@ class CausalLayer(nn.Module):
                  memory_lengths: jax.Array | None = None) -> jax.Array:
         """Full mode: x [B,T,D], memory [B,M,Dm] (cross layers), memory_lengths int32 [B] → [B,T,D]."""
         qkv = nn.with_logical_constraint(self.qkv(self.ln_1(x)), ("batch", "seq", None, "act_heads", None))
-        y = attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], is_causal=True,
+        q, k = rotate_qk(qkv[:, :, 0], qkv[:, :, 1], self.rope)
+        y = attention(q, k, qkv[:, :, 2], is_causal=True,
                       implementation=self.options.attention_impl)
         x = x + self.out(y)
         if self.cross:
@@ -105,6 +108,10 @@ class CausalLayer(nn.Module):
              memory_lengths: jax.Array | None = None) -> tuple[jax.Array, Cache]:
         """Step mode: x [B,1,D] at int `position`; cache {k, v [B,Lmax,H,K], (memory_kv [B,M,2,H,K])}."""
         qkv = self.qkv(self.ln_1(x))
+        if self.rope is not None:  # this step's q and k at `position`; cached keys were rotated at theirs
+            where = jnp.reshape(position, (1,))
+            qkv = jnp.stack([rotate(qkv[:, :, 0], where, self.rope), rotate(qkv[:, :, 1], where, self.rope),
+                             qkv[:, :, 2]], axis=2)
         k = jax.lax.dynamic_update_slice_in_dim(cache["k"], qkv[:, :, 1].astype(cache["k"].dtype), position, axis=1)
         v = jax.lax.dynamic_update_slice_in_dim(cache["v"], qkv[:, :, 2].astype(cache["v"].dtype), position, axis=1)
         lengths = jnp.full((x.shape[0],), position + 1, jnp.int32)
@@ -132,12 +139,13 @@ class CaptionDecoder(nn.Module):
     cls_token: bool = False
     # Its layers stay unrolled whatever options.scan_layers (that is the towers' encoder blocks).
     options: ModelOptions = ModelOptions()
+    rope: Rope | None = None  # model.text.pos_emb 'rope': rotary self-attention, no pos_embedding table
 
     def setup(self):
         opts = self.options
         use_remat, policy = remat_policy(opts.remat)
         layer_cls = nn.remat(CausalLayer, policy=policy, prevent_cse=True) if use_remat else CausalLayer
-        common = dict(options=opts)
+        common = dict(options=opts, rope=self.rope)
         self.uni_layers = [layer_cls(self.width, self.num_heads, self.mlp_dim, False, name=f"uni_{i}", **common)
                            for i in range(self.uni_depth)]
         self.layers = [layer_cls(self.width, self.num_heads, self.mlp_dim, True, name=f"block_{i}", **common)
@@ -145,8 +153,9 @@ class CaptionDecoder(nn.Module):
         self.token_embedding = self.param("token_embedding", named(nn.initializers.normal(0.02), "vocab", "embed"),
                                           (self.vocab_size, self.width), opts.param_dtype)
         positions = self.context_length + int(self.cls_token)
-        self.pos_embedding = self.param("pos_embedding", named(nn.initializers.normal(0.01), "pos", "embed"),
-                                        (positions, self.width), opts.param_dtype)
+        self.pos_embedding = None if self.rope is not None else self.param(
+            "pos_embedding", named(nn.initializers.normal(0.01), "pos", "embed"), (positions, self.width),
+            opts.param_dtype)
         if self.cls_token:
             self.cls = self.param("cls_token", named(nn.initializers.normal(self.width ** -0.5), "embed"),
                                   (self.width,), opts.param_dtype)
@@ -157,7 +166,8 @@ class CaptionDecoder(nn.Module):
 
     def _embed(self, tokens: jax.Array, positions: jax.Array) -> jax.Array:
         table = nn.with_logical_constraint(self.token_embedding.astype(self.options.dtype), ("vocab", None))
-        return jnp.take(table, tokens, axis=0) + self.pos_embedding.astype(self.options.dtype)[positions]
+        x = jnp.take(table, tokens, axis=0)
+        return x if self.pos_embedding is None else x + self.pos_embedding.astype(self.options.dtype)[positions]
 
     def _logits(self, x: jax.Array) -> jax.Array:
         logits = self.head(self.ln_final(x)).astype(jnp.float32)
@@ -175,7 +185,9 @@ class CaptionDecoder(nn.Module):
         if self.cls_token:  # one more slot, then the CLS embedding at position `length` of each row
             x = jnp.concatenate([x, jnp.zeros((batch, 1, self.width), x.dtype)], axis=1)
             slots = jnp.arange(length + 1)[None, :, None] == lengths[:, None, None]
-            cls = self.cls.astype(self.options.dtype) + self.pos_embedding.astype(self.options.dtype)[lengths]
+            cls = jnp.broadcast_to(self.cls.astype(self.options.dtype), (batch, self.width))
+            if self.pos_embedding is not None:
+                cls = cls + self.pos_embedding.astype(self.options.dtype)[lengths]
             x = jnp.where(slots, cls[:, None, :], x)
         x = nn.with_logical_constraint(x, ("batch", "seq", "act_embed"))
         for layer in self.uni_layers:

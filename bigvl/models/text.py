@@ -1,4 +1,4 @@
-"""The text tower: token + learned position embeddings → encoder (causal or bidirectional) → pool.
+"""The text tower: token + learned position embeddings (or RoPE) → encoder (causal or bidirectional) → pool.
 
 Token sequences are right-padded with `pad_id`: text ids, then `eos_id`, then pads. The
 length of a sequence is the index of its last non-pad token + 1 (at least 1).
@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from bigvl.models.options import ModelOptions
+from bigvl.models.rope import Rope
 from bigvl.models.transformer import Encoder, MAPHead, named
 
 POOLS = ("eos", "last", "first", "map")
@@ -60,6 +61,7 @@ class TextTower(nn.Module):
     ln_eps: float = 1e-6
     mask_pads: bool = True  # False: pads are ordinary tokens (SigLIP as published: no mask, last = T−1)
     options: ModelOptions = ModelOptions()  # dtypes, remat, attention, weight grads, scanned blocks
+    rope: Rope | None = None  # model.text.pos_emb 'rope': rotary positions, no pos_embedding table (rope.py)
 
     @nn.compact
     def __call__(self, tokens: jax.Array, pooled_only: bool = False) -> tuple[jax.Array, jax.Array | None]:
@@ -77,16 +79,18 @@ class TextTower(nn.Module):
         # fsdp-split table makes GSPMD replicate the output before it can split it by batch.
         table = nn.with_logical_constraint(table.astype(opts.dtype), ("vocab", None))
         x = jnp.take(table, tokens, axis=0)
-        pos = self.param("pos_embedding", named(nn.initializers.normal(0.01), "pos", "embed"),
-                         (self.context_length, self.width), opts.param_dtype)
-        x = nn.with_logical_constraint(x + pos[:length].astype(opts.dtype), ("batch", "seq", "act_embed"))
+        if self.rope is None:
+            pos = self.param("pos_embedding", named(nn.initializers.normal(0.01), "pos", "embed"),
+                             (self.context_length, self.width), opts.param_dtype)
+            x = x + pos[:length].astype(opts.dtype)
+        x = nn.with_logical_constraint(x, ("batch", "seq", "act_embed"))
         # mask_pads=False: a pad id no token can hold makes every position real (length T, no mask).
         pad_id = self.pad_id if self.mask_pads else -1
         kv_lengths = None if self.causal or not self.mask_pads else sequence_lengths(tokens, pad_id)
         where = None if self.pool == "map" else pool_positions(tokens, self.pool, self.eos_id, pad_id)
         keep = where if pooled_only else None
         x = Encoder(self.depth, self.num_heads, self.mlp_dim, self.causal, self.activation, self.ln_eps, opts,
-                    name="encoder")(x, kv_lengths, keep)
+                    self.rope, name="encoder")(x, kv_lengths, keep)
         if keep is not None:
             return nn.with_logical_constraint(x[:, 0], ("batch", "act_embed")), None
         if self.pool == "map":

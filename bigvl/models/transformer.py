@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from bigvl.models.matmul import dense_dot, flax_dot_general
 from bigvl.models.options import REMAT_POLICIES, ModelOptions
+from bigvl.models.rope import Rope, rotate_qk
 
 Dtype = Any
 
@@ -144,6 +145,7 @@ class SelfAttention(nn.Module):
     num_heads: int
     is_causal: bool = False
     options: ModelOptions = ModelOptions()
+    rope: Rope | None = None  # rotary positions on q and k (bigvl/models/rope.py); None: positions added outside
 
     @nn.compact
     def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None,
@@ -156,17 +158,19 @@ class SelfAttention(nn.Module):
         qkv_proj = DenseGeneral((3, heads, head_dim), ("embed", None, "heads", "kv"), name="qkv", **dense)
         if query_positions is None:
             qkv = nn.with_logical_constraint(qkv_proj(x), ("batch", "seq", None, "act_heads", None))
-            y = attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], is_causal=self.is_causal,
+            q, k = rotate_qk(qkv[:, :, 0], qkv[:, :, 1], self.rope)
+            y = attention(q, k, qkv[:, :, 2], is_causal=self.is_causal,
                           kv_lengths=kv_lengths, implementation=self.options.attention_impl)
         else:  # one query per sequence: its q alone, k and v of every position
             kv = nn.with_logical_constraint(qkv_proj(x, slice(1, 3)), ("batch", "seq", None, "act_heads", None))
             q = qkv_proj(take_positions(x, query_positions), slice(0, 1))[:, :, 0]
+            q, k = rotate_qk(q, kv[:, :, 0], self.rope, query_positions)
             mask = None
             if self.is_causal:  # keys up to the query's own position
                 where = jnp.broadcast_to(jnp.asarray(query_positions, jnp.int32), x.shape[:1])
                 mask = jnp.arange(x.shape[1])[None, None, None, :] <= where[:, None, None, None]
             # XLA's kernel: one query row, and cuDNN's flash attention takes no such mask.
-            y = attention(q, kv[:, :, 0], kv[:, :, 1], kv_lengths=kv_lengths, implementation="xla", mask=mask)
+            y = attention(q, k, kv[:, :, 1], kv_lengths=kv_lengths, implementation="xla", mask=mask)
         y = nn.with_logical_constraint(y, ("batch", "seq", "act_heads", None))
         return DenseGeneral((width,), ("heads", "kv", "embed"), in_dims=2, name="out", **dense)(y)
 
@@ -202,6 +206,7 @@ class EncoderBlock(nn.Module):
     activation: str = "gelu_tanh"  # ACTIVATIONS
     ln_eps: float = 1e-6
     options: ModelOptions = ModelOptions()
+    rope: Rope | None = None  # SelfAttention's rotary positions
 
     @nn.compact
     def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None,
@@ -210,8 +215,8 @@ class EncoderBlock(nn.Module):
         y = layer_norm(self.options, "ln_1", self.ln_eps)(x)
         if query_positions is not None:
             x = take_positions(x, query_positions)
-        x = x + SelfAttention(self.num_heads, self.is_causal, self.options, name="attn")(y, kv_lengths,
-                                                                                        query_positions)
+        x = x + SelfAttention(self.num_heads, self.is_causal, self.options, self.rope, name="attn")(
+            y, kv_lengths, query_positions)
         x = nn.with_logical_constraint(x, ("batch", "seq", "act_embed"))
         y = layer_norm(self.options, "ln_2", self.ln_eps)(x)
         x = x + Mlp(self.mlp_dim, self.activation, self.options, name="mlp")(y)
@@ -268,6 +273,7 @@ class Encoder(nn.Module):
     activation: str = "gelu_tanh"  # ACTIVATIONS
     ln_eps: float = 1e-6
     options: ModelOptions = ModelOptions()  # remat and scan_layers among them
+    rope: Rope | None = None  # rotary positions in every block's self-attention (bigvl/models/rope.py)
 
     @nn.compact
     def __call__(self, x: jax.Array, kv_lengths: jax.Array | None = None,
@@ -277,7 +283,8 @@ class Encoder(nn.Module):
         alone (every layer's other outputs feed only the last block's keys and values): the
         same numbers for ~1/depth less work. Scanned, all positions run and `keep` is gathered."""
         use_remat, policy = remat_policy(self.options.remat)
-        block_args = (self.num_heads, self.mlp_dim, self.is_causal, self.activation, self.ln_eps, self.options)
+        block_args = (self.num_heads, self.mlp_dim, self.is_causal, self.activation, self.ln_eps, self.options,
+                      self.rope)
         if self.options.scan_layers:
             x, _ = scanned_blocks(self.depth, self.options.remat)(*block_args, name=SCANNED_BLOCKS)(x, kv_lengths)
             x = x if keep is None else take_positions(x, keep)

@@ -19,7 +19,9 @@ from bigvl.inference.run import read_run_config
 from bigvl.models import image_size_of, text_size_of
 
 MAY_DIFFER = ("text.context_length", "dtype", "param_dtype", "remat", "scan_layers", "pooled_last_block",
-              "attention_impl", "weight_grad_dot", "temperature_init")
+              "attention_impl", "weight_grad_dot", "temperature_init",
+              # TULIP: a RoPE text tower starts from a learned-position run (every param but the table)
+              "text.pos_emb", "text.rope_base", "text.rope_train_length")
 TOP_KEYS = ("embed_dim", "activation", "layer_norm_eps", "max_logit_scale", "bias_init")
 SIZE_KEYS = ("variant", "width", "depth", "num_heads", "mlp_dim", "patch_size")
 

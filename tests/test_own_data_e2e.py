@@ -90,11 +90,12 @@ def test_killed_conversion_restarts_byte_identical(tmp_path):
     args = ["--images", tmp_path / "dl" / "*.tar", "--max_side", 64, "--shard_size", 10]
     run_tool("build_shards.py", *args, "--out", tmp_path / "reference", "--workers", 2)
     out = tmp_path / "killed"
-    proc = tool("build_shards.py", *args, "--out", out, "--workers", 1)
+    # the whole process group: the Beam pipeline's driver and, with --workers > 1, its worker processes
+    proc = tool("build_shards.py", *args, "--out", out, "--workers", 2, start_new_session=True)
     deadline = time.time() + 120
     while not (out / ".stats" / "00001.json").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done = [n for n in os.listdir(out / ".stats") if n[:5].isdigit() and n.endswith(".json")]
     assert 0 < len(done) < 12, f"the kill came too late or too early: {len(done)} units done"

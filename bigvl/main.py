@@ -48,12 +48,15 @@ def preflight(config) -> None:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the "
                          f"{jax.process_count()} hosts")
     if config.data.source == "array_record":
-        resolve_paths(config.data.train_paths, "data.train_paths")
+        for i, source in enumerate(config.data.sources):  # a weighted mixture (bigvl/data/mixture.py)
+            resolve_paths(source["paths"], f"data.sources[{i}].paths")
+        if not config.data.sources:
+            resolve_paths(config.data.train_paths, "data.train_paths")
     else:  # a TFDS dataset that is not prepared is one line here (tensorflow-datasets: only TFDS runs need it)
         from bigvl.data.tfds_source import TfdsSource
         TfdsSource(config.data)
     resolve_paths([config.data.tokenizer], "data.tokenizer")
-    Tokenizer(config.data.tokenizer).check_model_text(config.model.text)
+    Tokenizer.for_model(config.data.tokenizer, config.model.text)  # checks vocab / BOS / EOS
     for name, kind, entry in entries(config.evals):  # the file options each evaluator type declares
         for option in kind.files:
             if entry[option]:

@@ -14,6 +14,7 @@ import ml_collections
 from bigvl.config.errors import ConfigError, first_line
 from bigvl.config.schema import check_schema
 from bigvl.data.caption_strategies import make_caption_strategy
+from bigvl.data.mixture import source_data_config, source_specs
 from bigvl.evaluators import entries
 from bigvl.evaluators.suites import unknown_suite
 from bigvl.losses.objective import Objective
@@ -38,6 +39,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check(config.nonfinite in ("skip", "stop"), "nonfinite", f"{config.nonfinite!r} is not 'skip' or 'stop'")
     try:  # each stage checks its own section: the caption strategy, the objective, the model
         make_caption_strategy(config.data, count_tokens=len)
+        for spec in source_specs(config.data):  # a bad entry names data.sources[i].KEY
+            make_caption_strategy(source_data_config(config.data, spec), count_tokens=len)
         Objective.from_config(config)
         build_model(config.model)  # constructs the modules only: no params, no compilation
     except ValueError as e:
@@ -70,7 +73,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.data.source == "tfds":
         check(bool(config.data.tfds_name), "data.tfds_name", "data.source is 'tfds' but no dataset is named")
     elif not config.world.build:
-        check(bool(config.data.train_paths), "data.train_paths", "no training data given")
+        check(bool(config.data.train_paths) or bool(config.data.sources), "data.train_paths", "no training data given")
+    check(not (config.data.sources and config.data.train_paths), "data.sources",
+          "set data.train_paths = [] when data.sources is given (list those files as one more source)")
     if not config.world.build:
         check(bool(config.data.tokenizer), "data.tokenizer", "no tokenizer model given")
     check(not unknown_suite(config.evals.suites), "evals.suites", unknown_suite(config.evals.suites))

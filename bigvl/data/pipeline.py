@@ -34,11 +34,13 @@ from typing import Any, Sequence
 import grain
 import numpy as np
 from absl import flags as absl_flags
+from etils import epath
 
 from bigvl.data.caption_strategies import Alt, CaptionError, Recap, make_caption_strategy, score_fallback
 from bigvl.data.hard_negatives import WordSwapNegatives
 from bigvl.data.hard_negatives import enabled as negatives_enabled
 from bigvl.data.image_ops import decode_image, random_resized_crop
+from bigvl.data.mixture import RealisedProportions, Tag, source_data_config, source_seed, source_specs
 from bigvl.data.records import RecordError, decode_example
 from bigvl.data.teacher import teacher_targets
 from bigvl.data.tokenizer import Tokenizer
@@ -46,12 +48,35 @@ from bigvl.data.tokenizer import Tokenizer
 log = logging.getLogger(__name__)
 
 
+# Keys whose files may be URLs (gs://): ArrayRecord shards, which array_record (≥ 0.8.6) opens in a bucket
+# itself (riegeli's GcsReader); every other file (tokenizer, eval splits) is read locally.
+URL_KEYS = ("data.train_paths", "data.sources")
+
+
+def _glob_url(pattern: str) -> list[str]:
+    """`gs://bucket/dir/*.array_record` → the matching object URLs (etils.epath over gcsfs)."""
+    parts = pattern.split("/")
+    fixed = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    if fixed == len(parts):
+        return [pattern] if epath.Path(pattern).exists() else []
+    base = "/".join(parts[:fixed])
+    return [str(p) for p in epath.Path(base).glob("/".join(parts[fixed:]))]
+
+
 def resolve_paths(patterns: Sequence[str], what: str = "data.train_paths") -> list[str]:
-    """Expands files and globs, sorted; raises FileNotFoundError naming what is missing."""
+    """Expands files and globs, sorted; raises FileNotFoundError naming what is missing.
+
+    A `gs://` pattern is listed in its bucket for `URL_KEYS` (the training shards); for any
+    other key it is a ValueError naming the key and the local mount to use instead.
+    """
     paths = []
     for pattern in patterns:
+        if "://" in pattern and not what.startswith(URL_KEYS):
+            raise ValueError(f"{what}: {pattern!r} is a URL; only the training shards (data.train_paths) are "
+                             "read from a bucket directly: give a local path, e.g. under the bucket's gcsfuse "
+                             "mount (tpu_scripts mount gs://BUCKET at /gcs/BUCKET)")
         pattern = os.path.expanduser(pattern)
-        matches = sorted(glob.glob(pattern))
+        matches = sorted(_glob_url(pattern) if "://" in pattern else glob.glob(pattern))
         if not matches:
             raise FileNotFoundError(f"{what}: no file matches {pattern!r}")
         paths.extend(matches)
@@ -71,7 +96,10 @@ class ExampleProcessor:
     """
 
     def __init__(self, data_cfg, image_size: int, context_length: int, tokenizer_path: str,
-                 target_field: str = "", target_length: int = 0, with_teacher: bool = False):
+                 target_field: str = "", target_length: int = 0, with_teacher: bool = False,
+                 text_cfg=None):
+        """text_cfg: config.model.text, whose pad_id and normalize the tokenizer follows
+        (`Tokenizer.for_model`); None: the tokenizer file's own."""
         self.strategy = make_caption_strategy(data_cfg, count_tokens=Tokenizer(tokenizer_path).count_tokens
                                               if data_cfg.caption_strategy == "partial" else None)
         self.image_size = image_size
@@ -89,6 +117,7 @@ class ExampleProcessor:
         self.min_caption_score = float(data_cfg.get("min_caption_score", 0.0) or 0.0)
         self.score_fallbacks = 0
         self.tokenizer_path = tokenizer_path
+        self.text_cfg = None if text_cfg is None else {k: text_cfg.get(k) for k in ("pad_id", "normalize")}
         self._tokenizer = None
         # NegCLIP: an edited copy of the (first) text as "negative_tokens" int32 [L] and
         # "negative_valid" int32 (0 when the text had no word to edit within the context: the
@@ -99,7 +128,8 @@ class ExampleProcessor:
     @property
     def tokenizer(self) -> Tokenizer:
         if self._tokenizer is None:
-            self._tokenizer = Tokenizer(self.tokenizer_path)
+            text = self.text_cfg or {}
+            self._tokenizer = Tokenizer(self.tokenizer_path, text.get("pad_id"), text.get("normalize") or "")
         return self._tokenizer
 
     def __getstate__(self):
@@ -272,25 +302,38 @@ def make_train_dataset(config, process_index: int = 0, process_count: int = 1,
     "teacher_image", "teacher_text" f32 [b,Dt], "teacher_logit_scale" f32 [b] (distillation),
     "negative_tokens" int32 [b,L] and "negative_valid" int32 [b] (data.negative_word_groups).
     `shards`: a `scan_shards` result to reuse (else scanned here); data.source "tfds" reads
-    a TFDS dataset instead (bigvl/data/tfds_source.py).
+    a TFDS dataset instead (bigvl/data/tfds_source.py); data.sources mixes several sources by weight
+    (bigvl/data/mixture.py; `shards` is then not used).
     """
     if config.data.source == "tfds":
         from bigvl.data.tfds_source import TfdsSource  # tensorflow-datasets: only TFDS runs need it
         source = TfdsSource(config.data)
-    else:
+    elif not config.data.get("sources"):
         if shards is None:
             shards = scan_shards(resolve_paths(config.data.train_paths))
         source = IndexedSource(shards)
     needs_target = config.model.kind != "two_tower" and config.data.target_field  # captioners
-    processor = ExampleProcessor(config.data, config.model.image.image_size,
-                                 config.model.text.context_length, config.data.tokenizer,
-                                 config.data.target_field if needs_target else "",
-                                 config.model.decoder.context_length,
-                                 with_teacher=config.loss.distill_weight > 0)
+
+    def processor(data_cfg) -> ExampleProcessor:
+        return ExampleProcessor(data_cfg, config.model.image.image_size,
+                                config.model.text.context_length, config.data.tokenizer,
+                                config.data.target_field if needs_target else "",
+                                config.model.decoder.context_length,
+                                with_teacher=config.loss.distill_weight > 0, text_cfg=config.model.text)
     local_batch = config.batch_size // process_count
-    ds = (grain.MapDataset.source(source)
-          .seed(config.seed).shuffle().repeat()
-          .random_map(processor))
+    specs = source_specs(config.data) if config.data.source != "tfds" else []
+    if specs:  # data.sources: each read, shuffled and repeated on its own, then mixed by weight (data/mixture.py)
+        parts, offset = [], 0
+        for i, spec in enumerate(specs):
+            part = scan_shards(resolve_paths(spec.paths, f"data.sources[{i}].paths"), f"data.sources[{i}].paths")
+            parts.append(grain.MapDataset.source(IndexedSource(part)).seed(source_seed(config.seed, i)).shuffle()
+                         .repeat().random_map(processor(source_data_config(config.data, spec))).map(Tag(i, offset)))
+            offset += part.num_records
+        ds = grain.MapDataset.mix(parts, [spec.weight for spec in specs])
+    else:
+        ds = (grain.MapDataset.source(source)
+              .seed(config.seed).shuffle().repeat()
+              .random_map(processor(config.data)))
     ds = ReplaceFaulty(ds, stride=config.batch_size)
     ds = HostShard(ds, config.batch_size, process_index, process_count)
     ds = (ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=64))
@@ -299,4 +342,6 @@ def make_train_dataset(config, process_index: int = 0, process_count: int = 1,
         if not absl_flags.FLAGS.is_parsed():  # grain's workers read absl flags; argparse never parses them
             absl_flags.FLAGS.mark_as_parsed()
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=config.data.num_workers))
+    if specs:  # counted and logged in this process, after the workers
+        ds = ds.map(RealisedProportions(specs))
     return ds

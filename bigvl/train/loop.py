@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import time
 
 import flax.linen as nn
@@ -30,6 +29,7 @@ from bigvl.parallel.mesh import (
     make_mesh,
     rules_from_config,
 )
+from bigvl.parallel.storage import run_path, write_text
 from bigvl.train import checkpoints
 from bigvl.train.example_ids import ExampleIdsLog
 from bigvl.train.init_check import check_init_architecture
@@ -46,10 +46,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     """Trains (resuming from `workdir` if it holds checkpoints); returns the final eval metrics."""
     # ------------------------------------------------------------------ logging
     is_host0 = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
+    run_path(workdir).mkdir(parents=True, exist_ok=True)  # a local directory or a bucket (gs://...)
     if is_host0:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
+        write_text(run_path(workdir) / "config.json", config.to_json_best_effort(indent=2))
 
     # ------------------------------------------------------------------ mesh
     mesh = make_mesh(config.mesh)
@@ -60,10 +59,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         check_init_architecture(config.model, config.init.workdir)
 
     # ------------------------------------------------------------------ input
-    tokenizer = Tokenizer(config.data.tokenizer)
-    tokenizer.check_model_text(config.model.text)
+    tokenizer = Tokenizer.for_model(config.data.tokenizer, config.model.text)  # ValueError naming a mismatched key
     shards = (scan_shards(resolve_paths(config.data.train_paths))  # unreadable shards: warned, left out
-              if config.data.source == "array_record" else Shards([], [], []))  # tfds: bigvl/data/tfds_source.py
+              if config.data.source == "array_record" and not config.data.sources  # data.sources: the pipeline's
+              else Shards([], [], []))  # tfds: bigvl/data/tfds_source.py
     data_iter = iter(make_train_dataset(config, jax.process_index(), jax.process_count(), shards))
 
     # ------------------------------------------------------------------ model and state
@@ -159,12 +158,16 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
 
             if step % config.ckpt_steps == 0 or step == config.total_steps:
                 check_finite(finite, step)  # never save params of a non-finite step
+                writer.flush()  # logs in a bucket: the lines of the steps a checkpoint holds are stored first
+                ids_log.flush()
                 checkpoints.save(manager, step, state, data_iter, force=step == config.total_steps,
                                  batch_size=config.batch_size)
             if config.eval_steps and step % config.eval_steps == 0 and step != config.total_steps:
                 eval_metrics = evaluate(step, state["params"])
                 throughput.restart(step)
             if preemption.reached(manager, step):
+                writer.flush()
+                ids_log.flush()
                 checkpoints.save(manager, step, state, data_iter, force=True, batch_size=config.batch_size)
                 log.warning("preempted: saved step %d, exiting", step)
                 return eval_metrics
@@ -173,6 +176,6 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         final_step = int(state["step"])
         eval_metrics = evaluate(final_step, state["params"])
     if is_host0:
-        with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
-            json.dump({"step": final_step, "num_params": setup.num_params, **eval_metrics}, f, indent=2)
+        write_text(run_path(workdir) / "final_metrics.json",
+                   json.dumps({"step": final_step, "num_params": setup.num_params, **eval_metrics}, indent=2))
     return eval_metrics

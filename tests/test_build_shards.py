@@ -53,6 +53,17 @@ def convert(root, out, workers=1, **options):
     return convert_all(units, tables, ConvertOptions(out=str(out), **options), workers=workers, log=lambda m: None)
 
 
+def build(units, specs_, out, engine):
+    """The manifest of a conversion by the old process pool or the Beam pipeline (build_shards' own)."""
+    if engine == "pool":
+        return convert_all(units, [load_table(s) for s in specs_], ConvertOptions(out=str(out)), log=lambda m: None)
+    pytest.importorskip("apache_beam")
+    from bigvl.data.ingest.beam_io import pipeline_options
+    from bigvl.data.ingest.pipeline import plan_build, run_build
+    plan = plan_build(units, specs_, None, ConvertOptions(out=str(out)), log=lambda m: None)
+    return run_build(plan, pipeline_options([], 1), log=lambda m: None)
+
+
 def shard_bytes(out):
     return {n: (out / n).read_bytes() for n in sorted(os.listdir(out)) if n.endswith(".array_record")}
 
@@ -128,7 +139,8 @@ def _png(w, h):
     return out.getvalue()
 
 
-def test_bad_tars_are_skipped_and_counted(tmp_path):
+@pytest.mark.parametrize("engine", ["pool", "beam"])
+def test_bad_tars_are_skipped_and_counted(tmp_path, engine):
     planted = make_download(tmp_path / "dl", shards=2, per_shard=6, corrupt=(), failed=())
     data = (tmp_path / "dl" / "00001.tar").read_bytes()
     (tmp_path / "dl" / "00001.tar").write_bytes(data[:len(data) // 2 + 100])  # truncated mid-member
@@ -139,8 +151,7 @@ def test_bad_tars_are_skipped_and_counted(tmp_path):
             info = tarfile.TarInfo(name)
             info.size = len(payload)
             tar.addfile(info, __import__("io").BytesIO(payload))
-    m = convert_all(find_units([str(tmp_path / "dl" / "*.tar")], 100), [],
-                    ConvertOptions(out=str(tmp_path / "out")), log=lambda m: None)
+    m = build(find_units([str(tmp_path / "dl" / "*.tar")], 100), [], tmp_path / "out", engine)
     kinds = m["bad"]["by_kind"]
     assert kinds.pop("tar unreadable") == 1
     assert kinds == {"no image member": 1, "text is not UTF-8": 1, "metadata is not a JSON object": 1}
@@ -151,7 +162,8 @@ def test_bad_tars_are_skipped_and_counted(tmp_path):
     assert 1 <= len(truncated) < 6 and all(k in planted["samples"] for k in truncated)
 
 
-def test_parquet_images_folders_and_list_columns(tmp_path):
+@pytest.mark.parametrize("engine", ["pool", "beam"])
+def test_parquet_images_folders_and_list_columns(tmp_path, engine):
     import pyarrow as pa
     import pyarrow.parquet as pq
     rows = [dict(key=f"{i:09d}", jpg=_png(6, 6) if i != 2 else None, txt=f"alt {i}", url=f"u{i}",
@@ -168,7 +180,7 @@ def test_parquet_images_folders_and_list_columns(tmp_path):
                                                     for i in range(2)))
     spec = TableSpec.parse(str(tmp_path / "caps.jsonl"), "u=url", ["rewrite=rewrites"])
     units = find_units([str(tmp_path / "part.parquet"), str(tmp_path / "folder")], 100)
-    m = convert_all(units, [load_table(spec)], ConvertOptions(out=str(tmp_path / "out")), log=lambda m: None)
+    m = build(units, [spec], tmp_path / "out", engine)
     assert m["failed_downloads"]["by_reason"] == {"timeout": 1}
     records = {decode_example(r)["id"]: decode_example(r) for n in m["shards"]
                for r in read_records(str(tmp_path / "out" / n))}

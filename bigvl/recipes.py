@@ -31,11 +31,15 @@ is "demo" (the synthetic world: captions of ≤ 90 tokens, 32-token text context
               InfoLOOB (loss.name cloob, β = 14.3, 1/τ starting at 14.3: ml-jku/cloob's defaults)
     flair     FLAIR: `multi` texts; text-conditioned attention pooling (4 heads) + multi-positive
               sigmoid losses, text-conditioned and global (SigLIP's scale 10 and bias −10 at init)
+    coca      CoCa on the short synthetic caption (contrastive + captioning of the same text;
+              on the demo the sizes of configs/coca_demo.py: 2 unimodal + 2 multimodal layers)
+    sycoca    SyCoCa: `coca` + text-guided masked image modelling, the half of the patches the
+              caption attends to least masked (ratio 0.5, weight 1: our choices, not the paper's)
 """
 from __future__ import annotations
 
 RECIPES = ("alt", "recap", "mix", "uniform", "partial", "multi", "multi_grouping", "long", "dual", "alip", "distill",
-           "distill_mix", "cloob", "flair")
+           "distill_mix", "cloob", "flair", "coca", "sycoca")
 SCALES = ("demo", "b16")
 
 
@@ -89,6 +93,13 @@ def apply_recipe(config, name: str, scale: str = "demo") -> None:
         data.multi_field, data.multi_raw_field = "long", "alt"
         loss.name, loss.multi_text = "sigmoid", "flair"
         config.model.update(flair_pool_heads=4, temperature_init=10.0, bias_init=-10.0)
+    elif name in ("coca", "sycoca"):
+        data.caption_strategy, config.model.kind = "recap", "coca"
+        if scale == "demo":
+            config.model.text.depth = 2
+            config.model.decoder.update(depth=2, context_length=32, num_queries=32, pooler_heads=4)
+        if name == "sycoca":
+            config.model.decoder.mim_mask_ratio, loss.mim_weight = 0.5, 1.0
 
 
 def long_finetune_keys(config) -> None:

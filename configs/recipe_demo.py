@@ -4,7 +4,7 @@
     python -m experiments.ablation   # every recipe × 3 seeds → docs/results/ablation_runs.{md,csv,png}
 
 Flags: one recipe (bigvl/recipes.py; default mix): alt, recap, mix, uniform, partial, multi,
-multi_grouping, long, dual, alip, distill, distill_mix, cloob, flair. Key `steps`: total steps (evaluated
+multi_grouping, long, dual, alip, distill, distill_mix, cloob, flair, coca, sycoca. Key `steps`: total steps (evaluated
 once, at the end), e.g. `recipe_demo:partial,steps=300`; 0 (default) = the demo's budget.
 `:distill` and `:distill_mix` read the world's train shards with a teacher's embeddings
 added, from `teacher_shards_dir()`; `python -m experiments.ablation --recipes distill` builds
@@ -33,6 +33,9 @@ def get_config(arg: str = ""):
     if recipe in ("distill", "distill_mix"):
         c.data.train_paths = [os.path.join(teacher_shards_dir(c.world.dir), "train-*.array_record")]
     c.report = False
+    if c.model.kind != "two_tower":  # coca, sycoca: no patch embeddings to point with; CIDEr-D of greedy captions
+        c.evals.pointing.split = ""
+        c.evals.captioning = dict(type="captioning", split=c.evals.retrieval.split)
     if steps:
         c.total_steps = steps
         c.eval_steps = 0

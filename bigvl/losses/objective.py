@@ -10,6 +10,7 @@
     distill_loss      × loss.contrastive_weight · λ         λ = loss.distill_weight > 0 (MobileCLIP)
     grouping_loss     × loss.grouping_weight                > 0 (DreamLIP's subcaption grouping)
     caption_loss      × loss.caption_weight                 captioners (CoCa, CLIPS)
+    mim_loss          × loss.mim_weight                     > 0 (SyCoCa: model.decoder.mim_mask_ratio > 0)
 
 The contrastive term:
 - one text per image (text_embeds [B, E]): `loss.name` = softmax (CLIP) | sigmoid (SigLIP)
@@ -83,6 +84,9 @@ def loss_config_defaults() -> ml_collections.ConfigDict:
         # MobileCLIP: (1 - w) · contrastive + w · KD against the teacher embeddings stored in the
         # shards (data/add_teacher_embeddings.py); 0 = off. MobileCLIP uses w = 0.75 at B/16.
         "distill_weight": 0.0,
+        # SyCoCa's text-guided masked image modelling term (bigvl/models/sycoca.py; 0 = off): the mean squared
+        # error per masked patch value; needs model.decoder.mim_mask_ratio > 0 (and the reverse).
+        "mim_weight": 0.0,
     })
 
 
@@ -152,6 +156,11 @@ class Objective:
         captioner = kind in MODEL_KINDS_WITH_CAPTIONS
         if captioner:
             _check(loss.name == "softmax", "loss.name", f"model.kind {kind!r} needs 'softmax'")
+        mim = float(config.model.decoder.get("mim_mask_ratio", 0.0)) > 0
+        _check(mim == (loss.mim_weight > 0) and (kind == "coca" or not mim), "loss.mim_weight",
+               f"SyCoCa's masked image modelling needs loss.mim_weight > 0 and model.decoder.mim_mask_ratio > 0 "
+               f"together on model.kind 'coca', got {loss.mim_weight}, "
+               f"{config.model.decoder.get('mim_mask_ratio', 0.0)} and {kind!r}")
         negatives = hard_negatives_enabled(config.data)
         if negatives:
             _check(kind == "two_tower" and loss.name == "softmax" and num_texts == 1, "data.negative_word_groups",
@@ -200,6 +209,8 @@ class Objective:
             weights["grouping_loss"] = cfg.grouping_weight
         if self.captioner:
             weights["caption_loss"] = cfg.caption_weight
+        if cfg.get("mim_weight", 0.0) > 0:
+            weights["mim_loss"] = cfg.mim_weight
         return weights
 
     def __call__(self, outputs: dict, batch: dict, state: dict) -> tuple[jax.Array, dict, dict]:
@@ -218,6 +229,8 @@ class Objective:
                 self.cfg.grouping_threshold)
         if "caption_loss" in weights:
             terms["caption_loss"] = captioning.caption_loss(outputs)
+        if "mim_loss" in weights:
+            terms["mim_loss"] = jnp.sum(outputs["mim_error"]) / jnp.maximum(jnp.sum(outputs["mim_patches"]), 1.0)
         total = sum(weights[name] * value for name, value in terms.items())
         return total, {**terms, **diagnostics}, state
 

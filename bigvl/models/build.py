@@ -91,6 +91,11 @@ def model_config_defaults() -> ml_collections.ConfigDict:
         # SyCoCa (CoCa + text-guided masked image modelling, bigvl/models/sycoca.py): fraction of patches masked,
         # those the caption attends to least; 0 = plain CoCa. Its term: loss.mim_weight.
         "mim_mask_ratio": 0.0,
+        # CoCa, classifier-free guidance: fraction of captions trained with the image dropped (bigvl/models/guidance.py)
+        "image_drop": 0.0,
+        # SyCoCa (CoCa + text-guided masked image modelling, bigvl/models/sycoca.py): fraction of patches masked,
+        # those the caption attends to least; 0 = plain CoCa. Its term: loss.mim_weight.
+        "mim_mask_ratio": 0.0,
     })
     return ml_collections.ConfigDict({
         "kind": "two_tower",  # two_tower (CLIP/SigLIP) | coca | clips (see bigvl/models/captioners.py)

@@ -1,6 +1,8 @@
 """Building the captioning models (CoCa, CLIPS) from `config.model` (kind, decoder keys)."""
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 
 from bigvl.models.clips import CLIPS
@@ -9,6 +11,7 @@ from bigvl.models.decoder import CaptionDecoder
 from bigvl.models.options import ModelOptions
 from bigvl.models.rope import rope_from_config
 from bigvl.models.sizes import TransformerSize
+from bigvl.models.sycoca import SyCoCa
 from bigvl.models.text import TextTower
 from bigvl.models.vit import VisionTower
 
@@ -48,8 +51,14 @@ def build_captioner(model_cfg, image: VisionTower, text: TextTower, text_size: T
                                  context_length=max(d.context_length, model_cfg.text.context_length),
                                  width=dsz.width, depth=dsz.depth, num_heads=dsz.num_heads, mlp_dim=dsz.mlp_dim,
                                  uni_depth=text_size.depth, cls_token=True, options=options, rope=rope)
-        return CoCa(image=image, decoder=decoder, embed_dim=model_cfg.embed_dim, num_queries=d.num_queries,
-                    pooler_heads=heads, **shared)
+        drop, ratio = float(d.get("image_drop", 0.0)), float(d.get("mim_mask_ratio", 0.0))
+        if not 0.0 <= drop < 1.0:
+            raise ValueError(f"config key 'model.decoder.image_drop' must be in [0, 1), got {drop}")
+        if not 0.0 <= ratio < 1.0:
+            raise ValueError(f"config key 'model.decoder.mim_mask_ratio' must be in [0, 1), got {ratio}")
+        coca = functools.partial(SyCoCa, mask_ratio=ratio) if ratio > 0 else CoCa
+        return coca(image=image, decoder=decoder, embed_dim=model_cfg.embed_dim, num_queries=d.num_queries,
+                    pooler_heads=heads, image_drop=drop, **shared)
     decoder = CaptionDecoder(vocab_size=model_cfg.text.vocab_size, context_length=d.context_length,
                              width=dsz.width, depth=dsz.depth, num_heads=dsz.num_heads, mlp_dim=dsz.mlp_dim,
                              uni_depth=0, cls_token=False, options=options, rope=rope)

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from bigvl.models.decoder import CaptionDecoder, shift_right, token_nll
+from bigvl.models.guidance import drop_memory
 from bigvl.models.heads import l2_normalize, logit_scale, logit_scale_param, projection
 from bigvl.models.options import ModelOptions
 from bigvl.models.text import sequence_lengths
@@ -74,6 +75,9 @@ class CoCa(nn.Module):
     num_queries: int = 256
     pooler_heads: int = 8
     temperature_init: float = 1 / 0.07
+    # Classifier-free guidance: the fraction of captions trained with the image dropped (memory zeroed;
+    # bigvl/models/guidance.py); 0 = never.
+    image_drop: float = 0.0
     options: ModelOptions = ModelOptions()
 
     def setup(self):
@@ -105,9 +109,14 @@ class CoCa(nn.Module):
         return self.caption_pooler(self.image(images)[1]), None
 
     def __call__(self, images: jax.Array, tokens: jax.Array, target_tokens: jax.Array | None = None) -> dict:
+        return self.forward(images, tokens, target_tokens)[0]
+
+    def forward(self, images: jax.Array, tokens: jax.Array, target_tokens: jax.Array | None = None):
+        """(__call__'s dict, ViT tokens [B,N,W], the captioned text's unimodal stream [B,L,D]): what
+        heads on top of CoCa read (SyCoCa's text-guided MIM, bigvl/models/sycoca.py)."""
         batch = images.shape[0]
         vit_tokens = self.image(images)[1]
-        memory = self.caption_pooler(vit_tokens)
+        memory = drop_memory(self.caption_pooler(vit_tokens), images, self.image_drop)
         # One unimodal pass over all B·T texts gives the CLS features and, without a separate
         # target, the first text's unimodal stream that the multimodal layers caption.
         pooled, text_stream = self.decoder.unimodal(*self._decoder_input(tokens))
@@ -121,7 +130,7 @@ class CoCa(nn.Module):
         nll, count = token_nll(self.decoder.multimodal(text_stream, memory), target_tokens, self.pad_id)
         return {"image_embeds": self._image_embeds(vit_tokens), "text_embeds": l2_normalize(self.text_proj(pooled)),
                 "logit_scale": logit_scale(self.log_logit_scale),
-                "caption_nll": nll, "caption_tokens": count}
+                "caption_nll": nll, "caption_tokens": count}, vit_tokens, text_stream
 
     def decode_step(self, token, position, cache, memory_lengths=None):
         """One incremental decoder step: see `CaptionDecoder.step`."""

@@ -15,6 +15,11 @@ OUT.png (bars with std error bars), and prints one JSON line per run.
 steps, seed 100, in WORKDIR/teacher_recap500) and write the world's train shards with its
 embeddings (configs/recipe_demo.py `teacher_shards_dir`); the students then train 250
 steps like every other recipe.
+
+`tulip` is two runs in one budget: `tulip_distill` (TULIP stage 1, a third of the steps, in
+WORKDIR/tulip_seedN_distill) from the same teacher, on the train shards with its windowed short and
+long caption embeddings (configs/recipe_demo.py `windowed_teacher_shards_dir`), then `tulip` (the
+other two thirds) from the stage-1 run.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ import time
 import numpy as np
 
 from bigvl.config import load_config, validate
+from bigvl.config.overrides import apply_overrides
 from bigvl.data.pipeline import resolve_paths
 from bigvl.data.world import ensure_config_world
 from bigvl.evaluators import entries, run_evals
@@ -49,15 +55,29 @@ METRICS = (("zeroshot/top1", "zero-shot top-1"), ("retrieval/t2i_r1", "T→I R@1
 TEACHER_RECIPE, TEACHER_STEPS, TEACHER_SEED = "recap", 500, 100
 
 
-def prepare_teacher_shards(config, root: str) -> dict:
-    """Trains the teacher (once, in ROOT/teacher_recap500) and writes the world's train shards
-    with its embeddings where the `distill` config reads them (once); returns the teacher's metrics."""
-    teacher_workdir = os.path.join(root, f"teacher_{TEACHER_RECIPE}{TEACHER_STEPS}")
+def teacher_workdir_of(root: str, teacher: str = "") -> str:
+    """The teacher run: `teacher` if given (a finished run), else ROOT/teacher_recap500."""
+    return teacher or os.path.join(root, f"teacher_{TEACHER_RECIPE}{TEACHER_STEPS}")
+
+
+def prepare_teacher_shards(config, root: str, windowed: bool = False, teacher: str = "") -> dict:
+    """Trains the teacher (once, in ROOT/teacher_recap500; or uses the finished run `teacher`) and
+    writes the world's train shards with its embeddings where the `distill` config reads them (once);
+    returns the teacher's metrics. windowed (TULIP): only the short and long captions, long ones as
+    pooled overlapping windows. Raises ValueError when the shards there came from another teacher."""
+    teacher_workdir = teacher_workdir_of(root, teacher)
     metrics = run_one(TEACHER_RECIPE, TEACHER_SEED, TEACHER_STEPS, teacher_workdir)
     out_dir = os.path.dirname(os.path.expanduser(config.data.train_paths[0]))
-    if not os.path.exists(os.path.join(out_dir, "teacher.json")):
+    stats = os.path.join(out_dir, "teacher.json")
+    if os.path.exists(stats):
+        with open(stats) as f:
+            made_by = json.load(f)["teacher"]
+        if made_by != os.path.abspath(teacher_workdir):
+            raise ValueError(f"{out_dir} holds embeddings of teacher {made_by}, not {teacher_workdir}: remove it")
+    else:
         world_train = os.path.join(os.path.expanduser(config.world.dir), "train-*.array_record")
-        add_teacher_embeddings(teacher_workdir, resolve_paths([world_train]), out_dir)
+        add_teacher_embeddings(teacher_workdir, resolve_paths([world_train]), out_dir,
+                               ["short", "long"] if windowed else None, windowed=windowed)
     return metrics
 
 
@@ -78,19 +98,32 @@ def add_missing_metrics(recipe: str, steps: int, workdir: str, result: dict) -> 
     return result
 
 
-def run_one(recipe: str, seed: int, steps: int, workdir: str, evaluate_missing: bool = True) -> dict:
+def run_one(recipe: str, seed: int, steps: int, workdir: str, evaluate_missing: bool = True,
+            overrides: tuple[str, ...] = (), teacher: str = "") -> dict:
     """Trains and evaluates one recipe/seed (or reads its finished result, evaluating what it
-    lacks unless `evaluate_missing` is False); returns its metrics."""
+    lacks unless `evaluate_missing` is False); returns its metrics. overrides: "key=value" config
+    changes on top of the recipe (e.g. "model.text.pos_emb=rope"). teacher: the distilling recipes'
+    teacher run ("" = ROOT/teacher_recap500, trained here once)."""
     done = os.path.join(workdir, "final_metrics.json")
     if not os.path.exists(done):
-        config = load_config(f"recipe_demo:{recipe},steps={steps}")
+        root, init_workdir, own_steps = os.path.dirname(os.path.abspath(workdir)), "", steps
+        if recipe == "tulip":  # stage 1 first, a third of the budget; this run starts from it
+            init_workdir, own_steps = workdir + "_distill", steps - steps // 3
+            run_one("tulip_distill", seed, steps // 3, init_workdir, evaluate_missing=False, teacher=teacher)
+        config = load_config(f"recipe_demo:{recipe},steps={own_steps}")
         with config.unlocked():
             config.seed = seed
             config.progress_bar = False
+        apply_overrides(config, overrides)
         validate(config)
         ensure_config_world(config.world)
-        if recipe.startswith("distill"):
-            prepare_teacher_shards(config, os.path.dirname(os.path.abspath(workdir)))
+        if recipe.startswith("distill") or recipe == "tulip_distill":
+            prepare_teacher_shards(config, root, windowed=recipe == "tulip_distill", teacher=teacher)
+        if recipe == "tulip_distill":
+            init_workdir = teacher_workdir_of(root, teacher)
+        if init_workdir:
+            with config.unlocked():
+                config.init.workdir = init_workdir
         t0 = time.perf_counter()
         train_and_evaluate(config, workdir)
         with open(done) as f:  # the trainer's final metrics, with step and num_params

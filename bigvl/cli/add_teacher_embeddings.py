@@ -23,11 +23,13 @@ def main(argv=None) -> int:
     p.add_argument("--in", dest="inputs", required=True, nargs="+", help="shard files or globs")
     p.add_argument("--out", required=True, help="directory for the reinforced shards")
     p.add_argument("--fields", default="", help="texts to encode, e.g. alt,short (default: all)")
+    p.add_argument("--windowed", action="store_true",
+                   help="texts longer than the teacher's context: the mean of overlapping windows (TULIP), not cut")
     args = p.parse_args(argv)
     setup_process("%(asctime)s %(message)s")
     start = time.time()
     stats = add_teacher_embeddings(args.teacher, resolve_paths(args.inputs, "--in"), args.out,
-                                   [f for f in args.fields.split(",") if f] or None)
+                                   [f for f in args.fields.split(",") if f] or None, windowed=args.windowed)
     print(json.dumps({**stats, "seconds": round(time.time() - start, 1), "out": args.out}))
     return 0
 

@@ -62,6 +62,10 @@ class Encoder:
         """texts → L2-normalised float32 [N,E] (tokenised to the model's context length)."""
         return self._run(self._encode_text, self.tokenizer.encode(list(texts), self.context_length))
 
+    def encode_tokens(self, tokens: np.ndarray) -> np.ndarray:
+        """token ids int32 [N,L] (L <= the context length, right-padded) → L2-normalised float32 [N,E]."""
+        return self._run(self._encode_text, tokens)
+
     def _run(self, fn: Callable, inputs: np.ndarray):
         return run_in_chunks(lambda x, _: fn(self.params, x), np.asarray(inputs), self.batch_size, self.mesh)
 

@@ -16,18 +16,21 @@ from bigvl.data.image_ops import center_resize, decode_image
 from bigvl.data.records import RecordError, decode_example, encode_example, read_records, write_records
 from bigvl.data.teacher import ALT_FIELD, TEACHER_KEY, pack_embedding
 from bigvl.inference.run import load_run
+from bigvl.inference.windowed_text import encode_texts_windowed
 from bigvl.models.heads import logit_scale_of
 
 log = logging.getLogger(__name__)
 
 
 def add_teacher_embeddings(teacher_workdir: str, in_paths: Sequence[str], out_dir: str,
-                           fields: Sequence[str] | None = None) -> dict[str, int]:
+                           fields: Sequence[str] | None = None, windowed: bool = False) -> dict[str, int]:
     """Writes a copy of each shard into `out_dir` (same file names) with teacher embeddings added.
 
     teacher_workdir: a trained two-tower run (latest checkpoint). fields: the texts to
     encode ("alt" and caption names; None = the alt-text and every caption). A record
     that does not decode is copied unchanged (training skips and counts it as usual).
+    windowed: texts longer than the teacher's context are embedded as the pooled mean of overlapping
+    windows (TULIP; bigvl/inference/windowed_text.py) instead of truncated.
     Returns {"records", "texts", "copied_unchanged"}. Each shard is written to a
     temporary name and renamed into place, so an interrupted run leaves no partial shard;
     `out_dir/teacher.json` (the stats and the teacher) is written last, once all are done.
@@ -56,7 +59,8 @@ def add_teacher_embeddings(teacher_workdir: str, in_paths: Sequence[str], out_di
                 log.warning("%s#%d: copied without teacher embeddings (%s)", path, i, str(e).splitlines()[0])
         images = run.encoder.encode_images(np.stack([image for _, _, image, _ in records])) if records else []
         flat = [text for *_, texts in records for text in texts.values()]
-        text_embeds = iter(run.encoder.encode_texts(flat) if flat else [])
+        encode = (lambda texts: encode_texts_windowed(run.encoder, texts)) if windowed else run.encoder.encode_texts
+        text_embeds = iter(encode(flat) if flat else [])
         for (i, record, _, texts), image_embed in zip(records, images):
             stored = {name: pack_embedding(next(text_embeds)) for name in texts}
             record["extras"][TEACHER_KEY] = {"image": pack_embedding(image_embed), "texts": stored,
@@ -70,6 +74,6 @@ def add_teacher_embeddings(teacher_workdir: str, in_paths: Sequence[str], out_di
         stats["copied_unchanged"] += len(out) - len(records)
         log.info("%s: %d records, %d texts in %.1f s", target, len(out), len(flat), time.time() - start)
     with open(os.path.join(out_dir, "teacher.json"), "w") as f:
-        json.dump({**stats, "teacher": os.path.abspath(teacher_workdir), "logit_scale": logit_scale,
+        json.dump({**stats, "teacher": os.path.abspath(teacher_workdir), "logit_scale": logit_scale, "windowed": windowed,
                    "shards": [os.path.basename(p) for p in in_paths]}, f, indent=1)
     return stats

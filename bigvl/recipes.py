@@ -27,6 +27,16 @@ is "demo" (the synthetic world: captions of ≤ 90 tokens, 32-token text context
     distill_mix  MobileCLIP's reinforced training more fully: `mix` texts (synthetic
               caption with p = 0.2) + the same KD term (every text field has a teacher
               embedding)
+    tulip_distill  TULIP stage 1: a RoPE text tower (model.text.pos_emb 'rope', context 96 on the
+              demo, 248 at b16) distilled from a learned-position teacher (`init.workdir`: every
+              param but the position table) with 1 − cos against the teacher's stored text
+              embeddings (long captions: overlapping windows pooled, add_teacher_embeddings
+              --windowed), short or long caption uniformly; contrastive weight 0, no weight decay
+    tulip     TULIP stage 2: the RoPE tower tuned contrastively on [long caption, short caption],
+              per-text InfoNCE (`init.workdir`: the stage-1 run)
+    fix_clip  FIX-CLIP: [long, short] texts; InfoNCE(image, long) + InfoNCE(image with half its
+              patches masked, short), averaged; context as `long` (regional prompts and the
+              hierarchical alignment left out: docs/guides/long_captions.md)
     cloob     CLOOB: alt-text, Hopfield retrieval from the batch's image and text stores +
               InfoLOOB (loss.name cloob, β = 14.3, 1/τ starting at 14.3: ml-jku/cloob's defaults)
     flair     FLAIR: `multi` texts; text-conditioned attention pooling (4 heads) + multi-positive
@@ -39,7 +49,7 @@ is "demo" (the synthetic world: captions of ≤ 90 tokens, 32-token text context
 from __future__ import annotations
 
 RECIPES = ("alt", "recap", "mix", "uniform", "partial", "multi", "multi_grouping", "long", "dual", "alip", "distill",
-           "distill_mix", "cloob", "flair", "coca", "sycoca")
+           "distill_mix", "cloob", "tulip_distill", "tulip", "fix_clip", "flair", "coca", "sycoca")
 SCALES = ("demo", "b16")
 
 
@@ -85,6 +95,8 @@ def apply_recipe(config, name: str, scale: str = "demo") -> None:
         data.caption_strategy, loss.distill_weight = "alt", 0.75
     elif name == "distill_mix":
         data.caption_strategy, data.mix_p, loss.distill_weight = "mix", 0.2, 0.75
+    elif name in ("tulip_distill", "tulip", "fix_clip"):
+        long_caption_recipe(config, name, scale)
     elif name == "cloob":
         data.caption_strategy, loss.name, loss.cloob_beta = "alt", "cloob", 14.3
         config.model.temperature_init = 14.3
@@ -107,3 +119,19 @@ def long_finetune_keys(config) -> None:
     stretch its table to the context, freeze 20 rows."""
     config.init.stretch_keep = 20
     config.optim.freeze_text_positions = 20
+
+
+def long_caption_recipe(config, name: str, scale: str) -> None:
+    """tulip_distill | tulip | fix_clip (see the module docstring): texts, loss, positions, context."""
+    data, loss, text = config.data, config.loss, config.model.text
+    text.context_length = 96 if scale == "demo" else 248
+    if name == "tulip_distill":
+        data.caption_strategy, data.uniform_fields = "uniform", ["short", "long"]
+        loss.distill_weight, loss.distill_kind = 1.0, "cosine"
+        config.optim.weight_decay = 0.0  # the image tower gets no gradient: keep it as the teacher's
+    else:  # [long caption, short caption] per image
+        data.caption_strategy, data.multi_k, data.multi_with_raw = "multi", 1, True
+        data.multi_field, data.multi_raw_field = "short", "long"
+        loss.multi_text = "fix_clip" if name == "fix_clip" else "per_text"
+    if name != "fix_clip":
+        text.pos_emb = "rope"

@@ -25,6 +25,12 @@ def teacher_shards_dir(world_dir: str) -> str:
     return world_dir.rstrip("/") + "_teacher"
 
 
+def windowed_teacher_shards_dir(world_dir: str) -> str:
+    """Where the demo world's train shards with a teacher's windowed short/long caption embeddings live
+    (`tulip_distill`; `python -m experiments.ablation --recipes tulip` builds them)."""
+    return world_dir.rstrip("/") + "_teacher_windowed"
+
+
 def get_config(arg: str = ""):
     args = parse_config_args(arg, flags=RECIPES, values={"steps": 0})
     recipe, steps = args.one_of(RECIPES, "mix"), args["steps"]
@@ -32,6 +38,8 @@ def get_config(arg: str = ""):
     apply_recipe(c, recipe, "demo")
     if recipe in ("distill", "distill_mix"):
         c.data.train_paths = [os.path.join(teacher_shards_dir(c.world.dir), "train-*.array_record")]
+    if recipe == "tulip_distill":  # TULIP stage 1 (init.workdir: the teacher, set by experiments.ablation)
+        c.data.train_paths = [os.path.join(windowed_teacher_shards_dir(c.world.dir), "train-*.array_record")]
     c.report = False
     if c.model.kind != "two_tower":  # coca, sycoca: no patch embeddings to point with; CIDEr-D of greedy captions
         c.evals.pointing.split = ""

@@ -20,6 +20,8 @@ The contrastive term:
     multi_positive           one softmax, every text of an image a positive
     per_text+multi_positive  DreamLIP: the sum of the two
     long_clip                Long-CLIP: long caption + PCA-reduced image vs first sentence
+    fix_clip                 FIX-CLIP: long caption vs the image, short caption vs the image with
+                             loss.fix_clip_mask_ratio of its patches masked (bigvl/losses/long_text.py)
     alip                     ALIP: gated alt-text and caption terms (EMA state)
     flair                    FLAIR: multi-positive sigmoid, text-conditioned + global (loss.name sigmoid)
 
@@ -49,11 +51,13 @@ import ml_collections
 
 from bigvl.data.caption_strategies import make_caption_strategy
 from bigvl.data.hard_negatives import enabled as hard_negatives_enabled
-from bigvl.losses import captioning, cloob, contrastive, flair, recipe_terms, ring
+from bigvl.losses import captioning, cloob, contrastive, flair, long_text, recipe_terms, ring
 from bigvl.losses.multi_text import multi_positive_softmax_loss, per_text_softmax_loss
+from bigvl.models import image_size_of
 
 LOSSES = ("softmax", "sigmoid", "softmax_tiled", "sigmoid_ring", "cloob", "cloob_tiled")
-MULTI_TEXT_LOSSES = ("per_text", "multi_positive", "per_text+multi_positive", "long_clip", "alip", "flair")
+MULTI_TEXT_LOSSES = ("per_text", "multi_positive", "per_text+multi_positive", "long_clip", "alip", "fix_clip", "flair")
+DISTILL_KINDS = ("kd", "cosine")
 MODEL_KINDS_WITH_CAPTIONS = ("coca", "clips")
 SINGLE_FIELD_STRATEGIES = ("alt", "recap", "mix", "uniform")  # a whole stored field per text (distillation)
 
@@ -87,6 +91,10 @@ def loss_config_defaults() -> ml_collections.ConfigDict:
         # SyCoCa's text-guided masked image modelling term (bigvl/models/sycoca.py; 0 = off): the mean squared
         # error per masked patch value; needs model.decoder.mim_mask_ratio > 0 (and the reverse).
         "mim_weight": 0.0,
+        # kd: MobileCLIP's KL between the teacher's and the student's similarity matrices; cosine: TULIP's
+        # 1 − cos(student text, teacher text) (bigvl/losses/long_text.py; distill_weight 1 = distillation only).
+        "distill_kind": "kd",
+        "fix_clip_mask_ratio": 0.5,  # FIX-CLIP: fraction of image patches masked for the short-text branch
     })
 
 
@@ -103,6 +111,7 @@ class Objective:
     captioner: bool  # model.kind coca | clips: outputs carry caption_nll / caption_tokens
     mesh: Any = None  # the ring losses' mesh
     negatives: bool = False  # data.negative_word_groups: NegCLIP hard-negative texts in the batch
+    mask_patch: int = 0  # FIX-CLIP: the image patch size its masks align to (0: no masked image)
 
     @classmethod
     def from_config(cls, config, mesh=None) -> "Objective":
@@ -134,7 +143,7 @@ class Objective:
             _check(config.model.bias_init is not None, "model.bias_init",
                    f"loss.name {loss.name!r} needs a learnable logit bias: set model.bias_init "
                    "(SigLIP: -10.0, with model.temperature_init 10.0)")
-        needs = {"long_clip": "long", "alip": "dual"}.get(loss.multi_text)
+        needs = {"long_clip": "long", "alip": "dual", "fix_clip": "multi"}.get(loss.multi_text)
         if needs:
             _check(strategy == needs, "loss.multi_text", f"{loss.multi_text!r} needs data.caption_strategy "
                    f"{needs!r} (its 2 texts in order), got {strategy!r}")
@@ -146,6 +155,13 @@ class Objective:
                    f"the grouping loss adds to the plain softmax loss, loss.name is {loss.name!r}")
             _check(0.0 <= loss.grouping_threshold < 1.0, "loss.grouping_threshold",
                    f"{loss.grouping_threshold} is not in [0, 1) (weights are min-max normalised)")
+        if loss.multi_text == "fix_clip":
+            _check(num_texts == 2 and kind == "two_tower", "loss.multi_text", f"'fix_clip' needs the two-tower "
+                   f"model and 2 texts per image (long, short), got {kind!r} and {num_texts}")
+            _check(0.0 <= loss.fix_clip_mask_ratio < 1.0, "loss.fix_clip_mask_ratio",
+                   f"{loss.fix_clip_mask_ratio} is not in [0, 1)")
+        _check(loss.get("distill_kind", "kd") in DISTILL_KINDS, "loss.distill_kind",
+               f"{loss.get('distill_kind')!r} is not one of {DISTILL_KINDS}")
         if loss.distill_weight:
             _check(0.0 < loss.distill_weight <= 1.0, "loss.distill_weight", f"{loss.distill_weight} is not in [0, 1]")
             _check(strategy in SINGLE_FIELD_STRATEGIES, "loss.distill_weight",
@@ -166,7 +182,9 @@ class Objective:
             _check(kind == "two_tower" and loss.name == "softmax" and num_texts == 1, "data.negative_word_groups",
                    f"hard negatives (NegCLIP) extend the two-tower softmax loss with one text per image; got "
                    f"model.kind {kind!r}, loss.name {loss.name!r}, {num_texts} texts from {strategy!r}")
-        return cls(cfg=loss, num_texts=num_texts, captioner=captioner, mesh=mesh, negatives=negatives)
+        mask_patch = image_size_of(config.model.image).patch_size if loss.multi_text == "fix_clip" else 0
+        return cls(cfg=loss, num_texts=num_texts, captioner=captioner, mesh=mesh, negatives=negatives,
+                   mask_patch=mask_patch)
 
     # ------------------------------------------------------------------ what the model computes
     def needs_patch_embeds(self) -> bool:
@@ -186,7 +204,16 @@ class Objective:
         tokens = batch["tokens"].reshape(b * t, length)
         if self.negatives:  # one text-tower call for the texts and their negatives
             tokens = jnp.concatenate([tokens, batch["negative_tokens"]], axis=0)
-        outputs = model.apply({"params": params}, batch["image"], tokens, **kwargs)
+        images = batch["image"]
+        if self.mask_patch:  # FIX-CLIP: the masked copies after the images, one image-tower call; masks
+            # drawn from each image's pixel sum (the batch carries no step or record id here)
+            seeds = jnp.sum(images.astype(jnp.uint32), axis=(1, 2, 3))
+            images = jnp.concatenate([images, long_text.mask_image_patches(
+                images, seeds, self.mask_patch, self.cfg.fix_clip_mask_ratio)], axis=0)
+        outputs = model.apply({"params": params}, images, tokens, **kwargs)
+        if self.mask_patch:
+            image = outputs["image_embeds"]
+            outputs["image_embeds"], outputs["masked_image_embeds"] = image[:b], image[b:]
         if self.negatives:
             text = outputs["text_embeds"]
             outputs["text_embeds"], outputs["negative_embeds"] = text[:b * t], text[b * t:]
@@ -219,7 +246,9 @@ class Objective:
         terms = {"contrastive_loss": contrastive_term}
         weights = self.weights()
         if "distill_loss" in weights:
-            terms["distill_loss"] = contrastive.distillation_loss(
+            terms["distill_loss"] = long_text.cosine_distillation_loss(
+                outputs["text_embeds"], batch["teacher_text"]) if self.cfg.get("distill_kind") == "cosine" else \
+                contrastive.distillation_loss(
                 outputs["image_embeds"], outputs["text_embeds"], outputs["logit_scale"], batch["teacher_image"],
                 batch["teacher_text"], jnp.mean(batch["teacher_logit_scale"]))
         if "grouping_loss" in weights:
@@ -246,6 +275,8 @@ class Objective:
             if mode == "alip":
                 loss, state, diagnostics = recipe_terms.alip_loss(image, text, scale, state, cfg.alip_momentum)
                 return loss, state, diagnostics
+            if mode == "fix_clip":
+                return long_text.fix_clip_loss(image, outputs["masked_image_embeds"], text, scale), state, {}
             if mode == "long_clip":
                 return recipe_terms.long_clip_loss(image, text, scale, cfg.pca_dim), state, {}
             if mode == "multi_positive":

@@ -65,7 +65,7 @@ def test_matching_and_keep_probabilities_match_a_hand_counted_case(tmp_path):
     # text 8 matches all three: kept unless all three draws fail
     assert kept_probability(matcher(TEXTS[8]), probs) == pytest.approx(1 - (1 / 3) * (1 / 2) * (3 / 5))
     # the draws: over many record ids, the kept fraction is the probability (binomial 4-sigma)
-    n = 20000
+    n = 5000
     for entries in ([0], [2], [0, 1, 2]):
         kept = np.mean([balanced_keep(entries, probs, 0, f"id{i}") for i in range(n)])
         p = kept_probability(entries, probs)
@@ -133,6 +133,7 @@ def test_clusters_keep_their_smallest_key_and_drop_training_keys_near_evaluation
     assert drop == {(1, 0, 5), (1, 1, 0), (1, 1, 3), (1, 1, 9)}
 
 
+@pytest.mark.slow  # three Beam pipelines
 def test_a_killed_run_restarted_writes_the_same_shards_and_faults_are_counted(tmp_path):
     records = [_record(i, alt, score=float(i % 7)) for i, alt in enumerate(TEXTS * 3)] + [b"not msgpack"]
     paths = _write(tmp_path, "res", records, shards=3)

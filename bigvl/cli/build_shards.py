@@ -93,6 +93,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     setup_process("%(asctime)s %(message)s")
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    # Beam's GCP module says so on import when its gcp extra is absent; local runs do not need it
+    logging.getLogger().addFilter(lambda record: "apitools not found" not in record.getMessage())
     try:
         try:
             from bigvl.data.ingest.pipeline import DataCompDRSource, plan_build, run_build

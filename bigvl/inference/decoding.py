@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bigvl.inference import guided_decoding
 from bigvl.inference.batched import run_in_chunks
 from bigvl.inference.images import prepare_images
 from bigvl.inference.run_config import captioning_entry
@@ -50,6 +51,7 @@ class DecodeConfig:
     temperature: float = 1.0
     length_penalty: float = 1.0
     use_cache: bool = True
+    guidance: float = 0.0  # classifier-free guidance weight w (bigvl/inference/guided_decoding.py); 0 = off
     bos_id: int | None = None
     eos_id: int | None = None
     pad_id: int | None = None
@@ -57,7 +59,8 @@ class DecodeConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"decode method {self.method!r} is not one of {METHODS}")
-        if self.max_length < 1 or self.beam_size < 1 or not 0 < self.top_p <= 1 or self.temperature <= 0:
+        if (self.max_length < 1 or self.beam_size < 1 or not 0 < self.top_p <= 1 or self.temperature <= 0
+                or self.guidance < 0):
             raise ValueError(f"bad decode settings: {self}")
 
 
@@ -203,7 +206,11 @@ def decode(model: nn.Module, params, images: jax.Array, cond_tokens: jax.Array |
     if cfg.method == "beam":
         memory = jnp.repeat(memory, cfg.beam_size, axis=0)
         memory_lengths = None if memory_lengths is None else jnp.repeat(memory_lengths, cfg.beam_size, axis=0)
+    if cfg.guidance:  # each row twice, with and without its image (the model must be trained with image_drop)
+        memory, memory_lengths = guided_decoding.with_unconditional(memory, memory_lengths)
     state, step = _stepper(model, params, memory, memory_lengths, cfg)
+    if cfg.guidance:
+        state, step = guided_decoding.guided_stepper(state, step, cfg.guidance)
     if cfg.method == "beam":
         return _beam(step, state, batch, cfg)
     return _greedy_or_sample(step, state, batch, cfg, rng)

@@ -13,11 +13,15 @@ freezes the first 20; give the run with `--config.init.workdir=/mnt/runs/clip_b1
 The records need the caption fields the recipe reads (short, long, rewrite_0..3);
 `:distill`, `:distill_mix` need shards that carry a teacher's embeddings
 (data/add_teacher_embeddings.py).
+The long-caption recipes (long, tulip_distill, tulip, fix_clip) also report the long-caption suites'
+long-text retrieval (Urban1k, DOCCI, DCI) at each eval: give --config.evals.data_dir=/mnt/evals
+(bigvl/evaluators/suites/long_captions.py for the layouts).
 """
 from bigvl.config import load_config, parse_config_args
 from bigvl.recipes import RECIPES, apply_recipe, long_finetune_keys
 
 MESHES = ("fsdp", "fsdp_tp")
+LONG_CAPTION_RECIPES = ("long", "tulip_distill", "tulip", "fix_clip")
 
 
 def get_config(arg: str = ""):
@@ -25,6 +29,8 @@ def get_config(arg: str = ""):
     recipe = args.one_of(RECIPES, "mix")
     c = load_config(f"clip_b16:{args.one_of(MESHES, '')}")
     apply_recipe(c, recipe, "b16")
+    if recipe in LONG_CAPTION_RECIPES:
+        c.evals.suites = ",".join(filter(None, [c.evals.suites, "urban1k,docci,dci"]))
     if recipe == "long":
         long_finetune_keys(c)  # set --config.init.workdir to the 77-position run
         c.batch_size, c.total_steps = 2048, 500

@@ -7,6 +7,7 @@
 - The Dataflow command in docs/guides/own_data.md builds checked PipelineOptions (no submission);
   missing options, local paths, Prism and unknown flags are one-line errors.
 - Table parts read row by row equal pyarrow's whole-table read; the join filter has no false negatives.
+- gs:// inputs, table and output on a local GCS emulator (gcp-storage-emulator) give the pool's records (slow).
 """
 import hashlib
 import json
@@ -24,6 +25,7 @@ from bigvl.data.ingest.convert import ConvertOptions, convert_all  # noqa: E402
 from bigvl.data.ingest.datacompdr import load_datacompdr  # noqa: E402
 from bigvl.data.ingest.inputs import find_units  # noqa: E402
 from bigvl.data.ingest.tables import TableSpec, load_table  # noqa: E402
+from bigvl.data.records import read_records  # noqa: E402
 from tests.helpers.fake_download import make_datacompdr, make_download, make_dreamlip_csv, make_recap_table  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -200,3 +202,34 @@ def test_the_join_filter_has_no_false_negatives():
     assert all(_passes(bits, 1, v) for v in values[:1000])
     false_positives = np.mean([_passes(bits, 1, v) for v in values[1000:]] + [_passes(bits, 0, v) for v in values[:1000]])
     assert false_positives < 0.01  # 64 bits per value, 3 hashes: ~0.1 %
+
+
+@pytest.mark.slow
+def test_gs_inputs_and_output_through_beams_filesystems_on_a_gcs_emulator(tmp_path, monkeypatch):
+    from bigvl.data.ingest import beam_io
+    from bigvl.data.ingest.pipeline import plan_build, run_build
+    from tests.helpers.gcs_emulator import GcsEmulator
+    planted = make_download(tmp_path / "dl", shards=2, per_shard=6)
+    make_recap_table(tmp_path / "recap.parquet", planted)
+    spec = ["url", ["short=re_caption"]]
+    pool = convert_all(find_units([str(tmp_path / "dl" / "*.tar")], 10000),
+                       [load_table(TableSpec.parse(str(tmp_path / "recap.parquet"), *spec))],
+                       ConvertOptions(out=str(tmp_path / "pool")), log=lambda m: None)
+    with GcsEmulator() as gcs:
+        for name, value in gcs.env.items():
+            monkeypatch.setenv(name, value)
+        for path in sorted((tmp_path / "dl").iterdir()):  # tars and their img2dataset parquet sidecars
+            beam_io.publish(str(path), f"gs://{gcs.bucket}/in/dl/{path.name}")
+        beam_io.publish(str(tmp_path / "recap.parquet"), f"gs://{gcs.bucket}/in/recap.parquet")
+        units = find_units([f"gs://{gcs.bucket}/in/dl/*.tar"], 10000)
+        plan = plan_build(units, [TableSpec.parse(f"gs://{gcs.bucket}/in/recap.parquet", *spec)], None,
+                          ConvertOptions(out=f"gs://{gcs.bucket}/out"), log=lambda m: None)
+        m = run_build(plan, pipeline_options([], 1), log=lambda m: None)
+        remote = {p.rsplit("/", 1)[1]: hashlib.sha256(b"".join(beam_io.read_shard(p))).hexdigest()
+                  for p in beam_io.match(f"gs://{gcs.bucket}/out/*.array_record")}
+        assert beam_io.read_json(f"gs://{gcs.bucket}/out/manifest.json")["written"] == m["written"]
+        assert not beam_io.match(f"gs://{gcs.bucket}/out/*.tmp")
+    local = {n: hashlib.sha256(b"".join(read_records(str(tmp_path / "pool" / n)))).hexdigest() for n in pool["shards"]}
+    assert remote == local and len(local) == 2
+    assert (m["written"], m["failed_downloads"], m["tables"][0]["joined"]) == \
+        (pool["written"], pool["failed_downloads"], pool["tables"][0]["joined"])

@@ -9,7 +9,7 @@ Runs: `recap`, `long` (Long-CLIP, reported as `long_clip`), `tulip` (stage 1 + s
 steps, distilled from the `recap` run of seed 0, as TULIP fine-tunes a trained CLIP) and `fix_clip`,
 each through `experiments.ablation.run_one`
 (finished runs are reused). Writes OUT.csv (one row per run: recipe, seed, every metric named as in
-metrics.jsonl) and OUT.md (mean ± sample std per recipe). `--information` writes OUT_information.md.
+metrics.jsonl) and OUT_runs.md (mean ± sample std per recipe). `--information` writes OUT_information.md.
 `--positions` trains `recap` with RoPE positions beside the learned-position `recap` run of the same
 seed (both at the demo's 32-token context) and evaluates both at 32 and at 128 tokens: learned
 positions stretched Long-CLIP style (first 20 rows kept), RoPE as is (extrapolation) and with
@@ -155,7 +155,7 @@ def run_recipes(seeds: list[int], steps: int, workdir: str, out: str) -> list[di
 
 
 def write_tables(rows: list[dict], steps: int, out: str) -> None:
-    """OUT.csv (every run, every metric) and OUT.md (mean ± sample std of SUMMARY per recipe)."""
+    """OUT.csv (every run, every metric) and OUT_runs.md (mean ± sample std of SUMMARY per recipe)."""
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out + ".csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
@@ -173,7 +173,7 @@ def write_tables(rows: list[dict], steps: int, out: str) -> None:
             lines.append(f"| {label} | {len(runs)} | " + " | ".join(cells) + " |")
     lines.append(f"\nDemo world, {steps} steps × batch 64 per run (tulip: a third distillation, two thirds "
                  f"contrastive), mean ± sample std over seeds.")
-    with open(out + ".md", "w") as f:
+    with open(out + "_runs.md", "w") as f:
         f.write("\n".join(lines) + "\n")
 
 
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         print(positions(seeds[0], args.steps, args.workdir, args.out))
     else:
         run_recipes(seeds, args.steps, args.workdir, args.out)
-        with open(args.out + ".md") as f:
+        with open(args.out + "_runs.md") as f:
             print(f.read())
     return 0
 

@@ -105,3 +105,13 @@ def test_long_caption_recipes_train_through_the_real_step(recipe, tiny_world, tm
     train_and_evaluate(config, str(tmp_path))
     rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl") if '"loss"' in line]
     assert [r["step"] for r in rows] == [1, 2] and all(np.isfinite(r["loss"]) for r in rows)
+
+
+def test_information_oracle_counts_ties():
+    """experiments.long_captions: an oracle that reads only a key ranks the images sharing it at random."""
+    from experiments.long_captions import oracle_t2i_r1, truncated_facts
+    assert oracle_t2i_r1(["a", "b", "c"]) == 1.0
+    assert oracle_t2i_r1(["a", "a", "b", "b"]) == 0.5
+    np.testing.assert_allclose(oracle_t2i_r1(["a", "a", "a", "b"]), (3 * (1 / 3) + 1) / 4)
+    assert truncated_facts("A large red circle is in the top left. The background is plain grey") == \
+        ("circle", "grey", "large", "left", "red", "top")

@@ -1,14 +1,16 @@
 """Caption decoding speed: KV-cached against full recomputation, greedy (or beam), batched and jitted.
 
     python -m benchmarks.decoding [--config configs/coca_demo.py] [--workdir RUN]
-        [--batch 64] [--max-length 32] [--method greedy] [--repeats 3]
+        [--batch 64] [--max-length 32] [--method greedy] [--repeats 3] [--guidance W]
 
 Builds the config's captioner (random init, or the params of a trained `--workdir`), then
 times `bigvl.inference.decoding.decode` with `use_cache=True` and `use_cache=False` on the same
 random images, after one compiling call each. EOS is disabled (`eos_id=-1`) so every
 caption runs the full `--max-length` steps on both paths; whether the two outputs are
-identical is reported (same_tokens). Prints one JSON line: seconds per caption for each path
-and the speedup.
+identical is reported (same_tokens). With `--guidance W` > 0 the cached path is also timed with
+classifier-free guidance (each row decoded with and without its image: the decoder's batch
+doubles). Prints one JSON line: seconds per caption for each path, the speedup, captions/s
+(cached) and, with guidance, guided captions/s.
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--method", default="greedy", choices=("greedy", "beam"))
     parser.add_argument("--beam-size", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--guidance", type=float, default=0.0, help="also time cached decoding with guidance w")
     args = parser.parse_args(argv)
 
     if args.workdir:
@@ -61,18 +64,24 @@ def main(argv=None) -> dict:
 
     results = {}
     outputs = {}
-    for use_cache in (True, False):
+    paths = [("cached", True, 0.0), ("uncached", False, 0.0)] + ([("guided", True, args.guidance)]
+                                                                  if args.guidance > 0 else [])
+    for name, use_cache, guidance in paths:
         cfg = DecodeConfig(method=args.method, max_length=args.max_length, beam_size=args.beam_size,
-                           use_cache=use_cache, eos_id=-1)
+                           use_cache=use_cache, eos_id=-1, guidance=guidance)
         fn = make_decode_fn(model, cfg)
-        seconds, outputs[use_cache] = _time(lambda fn=fn: fn(params, images, cond, jax.random.key(0)), args.repeats)
-        results["cached" if use_cache else "uncached"] = seconds / args.batch
+        seconds, outputs[name] = _time(lambda fn=fn: fn(params, images, cond, jax.random.key(0)), args.repeats)
+        results[name] = seconds / args.batch
     line = {"benchmark": "decoding", "config": args.config if not args.workdir else args.workdir,
             "kind": config.model.kind, "method": args.method, "batch": args.batch, "max_length": args.max_length,
             "cached_s_per_caption": results["cached"], "uncached_s_per_caption": results["uncached"],
             "speedup": results["uncached"] / results["cached"],
-            "same_tokens": bool(np.array_equal(outputs[True], outputs[False])),
+            "same_tokens": bool(np.array_equal(outputs["cached"], outputs["uncached"])),
+            "captions_per_s": 1.0 / results["cached"],
             "device": jax.devices()[0].platform}
+    if args.guidance > 0:
+        line.update(guidance=args.guidance, guided_s_per_caption=results["guided"],
+                    guided_captions_per_s=1.0 / results["guided"])
     print(json.dumps(line))
     return line
 

@@ -54,6 +54,13 @@ ENTRIES = ["red circle", "circle", "blue square"]
 HAND_COUNTS = [3, 4, 5]  # 'red circle' in texts 0,1,8; 'circle' in 0,1,2,8; 'blue square' in 3,4,5,6,8
 
 
+def test_entries_match_whole_words_as_in_metaclip():
+    matcher = EntryMatcher(ENTRIES)
+    assert matcher("circles and a red circle.") == [0, 1]  # 'circles' is not 'circle'; '.' is wrapped in spaces
+    assert matcher("redcircle") == [] and matcher("Red Circle") == [0, 1]
+    assert EntryMatcher(ENTRIES, case_sensitive=True)("Red Circle") == []
+
+
 def test_matching_and_keep_probabilities_match_a_hand_counted_case(tmp_path):
     matcher = EntryMatcher(ENTRIES)
     counts = np.zeros(3, int)
@@ -149,3 +156,17 @@ def test_a_killed_run_restarted_writes_the_same_shards_and_faults_are_counted(tm
         name = os.path.basename(p)
         assert open(os.path.join(a, name), "rb").read() == open(os.path.join(b, name), "rb").read()
     assert json.load(open(os.path.join(b, "manifest.json")))["kept"] == first["kept"]
+
+
+def test_the_command_curates_and_a_restart_with_other_options_stops_in_one_line(tmp_path, capsys):
+    from bigvl.cli.curate import main
+    metadata = tmp_path / "entries.txt"
+    metadata.write_text("# a comment\n" + "\n".join(ENTRIES) + "\n")
+    paths = _write(tmp_path, "cli", [_record(i, alt) for i, alt in enumerate(TEXTS)])
+    out = str(tmp_path / "out")
+    assert main(["--in", str(tmp_path / "cli-*.array_record"), "--out", out, "--metadata", str(metadata),
+                 "--balance_t", "100"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["kept"] == len(TEXTS) - 1  # all but 'click here'
+    assert main(["--in", *paths, "--out", out, "--metadata", str(metadata), "--balance_t", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "balance_t 100.0 → 2.0" in err[0]

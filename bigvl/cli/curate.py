@@ -32,6 +32,7 @@ def main(argv=None) -> int:
     p.add_argument("--metadata", default="", help="MetaCLIP metadata list, one entry a line (default: no balancing)")
     p.add_argument("--balance_t", type=float, default=20000, help="MetaCLIP's t: the cap on pairs per entry")
     p.add_argument("--match_captions", action="store_true", help="match the captions too, not only the alt-text")
+    p.add_argument("--case_sensitive", action="store_true", help="match case-sensitively, as MetaCLIP does")
     p.add_argument("--keep_top", type=float, default=1.0, help="keep this fraction of pairs, by score (1 = no filter)")
     p.add_argument("--score_field", default="alt", help="which text's extras.clip_score the filter ranks by")
     p.add_argument("--dedup", default="none", choices=DEDUP_MODES, help="image de-duplication")
@@ -44,6 +45,7 @@ def main(argv=None) -> int:
     try:
         options = CurateOptions(entries=tuple(read_metadata(args.metadata)) if args.metadata else (),
                                 balance_t=args.balance_t if args.metadata else 0.0, match_captions=args.match_captions,
+                                case_sensitive=args.case_sensitive,
                                 keep_fraction=args.keep_top, score_field=args.score_field, dedup=args.dedup,
                                 max_distance=args.max_distance, seed=args.seed)
         paths = resolve_paths(args.inputs, "--in")

@@ -5,8 +5,12 @@
     probs = keep_probabilities(counts, t=20_000)   # min(1, t / count(entry)), float64 [M]
     keep = balanced_keep(entries, probs, seed, record_id)
 
-A text is matched against every entry as a substring (case-folded, overlapping matches found by
-an Aho–Corasick automaton from `ahocorasick_rs`), as MetaCLIP's `substr_matching` does; a text
+A text is matched against every entry as MetaCLIP's `substr_matching` does: the entry padded with
+spaces (" entry ") is a substring of the text padded with spaces, with , . ; : ? ! ` wrapped in
+spaces and tabs/newlines made spaces, so entries match whole words; overlapping matches are found by
+one Aho–Corasick automaton (`ahocorasick_rs`). MetaCLIP matches case-sensitively (its list holds
+proper nouns); bigvl case-folds text and entries unless `case_sensitive`, since web alt-texts vary in
+case ("RED CIRCLE"). A text
 that matches no entry is dropped (the algorithm's first step). Each matched entry draws the pair
 with probability min(1, t / count(entry)); the pair is kept if any of its entries draws it. The
 uniform draw of (record, entry) is a hash of (seed, record id, entry index), so a record's
@@ -37,25 +41,41 @@ def read_metadata(path: str) -> list[str]:
     return entries
 
 
-class EntryMatcher:
-    """text → sorted indices of the metadata entries that occur in it as substrings (case-folded)."""
+PUNCTUATION = (",", ".", ";", ":", "?", "!", "`")  # wrapped in spaces before matching (MetaCLIP's `spacing`)
 
-    def __init__(self, entries: Sequence[str]):
-        self.entries = list(entries)
-        self.automaton = ahocorasick_rs.AhoCorasick([e.casefold() for e in self.entries],
+
+def spaced(text: str) -> str:
+    """MetaCLIP's `spacing`: ' text ' with the PUNCTUATION wrapped in spaces and tabs / newlines as spaces."""
+    text = f" {text} "
+    for mark in PUNCTUATION:
+        text = text.replace(mark, f" {mark} ")
+    for char in "\t\n\r":
+        text = text.replace(char, " ")
+    return text
+
+
+class EntryMatcher:
+    """text → sorted indices of the metadata entries that occur in it as whole words (module docstring)."""
+
+    def __init__(self, entries: Sequence[str], case_sensitive: bool = False):
+        self.entries, self.case_sensitive = list(entries), case_sensitive
+        self.automaton = ahocorasick_rs.AhoCorasick([f" {self._case(e)} " for e in self.entries],
                                                     matchkind=ahocorasick_rs.MatchKind.Standard)
+
+    def _case(self, text: str) -> str:
+        return text if self.case_sensitive else text.casefold()
 
     def __call__(self, text: str) -> list[int]:
         if not text:
             return []
-        found = self.automaton.find_matches_as_indexes(text.casefold(), overlapping=True)
+        found = self.automaton.find_matches_as_indexes(spaced(self._case(text)), overlapping=True)
         return sorted({index for index, _, _ in found})
 
     def __getstate__(self):  # the automaton does not pickle: Beam workers rebuild it from the entries
-        return {"entries": self.entries}
+        return {"entries": self.entries, "case_sensitive": self.case_sensitive}
 
     def __setstate__(self, state):
-        self.__init__(state["entries"])
+        self.__init__(state["entries"], state["case_sensitive"])
 
 
 def keep_probabilities(counts: np.ndarray, t: float) -> np.ndarray:

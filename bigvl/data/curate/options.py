@@ -21,13 +21,15 @@ class CurateOptions:
 
     entries: the metadata list (empty = no balancing); balance_t: MetaCLIP's t (entries matched by
     more than t pairs are sampled down to about t); match_captions: also match the captions, not only
-    the alt-text; keep_fraction: the score filter's q (keep the top q by `score_field`; 1 = off);
+    the alt-text; case_sensitive: match as MetaCLIP does (default: case-folded); keep_fraction: the
+    score filter's q (keep the top q by `score_field`; 1 = off);
     dedup: "none", "exact" (image bytes) or "near" (exact + perceptual hash within `max_distance`
     bits); seed: of the balancing draws.
     """
     entries: tuple[str, ...] = ()
     balance_t: float = 0.0
     match_captions: bool = False
+    case_sensitive: bool = False
     keep_fraction: float = 1.0
     score_field: str = "alt"
     dedup: str = "none"

@@ -110,7 +110,7 @@ def build_pipeline(p, paths: Sequence[str], out_dir: str, options: CurateOptions
     """Adds the curation of `paths` (and the de-duplication against `against`) to Beam pipeline `p`;
     its results land in OUT/.curate/{counts,threshold,duplicates,shards}.json and the output shards."""
     state = os.path.join(out_dir, STATE)
-    matcher = EntryMatcher(options.entries) if options.balancing else None
+    matcher = EntryMatcher(options.entries, options.case_sensitive) if options.balancing else None
     feats = (p | "train shards" >> beam.Create(list(enumerate(paths))) | "read" >> beam.FlatMap(shard_records)
              | "features" >> beam.Map(_features, options, matcher, TRAIN))
     counts = (feats | "matched" >> beam.FlatMap(lambda f: f.get("entries", ()))

@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks.train_step import random_batch
 from bigvl.config import base_config
-from bigvl.models import build_model, param_path
+from bigvl.models import TwoTower, build_model, param_path
 from bigvl.models.lora import merge_lora, split_adapters
 from bigvl.parallel.mesh import DEFAULT_RULES, batch_sharding, host_local_to_global, make_mesh
 from bigvl.train.freeze import param_labels
@@ -99,6 +99,7 @@ def test_lora_at_init_is_the_base_model_and_merges_within_tolerance(scan):
     images = jnp.asarray(rng.integers(0, 256, (4, 16, 16, 3)), jnp.uint8)
     tokens = jnp.asarray(rng.integers(4, 64, (4, 8)), jnp.int32)
     model = build_model(config.model)
+    assert type(model).encode_image is TwoTower.encode_image  # what the encoder hands to apply(method=...)
     params = nn.unbox(model.init(jax.random.key(0), images, tokens)["params"])
     base_params, adapters = split_adapters(params)
     assert len(adapters) == 2 * 4 * 2 * (1 if scan else 2)  # A, B × qkv/out/fc1/fc2 × towers × layers
@@ -152,3 +153,40 @@ def test_layer_decay_follows_beit_in_both_layouts():
     scaled = _flat(scale_by_layer_decay(d).update(stacked, optax.EmptyState())[0])
     np.testing.assert_array_equal(scaled["image/encoder/blocks/w"][:, 0, 0], [d ** 2, d])
     assert float(scaled["image/pos_embedding"][0, 0]) == d ** 3
+
+
+@pytest.mark.slow
+def test_a_lora_run_resumes_loads_merged_and_exports_merged(tiny_world, tiny_run, tmp_path):
+    """LoRA from the tiny run: 3 steps, resumed to 6; `bigvl.load` and export give the merged model."""
+    from bigvl.convert.workdir import read_params
+    from bigvl.inference.run import abstract_params, load_run, restore_params
+    from bigvl.train.loop import train_and_evaluate
+    from tests.helpers.tiny import tiny_config
+
+    def config(steps):
+        c = tiny_config(tiny_world, total_steps=steps, ckpt_steps=3, **{"init.workdir": str(tiny_run)})
+        c.model.lora.update(rank=2, alpha=4.0)
+        c.optim.update(LORA_TRAINABLE)
+        return c
+
+    workdir = str(tmp_path / "lora")
+    train_and_evaluate(config(3), workdir)
+    train_and_evaluate(config(6), workdir)  # resumes from step 3
+    run = load_run(workdir)
+    assert run.step == 6 and run.config.model.lora.rank == 0 and type(run.model).__name__ == "TwoTower"
+    lora_cfg = config(6)
+    lora_model = build_model(lora_cfg.model)
+    unmerged, _ = restore_params(workdir, abstract_params(lora_model, lora_cfg.model, _one_device(), DEFAULT_RULES))
+    adapters = split_adapters(unmerged)[1]
+    assert any(np.abs(np.asarray(v)).max() > 0 for k, v in adapters.items() if k.endswith("lora_b"))  # trained
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(rng.integers(0, 256, (4, 32, 32, 3)), jnp.uint8)
+    tokens = jnp.asarray(rng.integers(4, 1024, (4, 16)), jnp.int32)
+    want = lora_model.apply({"params": unmerged}, images, tokens)
+    got = run.model.apply({"params": run.params}, images, tokens)
+    for key in ("image_embeds", "text_embeds"):
+        np.testing.assert_allclose(got[key], want[key], atol=2e-5, rtol=1e-5)
+    _, flat, _ = read_params(workdir)
+    assert not any("lora" in name for name in flat)
+    np.testing.assert_array_equal(flat["image/encoder/block_0/attn/qkv/kernel"],
+                                  np.asarray(run.params["image"]["encoder"]["block_0"]["attn"]["qkv"]["kernel"]))

@@ -20,6 +20,7 @@ Dropout on the adapter input needs a 'dropout' rng (`LoraModel.with_dropout_rng`
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import re
 from typing import Any
@@ -124,7 +125,18 @@ def lora_interceptor(spec: LoraSpec):
 
 class LoraModel:
     """A linen model with LoRA adapters: `init` / `apply` (any `method`) run the wrapped model under
-    the adapter interceptor; every other attribute is the wrapped model's."""
+    the adapter interceptor; every other attribute is the wrapped model's. `LoraModel(base, spec)`
+    is an instance of a subclass that also carries the base class's methods (`type(model).encode_image`
+    is `TwoTower.encode_image`, for `apply(..., method=...)`)."""
+
+    def __new__(cls, base: nn.Module, spec: LoraSpec, dropout_rng: jax.Array | None = None):
+        if cls is LoraModel:
+            base_cls = type(base)
+            methods = {k: getattr(base_cls, k) for k in dir(base_cls) if not k.startswith("_")
+                       and not hasattr(nn.Module, k) and not hasattr(LoraModel, k)
+                       and inspect.isfunction(getattr(base_cls, k))}
+            cls = type(f"Lora{base_cls.__name__}", (LoraModel,), methods)
+        return object.__new__(cls)
 
     def __init__(self, base: nn.Module, spec: LoraSpec, dropout_rng: jax.Array | None = None):
         self.base, self.spec, self._dropout_rng = base, spec, dropout_rng

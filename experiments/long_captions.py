@@ -12,8 +12,8 @@ each through `experiments.ablation.run_one`
 metrics.jsonl) and OUT_runs.md (mean ± sample std per recipe). `--information` writes OUT_information.md.
 `--positions` trains `recap` with RoPE positions beside the learned-position `recap` run of the same
 seed (both at the demo's 32-token context) and evaluates both at 32 and at 128 tokens: learned
-positions stretched Long-CLIP style (first 20 rows kept), RoPE as is (extrapolation) and with
-position interpolation (rope_train_length 32).
+positions stretched Long-CLIP style (first 20 rows kept) or all interpolated, RoPE as is
+(extrapolation) and with position interpolation (rope_train_length 32).
 """
 from __future__ import annotations
 
@@ -178,10 +178,10 @@ def write_tables(rows: list[dict], steps: int, out: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- positions
-def evaluate_at_context(workdir: str, context: int, train_length: int = 0) -> dict[str, float]:
+def evaluate_at_context(workdir: str, context: int, train_length: int = 0, keep: int = 20) -> dict[str, float]:
     """Short and long retrieval of run `workdir` with its text tower run at `context` tokens: a learned
-    table stretched (long_context.stretch_positions, first 20 rows kept), RoPE positions as they are or,
-    with `train_length`, interpolated."""
+    table stretched (pretrained.stretch_positions, its first `keep` rows kept, the rest interpolated),
+    RoPE positions as they are or, with `train_length`, interpolated."""
     import ml_collections
 
     from bigvl.evaluators import run_evals
@@ -200,7 +200,7 @@ def evaluate_at_context(workdir: str, context: int, train_length: int = 0) -> di
     else:
         table = np.asarray(params["text"]["pos_embedding"])
         if context != table.shape[0]:
-            params["text"] = {**params["text"], "pos_embedding": stretch_positions(table, context, keep=20)}
+            params["text"] = {**params["text"], "pos_embedding": stretch_positions(table, context, keep=keep)}
     model = build_model(config.model)
     encoder = make_encoder(model, params, run.encoder.tokenizer, config.model, run.encoder.mesh,
                            rules_from_config(config.sharding_rules), config.evals.batch_size)
@@ -218,15 +218,18 @@ def positions(seed: int, steps: int, workdir: str, out: str) -> str:
     rope = os.path.join(workdir, f"recap_rope_seed{seed}")
     run_one("recap", seed, steps, learned)
     run_one("recap", seed, steps, rope, overrides=("model.text.pos_emb=rope",))
-    cases = [("learned (stretched to 128)", learned, 0), ("RoPE (extrapolated)", rope, 0),
-             ("RoPE + interpolation (train length 32)", rope, 32)]
+    cases = [("learned, Long-CLIP stretch (first 20 rows kept)", learned, 0, 20),
+             ("learned, linear interpolation of all rows", learned, 0, 0), ("RoPE (extrapolated)", rope, 0, 20),
+             ("RoPE + position interpolation (train length 32)", rope, 32, 20)]
     lines = ["| positions | short T→I R@1 @32 | @128 | change | long T→I R@1 @32 | @128 | change |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    for name, path, train_length in cases:
-        at32, at128 = evaluate_at_context(path, 32), evaluate_at_context(path, 128, train_length)
+    at32 = {}
+    for name, path, train_length, keep in cases:
+        at32[path] = at32.get(path) or evaluate_at_context(path, 32)
+        at128 = evaluate_at_context(path, 128, train_length, keep)
         cells = []
         for key in ("retrieval/t2i_r1", "long_retrieval/t2i_r1"):
-            cells += [f"{at32[key]:.3f}", f"{at128[key]:.3f}", f"{at128[key] - at32[key]:+.3f}"]
+            cells += [f"{at32[path][key]:.3f}", f"{at128[key]:.3f}", f"{at128[key] - at32[path][key]:+.3f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
     lines.append(f"\n`recap` seed {seed}, {steps} steps at the demo's 32-token context; evaluated at 32 and at 128.")

@@ -13,7 +13,7 @@ on the train shards of its recipe:
   both      the two together.
 The scores come from a scorer trained once on the uncurated world (seed 100, 500 steps) through
 `bigvl score_captions --fields alt`. Finished runs (final_metrics.json) are reused. Writes
-OUT.csv (one row per run: recipe, seed, then the metrics as named in metrics.jsonl) and OUT.md
+OUT.csv (one row per run: recipe, seed, then the metrics as named in metrics.jsonl) and OUT_runs.md
 (mean ± sample std per recipe, the records each recipe kept, and each recipe's difference from
 `none` in units of the pooled std).
 """
@@ -122,7 +122,7 @@ def pooled_std(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def write_outputs(rows: list[dict], summaries: dict, out: str, steps: int) -> str:
-    """OUT.csv (every run) and the OUT.md tables; returns the markdown."""
+    """Writes OUT.csv (every run); returns the markdown tables (main writes them to OUT_runs.md)."""
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     keys = ["recipe", "seed"] + sorted({k for r in rows for k in r if "/" in k})
     with open(out + ".csv", "w", newline="") as f:
@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"recipe": recipe, "seed": seed, **result})
             print(json.dumps({"recipe": recipe, "seed": seed, **{k: result.get(k) for k in HEADLINE}}), flush=True)
             table = write_outputs(rows, summaries, args.out, args.steps)
+            with open(args.out + "_runs.md", "w") as f:
+                f.write(table + "\n")
     print(table)
     print(f"wall {time.perf_counter() - t0:.0f} s")
     return 0

@@ -32,9 +32,14 @@ def load(workdir: str, step: int | None = None) -> Run:
     return load_run(workdir, step, config=load_config_json(workdir))
 
 
+def _prepared(run: Run, images) -> np.ndarray:
+    """uint8 [N,S,S,3]: images squared as the run's model expects (its encoder's resize rule)."""
+    return prepare_images(images, run.encoder.image_size, run.encoder.resize, run.encoder.interpolation)
+
+
 def encode_images(run: Run, images) -> np.ndarray:
     """uint8 [N,H,W,3] (or grayscale [H,W] / RGBA [H,W,4] images) → L2-normalised embeddings float32 [N,E]."""
-    return run.encoder.encode_images(prepare_images(images, run.encoder.image_size))
+    return run.encoder.encode_images(_prepared(run, images))
 
 
 def encode_texts(run: Run, texts: Sequence[str]) -> np.ndarray:
@@ -58,14 +63,23 @@ def zero_shot_classify(run: Run, images, classnames: Sequence[str],
         raise ValueError("zero_shot_classify needs a contrastive model (one with a learned logit scale); "
                          f"this run's model.kind is {run.config.model.kind!r}")
     classes = class_embeddings(run.encoder, list(classnames), list(templates))
+    probs = class_probabilities(run, encode_images(run, images), classes)
+    return probs.argmax(axis=1), probs.astype(np.float32)
+
+
+def class_probabilities(run: Run, image_embeds: np.ndarray, class_embeds: np.ndarray) -> np.ndarray:
+    """float64 [N,C] probabilities of normalised image [N,E] and class [C,E] embeddings, as the run
+    scores them (`zero_shot_classify`): softmax over the classes of scale·cos, or for sigmoid-loss
+    runs each class's sigmoid(scale·cos + bias)."""
+    if "log_logit_scale" not in run.params:
+        raise ValueError("class probabilities need a contrastive model (one with a learned logit scale); "
+                         f"this run's model.kind is {run.config.model.kind!r}")
     scale = float(logit_scale_of(run.params["log_logit_scale"], run.config.model.max_logit_scale))
-    logits = scale * (encode_images(run, images).astype(np.float64) @ classes.astype(np.float64).T)
+    logits = scale * (np.asarray(image_embeds, np.float64) @ np.asarray(class_embeds, np.float64).T)
     if run.config.get("loss", {}).get("name") in SIGMOID_LOSSES:
-        probs = np.exp(-np.logaddexp(0.0, -(logits + float(run.params["logit_bias"]))))  # sigmoid, no overflow
-    else:
-        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probs /= probs.sum(axis=1, keepdims=True)
-    return logits.argmax(axis=1), probs.astype(np.float32)
+        return np.exp(-np.logaddexp(0.0, -(logits + float(run.params["logit_bias"]))))  # sigmoid, no overflow
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return probs / probs.sum(axis=1, keepdims=True)
 
 
 def retrieve(run: Run, queries: Sequence[str], images, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +97,7 @@ def patch_similarity(run: Run, images, texts: str | Sequence[str]) -> np.ndarray
     with the text's embedding: the scores the pointing game (bigvl.evaluators.pointing)
     takes the argmax of. Two-tower (CLIP / SigLIP) runs only: ValueError otherwise.
     """
-    prepared = prepare_images(images, run.encoder.image_size)
+    prepared = _prepared(run, images)
     texts = [texts] * len(prepared) if isinstance(texts, str) else list(texts)
     if len(texts) != len(prepared):
         raise ValueError(f"patch_similarity: {len(prepared)} images but {len(texts)} texts (give one or one each)")

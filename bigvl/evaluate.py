@@ -7,18 +7,26 @@ another split (a run saved before entries existed is converted on read).
 `--suite NAME[,NAME...] --data_dir DIR` runs published benchmarks instead (CLIP_benchmark wds,
 TFDS, ImageFolder, Karpathy COCO/Flickr30k, Urban1k, DOCCI, DCI, SugarCrepe, ARO; the list is
 `bigvl.evaluators.suites.SUITES`): it prints a table and writes DIR/eval/<suite>.json in
-CLIP_benchmark's result shape.
+CLIP_benchmark's result shape. `--predictions` also writes, for each zero-shot suite,
+DIR/eval/<suite>_predictions.csv: per image its path, label, predicted class and one probability
+column per class, scored as the run was trained (`bigvl.api.class_probabilities`: softmax over the
+classes, or per-class sigmoids for SigLIP runs). `--suite folder --data_dir ROOT` is any ImageFolder.
 """
 from __future__ import annotations
 
+import csv
 import json
+import os
 import sys
 
 from bigvl.cli import command_parser
 from bigvl.config import ConfigError, apply_overrides, load_config_json, split_overrides
 from bigvl.evaluators import run_evals
 from bigvl.evaluators.suites import parse_suites, run_suites, write_result
-from bigvl.evaluators.suites.results import format_table
+from bigvl.evaluators.suites.protocols import class_embeddings, encode_all_images
+from bigvl.evaluators.suites.results import format_table, result_path
+from bigvl.evaluators.suites.table import load_suite
+from bigvl.evaluators.suites.tasks import Classification
 from bigvl.inference.run import load_run
 from bigvl.parallel.process import setup_process
 
@@ -29,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step", type=int, default=None, help="default: the latest checkpoint")
     parser.add_argument("--suite", default="", help="benchmark suites, comma-separated (e.g. wds/imagenet1k)")
     parser.add_argument("--data_dir", default=None, help="where the suites' files are (default: evals.data_dir)")
+    parser.add_argument("--predictions", action="store_true",
+                        help="zero-shot suites: also write per-image class probabilities to eval/<suite>_predictions.csv")
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     setup_process("%(message)s")  # before JAX starts its backend; the suites log their images/s
 
@@ -40,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         if suites:
             data_dir = args.data_dir or run.config.evals.get("data_dir", "") or "."
             results = run_suites(run.encoder, suites, data_dir)
+            written = [write_predictions(run, args.workdir, name, load_suite(name, data_dir))
+                       for name in suites if args.predictions]
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -47,10 +59,32 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(results))
         for name, (task, metrics) in results.items():
             print(f"wrote {write_result(args.workdir, name, task, metrics, step=run.step)}")
+        for path in filter(None, written):
+            print(f"wrote {path}")
         return 0
     metrics = run_evals(run.encoder, run.config.evals)
     print(json.dumps({"step": run.step, **metrics}, indent=2))
     return 0
+
+
+def write_predictions(run, workdir: str, suite: str, task) -> str | None:
+    """DIR/eval/<suite>_predictions.csv for a zero-shot task (None for other tasks): columns image,
+    label, predicted, then one probability per class (`class_probabilities`); returns its path."""
+    from bigvl.api import class_probabilities  # the user API sits above the evaluators
+    if not isinstance(task, Classification):
+        return None
+    probs = class_probabilities(run, encode_all_images(run.encoder, task.images, desc=suite),
+                                class_embeddings(run.encoder, task.classnames, task.templates))
+    names = getattr(task.images, "paths", None) or [str(i) for i in range(len(probs))]
+    path = result_path(workdir, suite)[:-len(".json")] + "_predictions.csv"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        out.writerow(["image", "label", "predicted", *task.classnames])
+        for name, label, row in zip(names, task.labels, probs):
+            out.writerow([name, int(label), int(row.argmax()), *(repr(float(p)) for p in row)])
+    os.replace(path + ".tmp", path)
+    return path
 
 
 if __name__ == "__main__":

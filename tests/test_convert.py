@@ -544,6 +544,10 @@ def test_an_hf_import_without_tokenizer_says_so_and_loads_for_images(tmp_path, c
         bigvl.encode_texts(run, ["a photo"])
 
 
+# SigLIP's sentencepiece model (T5's): pad 0, eos 1, unk 2, no bos; its checkpoints pad with 1
+T5_IDS = dict(pad_id=0, eos_id=1, unk_id=2, bos_id=-1)
+
+
 @pytest.mark.parametrize("source,path", [("hf", "hf_siglip"), ("big_vision", "big_vision_siglip.npz")])
 def test_an_imported_siglip_is_scored_as_siglip(source, path, tmp_path):
     """An imported SigLIP is a sigmoid-loss run: `bigvl.zero_shot_classify` gives each class its own
@@ -552,7 +556,7 @@ def test_an_imported_siglip_is_scored_as_siglip(source, path, tmp_path):
     from bigvl.convert.__main__ import main
     from bigvl.data.tokenizer import train_tokenizer
     words = ["a photo of a red circle", "a blue square", "green star", "yellow triangle", "the purple cat"]
-    tokenizer = train_tokenizer(words * 20, tmp_path / "tok", vocab_size=300)
+    tokenizer = train_tokenizer(words * 20, tmp_path / "tok", vocab_size=300, **T5_IDS)
     workdir = str(tmp_path / "wd")
     assert main(["import", "--from", source, "--in", fixture(path), "--out", workdir,
                  "--tokenizer", str(tokenizer)]) == 0

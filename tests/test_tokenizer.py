@@ -95,3 +95,26 @@ def test_training_is_deterministic(tmp_path, model_path):
 def test_pickles(tok):
     copy = pickle.loads(pickle.dumps(tok))
     np.testing.assert_array_equal(copy.encode(CORPUS[:3], 12), tok.encode(CORPUS[:3], 12))
+
+
+def test_a_model_decides_padding_and_normalisation(tmp_path):
+    """SigLIP's case: a T5-style sentencepiece file (pad 0, eos 1, no bos) read for a model with pad_id 1
+    and normalize 'siglip' pads with 1 (the EOS, as big_vision's `tokenize(pad_value=1)`) and encodes the
+    canonical text (lower case, no punctuation, single spaces), rows built here from sentencepiece itself;
+    a model whose EOS differs from the file's is refused naming the key; pickling keeps both settings."""
+    import ml_collections
+    path = train_tokenizer(["a photo of a red circle", "the blue square"] * 20, tmp_path / "t5", vocab_size=300,
+                           pad_id=0, eos_id=1, unk_id=2, bos_id=-1)
+    text = ml_collections.ConfigDict({"vocab_size": 320, "pad_id": 1, "eos_id": 1, "bos_id": 2, "normalize": "siglip"})
+    tok = Tokenizer.for_model(path, text)
+    sp = spm.SentencePieceProcessor(model_file=str(path))
+    ids = sp.encode("a photo of a red circle", out_type=int) + [1]
+    want = np.array([ids + [1] * (16 - len(ids))], np.int32)
+    np.testing.assert_array_equal(tok.encode(["A  Photo, of a RED circle!"], 16), want)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(tok)).encode(["A  Photo, of a RED circle!"], 16), want)
+    assert Tokenizer(path).encode(["a photo"], 8)[0, -1] == 0  # the file alone pads with its own 0
+    assert tok.count_tokens("A photo!") == len(sp.encode("a photo"))
+    with pytest.raises(ValueError, match="model.text.eos_id"):
+        Tokenizer.for_model(path, ml_collections.ConfigDict({**text.to_dict(), "eos_id": 3}))
+    with pytest.raises(ValueError, match="model.text.normalize"):
+        Tokenizer(path, normalize="lower")

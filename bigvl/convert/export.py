@@ -51,6 +51,10 @@ def open_clip_mlp_ratio(width: int, mlp_dim: int, tower: str) -> float:
                      f"with int(width * mlp_ratio) == mlp_dim")
 
 
+# bigvl text pool → open_clip's pool_type ('last' there is position T−1: bigvl's 'final', or 'last' unmasked)
+OPEN_CLIP_POOLS = {"eos": "argmax", "last": "last", "final": "last", "first": "first"}
+
+
 def open_clip_model_config(model_cfg) -> dict:
     """open_clip's open_clip_config.json ({model_cfg: {embed_dim, quick_gelu, vision_cfg, text_cfg},
     preprocess_cfg: {mean, std}}) for a bigvl `config.model`."""
@@ -64,7 +68,9 @@ def open_clip_model_config(model_cfg) -> dict:
     text = {"context_length": tc.context_length, "vocab_size": tc.vocab_size, "width": tsz.width,
             "heads": tsz.num_heads, "layers": tsz.depth, "mlp_ratio": open_clip_mlp_ratio(tsz.width, tsz.mlp_dim, "text"),
             "no_causal_mask": not tc.causal, "proj_bias": bool(tc.proj_bias),
-            "pool_type": {"eos": "argmax", "last": "last", "first": "first"}[tc.pool]}
+            "pool_type": OPEN_CLIP_POOLS.get(tc.pool)}
+    if text["pool_type"] is None:
+        raise ValueError(f"model.text.pool = {tc.pool!r} has no open_clip pool_type (eos, last, final, first have)")
     if tc.pool == "eos" and tc.eos_id != tc.vocab_size - 1:
         text.update(pool_type="eos", eos_id=tc.eos_id)
     if tc.pad_id != 0:

@@ -83,7 +83,29 @@ def _activation(cfg: dict, which: str) -> str:
     return ACTIVATIONS[act]
 
 
-def infer_config(hf_config: dict, sd: Mapping[str, np.ndarray]) -> dict:
+# HF image processors' `resample` (PIL's enum values) → bigvl's eval interpolation
+HF_RESAMPLE = {2: "bilinear", 3: "bicubic"}
+
+
+def image_preprocessing(siglip: bool, processor: dict) -> dict:
+    """model.image resize / interpolation / pixel mean and std from an HF preprocessor_config.json
+    ({} = the image processor's defaults: CLIP resizes the shorter side bicubic then centre-crops,
+    SigLIP resizes the whole image bicubic; mean/std CLIP's or 0.5)."""
+    resample = int(processor.get("resample", 3))
+    if resample not in HF_RESAMPLE:
+        raise ValueError(f"preprocessor_config.json: resample {resample} is not bilinear (2) or bicubic (3)")
+    size = processor.get("size") or {}
+    shorter = "shortest_edge" in size if size else not siglip
+    crop = processor.get("do_center_crop", not siglip)
+    if shorter != bool(crop):
+        raise ValueError(f"preprocessor_config.json: size {size} with do_center_crop {crop} is neither CLIP's "
+                         "(shortest_edge + centre crop) nor SigLIP's (height/width, no crop)")
+    return {"resize": "shorter_side_hf" if shorter else "squash", "interpolation": HF_RESAMPLE[resample],
+            "pixel_mean": tuple(processor.get("image_mean", (0.5,) * 3 if siglip else CLIP_MEAN)),
+            "pixel_std": tuple(processor.get("image_std", (0.5,) * 3 if siglip else CLIP_STD))}
+
+
+def infer_config(hf_config: dict, sd: Mapping[str, np.ndarray], processor: dict | None = None) -> dict:
     """The `config.model` overrides (nested dict) for an HF CLIPModel / SiglipModel."""
     kind = kind_of(hf_config)
     top, v, t = resolved(hf_config)
@@ -95,7 +117,9 @@ def infer_config(hf_config: dict, sd: Mapping[str, np.ndarray]) -> dict:
     siglip = kind == "siglip"
     vocab = int(sd["text_model.embeddings.token_embedding.weight"].shape[0])
     width, twidth = int(v["hidden_size"]), int(t["hidden_size"])
-    eos = int(t.get("eos_token_id", 2))
+    eos = int(t.get("eos_token_id", 1 if siglip else 2))
+    if siglip and not 0 <= eos < vocab:  # transformers' default 49407 is a CLIP leftover: T5's EOS is 1
+        eos = 1
     if siglip:
         if not v["vision_use_head"]:
             raise ValueError("HF config.json: vision_config.vision_use_head false (no MAP head) is not supported")
@@ -107,7 +131,7 @@ def infer_config(hf_config: dict, sd: Mapping[str, np.ndarray]) -> dict:
                   "width": width, "depth": int(v["num_hidden_layers"]), "num_heads": int(v["num_attention_heads"]),
                   "mlp_dim": int(v["intermediate_size"]), "pool": "map" if siglip else "cls",
                   "patch_bias": siglip, "ln_pre": not siglip, "proj": not siglip, "proj_bias": False,
-                  "pixel_mean": (0.5,) * 3 if siglip else CLIP_MEAN, "pixel_std": (0.5,) * 3 if siglip else CLIP_STD},
+                  **image_preprocessing(siglip, processor or {})},
         "text": {"variant": "custom", "vocab_size": vocab, "context_length": int(t["max_position_embeddings"]),
                  "width": twidth, "depth": int(t["num_hidden_layers"]), "num_heads": int(t["num_attention_heads"]),
                  "mlp_dim": int(t["intermediate_size"]), "causal": not siglip, "pool": "last" if siglip else "eos",
@@ -115,7 +139,7 @@ def infer_config(hf_config: dict, sd: Mapping[str, np.ndarray]) -> dict:
                  "eos_id": vocab - 1 if eos == 2 and not siglip else eos,
                  "bos_id": vocab - 2 if eos == 2 and not siglip else int(t.get("bos_token_id", vocab - 2)),
                  "pad_id": int(t.get("pad_token_id", 1)) if siglip else 0,
-                 "proj": True, "proj_bias": siglip, "mask_pads": False},
+                 "proj": True, "proj_bias": siglip, "mask_pads": False, "normalize": "siglip" if siglip else ""},
         "embed_dim": embed,
         "activation": acts.pop(),
         "layer_norm_eps": eps.pop(),

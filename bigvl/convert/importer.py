@@ -117,7 +117,12 @@ def import_checkpoint(source: str, path: str, model_json: str | None = None,
         with open(config_path) as f:
             hf_cfg = json.load(f)
         sd = read_state_dict(weights)
-        model = _apply_sets(hf.infer_config(hf_cfg, sd), sets)
+        processor_path = os.path.join(path, "preprocessor_config.json")
+        processor = {}
+        if os.path.isfile(processor_path):
+            with open(processor_path) as f:
+                processor = json.load(f)
+        model = _apply_sets(hf.infer_config(hf_cfg, sd, processor), sets)
         table, ignore, data = hf.table, hf.ignored, sd
     elif source == "big_vision":
         params = big_vision.normalize_keys(read_state_dict(path))

@@ -28,6 +28,8 @@ from bigvl.models import image_size_of, text_size_of
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+# open_clip's preprocess_cfg resize_mode → model.image.resize ('longest' pads: no bigvl rule, refused)
+RESIZE_MODES = {"shortest": "shorter_side", "squash": "squash"}
 TEXT_POOLS = {"argmax": "eos", "eos": "eos", "last": "last", "first": "first"}
 IGNORED = ("attn_mask",)  # buffers some open_clip versions save
 OPENAI_KEYS = ("input_resolution", "context_length", "vocab_size")  # OpenAI's CLIP state dicts only
@@ -67,6 +69,11 @@ def infer_config(sd: Mapping[str, np.ndarray], model_json: dict | None) -> dict:
             name = key.split(".")[1]
             raise ValueError(f"open_clip model config: {key} = {vcfg.get(name, tcfg.get(name))!r} has no bigvl "
                              "equivalent")
+    if preprocess.get("resize_mode", "shortest") not in RESIZE_MODES or \
+            preprocess.get("interpolation", "bicubic") not in ("bilinear", "bicubic"):
+        raise ValueError(f"open_clip preprocess_cfg: resize_mode {preprocess.get('resize_mode')!r} / interpolation "
+                         f"{preprocess.get('interpolation')!r}: bigvl evaluates with resize_mode {tuple(RESIZE_MODES)} "
+                         "and bilinear / bicubic interpolation")
     activation, eps = _kwargs(mj, vcfg, tcfg)
     conv = sd["visual.conv1.weight"]
     width, patch = int(conv.shape[0]), int(conv.shape[2])
@@ -86,7 +93,10 @@ def infer_config(sd: Mapping[str, np.ndarray], model_json: dict | None) -> dict:
                   "patch_bias": False, "ln_pre": "visual.ln_pre.weight" in sd, "proj": "visual.proj" in sd,
                   "proj_bias": False,
                   "pixel_mean": tuple(preprocess.get("mean", vcfg.get("image_mean", CLIP_MEAN))),
-                  "pixel_std": tuple(preprocess.get("std", vcfg.get("image_std", CLIP_STD)))},
+                  "pixel_std": tuple(preprocess.get("std", vcfg.get("image_std", CLIP_STD))),
+                  # open_clip's image_transform: torchvision Resize(shortest side) + CenterCrop, bicubic
+                  "resize": RESIZE_MODES[preprocess.get("resize_mode", "shortest")],
+                  "interpolation": preprocess.get("interpolation", "bicubic")},
         "text": {"variant": "custom", "vocab_size": vocab, "context_length": int(sd["positional_embedding"].shape[0]),
                  "width": twidth, "depth": _layers(sd, "transformer.resblocks."),
                  "num_heads": int(tcfg.get("heads", twidth // 64)),

@@ -72,11 +72,47 @@ def random_resized_crop(image: Image.Image, size: int, min_scale: float,
 
 
 def center_resize(image: Image.Image, size: int) -> np.ndarray:
-    """Resizes the central square crop to [size, size, 3] uint8 (evaluation)."""
-    width, height = image.size
-    side = min(width, height)
-    x, y = (width - side) // 2, (height - side) // 2
-    box = (x, y, x + side, y + side)
+    """Resizes the central square crop to [size, size, 3] uint8 (evaluation of bigvl-trained models)."""
+    return eval_resize(image, size)
+
+
+# How a model's source library turns any image into its square input (`model.image.resize`):
+# crop_square: the central square, resized (bigvl); shorter_side: the shorter side resized to `size`,
+# then the central size × size crop (open_clip / OpenAI CLIP: torchvision's Resize(size) +
+# CenterCrop(size) on a PIL image, crop offsets rounded half to even); shorter_side_hf: the same with
+# transformers' crop offsets (floored: one pixel apart where the overhang is odd); squash: the whole
+# image resized to size × size (big_vision's and HF's SigLIP). Interpolation: PIL's, antialiased when shrinking (what torchvision and HF apply to PIL
+# images; big_vision's tf.image.resize without antialias differs when shrinking).
+RESIZE_RULES = ("crop_square", "shorter_side", "shorter_side_hf", "squash")
+INTERPOLATIONS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+
+
+def eval_resize(image: Image.Image, size: int, rule: str = "crop_square", interpolation: str = "bilinear") -> np.ndarray:
+    """An RGB PIL image → uint8 [size, size, 3] by `rule` (RESIZE_RULES) with `interpolation`
+    (INTERPOLATIONS); ValueError naming the config key for an unknown one."""
+    if rule not in RESIZE_RULES:
+        raise ValueError(f"config key 'model.image.resize': {rule!r} is not one of {RESIZE_RULES}")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"config key 'model.image.interpolation': {interpolation!r} is not one of "
+                         f"{tuple(INTERPOLATIONS)}")
+    resample, (width, height) = INTERPOLATIONS[interpolation], image.size
     if image.size == (size, size):
         return np.asarray(image, dtype=np.uint8)
-    return np.asarray(image.resize((size, size), Image.BILINEAR, box=box), dtype=np.uint8)
+    if rule == "squash":
+        return np.asarray(image.resize((size, size), resample), dtype=np.uint8)
+    if rule == "crop_square":
+        side = min(width, height)
+        x, y = (width - side) // 2, (height - side) // 2
+        return np.asarray(image.resize((size, size), resample, box=(x, y, x + side, y + side)), dtype=np.uint8)
+    # shorter_side(_hf), as torchvision's resize / center_crop (transformers': get_resize_output_image_size /
+    # center_crop) compute it
+    short, long = sorted((width, height))
+    new_long = int(size * long / short)
+    new = (size, new_long) if width <= height else (new_long, size)
+    if new != image.size:
+        image = image.resize(new, resample)
+    if rule == "shorter_side_hf":
+        left, top = (new[0] - size) // 2, (new[1] - size) // 2
+    else:
+        left, top = int(round((new[0] - size) / 2.0)), int(round((new[1] - size) / 2.0))
+    return np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)

@@ -7,6 +7,12 @@ The file picks the kind (`data.tokenizer`): a sentencepiece .model (bigvl's own,
 CLIP's BPE, open_clip's `bpe_simple_vocab_16e6.txt.gz` or an HF `tokenizer.json`
 (bigvl/data/clip_bpe.py: rows <start>, ids..., <end>, 0, ... as open_clip's `tokenize`).
 
+A model's text tower decides the padding id and the text normalisation, not the tokenizer file:
+`Tokenizer.for_model(path, config.model.text)` pads with `model.text.pad_id` (SigLIP's
+sentencepiece model says pad 0, its checkpoints were trained padded with 1, its EOS), applies
+`model.text.normalize` and checks vocab size, BOS and EOS against the model. Every path that
+encodes text for a model (training data, `bigvl.load`, `evaluate`, the captioners) builds it so.
+
 `train_tokenizer` trains a model in-process (used by the synthetic world and `data/`
 tools) with the ids every bigvl model assumes: pad 0, unk 1, bos 2, eos 3.
 """
@@ -14,6 +20,8 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import string
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -23,6 +31,21 @@ import sentencepiece as spm
 from bigvl.data.clip_bpe import ClipBpe, is_clip_bpe
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+NORMALIZERS = ("", "siglip")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def normalize_text(text: str, kind: str) -> str:
+    """The text as a model's tokenizer pipeline saw it. kind "" = unchanged; "siglip" = big_vision's
+    `canonicalize_text` (underscores to spaces, ASCII punctuation removed, lower case, runs of
+    whitespace to one space, stripped), what its SigLIP evaluations and transformers' SiglipTokenizer
+    apply (the latter without the underscore step: "a_b" becomes "ab" there, "a b" here)."""
+    if kind == "siglip":
+        text = text.replace("_", " ").translate(_PUNCTUATION).lower()
+        return re.sub(r"\s+", " ", text).strip()
+    if kind:
+        raise ValueError(f"config key 'model.text.normalize': {kind!r} is not one of {NORMALIZERS}")
+    return text
 
 
 class Tokenizer:
@@ -32,12 +55,25 @@ class Tokenizer:
     shipped to grain worker processes.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, pad_id: int | None = None, normalize: str = ""):
+        """pad_id: the id rows are padded with (None: the file's own pad id, 0 if it has none);
+        normalize: `normalize_text`'s kind, applied before encoding and counting."""
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"tokenizer model {path!r} does not exist")
+        normalize_text("", normalize)  # a bad kind fails here, naming the key
+        self._pad_override, self.normalize = pad_id, normalize
         with open(path, "rb") as f:
             self._load(path, f.read())
+
+    @classmethod
+    def for_model(cls, path: str | os.PathLike, text_cfg) -> "Tokenizer":
+        """The tokenizer file as the model `text_cfg` (config.model.text) reads text: padded with its
+        pad_id, normalised by its `normalize`; ValueError naming the key if the vocabulary or the
+        BOS / EOS ids do not match (`check_model_text`)."""
+        tokenizer = cls(path, pad_id=text_cfg.get("pad_id"), normalize=text_cfg.get("normalize", "") or "")
+        tokenizer.check_model_text(text_cfg)
+        return tokenizer
 
     def _load(self, path: str, model_proto: bytes) -> None:
         self.path = path
@@ -53,9 +89,11 @@ class Tokenizer:
             raise ValueError(f"tokenizer model {path!r} has no EOS piece; bigvl needs one")
 
     def __getstate__(self):
-        return {"path": self.path, "model_proto": self._model_proto}
+        return {"path": self.path, "model_proto": self._model_proto, "pad_id": self._pad_override,
+                "normalize": self.normalize}
 
     def __setstate__(self, state):
+        self._pad_override, self.normalize = state.get("pad_id"), state.get("normalize", "")
         self._load(state["path"], state["model_proto"])
 
     @property
@@ -65,8 +103,9 @@ class Tokenizer:
 
     @property
     def pad_id(self) -> int:
-        """The padding id (0 for bigvl-trained models; 0 too when the model defines none)."""
-        return max(self._sp.pad_id(), 0)
+        """The padding id: the model's (`for_model`), else the file's (0 for bigvl-trained models; 0 when
+        the file defines none)."""
+        return max(self._sp.pad_id(), 0) if self._pad_override is None else int(self._pad_override)
 
     @property
     def eos_id(self) -> int:
@@ -79,7 +118,8 @@ class Tokenizer:
 
     def check_model_text(self, text_cfg) -> None:
         """Raises ValueError naming the `model.text` key that does not match this tokenizer:
-        vocab_size below the number of pieces, or a special id (pad_id, bos_id, eos_id) that differs."""
+        vocab_size below the number of pieces, or a special id (bos_id, eos_id; pad_id unless this
+        tokenizer pads with the model's, as `for_model` builds it) that differs."""
         if self.vocab_size > text_cfg.vocab_size:
             raise ValueError(f"config key 'model.text.vocab_size': {text_cfg.vocab_size} is smaller than the "
                              f"{self.vocab_size} pieces of tokenizer {self.path}")
@@ -99,14 +139,15 @@ class Tokenizer:
         if length < 1:
             raise ValueError(f"length must be ≥ 1 (room for EOS), got {length}")
         rows = np.full((len(texts), length), self.pad_id, dtype=np.int32)
-        for i, ids in enumerate(self._sp.encode(list(texts), out_type=int)):
+        texts = [normalize_text(t, self.normalize) for t in texts] if self.normalize else list(texts)
+        for i, ids in enumerate(self._sp.encode(texts, out_type=int)):
             ids = ids[:length - 1] + [self.eos_id]
             rows[i, :len(ids)] = ids
         return rows
 
     def count_tokens(self, text: str) -> int:
-        """Number of text tokens of `text`, EOS not counted."""
-        return len(self._sp.encode(text, out_type=int))
+        """Number of text tokens of `text` (normalised as `encode` does), EOS not counted."""
+        return len(self._sp.encode(normalize_text(text, self.normalize), out_type=int))
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of a 1-D id sequence, stopping at the first EOS or padding id.

@@ -28,7 +28,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from bigvl.data.caption_strategies import SCORE_KEY
-from bigvl.data.image_ops import center_resize, decode_image
+from bigvl.data.image_ops import decode_image
 from bigvl.data.records import RecordError, decode_example, encode_example, read_records
 from bigvl.inference.shard_transform import read_all_stats, run_identity, transform_shards
 
@@ -67,7 +67,7 @@ def score_shard(path: str, encoder, fields: Sequence[str] | None) -> tuple[list[
     for i, data in enumerate(raw):
         try:
             record = decode_example(data, where=f"{path}#{i}")
-            todo.append((i, record, center_resize(decode_image(record["image"]), encoder.image_size),
+            todo.append((i, record, encoder.prepare(decode_image(record["image"])),
                          record_texts(record, fields)))
         except (RecordError, ValueError, TypeError, OSError) as e:
             log.warning("%s#%d: copied unscored (%s)", path, i, str(e).splitlines()[0] if str(e) else type(e).__name__)

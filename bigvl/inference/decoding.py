@@ -283,6 +283,6 @@ def caption(run, images, cond_texts: Sequence[str] | None = None, method: str = 
     captioner = run.encoder.captioner
     if captioner is None:
         raise ValueError(f"model.kind {run.config.model.kind!r} has no caption decoder")
-    prepared = prepare_images(images, run.encoder.image_size)
+    prepared = prepare_images(images, run.encoder.image_size, run.encoder.resize, run.encoder.interpolation)
     cfg = DecodeConfig(method=method, max_length=max_length or captioning_entry(run.config).max_length, **options)
     return captioner.caption(run.params, prepared, cond_texts, cfg, seed)

@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from bigvl.data.image_ops import eval_resize
 from bigvl.data.tokenizer import Tokenizer
 from bigvl.inference.batched import run_in_chunks
 from bigvl.inference.decoding import make_captioner
@@ -32,6 +33,13 @@ class Encoder:
     _encode_text: Callable
     captioner: Any = None  # a bigvl.inference.decoding.Captioner for CoCa / CLIPS, else None
     _encode_image_with_patches: Callable | None = None  # two-tower models only
+    resize: str = "crop_square"  # model.image.resize / .interpolation: how `prepare` squares an image
+    interpolation: str = "bilinear"
+
+    def prepare(self, image) -> np.ndarray:
+        """An RGB PIL image of any size → uint8 [S,S,3] as the model's source prepared its inputs
+        (`bigvl.data.image_ops.eval_resize` with model.image.resize and .interpolation)."""
+        return eval_resize(image, self.image_size, self.resize, self.interpolation)
 
     def replace(self, **changes) -> "Encoder":
         return dataclasses.replace(self, **changes)
@@ -87,4 +95,6 @@ def make_encoder(model, params, tokenizer: Tokenizer, model_cfg, mesh, rules, ba
                    _encode_image=jitted(type(model).encode_image),
                    _encode_text=jitted(type(model).encode_text),
                    captioner=make_captioner(model, tokenizer, model_cfg, mesh, rules, batch_size),
-                   _encode_image_with_patches=jitted(with_patches) if with_patches is not None else None)
+                   _encode_image_with_patches=jitted(with_patches) if with_patches is not None else None,
+                   resize=model_cfg.image.get("resize", "crop_square"),
+                   interpolation=model_cfg.image.get("interpolation", "bilinear"))

@@ -10,18 +10,20 @@ from typing import Iterable
 
 import numpy as np
 
-from bigvl.data.image_ops import center_resize, rgb_image
+from bigvl.data.image_ops import eval_resize, rgb_image
 
 
-def prepare_images(images: Iterable[np.ndarray] | np.ndarray, size: int) -> np.ndarray:
+def prepare_images(images: Iterable[np.ndarray] | np.ndarray, size: int, resize: str = "crop_square",
+                   interpolation: str = "bilinear") -> np.ndarray:
     """uint8 images [N, H_i, W_i, C_i] (a list or an array; any sizes) → uint8 [N, size, size, 3].
 
     C_i = 3 (RGB), 4 (RGBA, alpha dropped) or 1 / absent (grayscale [H_i, W_i], repeated to RGB):
     `rgb_image`, whose ValueError names an image (its place in `images`) of any other shape.
-    Each image is then centre-cropped to a square and resized (`center_resize`, as the evaluation
-    splits are), so notebook inputs match what the model saw in evaluation.
+    Each image is then squared by `resize` / `interpolation` (`eval_resize`; an Encoder's own: its
+    model's source library's rule), so notebook inputs match what the model saw in evaluation.
     """
-    prepared = [center_resize(rgb_image(np.asarray(image, np.uint8), where=i), size) for i, image in enumerate(images)]
+    prepared = [eval_resize(rgb_image(np.asarray(image, np.uint8), where=i), size, resize, interpolation)
+                for i, image in enumerate(images)]
     if not prepared:
         return np.zeros((0, size, size, 3), np.uint8)
     return np.stack(prepared)

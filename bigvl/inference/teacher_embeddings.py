@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from bigvl.data.image_ops import center_resize, decode_image
+from bigvl.data.image_ops import decode_image
 from bigvl.data.records import RecordError, decode_example, encode_example, read_records, write_records
 from bigvl.data.teacher import ALT_FIELD, TEACHER_KEY, pack_embedding
 from bigvl.inference.run import load_run
@@ -48,7 +48,7 @@ def add_teacher_embeddings(teacher_workdir: str, in_paths: Sequence[str], out_di
         for i, data in enumerate(out):
             try:
                 record = decode_example(data, where=f"{path}#{i}")
-                image = center_resize(decode_image(record["image"]), run.encoder.image_size)
+                image = run.encoder.prepare(decode_image(record["image"]))
                 names = [ALT_FIELD] + list(record["captions"]) if fields is None else list(fields)
                 texts = {name: record["alt_text"] if name == ALT_FIELD else record["captions"][name]
                          for name in names if name == ALT_FIELD or name in record["captions"]}

@@ -40,8 +40,9 @@ def model_config_defaults() -> ml_collections.ConfigDict:
         "width": 0, "depth": 0, "num_heads": 0, "mlp_dim": 0,
         "pool": "cls",  # cls | gap | map
         # Evaluation input (bigvl/data/image_ops.py eval_resize): how any image becomes the square the
-        # model reads, as its source library did it. crop_square (bigvl) | shorter_side (open_clip / HF
-        # CLIP) | squash (SigLIP); bilinear | bicubic. Imports set both; training crops are bigvl's own.
+        # model reads, as its source library did it. crop_square (bigvl) | shorter_side (open_clip) |
+        # shorter_side_hf (HF CLIP) | squash (SigLIP); bilinear | bicubic. Imports set both; training
+        # crops are bigvl's own.
         "resize": "crop_square",
         "interpolation": "bilinear",
         "stem": "patch",  # patch (ViT) | conv (stride-2 3×3 convolutions down to the patch grid, bigvl/models/vit.py)
@@ -86,11 +87,6 @@ def model_config_defaults() -> ml_collections.ConfigDict:
         "num_queries": 256,  # CoCa: attentional-pooler queries feeding the decoder
         "pooler_heads": 0,  # CoCa: attentional-pooler heads (0 = the image tower's)
         "cond_slot": 1,  # CLIPS: which text of the T per image conditions the captioner (partial: alt)
-        # CoCa, classifier-free guidance: fraction of captions trained with the image dropped (bigvl/models/guidance.py)
-        "image_drop": 0.0,
-        # SyCoCa (CoCa + text-guided masked image modelling, bigvl/models/sycoca.py): fraction of patches masked,
-        # those the caption attends to least; 0 = plain CoCa. Its term: loss.mim_weight.
-        "mim_mask_ratio": 0.0,
         # CoCa, classifier-free guidance: fraction of captions trained with the image dropped (bigvl/models/guidance.py)
         "image_drop": 0.0,
         # SyCoCa (CoCa + text-guided masked image modelling, bigvl/models/sycoca.py): fraction of patches masked,

@@ -14,8 +14,23 @@ import os
 from bigvl.evaluators.suites.images import FileImages
 from bigvl.evaluators.suites.tasks import Classification, check_labels, require
 
-LAYOUT = "ROOT/<class dir>/<image>.{jpg,jpeg,png,webp,bmp} (ImageFolder), optional ROOT/classnames.txt"
+LAYOUT = ("ROOT/<class dir>/<image>.{jpg,jpeg,png,webp,bmp} (ImageFolder), optional ROOT/classnames.txt "
+          "(and, for the `folder` suite, ROOT/templates.txt)")
+DEFAULT_TEMPLATES = ["a photo of a {c}."]
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+def templates_of(root: str) -> list[str]:
+    """ROOT/templates.txt (one prompt template a line, {c} or {} = the class name), else
+    DEFAULT_TEMPLATES: the prompts of the `folder` suite, any user's ImageFolder."""
+    path = os.path.join(root, "templates.txt")
+    if not os.path.exists(path):
+        return list(DEFAULT_TEMPLATES)
+    with open(path, encoding="utf-8") as f:
+        found = [line.rstrip("\n") for line in f if line.strip()]
+    if not found or not all("{c}" in t or "{}" in t for t in found):
+        raise ValueError(f"{path}: every line must be a template holding {{c}} or {{}} (the class name)")
+    return found
 
 
 def load(root: str, templates: list[str], classnames: list[str] | None = None,

@@ -13,7 +13,7 @@ import os
 import tarfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -103,10 +103,13 @@ def to_pil(item: Any, where: Any = "?") -> Image.Image:
 _POOL = ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1))
 
 
-def load_batch(images, indices: Sequence[int], size: int) -> np.ndarray:
-    """uint8 [len(indices), size, size, 3]: images.read(i) decoded (in threads), centre-cropped, resized."""
+def load_batch(images, indices: Sequence[int], size: int, prepare: Callable | None = None) -> np.ndarray:
+    """uint8 [len(indices), size, size, 3]: images.read(i) decoded (in threads) and squared by `prepare`
+    (PIL image → uint8 [size, size, 3], an Encoder's `prepare`; None: centre-cropped and resized)."""
+    prepare = prepare or (lambda image: center_resize(image, size))
+
     def one(i):
-        return center_resize(to_pil(images.read(i), where=_describe(images, i)), size)
+        return prepare(to_pil(images.read(i), where=_describe(images, i)))
     return np.stack(list(_POOL.map(one, indices))) if len(indices) else np.zeros((0, size, size, 3), np.uint8)
 
 

@@ -49,18 +49,18 @@ def iter_image_embeds(encoder, images, desc: str = "images") -> Iterator[tuple[i
     """
     n, chunk = len(images), _chunk_size(encoder)
     hosts, host = jax.process_count(), jax.process_index()
-    size = encoder.image_size
+    size, prepare = encoder.image_size, getattr(encoder, "prepare", None)
     start_time = time.perf_counter()
     with tqdm(total=n, desc=desc, unit="img", disable=None, leave=False) as bar:
         for start in range(0, n, chunk):
             stop = min(n, start + chunk)
             if hosts == 1:
-                batch = load_batch(images, range(start, stop), size)
+                batch = load_batch(images, range(start, stop), size, prepare)
             else:
                 lo, hi = host * chunk // hosts, (host + 1) * chunk // hosts
                 batch = np.zeros((chunk, size, size, 3), np.uint8)
                 mine = [start + r for r in range(lo, hi) if start + r < stop] or [stop - 1]
-                batch[lo:lo + len(mine)] = load_batch(images, mine, size)
+                batch[lo:lo + len(mine)] = load_batch(images, mine, size, prepare)
             embeds = np.asarray(encoder.encode_images(batch))[:stop - start]
             bar.update(stop - start)
             yield start, embeds

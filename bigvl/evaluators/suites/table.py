@@ -3,6 +3,7 @@
     wds/<dataset>          CLIP_benchmark webdataset (DATA_DIR/wds_<dataset>/ or DATA_DIR itself)
     tfds/<name>            TFDS ArrayRecord builds in DATA_DIR (big_vision's evaluation sets)
     folder/<dataset>       an ImageFolder tree
+    folder                 any ImageFolder tree (--data_dir is its root; ROOT/templates.txt optional)
     karpathy/{coco,flickr30k}, urban1k, docci, dci, sugar_crepe, aro/{vg_relation,vg_attribution}
 
 A suite's root is DATA_DIR itself when DATA_DIR holds the suite's marker file (the user pointed
@@ -117,6 +118,8 @@ SUITES: dict[str, Suite] = {s.name: s for s in [
     _folder("imagenet-r", "imagenet-r", "imagenet_wnid", "imagenet"),
     _folder("imagenetv2", "imagenetv2-matched-frequency-format-val", "imagenet", "imagenet"),
     _folder("cifar10", "cifar10/test", "cifar10", "cifar"),
+    # any ImageFolder: --data_dir is its root; class names from classnames.txt or the directories
+    Suite("folder", "", "", lambda root: image_folder.load(root, image_folder.templates_of(root))),
     _folder("cifar100", "cifar100/test", "cifar100", "cifar"),
     Suite("karpathy/coco", "coco", "dataset_coco.json",
           lambda root: karpathy.load(os.path.join(root, "dataset_coco.json"), root, "test")),

@@ -81,8 +81,9 @@ def center_resize(image: Image.Image, size: int) -> np.ndarray:
 # then the central size × size crop (open_clip / OpenAI CLIP: torchvision's Resize(size) +
 # CenterCrop(size) on a PIL image, crop offsets rounded half to even); shorter_side_hf: the same with
 # transformers' crop offsets (floored: one pixel apart where the overhang is odd); squash: the whole
-# image resized to size × size (big_vision's and HF's SigLIP). Interpolation: PIL's, antialiased when shrinking (what torchvision and HF apply to PIL
-# images; big_vision's tf.image.resize without antialias differs when shrinking).
+# image resized to size × size (big_vision's and HF's SigLIP). Interpolation: PIL's, antialiased when
+# shrinking (what torchvision and HF apply to PIL images; big_vision's tf.image.resize without
+# antialias differs when shrinking).
 RESIZE_RULES = ("crop_square", "shorter_side", "shorter_side_hf", "squash")
 INTERPOLATIONS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 

@@ -73,15 +73,18 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     directory = pathlib.Path(args.dir)
     prepare(directory, args.shards, args.per_shard, args.size)
-    for workers in [int(w) for w in args.workers.split(",")]:
-        digests = {}
-        for mode in args.modes.split(","):
+    digests = {}
+    # the forking pool runs first: a pool forked after this process has converted in-process (ArrayRecord's
+    # and Beam's native threads) lost its workers here and hung (multiprocessing.Pool waits for them forever)
+    for mode in args.modes.split(","):
+        for workers in sorted({int(w) for w in args.workers.split(",")}, reverse=True):
             seconds, records, out = convert(directory, mode, args.max_side, workers)
-            digests[mode] = digest(out)
+            digests[mode, workers] = digest(out)
             record = {"benchmark": "ingest_throughput", "mode": mode, "workers": workers, "records": records,
                       "seconds": round(seconds, 2), "records_per_s": round(records / seconds, 1) if records else None,
                       "records_per_s_per_core": round(records / seconds / workers, 1) if records else None,
-                      "same_bytes_as_pool": digests.get(mode) == digests.get("pool") if mode in ("pool", "beam") else None,
+                      "same_bytes_as_pool": (digests[mode, workers] == digests.get(("pool", workers))
+                                             if mode in ("pool", "beam") else None),
                       "image_px": args.size, "max_side": args.max_side, "per_shard": args.per_shard,
                       "shards": args.shards, "load_average": [round(x, 2) for x in os.getloadavg()],
                       "cores": os.cpu_count()}

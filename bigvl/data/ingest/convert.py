@@ -1,7 +1,11 @@
 """Input units → bigvl ArrayRecord shards: deterministic, parallel, resumable.
 
-    stats = convert_unit(unit, tables, options)         # one unit, in this process
-    manifest = convert_all(units, tables, options, workers=4)
+    stats = convert_unit(unit, tables, options)         # one unit, in this process (the Beam pipeline's step)
+    manifest = convert_all(units, tables, options, workers=4)   # the former single-host pool, tables in memory
+
+build_shards runs `convert_unit` inside its Beam pipeline (pipeline.py), with each unit's joined
+rows as its tables; `convert_all` is the process pool it replaced, kept as the byte-for-byte
+reference and for the memory benchmark (benchmarks/ingest_memory.py).
 
 Each unit writes ``train-{unit:05d}-{part:03d}.array_record`` (at most `shard_size` records
 each, in the unit's order) under a ``.tmp`` name renamed when complete, then its stats file

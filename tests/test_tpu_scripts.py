@@ -17,7 +17,7 @@ import pytest
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "tpu_scripts"
 SCRIPT_NAMES = ["common.sh", "create.sh", "install.sh", "launch.sh", "tail.sh", "stop.sh", "delete.sh",
-                "supervise.sh"]  # supervise.sh's own tests: tests/test_supervise.py
+                "supervise.sh", "mount.sh"]  # supervise.sh's own tests: tests/test_supervise.py
 TPU = ["--name", "my-tpu", "--zone", "us-east5-a"]
 FAIL_IF_CALLED = '#!/usr/bin/env bash\necho "$(basename "$0") must not run under --dry-run" >&2\nexit 99\n'
 
@@ -107,7 +107,7 @@ def test_install_ships_the_checkout(no_tools_path):
     assert flag(ssh, "worker") == "all"
     remote = flag(ssh, "command")
     assert "tar -xzf bigvl.tar.gz -C bigvl" in remote
-    assert remote.endswith('python3 -m pip install -e ".[tfds]" "jax[tpu]"')
+    assert remote.endswith('python3 -m pip install -e ".[tfds,gcs]" "jax[tpu]"')
 
 
 def test_install_from_git(no_tools_path):
@@ -238,3 +238,38 @@ def test_launch_tail_stop_round_trip(tmp_path):
                 os.kill(int(pid_file.read_text()), signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_mount_uses_the_read_heavy_gcsfuse_options(no_tools_path):
+    [ssh] = dry_run("mount.sh", *TPU, "--bucket", "gs://my-data/", path=no_tools_path)
+    assert flag(ssh, "worker") == "all"
+    remote = flag(ssh, "command")
+    gcsfuse = remote.split("; gcsfuse ", 1)[1].split(";")[0].split()
+    assert gcsfuse[:2] == ["-o", "ro"] and gcsfuse[-2:] == ["my-data", "/gcs/my-data"]
+    assert {"--implicit-dirs", "--file-cache-max-size-mb=-1", "--file-cache-cache-file-for-range-read=true",
+            "--file-cache-enable-parallel-downloads=true", "--metadata-cache-ttl-secs=-1",
+            "--cache-dir=/tmp/gcsfuse-cache/my-data"} <= set(gcsfuse)
+    assert "apt-get install -y -q gcsfuse" in remote and "mountpoint -q /gcs/my-data" in remote
+    [ssh] = dry_run("mount.sh", *TPU, "--bucket", "my-data", "--read-write", "--mount-point", "/mnt/d", path=no_tools_path)
+    assert "gcsfuse --implicit-dirs" in flag(ssh, "command") and "my-data /mnt/d;" in flag(ssh, "command")
+
+
+REGION_GCLOUD = """#!/usr/bin/env bash
+# Stands in for gcloud: `storage buckets describe` prints $BUCKET_LOCATION; anything else succeeds silently.
+if [[ $1 == storage ]]; then echo "$BUCKET_LOCATION"; fi
+"""
+
+
+@pytest.mark.parametrize("location, warned", [("US-EAST5", False), ("US-CENTRAL1", True), ("US", True)])
+def test_launch_warns_once_when_the_bucket_is_in_another_region(tmp_path, location, warned):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gcloud").write_text(REGION_GCLOUD)
+    (bin_dir / "gcloud").chmod(0o755)
+    result = run_script("launch.sh", *TPU, "--config", "demo", "--workdir", "gs://my-runs/r1",
+                        path=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", env={"BUCKET_LOCATION": location})
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == int(warned), result.stderr
+    if warned:
+        assert f"gs://my-runs is in {location.lower()}, the TPU in us-east5-a" in warnings[0]

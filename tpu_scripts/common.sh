@@ -147,6 +147,19 @@ remote_path() {
   fi
 }
 
+# check_bucket_region gs://BUCKET[/...]: one warning line when the bucket's location is not the region of
+# --zone (reads and writes then cross regions: slower, and billed as egress); nothing under --dry-run.
+check_bucket_region() {
+  local bucket=${1#gs://} region=${ZONE%-*} location
+  bucket=${bucket%%/*}
+  if [[ $DRY_RUN == 1 ]]; then return 0; fi
+  if ! location=$(gcloud storage buckets describe "gs://$bucket" --format='value(location)' 2>/dev/null); then
+    warn "could not read the location of gs://$bucket (gcloud storage buckets describe): does it exist?"
+  elif [[ ${location,,} != "$region" ]]; then
+    warn "gs://$bucket is in ${location,,}, the TPU in $ZONE: checkpoints cross regions (slower, egress billed); use a bucket in $region"
+  fi
+}
+
 # check_worker WORKER: "all" or a worker index.
 check_worker() {
   [[ $1 == all || $1 =~ ^[0-9]+$ ]] || die "--worker must be a worker index or 'all', got '$1'"

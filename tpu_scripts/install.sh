@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs bigvl on every worker of a TPU VM slice: ships this checkout (git archive of
 # --ref, default HEAD: commit first, uncommitted changes are not shipped) or clones --git,
-# then runs `pip install -e '.[tfds]' 'jax[tpu]'` in DIR on each worker.
+# then runs `pip install -e '.[tfds,gcs]' 'jax[tpu]'` in DIR on each worker (gcs: gs:// workdirs).
 #
 # Usage: install.sh --name NAME --zone ZONE [--git URL [--branch BRANCH] | --ref REF]
 #                   [--dir DIR] [--extras EXTRAS] [--project PROJECT] [--dry-run] [-- PIP_ARGS...]
@@ -10,7 +10,7 @@
 #   --branch B   branch or tag to clone (with --git; default: the remote's default branch)
 #   --ref REF    commit-ish of this checkout to ship (default HEAD)
 #   --dir DIR    install directory on the workers, relative to the home (default bigvl)
-#   --extras E   bigvl extras to install (default tfds; '' for none)
+#   --extras E   bigvl extras to install (default tfds,gcs; '' for none)
 #   --dry-run    print the commands instead of running them
 #   after --     extra pip arguments, e.g. -- 'jax[tpu]==0.10.2'
 
@@ -18,7 +18,7 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-GIT_URL="" BRANCH="" REF=HEAD DIR=bigvl EXTRAS=tfds
+GIT_URL="" BRANCH="" REF=HEAD DIR=bigvl EXTRAS=tfds,gcs
 normalize_args "$@"
 set -- "${ARGS[@]}"
 while [[ $# -gt 0 ]]; do

@@ -3,12 +3,14 @@
 # worker of a TPU VM slice at once (each joins the run through jax.distributed), in the
 # background with nohup; each worker writes its own log (~/bigvl.log) and pid (~/bigvl.pid).
 #
-# Usage: launch.sh --name NAME --zone ZONE --config CONFIG --workdir /mnt/BUCKET/RUN
+# Usage: launch.sh --name NAME --zone ZONE --config CONFIG --workdir gs://BUCKET/RUN
 #                  [--env KEY=VALUE]... [--dir DIR] [--log LOG] [--worker all|N]
 #                  [--project PROJECT] [--dry-run] [-- --config.key=value ...]
 #
 #   --config     config file (and :ARG) relative to DIR, e.g. configs/demo.py
-#   --workdir    checkpoints and metrics; a path every worker shares (a gcsfuse mount)
+#   --workdir    checkpoints and metrics: gs://BUCKET/RUN (written by every host through Cloud
+#                Storage's API; one warning line when the bucket is not in the TPU's region), or a
+#                path every worker shares
 #   --env K=V    environment variable for the run (repeatable), e.g. LIBTPU_INIT_ARGS=...
 #   --dir DIR    where install.sh put bigvl on the workers (default bigvl)
 #   --log LOG    log file on each worker, relative to the home (default bigvl.log)
@@ -44,9 +46,7 @@ check_worker "$WORKER"
 for kv in "${ENV_VARS[@]}"; do
   [[ $kv =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "--env needs KEY=VALUE, got '$kv'"
 done
-if [[ $WORKDIR == gs://* ]]; then
-  warn "--workdir $WORKDIR: bigvl writes its workdir through the file system; use a gcsfuse mount of the bucket"
-fi
+if [[ $WORKDIR == gs://* ]]; then check_bucket_region "$WORKDIR"; fi
 
 MAIN="python3 -m bigvl.main --config $(remote_word "$CONFIG") --workdir $(remote_word "$WORKDIR")"
 for arg in "${EXTRA[@]}"; do MAIN+=" $(remote_word "$arg")"; done

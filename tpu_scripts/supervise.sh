@@ -7,14 +7,16 @@
 # WORKDIR/final_metrics.json (exit 0) or after --max-retries recoveries (exit 1). Every event
 # is one line in --log (and on stderr): `<UTC time> <event> <detail>`.
 #
-# Usage: supervise.sh --name NAME --zone ZONE --type TYPE --config CONFIG --workdir /mnt/BUCKET/RUN
+# Usage: supervise.sh --name NAME --zone ZONE --type TYPE --config CONFIG --workdir gs://BUCKET/RUN
 #                     [--spot | --best-effort] [--version V] [--env KEY=VALUE]... [--git URL [--branch B]]
+#                     [--mount BUCKET]...
 #                     [--max-retries N] [--poll SECONDS] [--wait-active SECONDS] [--log FILE]
 #                     [--project PROJECT] [-- --config.key=value ...]
 #
 #   --type, --spot, --best-effort, --version   as create.sh (always a queued resource)
-#   --config, --workdir, --env                 as launch.sh; --workdir must be shared (gcsfuse)
+#   --config, --workdir, --env                 as launch.sh; --workdir gs://BUCKET/RUN (or a shared path)
 #   --git URL, --branch B                      as install.sh (default: ship this checkout)
+#   --mount BUCKET    mount.sh on every worker after each install (repeatable): the data's bucket
 #   --max-retries N   recoveries (delete + queue again) before giving up (default 5)
 #   --poll S          seconds between checks (default 60)
 #   --wait-active S   give up on one queued request after S seconds not ACTIVE (default 0 = wait)
@@ -28,7 +30,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TYPE="" VERSION="" CAPACITY="" CONFIG="" WORKDIR="" GIT_URL="" BRANCH=""
 MAX_RETRIES=5 POLL=60 WAIT_ACTIVE=0 LOG=""
-ENV_ARGS=()
+ENV_ARGS=() MOUNTS=()
 normalize_args "$@"
 set -- "${ARGS[@]}"
 while [[ $# -gt 0 ]]; do
@@ -41,6 +43,7 @@ while [[ $# -gt 0 ]]; do
     --workdir) need_value "$@"; WORKDIR=$2; shift 2 ;;
     --env) need_value "$@"; ENV_ARGS+=(--env "$2"); shift 2 ;;
     --git) need_value "$@"; GIT_URL=$2; shift 2 ;;
+    --mount) need_value "$@"; MOUNTS+=("$2"); shift 2 ;;
     --branch) need_value "$@"; BRANCH=$2; shift 2 ;;
     --max-retries) need_value "$@"; MAX_RETRIES=$2; shift 2 ;;
     --poll) need_value "$@"; POLL=$2; shift 2 ;;
@@ -87,7 +90,12 @@ resource_state() {
 run_status() {
   local out check
   # shellcheck disable=SC2016  # for the workers' shell
-  check='if [ -f '"$(remote_word "$WORKDIR")"'/final_metrics.json ]; then echo finished; '
+  if [[ $WORKDIR == gs://* ]]; then  # a bucket: asked through the workers' gcloud
+    check='if gcloud storage objects describe '"$(remote_word "$WORKDIR/final_metrics.json")"' >/dev/null 2>&1; then '
+  else
+    check='if [ -f '"$(remote_word "$WORKDIR")"'/final_metrics.json ]; then '
+  fi
+  check+='echo finished; '
   # shellcheck disable=SC2016
   check+='elif [ -f "$HOME"/bigvl.pid ] && kill -0 "$(cat "$HOME"/bigvl.pid)" 2>/dev/null; then echo running; '
   check+='else echo gone; fi'
@@ -114,6 +122,7 @@ install_and_launch() {
   if [[ -n $GIT_URL ]]; then install+=(--git "$GIT_URL"); fi
   if [[ -n $BRANCH ]]; then install+=(--branch "$BRANCH"); fi
   "$HERE/install.sh" "${COMMON[@]}" "${install[@]}" >/dev/null
+  for bucket in "${MOUNTS[@]}"; do "$HERE/mount.sh" "${COMMON[@]}" --bucket "$bucket" >/dev/null; done
   "$HERE/launch.sh" "${COMMON[@]}" --config "$CONFIG" --workdir "$WORKDIR" "${ENV_ARGS[@]}" -- "${EXTRA[@]}" >/dev/null
 }
 

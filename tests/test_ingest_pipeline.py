@@ -8,6 +8,7 @@
   missing options, local paths, Prism and unknown flags are one-line errors.
 - Table parts read row by row equal pyarrow's whole-table read; the join filter has no false negatives.
 - gs:// inputs, table and output on a local GCS emulator (gcp-storage-emulator) give the pool's records (slow).
+- A malformed DataCompDR sample is skipped and counted in the manifest with its file and sample (slow).
 """
 import hashlib
 import json
@@ -233,3 +234,24 @@ def test_gs_inputs_and_output_through_beams_filesystems_on_a_gcs_emulator(tmp_pa
     assert remote == local and len(local) == 2
     assert (m["written"], m["failed_downloads"], m["tables"][0]["joined"]) == \
         (pool["written"], pool["failed_downloads"], pool["tables"][0]["joined"])
+
+
+@pytest.mark.slow
+def test_a_malformed_datacompdr_sample_is_skipped_and_counted(tmp_path):
+    import io
+    import tarfile
+
+    from bigvl.data.ingest.pipeline import DataCompDRSource, plan_build, run_build
+    planted = make_download(tmp_path / "dl", shards=1, per_shard=6, corrupt=(), failed=())
+    make_datacompdr(tmp_path / "dr", planted, per_tar=8)
+    with tarfile.open(tmp_path / "dr" / "00000001.tar", "w") as tar:  # a second tar: one sample without syn.json
+        payload = json.dumps({"uid": planted["samples"]["000000002"]["uid"]}).encode()
+        info = tarfile.TarInfo("999.json")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    dr = DataCompDRSource(tuple(sorted(str(p) for p in (tmp_path / "dr").glob("*.tar"))))
+    plan = plan_build(find_units([str(tmp_path / "dl" / "*.tar")], 100), [], dr, ConvertOptions(out=str(tmp_path / "out")),
+                      log=lambda m: None)
+    table = run_build(plan, pipeline_options([], 1), log=lambda m: None)["tables"][0]
+    assert (table["rows"], table["joined"], table["malformed_rows"]) == (7, 6, 1)
+    assert "00000001.tar: sample 999: missing or malformed member" in table["malformed_example"]

@@ -21,7 +21,10 @@ resumes by skipping every unit with a stats file, and a retried bundle rewrites 
 DataCompDR tars join the same way, each tar a part.
 
 Manifest differences from the pool: `repeated_join_values` counts the repeats among the rows
-whose value matched an image of this run (a value no image has never leaves its reader).
+whose value matched an image of this run (a value no image has never leaves its reader); a
+DataCompDR sample with a missing or malformed member is skipped and counted
+(`tables[i].malformed_rows`, with one example) instead of stopping the run, except in the first
+sample of the first tar, which is checked before any work.
 """
 from __future__ import annotations
 
@@ -41,7 +44,7 @@ from bigvl.data.ingest.datacompdr import DataCompDRTable, check_dr_options, dr_r
 from bigvl.data.ingest.inputs import Unit, read_unit
 from bigvl.data.ingest.manifest import merge_stats
 from bigvl.data.ingest.table_rows import TablePart, iter_part, plan_table
-from bigvl.data.ingest.tables import CaptionTable, TableSpec
+from bigvl.data.ingest.tables import CaptionTable, TableError, TableSpec
 
 NAMESPACE = "bigvl.build_shards"
 MAX_EXAMPLES = 20  # fault examples kept in the manifest
@@ -192,10 +195,12 @@ def _passes(bits: np.ndarray, t: int, value: str) -> bool:
 
 def _read_part(part: TablePart, specs: Sequence[TableSpec], datacompdr: DataCompDRSource | None, bits):
     """The part's rows whose value passes the filter: ((table, value), (row, captions, teacher record));
-    tagged 'sizes': (table, ("rows", n)) and (table, ("first", (row, value)))."""
+    tagged 'sizes': ((table, "rows"), n), ((table, "first"), (row, value)) and, for DataCompDR samples
+    with a missing or malformed member (skipped and counted), ((table, "malformed"), n) and
+    ((table, "malformed_example"), (row, message))."""
     import apache_beam as beam
     from apache_beam.metrics import Metrics
-    t, spec, count, first = part.table, specs[part.table], 0, None
+    t, spec, count, first, malformed, example = part.table, specs[part.table], 0, None, 0, None
     if datacompdr is not None and t == len(specs) - 1:
         for pos, (key, members) in enumerate(iter_uid_groups(part.path)):
             count += 1
@@ -207,8 +212,13 @@ def _read_part(part: TablePart, specs: Sequence[TableSpec], datacompdr: DataComp
             if first is None and uid is not None:
                 first = (row, uid)
             if uid is None or _passes(bits, t, uid):
-                uid, captions, record = dr_row(members, f"--datacompdr {part.path}: sample {key}",
-                                               datacompdr.teacher, datacompdr.augmentation, datacompdr.logit_scale)
+                try:
+                    uid, captions, record = dr_row(members, f"--datacompdr {part.path}: sample {key}", datacompdr.teacher,
+                                                   datacompdr.augmentation, datacompdr.logit_scale)
+                except TableError as e:
+                    malformed += 1
+                    example = example or (row, str(e))
+                    continue
                 yield (t, str(uid)), (row, captions, record)
     else:
         for row, value, captions in iter_part(spec, part):
@@ -220,9 +230,10 @@ def _read_part(part: TablePart, specs: Sequence[TableSpec], datacompdr: DataComp
             if _passes(bits, t, value):
                 yield (t, value), ((row,), captions, None)
     Metrics.counter(NAMESPACE, f"table_{t}_rows").inc(count)
-    yield beam.pvalue.TaggedOutput("sizes", (t, ("rows", count)))
-    if first is not None:
-        yield beam.pvalue.TaggedOutput("sizes", (t, ("first", first)))
+    sizes = [("rows", count), ("first", first), ("malformed", malformed), ("malformed_example", example)]
+    for kind, value in sizes:
+        if value is not None:
+            yield beam.pvalue.TaggedOutput("sizes", ((t, kind), value))
 
 
 def _pick(element):
@@ -350,10 +361,13 @@ class _MergeStats:
                 "shards": [n for _, names in sorted(acc["shards"]) for n in names]}
 
 
-def _write_summary(_, out: str, stats, written_now, across_units, rows, firsts, repeated):
+def _write_summary(_, out: str, stats, written_now, across_units, sums, firsts, repeated):
+    def by_table(values, kind):
+        return {str(t): v for (t, k), v in values.items() if k == kind}
     beam_io.write_json(beam_io.join(out, STATS_DIR, RUN_SUMMARY), {
         "stats": stats, "written_now": written_now, "across_units": across_units,
-        "rows": {str(t): n for t, n in rows.items()}, "first_keys": {str(t): v for t, v in firsts.items()},
+        "rows": by_table(sums, "rows"), "malformed": by_table(sums, "malformed"),
+        "first_keys": by_table(firsts, "first"), "malformed_example": by_table(firsts, "malformed_example"),
         "repeated": {str(t): n for t, n in repeated.items()}})
     return 0
 
@@ -391,17 +405,17 @@ def build_pipeline(p, plan: BuildPlan) -> None:
               | "repeats" >> beam.Map(lambda kv: kv[1] - 1) | "sum repeats" >> beam.CombineGlobally(sum))
     empty = p | "no sizes" >> beam.Create([])
     sizes = sizes if sizes is not None else empty
-    row_counts = (sizes | "rows only" >> beam.Filter(lambda kv: kv[1][0] == "rows")
-                  | "row n" >> beam.Map(lambda kv: (kv[0], kv[1][1])) | "sum rows" >> beam.CombinePerKey(sum))
-    firsts = (sizes | "firsts only" >> beam.Filter(lambda kv: kv[1][0] == "first")
-              | "first kv" >> beam.Map(lambda kv: (kv[0], tuple(kv[1][1])))
-              | "min first" >> beam.CombinePerKey(min) | "first value" >> beam.Map(lambda kv: (kv[0], kv[1][1])))
+    sums = (sizes | "counts" >> beam.Filter(lambda kv: kv[0][1] in ("rows", "malformed"))
+            | "sum counts" >> beam.CombinePerKey(sum))
+    firsts = (sizes | "firsts" >> beam.Filter(lambda kv: kv[0][1] in ("first", "malformed_example"))
+              | "as tuples" >> beam.Map(lambda kv: (kv[0], tuple(kv[1]))) | "min first" >> beam.CombinePerKey(min)
+              | "first value" >> beam.Map(lambda kv: (kv[0], kv[1][1])))
     repeats = (repeated if repeated is not None else p | "no repeats" >> beam.Create([])) \
         | "sum repeated" >> beam.CombinePerKey(sum)
     side = beam.pvalue
     _ = (p | "once" >> beam.Create([None])
          | "summary" >> beam.Map(_write_summary, out, side.AsSingleton(merged), side.AsSingleton(written_now),
-                                 side.AsSingleton(across), side.AsDict(row_counts), side.AsDict(firsts),
+                                 side.AsSingleton(across), side.AsDict(sums), side.AsDict(firsts),
                                  side.AsDict(repeats)))
 
 
@@ -458,6 +472,9 @@ def run_build(plan: BuildPlan, options, log=print) -> dict[str, Any]:
                            written_now=summary["written_now"])
     manifest["duplicate_keys"]["across_units"] = summary["across_units"]
     manifest["units"], manifest["runner"] = len(plan.units), runner
+    for t, table in enumerate(manifest["tables"]):
+        if summary["malformed"].get(str(t)):
+            table.update(malformed_rows=summary["malformed"][str(t)], malformed_example=summary["malformed_example"][str(t)])
     with beam_io.open_file(beam_io.join(out, "manifest.json"), "wb") as f:
         f.write(json.dumps(manifest, indent=1, sort_keys=True).encode())
     firsts = [summary["first_keys"].get(str(t)) for t in range(n)]

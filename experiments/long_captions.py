@@ -147,7 +147,8 @@ def run_recipes(seeds: list[int], steps: int, workdir: str, out: str) -> list[di
             result = run_one(recipe, seed, steps, os.path.join(workdir, f"{recipe}_seed{seed}"),
                              teacher=os.path.abspath(os.path.join(workdir, f"recap_seed{TEACHER_SEED}")))
             metrics = {k: v for k, v in result.items() if "/" in k and isinstance(v, (int, float))}
-            rows.append({"recipe": label, "seed": seed, **dict(sorted(metrics.items())),
+            ordered = [k for k in SUMMARY if k in metrics] + sorted(k for k in metrics if k not in SUMMARY)
+            rows.append({"recipe": label, "seed": seed, **{k: metrics[k] for k in ordered},
                          "train_time_s": result.get("train_time_s", float("nan"))})
             print(json.dumps({k: rows[-1].get(k) for k in ("recipe", "seed") + SUMMARY}), flush=True)
             write_tables(rows, steps, out)

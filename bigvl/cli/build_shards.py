@@ -42,6 +42,7 @@ from bigvl.data.ingest.beam_io import RunnerError, check_runner, pipeline_option
 from bigvl.data.ingest.convert import ConvertError, ConvertOptions
 from bigvl.data.ingest.datacompdr import dr_patterns
 from bigvl.data.ingest.inputs import InputError, find_units
+from bigvl.data.ingest.table_rows import plan_table
 from bigvl.data.ingest.tables import TableError, TableSpec
 from bigvl.parallel.process import setup_process
 
@@ -96,18 +97,20 @@ def main(argv=None) -> int:
     # Beam's GCP module says so on import when its gcp extra is absent; local runs do not need it
     logging.getLogger().addFilter(lambda record: "apitools not found" not in record.getMessage())
     try:
-        try:
-            from bigvl.data.ingest.pipeline import DataCompDRSource, plan_build, run_build
-        except ImportError as e:
-            raise RunnerError(f"build_shards runs on Apache Beam: pip install 'bigvl[beam]' ({e})") from None
-        options = pipeline_options(args.beam_args, args.workers)
         specs = [TableSpec.parse(t["path"], t["join"], t["captions"]) for t in args.tables]
         names = [name for spec in specs for name, _ in spec.captions]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise TableError(f"--caption names {repeated} are given twice; each caption needs its own name")
-        check_runner(options, args.out, [*args.images, *(s.path for s in specs), *args.datacompdr])
         units = find_units(args.images, args.shard_size)
+        for t, spec in enumerate(specs):  # schemas only: a bad table or column in one line, before Beam starts
+            plan_table(t, spec)
+        try:
+            options = pipeline_options(args.beam_args, args.workers)
+        except ImportError as e:
+            raise RunnerError(f"build_shards runs on Apache Beam: pip install 'bigvl[beam]' ({e})") from None
+        check_runner(options, args.out, [*args.images, *(s.path for s in specs), *args.datacompdr])
+        from bigvl.data.ingest.pipeline import DataCompDRSource, plan_build, run_build
         datacompdr = None
         if args.datacompdr:
             datacompdr = DataCompDRSource(tuple(dr_patterns(args.datacompdr)), args.dr_teacher,

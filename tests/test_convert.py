@@ -186,7 +186,10 @@ def test_a_bigvl_native_export_computes_the_same_in_open_clip_and_hf(tmp_path):
     for target in ("open_clip", "hf"):
         files = export_params(config, flat, target, str(tmp_path / target))
         assert hashlib.sha256(open(files[0], "rb").read()).hexdigest() == record[f"{target}_weights_sha256"]
-        assert json.load(open(files[1])) == record[f"{target}_config"]
+        want = record[f"{target}_config"]
+        if target == "open_clip":  # written since the fixture: open_clip's PreprocessCfg fields for the input
+            want["preprocess_cfg"].update(resize_mode="shortest", interpolation="bilinear")
+        assert json.load(open(files[1])) == want
         config2, back = import_checkpoint(target, str(tmp_path / target))
         assert (config2.model.activation, config2.model.layer_norm_eps, config2.model.text.eos_id) == (
             "gelu_tanh", 1e-6, 3)
@@ -357,6 +360,39 @@ def _tiny_workdir(path, image=None, text=None):
     params = jax.tree.map(np.asarray, model.init(jax.random.key(0), *dummy_inputs(config.model))["params"])
     write_workdir(str(path), config, flatten(nn.unbox(params)), None)
     return str(path)
+
+
+def test_exports_carry_the_tokenizer_and_preprocessing_or_refuse(tmp_path, capsys):
+    """A run that tokenises with its own sentencepiece model: the open_clip export (whose loaders would
+    silently use CLIP's BPE) is refused in one line unless --hf_tokenizer_name names a hub tokenizer; the
+    HF export writes preprocessor_config.json from model.image and says it wrote no tokenizer; a run with
+    open_clip's own BPE file exports as is, with its resize rule and interpolation in preprocess_cfg."""
+    from bigvl.convert.__main__ import main
+    from bigvl.data.tokenizer import train_tokenizer
+    workdir = _tiny_workdir(tmp_path / "wd")
+    spm = train_tokenizer(["a red circle", "a blue square"] * 20, tmp_path / "tok", vocab_size=280)
+    config = json.load(open(os.path.join(workdir, "config.json")))
+    config["data"]["tokenizer"] = str(spm)
+    json.dump(config, open(os.path.join(workdir, "config.json"), "w"))
+    assert main(["export", "--workdir", workdir, "--to", "open_clip", "--out", str(tmp_path / "oc")]) == 2
+    assert "is not open_clip's bpe_simple_vocab_16e6.txt.gz" in capsys.readouterr().err
+    assert main(["export", "--workdir", workdir, "--to", "open_clip", "--out", str(tmp_path / "oc"),
+                 "--hf_tokenizer_name", "me/my-tokenizer"]) == 0
+    oc = json.load(open(tmp_path / "oc" / "open_clip_config.json"))
+    assert oc["model_cfg"]["text_cfg"]["hf_tokenizer_name"] == "me/my-tokenizer"
+    assert main(["export", "--workdir", workdir, "--to", "hf", "--out", str(tmp_path / "hf")]) == 0
+    processor = json.load(open(tmp_path / "hf" / "preprocessor_config.json"))
+    size = config["model"]["image"]["image_size"]
+    assert (processor["size"], processor["crop_size"], processor["resample"]) == (
+        {"shortest_edge": size}, {"height": size, "width": size}, 2)  # crop_square, bilinear
+    assert not os.path.exists(tmp_path / "hf" / "tokenizer_config.json")
+    config["data"]["tokenizer"] = fixture("bpe_simple_vocab_16e6.txt.gz")
+    config["model"]["image"].update(resize="squash", interpolation="bicubic")
+    json.dump(config, open(os.path.join(workdir, "config.json"), "w"))
+    assert main(["export", "--workdir", workdir, "--to", "open_clip", "--out", str(tmp_path / "oc2")]) == 0
+    oc = json.load(open(tmp_path / "oc2" / "open_clip_config.json"))
+    assert "hf_tokenizer_name" not in oc["model_cfg"]["text_cfg"]
+    assert (oc["preprocess_cfg"]["resize_mode"], oc["preprocess_cfg"]["interpolation"]) == ("squash", "bicubic")
 
 
 def test_open_clip_export_writes_an_mlp_ratio_open_clip_rebuilds(tmp_path):

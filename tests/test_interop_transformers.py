@@ -67,6 +67,20 @@ def hf_probabilities(model, processor, paths, sigmoid: bool, attention_mask: boo
     return np.exp(logits - logits.max(1, keepdims=True)) / np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)
 
 
+def exported(workdir: str, out, kind: str):
+    """`bigvl convert export --to hf`, loaded back by transformers: (model, processor) of the files it wrote
+    (its tokenizer and preprocessor_config.json; the PIL image processor: no torchvision here)."""
+    from bigvl.convert.__main__ import main as convert
+    assert convert(["export", "--workdir", workdir, "--to", "hf", "--out", str(out)]) == 0
+    if kind == "siglip":
+        return (transformers.SiglipModel.from_pretrained(out).eval(),
+                transformers.SiglipProcessor(image_processor=transformers.SiglipImageProcessorPil.from_pretrained(out),
+                                             tokenizer=transformers.SiglipTokenizer.from_pretrained(out)))
+    return (transformers.CLIPModel.from_pretrained(out).eval(),
+            transformers.CLIPProcessor(image_processor=transformers.CLIPImageProcessorPil.from_pretrained(out),
+                                       tokenizer=transformers.CLIPTokenizer.from_pretrained(out)))
+
+
 def test_siglip_zero_shot_through_evaluate_equals_transformers(tmp_path):
     """SigLIP as published (pads = id 1, unmasked, text lower-cased without punctuation, whole image
     resized bicubic) and, with `model.text.mask_pads=true, pool=final`, transformers given an attention mask."""
@@ -99,6 +113,11 @@ def test_siglip_zero_shot_through_evaluate_equals_transformers(tmp_path):
     np.testing.assert_allclose(masked, want_masked, atol=1e-5, rtol=0)
     assert np.abs(want_masked - want).max() > 1e-3  # the option matters: the two behaviours differ
 
+    # and back out: the export carries the tokenizer and the image preprocessing transformers then uses
+    model, processor = exported(workdir, tmp_path / "exported", "siglip")
+    np.testing.assert_allclose(hf_probabilities(model, processor, paths, sigmoid=True, attention_mask=False), probs,
+                               atol=1e-5, rtol=0)
+
 
 def test_clip_zero_shot_through_evaluate_equals_transformers(tmp_path):
     """HF CLIP with its BPE tokenizer.json and CLIPImageProcessor (shorter side bicubic, centre crop)."""
@@ -129,3 +148,5 @@ def test_clip_zero_shot_through_evaluate_equals_transformers(tmp_path):
     want = hf_probabilities(model, processor, paths, sigmoid=False)
     print("clip max |bigvl - transformers|", np.abs(probs - want).max())
     np.testing.assert_allclose(probs, want, atol=1e-5, rtol=0)
+    model, processor = exported(workdir, tmp_path / "exported", "clip")
+    np.testing.assert_allclose(hf_probabilities(model, processor, paths, sigmoid=False), probs, atol=1e-5, rtol=0)

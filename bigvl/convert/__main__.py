@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("--out", required=True, help="a directory (hf: config.json + model.safetensors; open_clip: "
                      "open_clip_config.json + open_clip_model.safetensors)")
     exp.add_argument("--step", type=int, default=None)
+    exp.add_argument("--hf_tokenizer_name", default="", help="open_clip: an HF hub tokenizer equal to the run's "
+                     "(text_cfg.hf_tokenizer_name); needed unless the run tokenises with open_clip's own CLIP BPE")
     flg = sub.add_parser("flags", help="--config.* overrides to fine-tune from a converted workdir")
     flg.add_argument("--workdir", required=True)
     flg.add_argument("--skip", action="append", default=[], metavar="model.KEY", help="keys left to the config")
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "flags":
             print(" ".join(finetune_flags(args.workdir, args.skip)))
         else:
-            files = export_workdir(args.workdir, args.to, args.out, args.step)
+            files = export_workdir(args.workdir, args.to, args.out, args.step, args.hf_tokenizer_name)
             print(json.dumps({"exported": files}))
     except (ValueError, FileNotFoundError, FileExistsError, KeyError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)

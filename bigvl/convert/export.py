@@ -15,12 +15,21 @@ and HF's `gelu_pytorch_tanh`; LayerNorm eps ≠ 1e-5 is open_clip's `norm_kwargs
 `layer_norm_eps`; sentencepiece ids pool at the first `eos_id` (open_clip pool_type 'eos', HF
 eos_token_id ≠ 2). Image pool 'gap' has no equivalent in either: open_clip's ViT always prepends a
 class token that every patch attends to, HF's CLIP pools that token (model.image.pool = 'cls' exports).
+
+Exports carry what decides the model's inputs. hf: the tokenizer (tokenizer.json, or a sentencepiece
+model as spiece.model for text normalised as SigLIP's) with tokenizer_config.json (its class and the
+model's context length), and preprocessor_config.json (model.image.resize / interpolation / mean /
+std as CLIPImageProcessor or SiglipImageProcessor). open_clip: preprocess_cfg's resize_mode and
+interpolation; open_clip tokenises with CLIP's BPE unless text_cfg.hf_tokenizer_name names a hub
+tokenizer, so a run with another tokenizer is refused unless `hf_tokenizer_name` is given.
 """
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import shutil
 
 import numpy as np
 
@@ -30,6 +39,14 @@ from bigvl.convert.workdir import read_params
 from bigvl.models import image_size_of, text_size_of
 
 TARGETS = ("hf", "open_clip")
+# model.image.resize → open_clip's preprocess_cfg resize_mode (crop_square: the same central square,
+# cropped after resizing instead of before) and HF's resample ids (PIL's)
+OPEN_CLIP_RESIZE = {"crop_square": "shortest", "shorter_side": "shortest", "shorter_side_hf": "shortest",
+                    "squash": "squash"}
+HF_RESAMPLE_IDS = {"bilinear": 2, "bicubic": 3}
+OPEN_CLIP_BPE = "bpe_simple_vocab_16e6.txt.gz"  # open_clip's own tokenizer file
+
+log = logging.getLogger(__name__)
 ACTIVATION_OK = {"hf": ("quick_gelu", "gelu", "gelu_tanh"), "open_clip": ("quick_gelu", "gelu", "gelu_tanh")}
 
 
@@ -87,11 +104,74 @@ def open_clip_model_config(model_cfg) -> dict:
     if not math.isclose(model_cfg.layer_norm_eps, 1e-5):
         for tower in ("vision_cfg", "text_cfg"):
             model[tower]["norm_kwargs"] = {"eps": float(model_cfg.layer_norm_eps)}
-    return {"model_cfg": model, "preprocess_cfg": {"mean": list(ic.pixel_mean), "std": list(ic.pixel_std)}}
+    return {"model_cfg": model, "preprocess_cfg": {
+        "mean": list(ic.pixel_mean), "std": list(ic.pixel_std),
+        "resize_mode": OPEN_CLIP_RESIZE[ic.get("resize", "crop_square")],
+        "interpolation": ic.get("interpolation", "bilinear")}}
 
 
-def export_params(config, flat: dict, target: str, out: str) -> list[str]:
-    """Writes `flat` bigvl params of a two-tower `config` in `target`'s format at `out`; returns the files."""
+def open_clip_tokenizer(config, hf_tokenizer_name: str = "") -> dict:
+    """text_cfg entries that make open_clip tokenise as the run did: {} for open_clip's own CLIP BPE
+    file (or a run without tokenizer, e.g. imported weights alone: noted in the log),
+    {"hf_tokenizer_name": name} when given; ValueError (one line, the way out) for any other tokenizer."""
+    if hf_tokenizer_name:
+        return {"hf_tokenizer_name": hf_tokenizer_name}
+    path = config.data.get("tokenizer", "")
+    if not path:
+        log.warning("export to open_clip: the run has no tokenizer; open_clip will tokenise with its CLIP BPE")
+        return {}
+    if os.path.basename(path) == OPEN_CLIP_BPE:
+        return {}
+    raise ValueError(f"the run's tokenizer {path or '(none)'!r} is not open_clip's {OPEN_CLIP_BPE}, and open_clip "
+                     "would silently tokenise with it: give --hf_tokenizer_name NAME (an HF hub tokenizer equal to the "
+                     "run's, written to text_cfg.hf_tokenizer_name), or export --to hf, which writes the tokenizer files")
+
+
+def hf_input_files(config, out: str) -> tuple[list[str], list[str]]:
+    """Writes the tokenizer files and preprocessor_config.json of an HF export into `out`; returns
+    (files written, notes for the user: what could not be written and why)."""
+    mc, files, notes = config.model, [], []
+    ic, tc, siglip = mc.image, mc.text, mc.image.pool == "map"
+    resize = ic.get("resize", "crop_square")
+    processor = {"image_processor_type": "SiglipImageProcessor" if siglip else "CLIPImageProcessor",
+                 "do_resize": True, "resample": HF_RESAMPLE_IDS[ic.get("interpolation", "bilinear")],
+                 "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+                 "image_mean": list(ic.pixel_mean), "image_std": list(ic.pixel_std), "do_convert_rgb": True}
+    if resize == "squash":
+        processor.update(size={"height": ic.image_size, "width": ic.image_size}, do_center_crop=False)
+    else:
+        processor.update(size={"shortest_edge": ic.image_size}, do_center_crop=True,
+                         crop_size={"height": ic.image_size, "width": ic.image_size})
+    if (resize == "squash") != siglip:
+        notes.append(f"model.image.resize = {resize!r}: transformers' {processor['image_processor_type']} is written "
+                     "with it, which its own default would not be")
+    files.append(os.path.join(out, "preprocessor_config.json"))
+    with open(files[-1], "w") as f:
+        json.dump(processor, f, indent=2)
+    path = config.data.get("tokenizer", "")
+    tokenizer_config = {"model_max_length": int(tc.context_length)}
+    if path.endswith("tokenizer.json"):
+        files.append(os.path.join(out, "tokenizer.json"))
+        tokenizer_config.update(tokenizer_class="CLIPTokenizer", pad_token="<|endoftext|>")
+    elif path.endswith(".model") and siglip and tc.get("normalize", "") == "siglip":
+        files.append(os.path.join(out, "spiece.model"))
+        tokenizer_config.update(tokenizer_class="SiglipTokenizer")
+    else:
+        notes.append(f"no tokenizer files written: transformers has no tokenizer that reads {path or '(none)'!r} as "
+                     "the run does (HF CLIP: a tokenizer.json; HF SigLIP: a sentencepiece model with "
+                     "model.text.normalize = 'siglip')")
+        return files, notes
+    shutil.copyfile(path, files[-1])
+    files.append(os.path.join(out, "tokenizer_config.json"))
+    with open(files[-1], "w") as f:
+        json.dump(tokenizer_config, f, indent=2)
+    return files, notes
+
+
+def export_params(config, flat: dict, target: str, out: str, hf_tokenizer_name: str = "") -> list[str]:
+    """Writes `flat` bigvl params of a two-tower `config` in `target`'s format at `out`, with what decides
+    its inputs (tokenizer, preprocessing: the module docstring); returns the files. Notes about what
+    could not be carried go to the log."""
     model_cfg = config.model
     if model_cfg.get("kind", "two_tower") != "two_tower":
         raise ValueError(f"model.kind = {model_cfg.kind!r}: only two-tower (CLIP / SigLIP) models export")
@@ -107,9 +187,13 @@ def export_params(config, flat: dict, target: str, out: str) -> list[str]:
         _save_safetensors(tensors, files[0])
         with open(files[1], "w") as f:
             json.dump(hf.hf_config(model_cfg), f, indent=2)
-        return files
+        extra, notes = hf_input_files(config, out)
+        for note in notes:
+            log.warning("export to hf: %s", note)
+        return files + extra
     tensors = from_bigvl(open_clip.table(model_cfg), flat, what)
     model_json = open_clip_model_config(model_cfg)
+    model_json["model_cfg"]["text_cfg"].update(open_clip_tokenizer(config, hf_tokenizer_name))
     os.makedirs(out, exist_ok=True)
     files = [os.path.join(out, OPEN_CLIP_WEIGHTS), os.path.join(out, OPEN_CLIP_CONFIG)]
     _save_safetensors(tensors, files[0])
@@ -118,7 +202,7 @@ def export_params(config, flat: dict, target: str, out: str) -> list[str]:
     return files
 
 
-def export_workdir(workdir: str, target: str, out: str, step: int | None = None) -> list[str]:
+def export_workdir(workdir: str, target: str, out: str, step: int | None = None, hf_tokenizer_name: str = "") -> list[str]:
     """Exports the params of `workdir` (latest step unless `step`); returns the files written."""
     config, flat, _ = read_params(workdir, step)
-    return export_params(config, flat, target, out)
+    return export_params(config, flat, target, out, hf_tokenizer_name)

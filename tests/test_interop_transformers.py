@@ -150,3 +150,30 @@ def test_clip_zero_shot_through_evaluate_equals_transformers(tmp_path):
     np.testing.assert_allclose(probs, want, atol=1e-5, rtol=0)
     model, processor = exported(workdir, tmp_path / "exported", "clip")
     np.testing.assert_allclose(hf_probabilities(model, processor, paths, sigmoid=False), probs, atol=1e-5, rtol=0)
+
+
+CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+
+
+@pytest.mark.parametrize("name,source,path,ref", [("hf_clip", "hf", "hf_clip", "hf_clip"),
+                                                  ("hf_siglip", "hf", "hf_siglip", "hf_siglip"),
+                                                  ("big_vision_siglip", "big_vision", "big_vision_siglip.npz", "hf_siglip")])
+def test_transformers_loads_the_exports_of_the_imported_fixtures(name, source, path, ref, tmp_path):
+    """make_fixtures.py --check-exports, re-run here for transformers (open_clip's half needs torchvision,
+    which this CPU torch lacks; its stored result stays in tests/test_convert.py): each fixture imported,
+    exported with `bigvl convert export --to hf`, loaded with from_pretrained, run on the fixture's inputs:
+    the reference library's own outputs, written when the fixture was made."""
+    from bigvl.convert.__main__ import main as convert
+    workdir, out = str(tmp_path / "wd"), str(tmp_path / "hf")
+    assert convert(["import", "--from", source, "--in", fixture(path), "--out", workdir]) == 0
+    assert convert(["export", "--workdir", workdir, "--to", "hf", "--out", out]) == 0
+    want = np.load(fixture(f"{ref}.npz"))
+    cls = transformers.CLIPModel if name == "hf_clip" else transformers.SiglipModel
+    mean, std = (CLIP_MEAN, CLIP_STD) if name == "hf_clip" else ((0.5,) * 3, (0.5,) * 3)
+    pixels = torch.from_numpy(((want["images"] / 255.0 - mean) / std).transpose(0, 3, 1, 2).astype(np.float32))
+    model = cls.from_pretrained(out).eval()
+    with torch.no_grad():
+        zi = model.get_image_features(pixel_values=pixels)
+        zt = model.get_text_features(input_ids=torch.from_numpy(want["tokens"].astype(np.int64)))
+    zi, zt = (torch.nn.functional.normalize(getattr(z, "pooler_output", z), dim=-1).numpy() for z in (zi, zt))
+    assert np.abs(zi - want["image_embeds"]).max() <= 1e-5 and np.abs(zt - want["text_embeds"]).max() <= 1e-5

@@ -1,9 +1,9 @@
 """bigvl.models.matmul: the Dense matmul whose kernel gradient is one row-major matmul, against a
 float64 NumPy reference, flax's nn.Dense, and what XLA's CPU backend compiles it to."""
-import re
 
 import flax.linen as nn
 import jax
+import jax.extend.core  # noqa: F401  (jaxprs_in_params)
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -64,25 +64,35 @@ def test_flax_dense_with_the_transposed_gradient_is_flax_dense():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), grads, ref_grads)
 
 
-def dots_outside_library_fusions(weight_grad: str) -> list[str]:
-    """The dots XLA:CPU compiles the gradient of a two-layer MLP into that are not YNNPACK
-    fusions (they run on XLA's Eigen fallback), as HLO lines of the entry computation."""
+def gradient_dots(weight_grad: str) -> list[tuple[int, tuple[int, ...]]]:
+    """(lhs rank, lhs contracting axes) of every dot_general in the jaxpr of a two-layer MLP's gradient:
+    what jax emits, before any XLA pass (a property of the code, not of the compiler's fusions)."""
     k1, k2 = jax.random.split(jax.random.key(0))
     x, w1, w2 = jnp.ones((256, 64)), jax.random.normal(k1, (64, 128)), jax.random.normal(k2, (128, 64))
 
     def loss(w1, w2):
         return jnp.sum(dense_dot(jnp.tanh(dense_dot(x, w1, 1, weight_grad)), w2, 1, weight_grad) ** 2)
-    hlo = jax.jit(jax.grad(loss, (0, 1))).lower(w1, w2).compile().as_text()
-    entry = hlo[hlo.index("\nENTRY"):]
-    return [line for line in entry.splitlines() if re.search(r"\sdot\(", line)]
+    found = []
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "dot_general":
+                (lhs_contract, _), _ = eqn.params["dimension_numbers"]
+                found.append((eqn.invars[0].aval.ndim, tuple(lhs_contract)))
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+                walk(sub)
+    walk(jax.make_jaxpr(jax.grad(loss, (0, 1)))(w1, w2).jaxpr)
+    return found
 
 
-def test_transposed_weight_gradients_run_as_library_dots_on_the_cpu():
-    """The reason for the mode: autodiff's kernel gradients contract the lhs's leading axis, which
-    XLA:CPU's YNNPACK path refuses; the transposed form leaves no dot outside a YNNPACK fusion."""
-    assert dots_outside_library_fusions("transposed") == []
-    # If this fails, XLA now runs transposed-lhs dots on YNNPACK and "auto" may go back to "xla".
-    assert len(dots_outside_library_fusions("xla")) == 2
+def test_transposed_weight_gradients_are_row_major_dots():
+    """The reason for the mode: autodiff's kernel gradients contract the lhs's leading (token) axis,
+    which XLA:CPU's YNNPACK path refuses (bigvl/models/matmul.py); the transposed form's every dot
+    contracts its lhs's last axis. (Its values: test_dense_dot_values_and_gradients_match_float64.)"""
+    transposed, xla = gradient_dots("transposed"), gradient_dots("xla")
+    assert len(transposed) >= 6 and len(xla) >= 5  # 2 forward, 2 kernel gradients, 1–2 input gradients
+    assert all(contract == (ndim - 1,) for ndim, contract in transposed), transposed
+    assert sum(contract == (0,) for _, contract in xla) == 2, xla  # the two kernel gradients
 
 
 def test_resolve_weight_grad():

@@ -423,3 +423,27 @@ def test_each_host_decodes_only_the_rows_it_feeds(classification, monkeypatch):
     list(protocols.iter_image_embeds(encoder, Counting()))
     assert sorted(reads) == list(range(8, 16)) + [19]  # chunk 2 (rows 16..19) is all host 0's: host 1 reads one filler
     assert [b.shape[0] for b in batches] == [16, 16] and not batches[0][:8].any() and batches[0][8:].any(axis=(1, 2, 3)).all()
+
+
+def test_class_embeddings_average_the_prompts_then_renormalise():
+    """A class embedding is the mean of its prompts' unit embeddings, renormalised (CLIP's zero-shot
+    classifier, CLIP_benchmark's build_zero_shot_classifier), each class from its own prompts: written
+    here in numpy over an encoder that maps each prompt to a fixed random unit vector."""
+    from bigvl.evaluators.suites.protocols import class_embeddings
+    rng = np.random.default_rng(0)
+    table = {}
+
+    class Encoder:
+        def encode_texts(self, texts):
+            out = []
+            for t in texts:
+                v = table.setdefault(t, rng.normal(size=8))
+                out.append(v / np.linalg.norm(v))
+            return np.asarray(out, np.float32)
+    classes, templates = ["cat", "dog", "red fox"], ["a photo of a {c}.", "a {c}", "{}!"]
+    got = class_embeddings(Encoder(), classes, templates)
+    for c, name in enumerate(classes):
+        units = [table[t.replace("{c}", name).replace("{}", name)] for t in templates]
+        mean = np.mean([u / np.linalg.norm(u) for u in units], axis=0)
+        np.testing.assert_allclose(got[c], mean / np.linalg.norm(mean), atol=1e-6)
+        assert np.linalg.norm(mean) < 0.99  # renormalising matters here

@@ -155,15 +155,10 @@ def read_json(path: str) -> Any:
 def write_shard(records: Iterable[bytes], path: str) -> int:
     """Writes `records` (encoded examples, in order) as one ArrayRecord file (group_size:1, grain's
     random access) at `path`, under a temporary name renamed when complete; returns the count."""
-    from array_record.python.array_record_module import ArrayRecordWriter
+    from bigvl.data.records import write_records
     with tempfile.TemporaryDirectory(prefix="bigvl_shard_") as tmp:
         local = os.path.join(tmp, os.path.basename(path))
-        writer = ArrayRecordWriter(local, "group_size:1")
-        count = 0
-        for record in records:
-            writer.write(record)
-            count += 1
-        writer.close()
+        count = write_records(local, records)
         publish(local, path)
     return count
 

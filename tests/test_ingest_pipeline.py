@@ -9,6 +9,7 @@
 - Table parts read row by row equal pyarrow's whole-table read; the join filter has no false negatives.
 - gs:// inputs, table and output on a local GCS emulator (gcp-storage-emulator) give the pool's records (slow).
 - A malformed DataCompDR sample is skipped and counted in the manifest with its file and sample (slow).
+- benchmarks/ingest_memory.py and ingest_throughput.py run at toy size and print their lines (slow).
 """
 import hashlib
 import json
@@ -255,3 +256,18 @@ def test_a_malformed_datacompdr_sample_is_skipped_and_counted(tmp_path):
     table = run_build(plan, pipeline_options([], 1), log=lambda m: None)["tables"][0]
     assert (table["rows"], table["joined"], table["malformed_rows"]) == (7, 6, 1)
     assert "00000001.tar: sample 999: missing or malformed member" in table["malformed_example"]
+
+
+@pytest.mark.slow
+def test_ingest_benchmarks_print_one_line_per_setting(tmp_path, capsys):
+    from benchmarks.ingest_memory import main as memory
+    from benchmarks.ingest_throughput import main as throughput
+    memory(["--dir", str(tmp_path / "m"), "--rows", "60,90", "--images", "40", "--per_shard", "20", "--workers", "1"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["mode"], r["table_rows"]) for r in rows] == [("pool", 60), ("beam", 60), ("pool", 90), ("beam", 90)]
+    assert all(r["written"] == r["joined"] == 40 and r["same_bytes"] and r["main_peak_mb"] > 0 for r in rows)
+    throughput(["--dir", str(tmp_path / "t"), "--shards", "2", "--per_shard", "4", "--size", "64", "--max_side", "32",
+                "--workers", "1", "--modes", "pool,beam,beam_empty"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["mode"], r["records"]) for r in rows] == [("pool", 8), ("beam", 8), ("beam_empty", 0)]
+    assert rows[1]["same_bytes_as_pool"] is True

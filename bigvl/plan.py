@@ -43,6 +43,7 @@ from bigvl.parallel.hardware import tpu_chip  # noqa: E402
 from bigvl.parallel.mesh import BATCH_AXES, batch_sharding, make_mesh, rules_from_config  # noqa: E402
 from bigvl.parallel.process import setup_process  # noqa: E402
 from bigvl.parallel.roofline import hlo_collectives, roofline  # noqa: E402
+from bigvl.parallel.storage import write_text  # noqa: E402
 from bigvl.train.state import make_train_setup  # noqa: E402
 from bigvl.train.step import make_train_step  # noqa: E402
 
@@ -175,8 +176,7 @@ def plan(config, topology: str, devices: list | None = None, dump_hlo: str = "")
     model_flops_chip = pair["train"] * config.batch_size / chips
     hlo = compiled.as_text()
     if dump_hlo:
-        with open(dump_hlo, "w") as f:
-            f.write(hlo)
+        write_text(dump_hlo, hlo)  # a local file or a URL (gs://...)
     collectives = hlo_collectives(hlo, chips)
     sent = sum(c["sent_bytes"] for c in collectives.values())
     # XLA's cost analysis counts a loop body once: with K accumulation micro-batches (a loop in

@@ -1,7 +1,7 @@
 """The end-of-run report: a results table (each metric beside chance) and a curves PNG."""
 from __future__ import annotations
 
-import os
+import io
 
 import matplotlib
 
@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from bigvl.evaluators import chance_levels  # noqa: E402
+from bigvl.parallel.storage import run_path, write_text  # noqa: E402
 from bigvl.train.metrics_log import read_metrics  # noqa: E402
 
 
@@ -50,15 +51,17 @@ def plot_curves(workdir: str, path: str) -> None:
     ax_eval.set(title="evaluation", xlabel="step", ylim=(0, 1))
     ax_eval.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
+    run_path(path).write_bytes(png.getvalue())  # a local file or an object in a bucket
 
 
 def write_report(config, workdir: str, metrics: dict[str, float]) -> str:
     """Prints the results table, writes results.md and curves.png in `workdir`; returns the table."""
     table = results_table(metrics, chance_levels(config.evals))
-    with open(os.path.join(workdir, "results.md"), "w") as f:
-        f.write(table + "\n")
-    plot_curves(workdir, os.path.join(workdir, "curves.png"))
-    print("\n" + table + f"\n\ncurves: {os.path.join(workdir, 'curves.png')}\n")
+    write_text(run_path(workdir) / "results.md", table + "\n")
+    curves = run_path(workdir) / "curves.png"
+    plot_curves(workdir, curves)
+    print("\n" + table + f"\n\ncurves: {curves}\n")
     return table

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 
+from bigvl.parallel.storage import run_path
+
 FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (0, 1)
 META_ITEM = "meta"
@@ -29,12 +31,11 @@ def format_version(step_dir: str | os.PathLike) -> int:
 
     Raises ValueError when the meta item exists but cannot be read (a damaged step).
     """
-    path = os.path.join(step_dir, META_ITEM, "metadata")
-    if not os.path.isdir(os.path.join(step_dir, META_ITEM)):
+    path = run_path(step_dir) / META_ITEM / "metadata"  # a local path or a URL
+    if not path.parent.is_dir():
         return 0
     try:
-        with open(path) as f:
-            return int(json.load(f)["format_version"])
+        return int(json.loads(path.read_text())["format_version"])
     except (OSError, ValueError, KeyError, TypeError) as e:  # a half-written step: treated as corrupt
         raise ValueError(f"checkpoint {step_dir}: unreadable {META_ITEM}/metadata ({e})") from None
 
@@ -58,7 +59,6 @@ def meta(**layout) -> dict:
 def read_meta(step_dir: str | os.PathLike) -> dict:
     """The meta item of a step ({} when it has none or it does not read)."""
     try:
-        with open(os.path.join(step_dir, META_ITEM, "metadata")) as f:
-            return dict(json.load(f))
+        return dict(json.loads((run_path(step_dir) / META_ITEM / "metadata").read_text()))
     except (OSError, ValueError, TypeError):
         return {}

@@ -13,7 +13,6 @@ batch cannot be honoured (every later batch would hold other examples): Checkpoi
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 
@@ -23,6 +22,7 @@ import orbax.checkpoint as ocp
 
 from bigvl.data.iterator_state import state_at_step
 from bigvl.inference.checkpoint_format import META_ITEM, CheckpointVersionError, check_format, meta, read_meta
+from bigvl.parallel.storage import run_path
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +32,13 @@ def make_manager(workdir: str, keep: int) -> ocp.CheckpointManager:
 
     Orbax writes each step into `<step>.orbax-checkpoint-tmp-*` and renames it when
     complete; the manager lists only integer-named step directories, so a half-written
-    save (or a step moved aside by `restore_latest`) is never seen as a checkpoint.
+    save (or a step moved aside by `restore_latest`) is never seen as a checkpoint. `workdir` may
+    be a bucket (`gs://...`): orbax writes there itself, and marks a finished step with a commit
+    file instead of the rename (what orbax does on GCS).
     """
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=True,
                                            create=True)
-    return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
-                                 options=options)
+    return ocp.CheckpointManager(run_path(workdir) / "checkpoints", options=options)
 
 
 class CheckpointLayoutError(ValueError):
@@ -70,14 +71,14 @@ def _short(error: BaseException, limit: int = 300) -> str:
 
 def _move_aside(manager: ocp.CheckpointManager, step: int) -> str:
     """Renames step dir `N` to `N.corrupt[-k]` (kept for inspection, invisible to the manager)."""
-    path = str(manager.directory / str(step))
-    target, k = f"{path}.corrupt", 0
-    while os.path.exists(target):
+    path = manager.directory / str(step)
+    target, k = path.with_name(f"{step}.corrupt"), 0
+    while target.exists():
         k += 1
-        target = f"{path}.corrupt-{k}"
+        target = path.with_name(f"{step}.corrupt-{k}")
     if jax.process_index() == 0:
-        os.rename(path, target)
-    return target
+        path.rename(target)  # in a bucket: a copy of every object, then the originals deleted
+    return str(target)
 
 
 def _written_by_other_process_count(step_dir) -> bool:

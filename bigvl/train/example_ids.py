@@ -7,30 +7,39 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from etils import epath
+
+from bigvl.parallel.storage import AppendLog, run_path
 
 IDS_DIR = "example_ids"
 
 
-def ids_path(workdir: str, host: int, hosts: int) -> str:
-    """`workdir/example_ids/host_<host>-of-<hosts>.txt`."""
-    return os.path.join(workdir, IDS_DIR, f"host_{host}-of-{hosts}.txt")
+def ids_path(workdir: str, host: int, hosts: int) -> epath.Path:
+    """`workdir/example_ids/host_<host>-of-<hosts>.txt` (workdir local or a bucket: bigvl/parallel/storage.py)."""
+    return run_path(workdir) / IDS_DIR / f"host_{host}-of-{hosts}.txt"
 
 
 class ExampleIdsLog:
-    """Appends one line per step, `step id id ...`, to this host's ids file (line-buffered)."""
+    """Appends one line per step, `step id id ...`, to this host's ids file (an `AppendLog`: line-buffered
+    on a local disk; in a bucket uploaded every 30 s and on `flush`, which the trainer calls before each
+    checkpoint)."""
 
     def __init__(self, workdir: str, host: int, hosts: int, enabled: bool = True):
         self.path = ids_path(workdir, host, hosts)
         self.enabled = enabled
         self._file = None
         if enabled:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            self._file = open(self.path, "a", buffering=1)
+            self._file = AppendLog(self.path)
 
     def write(self, step: int, ids: np.ndarray) -> None:
         """Logs the record ids int [b] that `step` consumed on this host."""
         if self._file is not None:
             self._file.write(f"{step} {' '.join(map(str, np.asarray(ids).tolist()))}\n")
+
+    def flush(self) -> None:
+        """Stores every line written so far."""
+        if self._file is not None:
+            self._file.flush()
 
     def close(self) -> None:
         if self._file is not None:
@@ -38,8 +47,7 @@ class ExampleIdsLog:
             self._file = None
 
 
-def read_ids(path: str) -> list[tuple[int, list[int]]]:
-    """[(step, [record id, ...]), ...] in file order."""
-    with open(path) as f:
-        return [(int(parts[0]), [int(x) for x in parts[1:]])
-                for parts in (line.split() for line in f) if parts]
+def read_ids(path: str | os.PathLike) -> list[tuple[int, list[int]]]:
+    """[(step, [record id, ...]), ...] in file order (a local path or a URL)."""
+    return [(int(parts[0]), [int(x) for x in parts[1:]])
+            for parts in (line.split() for line in run_path(path).read_text().splitlines()) if parts]

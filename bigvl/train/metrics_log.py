@@ -1,6 +1,8 @@
 """The run's metrics: written per step (`MetricsWriter`: TensorBoard event files in `workdir/tb`,
 `workdir/metrics.jsonl`, a readable console line) and read back (`read_metrics`, and
-`finished_metrics` for a run whose final evaluation is in `workdir/final_metrics.json`)."""
+`finished_metrics` for a run whose final evaluation is in `workdir/final_metrics.json`).
+The workdir may be a bucket (`gs://...`, bigvl/parallel/storage.py): tensorboardX writes its
+events there through google-cloud-storage, metrics.jsonl is an `AppendLog`."""
 from __future__ import annotations
 
 import json
@@ -8,17 +10,20 @@ import os
 import time
 from typing import Mapping
 
+from etils import epath
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
+
+from bigvl.parallel.storage import AppendLog, run_path
 
 METRICS_FILE = "metrics.jsonl"  # one JSON object per line: {"step": ..., "time": ..., metric: value, ...}
 TB_DIR = "tb"
 FINAL_METRICS_FILE = "final_metrics.json"
 
 
-def metrics_path(workdir: str, name: str = METRICS_FILE) -> str:
+def metrics_path(workdir: str, name: str = METRICS_FILE) -> epath.Path:
     """`workdir/<name>`: where this module's files (METRICS_FILE, TB_DIR, FINAL_METRICS_FILE) live."""
-    return os.path.join(workdir, name)
+    return run_path(workdir) / name
 
 
 class MetricsWriter:
@@ -29,8 +34,8 @@ class MetricsWriter:
         passes its restored step + 1, so steps trained again are not shown twice)."""
         self.enabled = enabled
         if enabled:
-            self.tb = SummaryWriter(metrics_path(workdir, TB_DIR), purge_step=purge_step)
-            self.jsonl = open(metrics_path(workdir), "a")
+            self.tb = SummaryWriter(os.fspath(metrics_path(workdir, TB_DIR)), purge_step=purge_step)
+            self.jsonl = AppendLog(metrics_path(workdir))
 
     def write(self, step: int, metrics: Mapping[str, float], console: bool = True) -> None:
         if not self.enabled:
@@ -38,9 +43,14 @@ class MetricsWriter:
         for key, value in metrics.items():
             self.tb.add_scalar(key, value, step)
         self.jsonl.write(json.dumps({"step": step, "time": time.time(), **metrics}) + "\n")
-        self.jsonl.flush()
         if console:
             tqdm.write(format_line(step, metrics))
+
+    def flush(self) -> None:
+        """Stores what was written so far (before a checkpoint: its steps' lines are then stored)."""
+        if self.enabled:
+            self.jsonl.flush()
+            self.tb.flush()
 
     def close(self) -> None:
         if self.enabled:
@@ -60,17 +70,15 @@ def format_line(step: int, metrics: Mapping[str, float]) -> str:
 def read_metrics(workdir: str) -> list[dict]:
     """All records of `workdir/metrics.jsonl`, in order (later records win on resume)."""
     path = metrics_path(workdir)
-    if not os.path.exists(path):
+    if not path.exists():
         return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def finished_metrics(workdir: str, total_steps: int) -> dict[str, float] | None:
     """The final evaluation of a run that finished (`final_metrics.json` at `total_steps`), else None."""
     try:
-        with open(metrics_path(workdir, FINAL_METRICS_FILE)) as f:
-            final = json.load(f)
+        final = json.loads(metrics_path(workdir, FINAL_METRICS_FILE).read_text())
     except (OSError, ValueError):
         return None
     if final.get("step") != total_steps:

@@ -12,14 +12,17 @@ import json
 import os
 from typing import Sequence
 
+from etils import epath
+
+from bigvl.parallel.storage import is_url, run_path, write_text
 from bigvl.train.example_ids import ids_path
 from bigvl.train.metrics_log import METRICS_FILE, metrics_path
 
 
-def superseded_path(path: str) -> str:
+def superseded_path(path: str | os.PathLike) -> epath.Path:
     """`dir/NAME.EXT` → `dir/NAME.superseded.EXT`: where lines of steps trained again go."""
-    root, ext = os.path.splitext(path)
-    return f"{root}.superseded{ext}"
+    path = run_path(path)
+    return path.with_name(f"{path.stem}.superseded{path.suffix}")
 
 
 def _line_step(line: str) -> int | None:
@@ -47,12 +50,13 @@ def supersede_after(path: str, step: int, evals_at_step: bool = False) -> int:
 
     Appends them to the side file (flushed and fsynced) before atomically replacing `path`
     by its kept lines, so a crash in between loses nothing. Returns the number moved;
-    a missing file is 0.
+    a missing file is 0. In a bucket (`gs://`) each file is one object, rewritten whole
+    (the side file first).
     """
-    if not os.path.exists(path):
+    path = run_path(path)
+    if not path.exists():
         return 0
-    with open(path) as f:
-        lines = f.readlines()
+    lines = path.read_text().splitlines(keepends=True)
     keep, moved = [], []
     for line in lines:
         line_step = _line_step(line)
@@ -63,6 +67,11 @@ def supersede_after(path: str, step: int, evals_at_step: bool = False) -> int:
             moved.append(line if line.endswith("\n") else line + "\n")
     if not moved:
         return 0
+    if is_url(path):  # objects are written whole: side file (old text + moved lines), then the log
+        side = superseded_path(path)
+        write_text(side, (side.read_text() if side.exists() else "") + "".join(moved))
+        write_text(path, "".join(line if line.endswith("\n") else line + "\n" for line in keep))
+        return len(moved)
     with open(superseded_path(path), "a") as f:
         f.writelines(moved)
         f.flush()

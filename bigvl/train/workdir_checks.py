@@ -1,10 +1,12 @@
 """The run directory's start-up check (`check_workdir`): writable, and room on its disk, before
-anything compiles."""
+anything compiles. A bucket (`gs://...`) is checked by writing and deleting one object."""
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
+
+from bigvl.parallel.storage import is_url, run_path
 
 
 def _nearest_existing(path: str) -> str:
@@ -33,7 +35,18 @@ def check_workdir(workdir: str, min_free_bytes: int) -> None:
     creating and deleting a directory holding a file (so both `mkdir` and writing work
     there); then asks `shutil.disk_usage` for the free bytes of that disk: fewer than
     `min_free_bytes` (config key min_free_disk_gb) is an error. Leaves nothing behind.
+    A URL workdir (`gs://bucket/run`): an object `.bigvl-write-probe-<pid>` is written and
+    deleted there (a missing bucket or no permission is the error); buckets have no free-space limit.
     """
+    if is_url(workdir):
+        probe = run_path(workdir) / f".bigvl-write-probe-{os.getpid()}"
+        try:
+            probe.write_text("0")
+            probe.unlink()
+        except Exception as e:  # noqa: BLE001 (gcsfs raises OSError, google.auth and aiohttp errors)
+            raise ValueError(f"workdir {workdir}: cannot write there ({type(e).__name__}: "
+                             f"{(str(e).strip().splitlines() or [''])[0][:200]})") from e
+        return
     existing = _nearest_existing(workdir)
     if not os.path.isdir(existing):
         raise ValueError(f"workdir {workdir}: cannot be created, {existing} is not a directory")

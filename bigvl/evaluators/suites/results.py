@@ -10,11 +10,11 @@ fewer than 5 classes) is written as a bare NaN token, as CLIP_benchmark's cli.py
 from __future__ import annotations
 
 import json
-import os
 import time
 
 from bigvl.evaluators.suites.protocols import run_task
 from bigvl.evaluators.suites.table import load_suite, parse_suites
+from bigvl.parallel.storage import run_path, run_str, write_text
 
 
 def run_suites(encoder, names: str | list[str], data_dir: str) -> dict[str, tuple[str, dict[str, float]]]:
@@ -28,21 +28,18 @@ def run_suites(encoder, names: str | list[str], data_dir: str) -> dict[str, tupl
 
 
 def result_path(workdir: str, suite: str) -> str:
-    return os.path.join(workdir, "eval", suite.replace("/", "_") + ".json")
+    """`workdir/eval/<suite, "/" → "_">.json` (workdir local or a bucket, gs://...)."""
+    return str(run_path(workdir) / "eval" / (suite.replace("/", "_") + ".json"))
 
 
 def write_result(workdir: str, suite: str, task: str, metrics: dict[str, float], step: int | None = None,
                  model: str = "bigvl") -> str:
     """Writes RUN/eval/<suite>.json in CLIP_benchmark's shape; returns its path."""
     path = result_path(workdir, suite)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    result = {"dataset": suite, "model": model, "pretrained": os.path.abspath(workdir), "task": task,
+    result = {"dataset": suite, "model": model, "pretrained": run_str(workdir), "task": task,
               "metrics": metrics, "language": "en", "step": step,
               "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, path)
+    write_text(path, json.dumps(result, indent=2))  # whole: a reader sees the old or the new result
     return path
 
 

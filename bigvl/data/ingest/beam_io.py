@@ -5,6 +5,7 @@
     write_shard(records, "gs://bucket/out/train-00000-000.array_record")  # temp name, then renamed
     records = read_shard(path)                             # [bytes] in file order
     options = pipeline_options(beam_args, workers=4)       # DirectRunner, one process per worker
+    beam.Pipeline(runner=beam_runner(options), options=options)  # never Prism (a download)
     check_runner(options, out="gs://...", inputs=[...])    # one line before submission, no network
 
 Local paths use the os module; anything with a scheme (``gs://``, ``s3://``, ``hdfs://``) goes
@@ -13,11 +14,13 @@ and writes Cloud Storage on any runner. A file is published under a temporary na
 (``NAME.<random>.tmp``) and renamed when complete, so a reader never sees half a file and a
 retried or duplicated bundle rewrites the same bytes under the same name (idempotent).
 
-Runners: without ``--runner`` the pipeline runs on Beam's in-process DirectRunner, one process per
-worker (``direct_running_mode=multi_processing``, ``direct_num_workers``; in_memory for one
-worker), which needs no download and no service. Beam's Prism runner fetches a binary at run
-time and fails offline: it is never chosen. `check_runner` validates the options of Dataflow,
-Flink and Spark runs without contacting any service (Beam's own validator reaches Cloud Storage).
+Runners: without ``--runner`` the pipeline runs on Beam's in-process runner (the FnApiRunner the
+DirectRunner uses for batch pipelines), one process per worker (``direct_running_mode=
+multi_processing``, ``direct_num_workers``; in_memory for one worker), which needs no download
+and no service. Beam 2.77's DirectRunner tries Prism first, which fetches a binary at run time
+(offline: a failed download, then a fallback): `beam_runner` names the FnApiRunner directly.
+`check_runner` validates the options of Dataflow, Flink and Spark runs without contacting any
+service (Beam's own validator reaches Cloud Storage).
 """
 from __future__ import annotations
 
@@ -200,6 +203,17 @@ def runner_name(options) -> str:
     from apache_beam.options.pipeline_options import StandardOptions
     runner = options.view_as(StandardOptions).runner
     return runner if isinstance(runner, str) else type(runner).__name__
+
+
+def beam_runner(options):
+    """The runner to give ``beam.Pipeline(runner=...)``: for the DirectRunner, the in-process FnApiRunner
+    it picks for a batch pipeline, named directly (the DirectRunner first tries Prism, which downloads a
+    binary at run time: offline it fails and falls back, online it would run Prism). None otherwise:
+    Beam resolves --runner itself."""
+    if runner_name(options) not in LOCAL_RUNNERS:
+        return None
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    return FnApiRunner()
 
 
 def check_runner(options, out: str, inputs: Sequence[str]) -> None:

@@ -459,7 +459,7 @@ def run_build(plan: BuildPlan, options, log=print) -> dict[str, Any]:
     log(f"{len(plan.units)} units: {plan.done} already converted, {len(plan.todo)} to do, runner {runner}"
         + (f" with {workers} worker(s)" if workers else ""))
     start = time.time()
-    with beam.Pipeline(options=options) as p:
+    with beam.Pipeline(runner=beam_io.beam_runner(options), options=options) as p:  # never Prism
         build_pipeline(p, plan)
     wall = time.time() - start
     out = plan.options.out

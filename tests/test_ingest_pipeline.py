@@ -164,6 +164,9 @@ def test_the_documented_dataflow_command_builds_checked_options():
         check_runner(pipeline_options(["--runner", "PrismRunner"], 1), "gs://b/o", [])
     with pytest.raises(RunnerError, match=r"unknown option\(s\) \['--projekt'\]"):
         pipeline_options(["--projekt", "my-project"], 1)
+    from bigvl.data.ingest.beam_io import beam_runner
+    assert beam_runner(options) is None  # Dataflow: Beam resolves --runner
+    assert type(beam_runner(pipeline_options([], 3))).__name__ == "FnApiRunner"  # locally never Prism (a download)
     local = pipeline_options([], 3).get_all_options()
     assert (local["runner"], local["direct_num_workers"], local["direct_running_mode"]) == \
         ("DirectRunner", 3, "multi_processing")

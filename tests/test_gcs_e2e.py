@@ -95,6 +95,8 @@ def test_gs_workdir_trains_survives_kill_9_resumes_bitwise_evaluates_and_exports
         resumed = _run(train, env)
         output = resumed.stdout + resumed.stderr
         assert any(f"restored checkpoint at step {step}" in output for step in saved), output[-3000:]
+        print(f"killed with steps {saved} finished in the bucket; "
+              f"{[line for line in output.splitlines() if 'restored checkpoint' in line]}")
 
         for a, b in zip(jax.tree.leaves(load_run(local).params), jax.tree.leaves(load_run(bucket).params)):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

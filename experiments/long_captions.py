@@ -181,8 +181,9 @@ def write_tables(rows: list[dict], steps: int, out: str) -> None:
 # ---------------------------------------------------------------------------------------------- positions
 def evaluate_at_context(workdir: str, context: int, train_length: int = 0, keep: int = 20) -> dict[str, float]:
     """Short and long retrieval of run `workdir` with its text tower run at `context` tokens: a learned
-    table stretched (pretrained.stretch_positions, its first `keep` rows kept, the rest interpolated),
-    RoPE positions as they are or, with `train_length`, interpolated."""
+    table stretched (pretrained.stretch_positions, its first `keep` rows kept, the rest interpolated; keep 0:
+    every row linearly interpolated, new row i = old row i·(L0 − 1)/(context − 1)), RoPE positions as they
+    are or, with `train_length`, interpolated."""
     import ml_collections
 
     from bigvl.evaluators import run_evals
@@ -200,8 +201,12 @@ def evaluate_at_context(workdir: str, context: int, train_length: int = 0, keep:
         config.model.text.rope_train_length = train_length
     else:
         table = np.asarray(params["text"]["pos_embedding"])
-        if context != table.shape[0]:
+        if context != table.shape[0] and keep:
             params["text"] = {**params["text"], "pos_embedding": stretch_positions(table, context, keep=keep)}
+        elif context != table.shape[0]:
+            where = np.arange(context) * (table.shape[0] - 1) / (context - 1)
+            columns = [np.interp(where, np.arange(table.shape[0]), table[:, d]) for d in range(table.shape[1])]
+            params["text"] = {**params["text"], "pos_embedding": np.stack(columns, 1).astype(table.dtype)}
     model = build_model(config.model)
     encoder = make_encoder(model, params, run.encoder.tokenizer, config.model, run.encoder.mesh,
                            rules_from_config(config.sharding_rules), config.evals.batch_size)

@@ -190,3 +190,28 @@ def test_a_lora_run_resumes_loads_merged_and_exports_merged(tiny_world, tiny_run
     assert not any("lora" in name for name in flat)
     np.testing.assert_array_equal(flat["image/encoder/block_0/attn/qkv/kernel"],
                                   np.asarray(run.params["image"]["encoder"]["block_0"]["attn"]["qkv"]["kernel"]))
+
+
+def _step_flops(config) -> float:
+    mesh = _one_device()
+    setup = make_train_setup(config, mesh, DEFAULT_RULES)
+    state = jax.eval_shape(setup.init, jax.random.key(0))
+    with jax.set_mesh(mesh), nn.logical_axis_rules(DEFAULT_RULES):
+        compiled = jax.jit(make_train_step(config, setup)).lower(state, random_batch(config, 1)).compile()
+    return float(compiled.cost_analysis()["flops"])
+
+
+@pytest.mark.parametrize("mode", ["lit", pytest.param("lora", marks=pytest.mark.slow)])
+def test_frozen_params_cost_no_backward(mode):
+    """XLA's FLOPs of the compiled step against bigvl's model count (bigvl/models/flops.py): a locked
+    image tower saves its whole backward (2 x its forward); LoRA saves every frozen kernel's weight
+    gradient (~1 forward of both towers), less what the adapters add."""
+    from bigvl.models.flops import model_flops_per_pair
+    config = _config(mode)
+    config.model.image.patch_size = 4  # 16 image tokens: the image tower is most of the model
+    full = _config("")
+    full.model.image.patch_size = 4
+    forward = model_flops_per_pair(config.model, 1)
+    saved = _step_flops(full) - _step_flops(config)
+    want = 2 * forward["image"] if mode == "lit" else forward["total_forward"]
+    assert saved >= 0.8 * want * config.batch_size, (saved, want * config.batch_size)

@@ -1,8 +1,6 @@
 """The update: one function, jitted once by the loop, from (state, global batch) to (state, metrics)."""
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import optax
@@ -25,11 +23,14 @@ def make_train_step(config, setup: TrainSetup):
     finite, and the state's counters.
     """
     objective, tx, schedule = setup.objective, setup.tx, setup.schedule
-    def model_apply(step):  # LoRA's adapter dropout draws from (seed, step)
+    def model_apply(step):
+        """(params, batch) → outputs, the function differentiated. Frozen params (optim.frozen /
+        trainable) are constants inside it: a locked tower runs forward only, frozen kernels get
+        no weight gradient. LoRA's adapter dropout draws from (seed, step)."""
         model = setup.model
         if isinstance(model, LoraModel) and model.spec.dropout > 0:
             model = model.with_dropout_rng(jax.random.fold_in(jax.random.key(config.seed), step))
-        return functools.partial(objective.model_outputs, model)
+        return lambda params, batch: objective.model_outputs(model, stop_frozen_gradients(params, config.optim), batch)
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         def loss_fn(outputs, full_batch):
@@ -37,10 +38,8 @@ def make_train_step(config, setup: TrainSetup):
                 loss, terms, loss_state = objective(outputs, full_batch, state.get("loss_state", {}))
             return loss, (outputs, loss_state, terms)
 
-        # Frozen params (optim.frozen / trainable) are constants to autodiff: a locked tower runs forward only.
         (loss, (outputs, loss_state, terms)), grads = accumulated_value_and_grad(
-            model_apply(state["step"]), loss_fn, config.optim.grad_accum_steps)(
-                stop_frozen_gradients(state["params"], config.optim), batch)
+            model_apply(state["step"]), loss_fn, config.optim.grad_accum_steps)(state["params"], batch)
         with jax.named_scope("optimizer"):
             updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
             params = clamp_log_logit_scale(optax.apply_updates(state["params"], updates),

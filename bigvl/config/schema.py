@@ -77,6 +77,9 @@ def base_config() -> ml_collections.ConfigDict:
     # Captioners (model.kind coca | clips): the caption the decoder learns to write, as
     # batch["target_tokens"] [b, model.decoder.context_length]; "" = the (first) contrastive text.
     c.data.target_field = ""
+    # FlexCap-style length control: the target prefixed with its word count ("7 words: ...",
+    # bigvl/data/length_prefix.py); decode with bigvl.caption(run, images, length=N).
+    c.data.target_length_prefix = False
     c.data.min_crop_scale = 0.8  # random resized crop area range [min, 1]
     c.data.num_workers = 0  # grain multiprocessing workers (0 = in process)
     c.data.prefetch_buffer = 2

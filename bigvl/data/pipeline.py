@@ -40,6 +40,7 @@ from bigvl.data.caption_strategies import Alt, CaptionError, Recap, make_caption
 from bigvl.data.hard_negatives import WordSwapNegatives
 from bigvl.data.hard_negatives import enabled as negatives_enabled
 from bigvl.data.image_ops import decode_image, random_resized_crop
+from bigvl.data.length_prefix import with_length_prefix
 from bigvl.data.mixture import RealisedProportions, Tag, source_data_config, source_seed, source_specs
 from bigvl.data.records import RecordError, decode_example
 from bigvl.data.teacher import teacher_targets
@@ -108,6 +109,7 @@ class ExampleProcessor:
         # "target_tokens" int32 [target_length]; "" = none.
         self.target = (Alt() if target_field == "alt" else Recap(field=target_field)) if target_field else None
         self.target_length = target_length
+        self.target_length_prefix = bool(getattr(data_cfg, "target_length_prefix", False))  # "N words: caption"
         # Distillation: the stored teacher embeddings of the image and the chosen text
         # (bigvl/data/teacher.py), as teacher_image / teacher_text f32 [Dt], teacher_logit_scale.
         self.with_teacher = with_teacher
@@ -135,6 +137,11 @@ class ExampleProcessor:
     def __getstate__(self):
         return {**self.__dict__, "_tokenizer": None}
 
+    def _target_texts(self, record: dict, rng: np.random.Generator) -> list[str]:
+        """The captioner's target text (a list of one), with its length prefix under data.target_length_prefix."""
+        texts = self.target(record["alt_text"], record["captions"], rng)
+        return [with_length_prefix(t) for t in texts] if self.target_length_prefix else texts
+
     def __call__(self, item: tuple[int, bytes | Exception], rng: np.random.Generator) -> dict[str, Any] | None:
         index, data = item
         try:
@@ -151,7 +158,7 @@ class ExampleProcessor:
                                         self.min_crop_scale, rng)
             tokens = self.tokenizer.encode(texts, self.context_length)
             extra = {} if self.target is None else {"target_tokens": self.tokenizer.encode(
-                self.target(record["alt_text"], record["captions"], rng), self.target_length)[0]}
+                self._target_texts(record, rng), self.target_length)[0]}
             if self.with_teacher:
                 extra.update(teacher_targets(record, texts, where=f"#{index}"))
             if self.negatives is not None:

@@ -29,9 +29,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bigvl.data.length_prefix import length_prompt, strip_length_prefix
 from bigvl.inference import guided_decoding
 from bigvl.inference.batched import run_in_chunks
 from bigvl.inference.images import prepare_images
+from bigvl.inference.prefixed_decoding import forced_prefix_stepper
 from bigvl.inference.run_config import captioning_entry
 
 METHODS = ("greedy", "beam", "sample")
@@ -52,6 +54,7 @@ class DecodeConfig:
     length_penalty: float = 1.0
     use_cache: bool = True
     guidance: float = 0.0  # classifier-free guidance weight w (bigvl/inference/guided_decoding.py); 0 = off
+    prefix: tuple[int, ...] = ()  # token ids the caption is forced to start with (length control: "N words:")
     bos_id: int | None = None
     eos_id: int | None = None
     pad_id: int | None = None
@@ -211,6 +214,8 @@ def decode(model: nn.Module, params, images: jax.Array, cond_tokens: jax.Array |
     state, step = _stepper(model, params, memory, memory_lengths, cfg)
     if cfg.guidance:
         state, step = guided_decoding.guided_stepper(state, step, cfg.guidance)
+    if cfg.prefix:
+        step = forced_prefix_stepper(step, cfg.prefix)
     if cfg.method == "beam":
         return _beam(step, state, batch, cfg)
     return _greedy_or_sample(step, state, batch, cfg, rng)
@@ -274,15 +279,21 @@ def make_captioner(model: nn.Module, tokenizer, model_cfg, mesh, rules, batch_si
 
 
 def caption(run, images, cond_texts: Sequence[str] | None = None, method: str = "greedy",
-            max_length: int | None = None, seed: int = 0, **options) -> list[str]:
+            max_length: int | None = None, seed: int = 0, length: int | None = None, **options) -> list[str]:
     """Captions of uint8 images [N,H,W,3] (any size) with a loaded run (`bigvl.load(workdir)`).
 
-    CLIPS runs need `cond_texts` (each image's alt-text). `options`: DecodeConfig fields
+    CLIPS runs need `cond_texts` (each image's alt-text). `length`: N words, for a run trained with
+    `data.target_length_prefix` (the prompt "N words:" is forced, then removed). `options`: DecodeConfig fields
     (beam_size, top_p, temperature, length_penalty, use_cache).
     """
     captioner = run.encoder.captioner
     if captioner is None:
         raise ValueError(f"model.kind {run.config.model.kind!r} has no caption decoder")
     prepared = prepare_images(images, run.encoder.image_size, run.encoder.resize, run.encoder.interpolation)
+    if length is not None:  # a run trained with data.target_length_prefix: force "N words:", strip it after
+        prompt = length_prompt(length)
+        options["prefix"] = tuple(int(t) for t in captioner.tokenizer.encode(
+            [prompt], captioner.context_length)[0][:captioner.tokenizer.count_tokens(prompt)])
     cfg = DecodeConfig(method=method, max_length=max_length or captioning_entry(run.config).max_length, **options)
-    return captioner.caption(run.params, prepared, cond_texts, cfg, seed)
+    texts = captioner.caption(run.params, prepared, cond_texts, cfg, seed)
+    return [strip_length_prefix(t) for t in texts] if length is not None else texts

@@ -4,7 +4,6 @@ Each check writes the same thing to a local directory and to `gs://test-bucket/.
 `gcp-storage-emulator` (tests/helpers/gcs_emulator.py) and compares what reads back; the
 checkpoint check round-trips a sharded state through orbax's own GCS path (tensorstore).
 """
-import gc
 import json
 
 import jax
@@ -29,17 +28,15 @@ pytest.importorskip("gcp_storage_emulator")
 
 @pytest.fixture(scope="module")
 def emulator():
-    with GcsEmulator() as gcs:
+    with GcsEmulator(linger=True) as gcs:  # tensorboardX's GCS writer uploads again at exit: the server outlives it
         yield gcs
-        gc.collect()  # tensorboardX's GCS writer uploads again when collected: while the emulator still runs
 
 
 @pytest.fixture
-def bucket(emulator, monkeypatch):
-    """`gs://test-bucket/<test>`, emptied before the test, with every client pointed at the emulator."""
+def bucket(emulator, monkeypatch, request):
+    """`gs://test-bucket/<test name>` (a prefix of its own), with every client pointed at the emulator."""
     emulator.apply(monkeypatch)
-    emulator.wipe()
-    return "gs://test-bucket/run"
+    return f"gs://test-bucket/{request.node.name}"
 
 
 def test_paths_keep_urls_and_make_local_paths_absolute(tmp_path, monkeypatch):

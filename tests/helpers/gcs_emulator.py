@@ -34,8 +34,10 @@ def _free_port() -> int:
 class GcsEmulator:
     """Starts the emulator in memory with one bucket (`python -m tests.helpers.gcs_emulator_server`); stops it on exit."""
 
-    def __init__(self, bucket: str = BUCKET):
-        self.bucket, self.port = bucket, _free_port()
+    def __init__(self, bucket: str = BUCKET, linger: bool = False):
+        """linger: leave the server running on exit; it stops when this process does (for clients that
+        upload again when garbage-collected, as tensorboardX's GCS writer does at interpreter exit)."""
+        self.bucket, self.port, self.linger = bucket, _free_port(), linger
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {"STORAGE_EMULATOR_HOST": self.url, "TENSORSTORE_GCS_HTTP_URL": self.url,
                     "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator", "CLOUD_STORAGE_EMULATOR_ENDPOINT": self.url,
@@ -44,7 +46,8 @@ class GcsEmulator:
 
     def __enter__(self) -> "GcsEmulator":
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.helpers.gcs_emulator_server", "--port", str(self.port), "--bucket", self.bucket],
+            [sys.executable, "-m", "tests.helpers.gcs_emulator_server", "--port", str(self.port), "--bucket", self.bucket,
+             "--parent", str(os.getpid())],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while True:
@@ -58,7 +61,7 @@ class GcsEmulator:
                 time.sleep(0.05)
 
     def __exit__(self, *exc) -> None:
-        if self._proc is not None and self._proc.poll() is None:
+        if self._proc is not None and self._proc.poll() is None and not self.linger:
             self._proc.terminate()
             self._proc.wait(timeout=10)
 
@@ -68,10 +71,3 @@ class GcsEmulator:
         for key, value in self.env.items():
             monkeypatch.setenv(key, value)
         gcsfs.GCSFileSystem.clear_instance_cache()
-
-    def wipe(self) -> None:
-        """Deletes every object of the bucket (between tests sharing one emulator)."""
-        from etils import epath
-        root = epath.Path(f"gs://{self.bucket}")
-        for child in root.iterdir():
-            child.rmtree() if child.is_dir() else child.unlink()

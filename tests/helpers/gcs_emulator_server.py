@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import threading
+import time
 from http import HTTPStatus
 
 from gcp_storage_emulator import server
@@ -86,12 +89,25 @@ def get(request, response, storage, *args, **kwargs):
 REPLACE = {objects.insert: insert, objects.download: download, objects.get: get}
 
 
+def _exit_with(pid: int) -> None:
+    """Ends this server once process `pid` has exited (a test process that left it running)."""
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        time.sleep(0.5)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--bucket", required=True)
+    parser.add_argument("--parent", type=int, default=0, help="exit once this process is gone (0: never)")
     args = parser.parse_args()
+    if args.parent:
+        threading.Thread(target=_exit_with, args=(args.parent,), daemon=True).start()
     logging.basicConfig(level=logging.WARNING)
     server.HANDLERS = tuple((regex, {method: REPLACE.get(fn, fn) for method, fn in handlers.items()})
                             for regex, handlers in server.HANDLERS)

@@ -215,3 +215,17 @@ def test_frozen_params_cost_no_backward(mode):
     saved = _step_flops(full) - _step_flops(config)
     want = 2 * forward["image"] if mode == "lit" else forward["total_forward"]
     assert saved >= 0.8 * want * config.batch_size, (saved, want * config.batch_size)
+
+
+def test_mode_flags_set_the_keys():
+    from bigvl.fine_tuning import apply_fine_tuning, split_mode
+    assert split_mode("lit,fsdp") == ("lit", "fsdp") and split_mode("fsdp_tp") == ("", "fsdp_tp")
+    with pytest.raises(ValueError, match="one fine-tuning mode"):
+        split_mode("lit,lora")
+    siglip = base_config()
+    siglip.model.update(bias_init=-10.0)
+    siglip.model.image.proj = False
+    apply_fine_tuning(siglip, "lit")
+    assert list(siglip.optim.frozen) == ["image/.*"]  # no image projection to lock
+    apply_fine_tuning(siglip, "lora")
+    assert siglip.model.lora.rank == 8 and "logit_bias" in siglip.optim.trainable

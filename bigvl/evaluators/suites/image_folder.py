@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from bigvl.evaluators.suites.images import FileImages
-from bigvl.evaluators.suites.tasks import Classification, check_labels, require
+from bigvl.evaluators.suites.tasks import Classification, SuiteFilesMissing, check_labels, require
 
 LAYOUT = ("ROOT/<class dir>/<image>.{jpg,jpeg,png,webp,bmp} (ImageFolder), optional ROOT/classnames.txt "
           "(and, for the `folder` suite, ROOT/templates.txt)")
@@ -45,7 +45,7 @@ def load(root: str, templates: list[str], classnames: list[str] | None = None,
     if dirs and all(d.isdigit() for d in dirs):  # ImageNetV2's folders are the class indices 0..999
         dirs = sorted(dirs, key=int)
     if not dirs:
-        raise ValueError(f"{root}: no class directories; expected {LAYOUT}")
+        raise SuiteFilesMissing(f"{root}: no class directories; expected layout: {LAYOUT}")
     if names_by_dir is not None:
         unknown = [d for d in dirs if d not in names_by_dir]
         if unknown:

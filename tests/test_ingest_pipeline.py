@@ -197,15 +197,15 @@ def test_table_parts_stream_the_rows_pyarrow_reads_whole(tmp_path):
 
 
 def test_the_join_filter_has_no_false_negatives():
-    from bigvl.data.ingest.pipeline import _FilterFn, _passes
-    fn = _FilterFn(2 ** 16)
+    from bigvl.data.ingest.join_filter import FilterFn, passes
+    fn = FilterFn(2 ** 16)
     acc = fn.create_accumulator()
     values = [f"http://example.com/{i}" for i in range(2000)]
     for v in values[:1000]:
         acc = fn.add_input(acc, (1, v))
     bits = fn.merge_accumulators([acc, fn.create_accumulator()])
-    assert all(_passes(bits, 1, v) for v in values[:1000])
-    false_positives = np.mean([_passes(bits, 1, v) for v in values[1000:]] + [_passes(bits, 0, v) for v in values[:1000]])
+    assert all(passes(bits, 1, v) for v in values[:1000])
+    false_positives = np.mean([passes(bits, 1, v) for v in values[1000:]] + [passes(bits, 0, v) for v in values[:1000]])
     assert false_positives < 0.01  # 64 bits per value, 3 hashes: ~0.1 %
 
 

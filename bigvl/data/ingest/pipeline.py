@@ -33,21 +33,19 @@ import json
 import os
 import tempfile
 import time
-import zlib
 from typing import Any, Sequence
-
-import numpy as np
 
 from bigvl.data.ingest import beam_io
 from bigvl.data.ingest.convert import STATS_DIR, ConvertError, ConvertOptions, check_fingerprint, convert_unit, join_warnings
 from bigvl.data.ingest.datacompdr import DataCompDRTable, check_dr_options, dr_row, dr_spec, iter_uid_groups
 from bigvl.data.ingest.inputs import Unit, read_unit
+from bigvl.data.ingest.join_filter import FilterFn, filter_bits, passes
 from bigvl.data.ingest.manifest import merge_stats
+from bigvl.data.ingest.stats_combiner import MergeStats
 from bigvl.data.ingest.table_rows import TablePart, iter_part, plan_table
 from bigvl.data.ingest.tables import CaptionTable, TableError, TableSpec
 
 NAMESPACE = "bigvl.build_shards"
-MAX_EXAMPLES = 20  # fault examples kept in the manifest
 RUN_SUMMARY = "run.json"
 
 
@@ -105,25 +103,6 @@ def plan_build(units: Sequence[Unit], specs: Sequence[TableSpec], datacompdr: Da
     return BuildPlan(tuple(units), todo, tuple(specs), tuple(key_types), tuple(parts), datacompdr, options, tokenizer)
 
 
-# ---------------------------------------------------------------- the join filter
-
-
-def _hashes(item: str, bits: int, k: int = 3) -> list[int]:
-    data = item.encode("utf-8", "surrogatepass")
-    h1, h2 = zlib.crc32(data), zlib.adler32(data) | 1
-    return [(h1 + i * h2) % bits for i in range(k)]
-
-
-def filter_bits(units: Sequence[Unit]) -> int:
-    """Bloom filter size: ~16 bits per expected sample (10k per tar/parquet), 2^20 … 2^30 bits."""
-    expected = sum(len(u.files) if u.files else 10000 for u in units)
-    return int(min(2 ** 30, max(2 ** 20, 1 << (16 * expected - 1).bit_length())))
-
-
-def _join_item(t: int, value: str) -> str:
-    return f"{t}\t{value}"
-
-
 # ---------------------------------------------------------------- transforms (top-level: picklable)
 
 
@@ -163,36 +142,6 @@ def _join_values(element, specs: Sequence[TableSpec]):
                     yield (t, value), unit.index
 
 
-class _FilterFn:
-    """CombineFn: the Bloom bits of every (table, value) the units have."""
-
-    def __init__(self, bits: int):
-        self.bits = bits
-
-    def create_accumulator(self):
-        return np.zeros(self.bits // 8, np.uint8)
-
-    def add_input(self, acc, key):
-        for h in _hashes(_join_item(*key), self.bits):
-            acc[h >> 3] |= np.uint8(1 << (h & 7))
-        return acc
-
-    def merge_accumulators(self, accs):
-        accs = list(accs)
-        out = accs[0].copy()
-        for a in accs[1:]:
-            np.bitwise_or(out, a, out=out)
-        return out
-
-    def extract_output(self, acc):
-        return acc
-
-
-def _passes(bits: np.ndarray, t: int, value: str) -> bool:
-    n = len(bits) * 8
-    return all(bits[h >> 3] & (1 << (h & 7)) for h in _hashes(_join_item(t, value), n))
-
-
 def _read_part(part: TablePart, specs: Sequence[TableSpec], datacompdr: DataCompDRSource | None, bits):
     """The part's rows whose value passes the filter: ((table, value), (row, captions, teacher record));
     tagged 'sizes': ((table, "rows"), n), ((table, "first"), (row, value)) and, for DataCompDR samples
@@ -211,7 +160,7 @@ def _read_part(part: TablePart, specs: Sequence[TableSpec], datacompdr: DataComp
                 uid = None
             if first is None and uid is not None:
                 first = (row, uid)
-            if uid is None or _passes(bits, t, uid):
+            if uid is None or passes(bits, t, uid):
                 try:
                     uid, captions, record = dr_row(members, f"--datacompdr {part.path}: sample {key}", datacompdr.teacher,
                                                    datacompdr.augmentation, datacompdr.logit_scale)
@@ -227,7 +176,7 @@ def _read_part(part: TablePart, specs: Sequence[TableSpec], datacompdr: DataComp
                 continue
             if first is None:
                 first = ((row,), value)
-            if _passes(bits, t, value):
+            if passes(bits, t, value):
                 yield (t, value), ((row,), captions, None)
     Metrics.counter(NAMESPACE, f"table_{t}_rows").inc(count)
     sizes = [("rows", count), ("first", first), ("malformed", malformed), ("malformed_example", example)]
@@ -300,67 +249,6 @@ def _read_stats(index: int, out: str) -> dict:
     return beam_io.read_json(beam_io.join(out, STATS_DIR, f"{index:05d}.json"))
 
 
-class _MergeStats:
-    """CombineFn: per-unit stats → one stats dict of the same shape (manifest.merge_stats' input), bounded
-    by the number of fields and units (shard names), never by records: `ids` are counted apart."""
-
-    COUNTS = ("read", "written", "failed_downloads", "duplicates", "alt_missing")
-
-    def __init__(self, tables: int):
-        self.tables = tables
-
-    def create_accumulator(self):
-        n = self.tables
-        return {**{k: 0 for k in self.COUNTS}, "failed_download_reasons": {}, "bad": {}, "examples": [],
-                "joined": [0] * n, "not_joined": [0] * n, "without_join_field": [0] * n,
-                "unjoined_example": [None] * n, "coverage": {}, "words": {}, "tokens": {}, "shards": []}
-
-    @staticmethod
-    def _add(into: dict, counts: dict):
-        for k, v in counts.items():
-            into[k] = into.get(k, 0) + v
-
-    def add_input(self, acc, s):
-        other = self.create_accumulator()
-        other.update({k: s[k] for k in self.COUNTS})
-        other.update(failed_download_reasons=dict(s["failed_download_reasons"]), bad=dict(s["bad"]),
-                     examples=[(s["unit"], i, e) for i, e in enumerate(s["bad_examples"][:MAX_EXAMPLES])],
-                     joined=list(s["joined"]), not_joined=list(s["not_joined"]),
-                     without_join_field=list(s["without_join_field"]),
-                     unjoined_example=[None if v is None else (s["unit"], v) for v in s["unjoined_example"]],
-                     coverage=dict(s["coverage"]), shards=[(s["unit"], list(s["shards"]))],
-                     words={f: {int(k): c for k, c in h.items()} for f, h in s["words"].items()},
-                     tokens={f: {int(k): c for k, c in h.items()} for f, h in s["tokens"].items()})
-        return self.merge_accumulators([acc, other])
-
-    def merge_accumulators(self, accs):
-        out = self.create_accumulator()
-        for a in accs:
-            for k in self.COUNTS:
-                out[k] += a[k]
-            for k in ("failed_download_reasons", "bad", "coverage"):
-                self._add(out[k], a[k])
-            for k in ("words", "tokens"):
-                for field, histogram in a[k].items():
-                    self._add(out[k].setdefault(field, {}), histogram)
-            for k in ("joined", "not_joined", "without_join_field"):
-                out[k] = [x + y for x, y in zip(out[k], a[k])]
-            out["unjoined_example"] = [min((v for v in (x, y) if v is not None), default=None)
-                                       for x, y in zip(out["unjoined_example"], a["unjoined_example"])]
-            out["examples"] = sorted(out["examples"] + a["examples"])[:MAX_EXAMPLES]
-            out["shards"] += a["shards"]
-        return out
-
-    def extract_output(self, acc):
-        return {**{k: acc[k] for k in self.COUNTS}, "failed_download_reasons": acc["failed_download_reasons"],
-                "bad": acc["bad"], "bad_examples": [e for _, _, e in sorted(acc["examples"])],
-                "joined": acc["joined"], "not_joined": acc["not_joined"],
-                "without_join_field": acc["without_join_field"],
-                "unjoined_example": [None if v is None else v[1] for v in acc["unjoined_example"]],
-                "coverage": acc["coverage"], "words": acc["words"], "tokens": acc["tokens"], "ids": [],
-                "shards": [n for _, names in sorted(acc["shards"]) for n in names]}
-
-
 def _write_summary(_, out: str, stats, written_now, across_units, sums, firsts, repeated):
     def by_table(values, kind):
         return {str(t): v for (t, k), v in values.items() if k == kind}
@@ -382,7 +270,7 @@ def build_pipeline(p, plan: BuildPlan) -> None:
     if plan.specs:
         refs = units | "join values" >> beam.FlatMap(_join_values, plan.specs)
         bits = (refs | "values" >> beam.Keys()
-                | "join filter" >> beam.CombineGlobally(_beam_combine(_FilterFn(filter_bits(plan.todo)))))
+                | "join filter" >> beam.CombineGlobally(_beam_combine(FilterFn(filter_bits(plan.todo)))))
         rows = (p | "table parts" >> beam.Create(list(plan.parts)) | "spread parts" >> beam.Reshuffle()
                 | "read rows" >> beam.FlatMap(_read_part, plan.specs, plan.datacompdr, beam.pvalue.AsSingleton(bits))
                 .with_outputs("sizes", main="rows"))
@@ -399,7 +287,7 @@ def build_pipeline(p, plan: BuildPlan) -> None:
     done = p | "done units" >> beam.Create([u.index for u in plan.units if u.index not in todo]) \
         | "read done stats" >> beam.Map(_read_stats, out)
     every = (new, done) | "all units" >> beam.Flatten()
-    merged = every | "merge stats" >> beam.CombineGlobally(_beam_combine(_MergeStats(n)))
+    merged = every | "merge stats" >> beam.CombineGlobally(_beam_combine(MergeStats(n)))
     written_now = new | "written" >> beam.Map(lambda s: s["written"]) | "sum written" >> beam.CombineGlobally(sum)
     across = (every | "ids" >> beam.FlatMap(lambda s: s["ids"]) | "per id" >> beam.combiners.Count.PerElement()
               | "repeats" >> beam.Map(lambda kv: kv[1] - 1) | "sum repeats" >> beam.CombineGlobally(sum))

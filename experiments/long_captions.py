@@ -138,13 +138,17 @@ def information(out: str, probe_train: int = 3000, probe_test: int = 1000) -> st
 
 
 # ---------------------------------------------------------------------------------------------- runs
-def run_recipes(seeds: list[int], steps: int, workdir: str, out: str) -> list[dict]:
-    """Every (seed, recipe) through the ablation's run_one, seed-major; (re)writes OUT.csv / OUT.md."""
+def run_recipes(seeds: list[int], steps: int, workdir: str, out: str, report_only: bool = False) -> list[dict]:
+    """Every (seed, recipe) through the ablation's run_one, seed-major; (re)writes OUT.csv / OUT_runs.md.
+    report_only: the finished runs only, nothing trained or evaluated."""
     from experiments.ablation import run_one
     rows = []
     for seed in seeds:
         for recipe, label in RECIPES:
-            result = run_one(recipe, seed, steps, os.path.join(workdir, f"{recipe}_seed{seed}"),
+            run_dir = os.path.join(workdir, f"{recipe}_seed{seed}")
+            if report_only and not os.path.exists(os.path.join(run_dir, "final_metrics.json")):
+                continue
+            result = run_one(recipe, seed, steps, run_dir, evaluate_missing=not report_only,
                              teacher=os.path.abspath(os.path.join(workdir, f"recap_seed{TEACHER_SEED}")))
             metrics = {k: v for k, v in result.items() if "/" in k and isinstance(v, (int, float))}
             ordered = [k for k in SUMMARY if k in metrics] + sorted(k for k in metrics if k not in SUMMARY)
@@ -253,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="docs/results/long_captions")
     parser.add_argument("--information", action="store_true", help="only the world measurement (no training)")
     parser.add_argument("--positions", action="store_true", help="only the 32 → 128 token comparison (seed: first)")
+    parser.add_argument("--report-only", action="store_true", help="write the tables from the finished runs only")
     args = parser.parse_args(argv)
     setup_process("%(levelname)s %(name)s: %(message)s", logging.WARNING)
     seeds = [int(s) for s in args.seeds.split(",") if s]
@@ -261,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.positions:
         print(positions(seeds[0], args.steps, args.workdir, args.out))
     else:
-        run_recipes(seeds, args.steps, args.workdir, args.out)
+        run_recipes(seeds, args.steps, args.workdir, args.out, args.report_only)
         with open(args.out + "_runs.md") as f:
             print(f.read())
     return 0

@@ -93,7 +93,7 @@ def test_sycoca_outputs_mim_terms_and_trains_the_head():
         total, terms, _ = objective(outputs, {}, {})
         return total, (terms, outputs)
 
-    (total, (terms, outputs)), grads = jax.value_and_grad(loss, has_aux=True)(params)
+    (total, (terms, outputs)), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
     np.testing.assert_array_equal(outputs["mim_patches"], [8.0, 8.0])  # half of the 16 patches
     assert set(terms) >= {"contrastive_loss", "caption_loss", "mim_loss"} and np.isfinite(total)
     assert float(jnp.abs(grads["mim_head"]["pixels"]["kernel"]).sum()) > 0
@@ -109,4 +109,4 @@ def test_plain_coca_is_unchanged_by_the_new_keys():
     c = _sycoca_config(0.0, 0.0)
     model = build_model(c.model)
     images, tokens = dummy_inputs(c.model, 1)
-    assert "mim_head" not in model.init(jax.random.key(0), images, tokens)["params"]
+    assert "mim_head" not in jax.eval_shape(model.init, jax.random.key(0), images, tokens)["params"]

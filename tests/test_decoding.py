@@ -5,6 +5,7 @@ import functools
 import itertools
 import json
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 from bigvl import cli
 from bigvl.config import base_config
 from bigvl.inference.decoding import DecodeConfig, decode, make_captioner
+from bigvl.models import build_model
 from bigvl.parallel.mesh import make_mesh
 from tests.helpers.captioner_models import BATCH, LENGTH, build, random_tokens, tiny_model_config
 
@@ -150,10 +152,15 @@ def test_captioner_chunks_and_shards_like_one_whole_batch_decode(kind, rows):
 
 
 def test_captioning_main_on_a_saved_coca_run(tiny_world, tmp_path, capsys):
-    """`bigvl caption --workdir RUN` reads the run's config.json without bigvl.config."""
-    _, params, _ = build("coca", seed=7)
+    """`bigvl caption --workdir RUN` reads the run's config.json without bigvl.config (a model whose
+    vocabulary holds the world tokenizer's pieces: a smaller one is refused for text use)."""
+    from bigvl.data.tokenizer import Tokenizer
     config = base_config()
     config.model = tiny_model_config("coca")
+    config.model.text.vocab_size = Tokenizer(tiny_world / "tokenizer.model").vocab_size
+    rng = np.random.default_rng(7)
+    params = nn.unbox(jax.jit(build_model(config.model).init)(
+        jax.random.key(7), rng.integers(0, 256, (2, 16, 16, 3)).astype(np.uint8), np.full((2, 8), 3, np.int32))["params"])
     config.data.update(tokenizer=str(tiny_world / "tokenizer.model"),
                        train_paths=[str(tiny_world / "train-*.array_record")])
     config.evals.batch_size = 8

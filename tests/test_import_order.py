@@ -16,7 +16,7 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "bigvl"
 ORDER = {"parallel": 0, "models": 1, "data": 1, "losses": 2, "inference": 3, "evaluators": 4, "train": 5,
          "cli": 6}
-CLI_MODULES = {"__init__", "__main__", "main", "cli", "evaluate", "api", "config", "recipes", "report", "plots",
+CLI_MODULES = {"__init__", "__main__", "main", "cli", "evaluate", "api", "config", "recipes", "fine_tuning", "report", "plots",
                "convert", "plan"}
 WORLD = "bigvl.data.world"
 BESIDE = ("benchmarks", "experiments", "tests", "configs")  # in the clone, not in the installed package

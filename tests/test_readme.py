@@ -165,9 +165,14 @@ def check_shell_script(script: str, args: list[str]) -> None:
     assert path.is_file(), f"{script} does not exist"
     text = path.read_text() + ((path.parent / "common.sh").read_text() if (path.parent / "common.sh").is_file() else "")
     for word in args:
+        if word == "--":  # the rest goes to bigvl.main (launch.sh -- --config.key=value)
+            break
         flag = word.split("=")[0]
         if flag.startswith("--"):
             assert re.search(rf"(^|[^\w-]){re.escape(flag)}([^\w-]|$)", text), f"{script} has no flag {flag}"
+
+
+BEAM_COMMANDS = ("build_shards", "curate")  # their unknown flags go to Beam (--runner DataflowRunner ...)
 
 
 def check_bigvl(args: list[str]) -> None:
@@ -178,6 +183,9 @@ def check_bigvl(args: list[str]) -> None:
     parsed = parse_with_module(COMMANDS[name].module, args[1:])
     if getattr(parsed.namespace, "config", None):
         check_config(parsed)
+    elif name in BEAM_COMMANDS:  # the flags it does not know are Beam's pipeline options, checked as it does
+        from bigvl.data.ingest.beam_io import pipeline_options
+        pipeline_options(parsed.rest, workers=1)
     else:
         assert not parsed.rest or all(w.startswith("--config.") for w in parsed.rest), parsed.rest
 

@@ -264,17 +264,19 @@ print("held-out captions:", {k: round(v, 3) for k, v in final.items() if k.start
 fig
 
 # %% [markdown]
-# ## Out to open_clip and back: a converted checkpoint
+# ## Out to transformers and back: a converted checkpoint
 #
-# `python -m bigvl.convert export` writes a two-tower run in open_clip's layout
-# (`open_clip_config.json` + `open_clip_model.safetensors`: `open_clip.create_model("local-dir:DIR")`
-# loads it) or, with `--to hf`, as a transformers `CLIPModel` directory; `import` turns such files
-# into a bigvl workdir. bigvl's own choices go out as they are: tanh GELU (open_clip's
-# `act_kwargs`, HF's `gelu_pytorch_tanh`), LayerNorm eps 1e-6, the sentencepiece EOS id. The CLIP
-# above averages its patch tokens (`pool="gap"`), which neither library can: open_clip's ViT always
-# adds a class token that every patch attends to, HF's CLIP pools that token. So this cell trains
-# its twin with `pool="cls"` for 30 steps, exports it, imports the export into a new workdir and
-# classifies the images above with both: the probabilities agree (max |Δ| printed).
+# `python -m bigvl.convert export --to hf` writes a two-tower run as a transformers `CLIPModel`
+# directory (`from_pretrained` loads it, with a `preprocessor_config.json` saying how images are
+# squared); `--to open_clip` writes open_clip's layout (`open_clip.create_model("local-dir:DIR")`),
+# but open_clip tokenises with CLIP's BPE unless told a hub tokenizer, so for this run (the world's
+# own sentencepiece model) bigvl refuses it without `--hf_tokenizer_name`. `import` turns such files
+# into a bigvl workdir. bigvl's own choices go out as they are: tanh GELU (HF's
+# `gelu_pytorch_tanh`, open_clip's `act_kwargs`), LayerNorm eps 1e-6, the sentencepiece EOS id. The
+# CLIP above averages its patch tokens (`pool="gap"`), which neither library can: open_clip's ViT
+# always adds a class token that every patch attends to, HF's CLIP pools that token. So this cell
+# trains its twin with `pool="cls"` for 30 steps, exports it, imports the export into a new workdir
+# and classifies the images above with both: the probabilities agree (max |Δ| printed).
 #
 # A published checkpoint comes in the same way (bigvl downloads nothing: fetch the files first,
 # e.g. `huggingface-cli download openai/clip-vit-base-patch16 --local-dir clip-vit-base-patch16`):
@@ -295,7 +297,7 @@ twin_config = small_config(steps=30)
 twin_config.model.image.pool = "cls"  # a class token: what open_clip's and HF's ViTs pool
 for name in ("zeroshot", "retrieval", "pointing"):
     twin_config.evals[name].split = ""
-twin_dir, exported, imported = WORK / "clip_cls", WORK / "clip_cls_open_clip", WORK / "clip_cls_imported"
+twin_dir, exported, imported = WORK / "clip_cls", WORK / "clip_cls_hf", WORK / "clip_cls_imported"
 validate(twin_config)
 train_and_evaluate(twin_config, str(twin_dir))
 
@@ -304,11 +306,10 @@ def convert(*args):  # python -m bigvl.convert ...
     subprocess.run([sys.executable, "-m", "bigvl.convert", *map(str, args)], check=True)
 
 
-convert("export", "--workdir", twin_dir, "--to", "open_clip", "--out", exported)
+convert("export", "--workdir", twin_dir, "--to", "hf", "--out", exported)
 print(sorted(p.name for p in exported.iterdir()))
 if not (imported / "config.json").exists():  # import never writes over a workdir
-    convert("import", "--from", "open_clip", "--in", exported, "--tokenizer", world / "tokenizer.model",
-            "--out", imported)
+    convert("import", "--from", "hf", "--in", exported, "--tokenizer", world / "tokenizer.model", "--out", imported)
 twin, back = bigvl.load(str(twin_dir)), bigvl.load(str(imported))
 _, p_twin = bigvl.zero_shot_classify(twin, zs_images[pick], classes["classnames"], classes["templates"])
 _, p_back = bigvl.zero_shot_classify(back, zs_images[pick], classes["classnames"], classes["templates"])

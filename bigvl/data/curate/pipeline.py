@@ -15,8 +15,8 @@ does not decode: skipped and counted), "duplicate", "no_entry" / "balance_draw" 
 draws are hashes of seed, record id and entry), so a killed run started again writes the
 missing shards only, and they equal an uninterrupted run's byte for byte.
 
-Runs on Beam's in-process Python runner (the FnApiRunner the DirectRunner uses; `workers` > 1: its
-multi-processing mode), named directly so that Prism, which downloads a binary, is never tried.
+Runs on Beam's in-process Python runner (`beam_io.pipeline_options` / `beam_io.beam_runner`: the
+FnApiRunner the DirectRunner uses; `workers` > 1: its multi-processing mode), so Prism is never tried.
 OUT/manifest.json: records in/kept/dropped by reason, per shard, the entry counts and kept counts
 (the kept distribution), the threshold; OUT/.curate/ holds the pipeline's intermediate results.
 """
@@ -29,15 +29,13 @@ import time
 from typing import Sequence
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.transforms.stats import ApproximateQuantilesCombineFn
 
 from bigvl.data.curate.dedup import band_keys, close_pairs, duplicates_to_drop
 from bigvl.data.curate.metaclip import EntryMatcher, balanced_keep, keep_probabilities
 from bigvl.data.curate.options import CurateOptions, record_features
 from bigvl.data.curate.shards_io import shard_records, write_kept
-from bigvl.data.ingest.beam_io import pipeline_options
+from bigvl.data.ingest.beam_io import beam_runner, pipeline_options
 
 log = logging.getLogger(__name__)
 
@@ -155,18 +153,6 @@ def build_pipeline(p, paths: Sequence[str], out_dir: str, options: CurateOptions
                                                             os.path.join(state, "shards.json"))))
 
 
-def beam_options(workers: int = 1) -> PipelineOptions:
-    """The shard builder's local options (`beam_io.pipeline_options`): in_memory for one worker, else
-    `workers` processes (multi_processing)."""
-    return pipeline_options([], workers)
-
-
-def local_runner() -> FnApiRunner:
-    """Beam's in-process Python runner. The DirectRunner's switch would try Prism first (it downloads a
-    binary at run time and, offline, fails and falls back); this is the runner it falls back to."""
-    return FnApiRunner()
-
-
 def curate(paths: Sequence[str], out_dir: str, options: CurateOptions, against: Sequence[str] = (),
            workers: int = 1) -> dict:
     """Curates `paths` into OUT (one output shard per input shard, same names); returns the manifest
@@ -177,7 +163,8 @@ def curate(paths: Sequence[str], out_dir: str, options: CurateOptions, against: 
                          "outputs are written under the input's name")
     os.makedirs(os.path.join(out_dir, STATE), exist_ok=True)
     start = time.time()
-    with beam.Pipeline(runner=local_runner(), options=beam_options(workers)) as p:
+    beam_options = pipeline_options([], workers)  # in_memory for one worker, else `workers` processes
+    with beam.Pipeline(runner=beam_runner(beam_options), options=beam_options) as p:  # never Prism (a download)
         build_pipeline(p, paths, out_dir, options, against)
     manifest = summarise(out_dir, options)
     manifest["wall_seconds"] = round(time.time() - start, 2)

@@ -17,7 +17,6 @@ The shards of both modes are compared byte for byte ("same_bytes").
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import pathlib
@@ -25,6 +24,8 @@ import shutil
 import subprocess
 import sys
 import time
+
+from benchmarks.ingest_throughput import digest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -89,14 +90,6 @@ def run_sampled(cmd: list[str], env: dict) -> dict:
             "sum_of_peaks_mb": round(main + sum(peaks.values()))}
 
 
-def shard_digest(out: pathlib.Path) -> str:
-    h = hashlib.sha256()
-    for name in sorted(os.listdir(out)):
-        if name.endswith(".array_record"):
-            h.update(name.encode() + (out / name).read_bytes())
-    return h.hexdigest()
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dir", default="/tmp/bigvl_ingest_memory")
@@ -126,7 +119,7 @@ def main(argv=None) -> int:
                        "--workers", str(args.workers)]
             record = run_sampled(cmd, env)
             manifest = json.loads((out / "manifest.json").read_text())
-            digests[mode] = shard_digest(out)
+            digests[mode] = digest(out)
             record.update(benchmark="ingest_memory", mode=mode, table_rows=n, images=args.images,
                           workers=args.workers, written=manifest["written"], joined=manifest["tables"][0]["joined"],
                           same_bytes=len(set(digests.values())) == 1,

@@ -9,7 +9,7 @@ everything computes in float32.
 - `fix_clip_loss`: FIX-CLIP's dual-branch objective: InfoNCE(masked image, short text) and
   InfoNCE(full image, long text), averaged.
 - `mask_image_patches`: the masked image of FIX-CLIP's short branch: a fixed fraction of the
-  patch grid painted mid-grey, the patches drawn per example from a key.
+  patch grid painted mid-grey (SyCoCa's `mask_pixels`), the patches drawn per example from a key.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from bigvl.losses.contrastive import softmax_contrastive_loss
 from bigvl.models.heads import l2_normalize
+from bigvl.models.sycoca import mask_pixels
 
 
 def cosine_distillation_loss(student: jax.Array, teacher: jax.Array) -> jax.Array:
@@ -44,14 +45,14 @@ def fix_clip_loss(image_embeds: jax.Array, masked_image_embeds: jax.Array, text_
                   + softmax_contrastive_loss(masked_image_embeds, text_embeds[:, 1], logit_scale))
 
 
-def mask_image_patches(images: jax.Array, keys: jax.Array, patch_size: int, ratio: float,
-                       fill: int = 128) -> jax.Array:
+def mask_image_patches(images: jax.Array, keys: jax.Array, patch_size: int, ratio: float) -> jax.Array:
     """images [B, S, S, C] (uint8 or float), keys int [B] (a per-example seed, e.g. the record
-    index) → the images with round(ratio · N) of their N = (S / patch_size)² patches set to `fill`.
+    index) → the images with round(ratio · N) of their N = (S / patch_size)² patches painted
+    mid-grey (`bigvl.models.sycoca.mask_pixels`: 128 for uint8, 0 for float).
 
     Which patches: the first round(ratio · N) of a random permutation drawn from
     fold_in(key(0), keys[b]) (deterministic per example). S must be a multiple of patch_size."""
-    b, size = images.shape[0], images.shape[1]
+    size = images.shape[1]
     if size % patch_size:
         raise ValueError(f"image size {size} is not a multiple of the patch size {patch_size}")
     grid = size // patch_size
@@ -62,6 +63,4 @@ def mask_image_patches(images: jax.Array, keys: jax.Array, patch_size: int, rati
         order = jax.random.permutation(jax.random.fold_in(base, key_value), grid * grid)
         return jnp.zeros(grid * grid, bool).at[order[:count]].set(True)
 
-    masked = jax.vmap(one)(keys.astype(jnp.uint32)).reshape(b, grid, 1, grid, 1)
-    masked = jnp.broadcast_to(masked, (b, grid, patch_size, grid, patch_size)).reshape(b, size, size, 1)
-    return jnp.where(masked, jnp.asarray(fill, images.dtype), images)
+    return mask_pixels(images, jax.vmap(one)(keys.astype(jnp.uint32)), patch_size)

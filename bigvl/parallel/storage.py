@@ -42,7 +42,7 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     """Writes a whole file so a reader sees the old or the new text, never a part.
 
     A bucket stores an object whole on close; on a local disk the text goes to a temporary
-    file that replaces `path`. The parent directory is created if needed.
+    file, fsynced, that replaces `path`. The parent directory is created if needed.
     """
     path = run_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,7 +50,10 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         path.write_text(text)
         return
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    tmp.write_text(text)
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 

@@ -67,21 +67,15 @@ def supersede_after(path: str, step: int, evals_at_step: bool = False) -> int:
             moved.append(line if line.endswith("\n") else line + "\n")
     if not moved:
         return 0
-    if is_url(path):  # objects are written whole: side file (old text + moved lines), then the log
-        side = superseded_path(path)
+    side = superseded_path(path)
+    if is_url(path):  # objects are written whole: side file = its old text + the moved lines
         write_text(side, (side.read_text() if side.exists() else "") + "".join(moved))
-        write_text(path, "".join(line if line.endswith("\n") else line + "\n" for line in keep))
-        return len(moved)
-    with open(superseded_path(path), "a") as f:
-        f.writelines(moved)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.writelines(line if line.endswith("\n") else line + "\n" for line in keep)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    else:
+        with open(side, "a") as f:
+            f.writelines(moved)
+            f.flush()
+            os.fsync(f.fileno())
+    write_text(path, "".join(line if line.endswith("\n") else line + "\n" for line in keep))
     return len(moved)
 
 

@@ -99,14 +99,12 @@ def rename(source: str, dest: str) -> None:
 
 def publish(local_path: str, dest: str) -> None:
     """Puts the finished local file `local_path` at `dest` under a temporary name, then renames it."""
-    if not is_remote(dest):
-        tmp = f"{dest}.{uuid.uuid4().hex[:8]}.tmp"
-        shutil.copyfile(local_path, tmp)
-        os.replace(tmp, dest)
-        return
     tmp = f"{dest}.{uuid.uuid4().hex[:8]}.tmp"
-    with open(local_path, "rb") as src, open_file(tmp, "wb") as out:
-        shutil.copyfileobj(src, out, 1 << 22)
+    if is_remote(dest):
+        with open(local_path, "rb") as src, open_file(tmp, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 22)
+    else:
+        shutil.copyfile(local_path, tmp)
     rename(tmp, dest)
 
 
@@ -137,16 +135,9 @@ def local_copy(path: str) -> Iterator[str]:
 
 def write_json(path: str, value: Any) -> None:
     """Writes `value` as JSON at `path` under a temporary name, then renames it."""
-    data = json.dumps(value).encode()
-    if not is_remote(path):
-        tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-        return
     tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
     with open_file(tmp, "wb") as f:
-        f.write(data)
+        f.write(json.dumps(value).encode())
     rename(tmp, path)
 
 

@@ -9,7 +9,7 @@ one image's patch tokens gives an image embedding per (image, text) pair:
 At batch B with T texts per image that is B·BT pooled vectors; `text_conditioned_logits`
 computes them a chunk of texts at a time (`lax.map`, each chunk under `jax.checkpoint`), so
 forward and backward hold B · chunk · N attention weights, never B · BT · N, and only the
-[B, BT] logits leave. `text_conditioned_pool` is the unchunked pooling (tests, inspection).
+[B, BT] logits leave. `text_conditioned_pool` is the pooling of one chunk (all T texts at once in tests).
 
 `FlairTwoTower` is `TwoTower` plus this pooler (params under `flair_pool`); its encoders are
 TwoTower's (the global embeddings the evaluators use), its `__call__` adds `flair_logits`.
@@ -26,16 +26,12 @@ from bigvl.models.transformer import DENSE_INIT, DenseGeneral, flat_init, layer_
 from bigvl.models.two_tower import TwoTower
 
 
-def _attend(q: jax.Array, k: jax.Array, v: jax.Array, out_kernel: jax.Array) -> jax.Array:
-    """q [c,H,h], k, v [B,N,H,h], out_kernel [H,h,E] → L2-normalised pooled float32 [B,c,E]."""
+def text_conditioned_pool(q: jax.Array, k: jax.Array, v: jax.Array, out_kernel: jax.Array) -> jax.Array:
+    """Every (image, text) pair at once: q [T,H,h], k, v [B,N,H,h], out_kernel [H,h,E] → L2-normalised
+    pooled float32 [B,T,E]."""
     scores = jnp.einsum("chd,bnhd->bchn", q, k) * (q.shape[-1] ** -0.5)
     weights = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(v.dtype)
     return l2_normalize(jnp.einsum("bchd,hde->bce", jnp.einsum("bchn,bnhd->bchd", weights, v), out_kernel))
-
-
-def text_conditioned_pool(q: jax.Array, k: jax.Array, v: jax.Array, out_kernel: jax.Array) -> jax.Array:
-    """Every (image, text) pair at once: q [T,H,h], k, v [B,N,H,h], out_kernel [H,h,E] → float32 [B,T,E]."""
-    return _attend(q, k, v, out_kernel)
 
 
 def text_conditioned_logits(q: jax.Array, k: jax.Array, v: jax.Array, out_kernel: jax.Array, text: jax.Array,
@@ -50,7 +46,7 @@ def text_conditioned_logits(q: jax.Array, k: jax.Array, v: jax.Array, out_kernel
 
     def block(args):
         q_chunk, text_chunk = args
-        return jnp.einsum("bce,ce->bc", _attend(q_chunk, k, v, out_kernel), text_chunk.astype(jnp.float32))
+        return jnp.einsum("bce,ce->bc", text_conditioned_pool(q_chunk, k, v, out_kernel), text_chunk.astype(jnp.float32))
 
     out = jax.lax.map(jax.checkpoint(block), (q.reshape(count // size, size, *q.shape[1:]),
                                                text.reshape(count // size, size, text.shape[-1])))

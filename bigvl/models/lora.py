@@ -30,7 +30,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from bigvl.models.param_tree import param_path
 from bigvl.models.transformer import SCANNED_BLOCKS, DenseGeneral, flat_init, named
 
 A_NAME, B_NAME = "lora_a", "lora_b"
@@ -159,11 +158,6 @@ class LoraModel:
             return self.base.apply(variables, *args, **kwargs)
 
 
-def is_adapter(name: str) -> bool:
-    """Whether the '/'-joined param path names a LoRA factor."""
-    return name.rsplit("/", 1)[-1] in (A_NAME, B_NAME)
-
-
 def merge_lora(params: dict, model_cfg) -> tuple[dict, ml_collections.ConfigDict]:
     """(params with every adapted kernel W replaced by W + (α/r)·A·B in float32, cast back, and the
     adapters removed; a copy of `model_cfg` with `lora.rank` 0). The merged params are those of the
@@ -191,12 +185,18 @@ def merge_lora(params: dict, model_cfg) -> tuple[dict, ml_collections.ConfigDict
 
 def split_adapters(params: dict) -> tuple[dict, dict]:
     """(params without the adapters, {path: adapter}) for '/'-joined paths."""
-    flat = {param_path(p): v for p, v in jax.tree_util.tree_flatten_with_path(params)[0]}
-    adapters = {k: v for k, v in flat.items() if is_adapter(k)}
+    adapters = {}
 
     def drop(node: dict, prefix: str) -> dict:
-        return {k: drop(v, f"{prefix}{k}/") if isinstance(v, dict) else v
-                for k, v in node.items() if not is_adapter(prefix + k)}
+        out = {}
+        for k, v in node.items():
+            if isinstance(v, dict):
+                out[k] = drop(v, f"{prefix}{k}/")
+            elif k in (A_NAME, B_NAME):
+                adapters[prefix + k] = v
+            else:
+                out[k] = v
+        return out
 
     return drop(dict(params), ""), adapters
 

@@ -84,13 +84,14 @@ def tower_depths(params) -> dict[str, int]:
     return depth
 
 
-def layer_ids(params) -> dict:
+def layer_ids(params, depth: dict[str, int] | None = None) -> dict:
     """A tree like `params` of each param's layer in its tower (BEiT's layer-wise LR decay): 0 for a
     tower's embeddings (patch / token embedding, positions, class token, ln_pre, conv stem), i + 1 for
     encoder block i, depth + 1 for what follows the blocks (ln_final, MAP head); a scanned encoder's
     stacked params get an int array [depth, 1, ...] (1 … depth). Params outside the towers (the
-    projections, the logit scale, a decoder): None. Paths: `param_path`."""
-    depth = tower_depths(params)
+    projections, the logit scale, a decoder): None. Paths: `param_path`. depth: `tower_depths(params)`
+    where the caller has it already."""
+    depth = tower_depths(params) if depth is None else depth
 
     def layer(path, leaf):
         parts = param_path(path).split("/")
@@ -113,7 +114,8 @@ def scale_by_layer_decay(decay: float) -> optax.GradientTransformation:
     tower moves at the full learning rate, each block below at `decay` times the one above, the
     embeddings least. Params outside the towers are unchanged. After AdamW, so weight decay is scaled too."""
     def update(updates, state, params=None):
-        ids, depth = layer_ids(updates), tower_depths(updates)
+        depth = tower_depths(updates)
+        ids = layer_ids(updates, depth)
 
         def scale(path, u, i):
             if i is None:

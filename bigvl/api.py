@@ -59,23 +59,25 @@ def zero_shot_classify(run: Run, images, classnames: Sequence[str],
     each class's own probability of matching (rows need not sum to 1). The prediction is the
     most similar class either way.
     """
-    if "log_logit_scale" not in run.params:
-        raise ValueError("zero_shot_classify needs a contrastive model (one with a learned logit scale); "
-                         f"this run's model.kind is {run.config.model.kind!r}")
+    _require_contrastive(run)
     classes = class_embeddings(run.encoder, list(classnames), list(templates))
-    probs = class_probabilities(run, encode_images(run, images), classes)
+    probs = class_probabilities(run, encode_images(run, images).astype(np.float64) @ classes.astype(np.float64).T)
     return probs.argmax(axis=1), probs.astype(np.float32)
 
 
-def class_probabilities(run: Run, image_embeds: np.ndarray, class_embeds: np.ndarray) -> np.ndarray:
-    """float64 [N,C] probabilities of normalised image [N,E] and class [C,E] embeddings, as the run
-    scores them (`zero_shot_classify`): softmax over the classes of scale·cos, or for sigmoid-loss
-    runs each class's sigmoid(scale·cos + bias)."""
+def _require_contrastive(run: Run) -> None:
     if "log_logit_scale" not in run.params:
         raise ValueError("class probabilities need a contrastive model (one with a learned logit scale); "
                          f"this run's model.kind is {run.config.model.kind!r}")
+
+
+def class_probabilities(run: Run, cosines: np.ndarray) -> np.ndarray:
+    """float64 [N,C] probabilities from image-class cosines [N,C] (normalised embeddings), as the run
+    scores them (`zero_shot_classify`): softmax over the classes of scale·cos, or for sigmoid-loss
+    runs each class's sigmoid(scale·cos + bias)."""
+    _require_contrastive(run)
     scale = float(logit_scale_of(run.params["log_logit_scale"], run.config.model.max_logit_scale))
-    logits = scale * (np.asarray(image_embeds, np.float64) @ np.asarray(class_embeds, np.float64).T)
+    logits = scale * np.asarray(cosines, np.float64)
     if run.config.get("loss", {}).get("name") in SIGMOID_LOSSES:
         return np.exp(-np.logaddexp(0.0, -(logits + float(run.params["logit_bias"]))))  # sigmoid, no overflow
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))

@@ -19,11 +19,13 @@ import json
 import os
 import sys
 
+import numpy as np
+
 from bigvl.cli import command_parser
 from bigvl.config import ConfigError, apply_overrides, load_config_json, split_overrides
 from bigvl.evaluators import run_evals
-from bigvl.evaluators.suites import parse_suites, run_suites, write_result
-from bigvl.evaluators.suites.protocols import class_embeddings, encode_all_images
+from bigvl.evaluators.suites import parse_suites, write_result
+from bigvl.evaluators.suites.protocols import run_task
 from bigvl.evaluators.suites.results import format_table, result_path
 from bigvl.evaluators.suites.table import load_suite
 from bigvl.evaluators.suites.tasks import Classification
@@ -49,9 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         run = load_run(args.workdir, step=args.step, config=config)
         if suites:
             data_dir = args.data_dir or run.config.evals.get("data_dir", "") or "."
-            results = run_suites(run.encoder, suites, data_dir)
-            written = [write_predictions(run, args.workdir, name, load_suite(name, data_dir))
-                       for name in suites if args.predictions]
+            results, written = {}, []
+            for name in suites:
+                task = load_suite(name, data_dir)
+                options = {"scores_out": []} if args.predictions and isinstance(task, Classification) else {}
+                results[name] = run_task(run.encoder, task, name, **options)
+                if options:  # the cosines of the same pass, not a second one
+                    written.append(write_predictions(run, args.workdir, name, task, np.concatenate(options["scores_out"])))
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -59,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(results))
         for name, (task, metrics) in results.items():
             print(f"wrote {write_result(args.workdir, name, task, metrics, step=run.step)}")
-        for path in filter(None, written):
+        for path in written:
             print(f"wrote {path}")
         return 0
     metrics = run_evals(run.encoder, run.config.evals)
@@ -67,14 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def write_predictions(run, workdir: str, suite: str, task) -> str | None:
-    """DIR/eval/<suite>_predictions.csv for a zero-shot task (None for other tasks): columns image,
-    label, predicted, then one probability per class (`class_probabilities`); returns its path."""
+def write_predictions(run, workdir: str, suite: str, task: Classification, cosines: np.ndarray) -> str:
+    """DIR/eval/<suite>_predictions.csv of a zero-shot task from its image-class cosines [N, C]: columns
+    image, label, predicted, then one probability per class (`class_probabilities`); returns its path."""
     from bigvl.api import class_probabilities  # the user API sits above the evaluators
-    if not isinstance(task, Classification):
-        return None
-    probs = class_probabilities(run, encode_all_images(run.encoder, task.images, desc=suite),
-                                class_embeddings(run.encoder, task.classnames, task.templates))
+    probs = class_probabilities(run, cosines)
     names = getattr(task.images, "paths", None) or [str(i) for i in range(len(probs))]
     path = result_path(workdir, suite)[:-len(".json")] + "_predictions.csv"
     os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -102,16 +102,20 @@ def classification_metrics(ranks: np.ndarray, labels: np.ndarray, num_classes: i
 
 
 def zero_shot(encoder, task: Classification, desc: str = "zero-shot",
-              classes: np.ndarray | None = None) -> dict[str, float]:
+              classes: np.ndarray | None = None, scores_out: list | None = None) -> dict[str, float]:
     """Zero-shot classification metrics of `task` (class embeddings computed once, images in chunks).
 
     classes: the class embeddings [C, E] if already computed (`class_embeddings`), else computed here.
+    scores_out: a list that gets each chunk's image-class cosines float64 [chunk, C], in image order
+    (per-image predictions from the same pass).
     """
     classes = class_embeddings(encoder, task.classnames, task.templates) if classes is None else classes
     ranks = np.empty(len(task.labels), np.int64)
     for start, embeds in iter_image_embeds(encoder, task.images, desc):
         labels = task.labels[start:start + len(embeds)]
         scores = similarities(embeds, classes)  # [chunk, C] float64
+        if scores_out is not None:
+            scores_out.append(scores)
         if task.label_sets is None:
             ranks[start:start + len(embeds)] = rank_of_true(scores, scores[np.arange(len(labels)), labels])
         else:  # several correct classes per image (ImageNet-ReaL)
@@ -215,7 +219,7 @@ PROTOCOLS = {Classification: ("zeroshot_classification", zero_shot),
              Pairs: ("image_caption_selection", pairs)}
 
 
-def run_task(encoder, task, desc: str) -> tuple[str, dict[str, float]]:
-    """(CLIP_benchmark task name, metrics) of any task."""
+def run_task(encoder, task, desc: str, **options) -> tuple[str, dict[str, float]]:
+    """(CLIP_benchmark task name, metrics) of any task; `options` go to its protocol (zero_shot's scores_out)."""
     name, fn = PROTOCOLS[type(task)]
-    return name, fn(encoder, task, desc)
+    return name, fn(encoder, task, desc, **options)

@@ -34,11 +34,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
 from bigvl.cli import command_parser
-from bigvl.data.ingest.beam_io import RunnerError, check_runner, pipeline_options
+from bigvl.data.ingest.beam_io import RunnerError, check_runner, pipeline_options, quiet_beam_logs
 from bigvl.data.ingest.convert import ConvertError, ConvertOptions
 from bigvl.data.ingest.datacompdr import dr_patterns
 from bigvl.data.ingest.inputs import InputError, find_units
@@ -93,9 +92,7 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_process("%(asctime)s %(message)s")
-    logging.getLogger("apache_beam").setLevel(logging.WARNING)
-    # Beam's GCP module says so on import when its gcp extra is absent; local runs do not need it
-    logging.getLogger().addFilter(lambda record: "apitools not found" not in record.getMessage())
+    quiet_beam_logs()
     try:
         specs = [TableSpec.parse(t["path"], t["join"], t["captions"]) for t in args.tables]
         names = [name for spec in specs for name, _ in spec.captions]

@@ -14,12 +14,12 @@ writes only the missing shards; other options stop it with one line. Scores come
 from __future__ import annotations
 
 import json
-import logging
 import sys
 
 from bigvl.cli import command_parser
 from bigvl.data.curate.metaclip import read_metadata
 from bigvl.data.curate.options import DEDUP_MODES, CurateOptions
+from bigvl.data.ingest.beam_io import quiet_beam_logs
 from bigvl.data.pipeline import resolve_paths
 from bigvl.inference.shard_transform import OptionsMismatch, check_options
 from bigvl.parallel.process import setup_process
@@ -42,9 +42,8 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=1, help="DirectRunner processes (1: in this process)")
     args = p.parse_args(argv)
     setup_process("%(asctime)s %(message)s")
-    # Beam's import warns that apitools (its GCP extra) is missing; local runs do not need it (as build_shards)
-    logging.getLogger().addFilter(lambda record: "apitools not found" not in record.getMessage())
-    from bigvl.data.curate.pipeline import STATE, curate  # apache-beam: imported after the filter above
+    quiet_beam_logs()
+    from bigvl.data.curate.pipeline import STATE, curate  # apache-beam: imported after quiet_beam_logs
     try:
         options = CurateOptions(entries=tuple(read_metadata(args.metadata)) if args.metadata else (),
                                 balance_t=args.balance_t if args.metadata else 0.0, match_captions=args.match_captions,

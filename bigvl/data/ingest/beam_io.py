@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -165,6 +166,13 @@ def read_shard(path: str) -> list[bytes]:
 
 
 # ---------------------------------------------------------------- runners
+
+
+def quiet_beam_logs() -> None:
+    """Beam's loggers at WARNING, and without the line Beam logs on import when its GCP extra (apitools)
+    is absent (local runs do not need it); for a command, before it imports Beam."""
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    logging.getLogger().addFilter(lambda record: "apitools not found" not in record.getMessage())
 
 
 def pipeline_options(beam_args: Sequence[str], workers: int):

@@ -8,8 +8,10 @@ checked when the params load (bigvl.models.pretrained.adapt_params); options tha
 compared here, before anything compiles: every `model.image.*` / `model.text.*` key (sizes as
 resolved from `variant`), `embed_dim`, `activation`, `layer_norm_eps`, `max_logit_scale` and whether
 there is a logit bias. Keys that may differ when fine-tuning are left out: `text.context_length`
-(Long-CLIP stretches positions), `dtype`, `param_dtype`, `remat`, `scan_layers`, `attention_impl`,
-`temperature_init` (the scale comes from the params). The captioners' decoder is not compared.
+(Long-CLIP stretches positions), `dtype`, `param_dtype`, `remat`, `scan_layers`, `pooled_last_block`,
+`attention_impl`, `weight_grad_dot`, `temperature_init` (the scale comes from the params), and the
+text positions' kind (`text.pos_emb`, `text.rope_*`: TULIP's RoPE tower starts from a learned-position
+run) — `MAY_DIFFER`. The captioners' decoder is not compared.
 """
 from __future__ import annotations
 

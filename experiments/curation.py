@@ -49,10 +49,6 @@ HEADLINE = ("zeroshot/balanced_accuracy", "zeroshot/top1", "retrieval/t2i_r1", "
             "hard_negatives/accuracy")
 
 
-def cache_dir(name: str) -> str:
-    return os.path.join(os.environ.get("BIGVL_CACHE", os.path.expanduser("~/.cache/bigvl")), name)
-
-
 def run_config(world: str, train_paths: list[str], seed: int, steps: int):
     """configs/demo.py:alt on the curation world: `train_paths`, `seed`, `steps`, evaluated once at the end."""
     from configs.demo import use_world  # the clone's config helpers (experiments run from a clone)
@@ -85,12 +81,13 @@ def train(world: str, train_paths: list[str], seed: int, steps: int, workdir: st
 def prepare(t: float, keep_top: float, root: str) -> tuple[str, dict[str, list[str]], dict]:
     """Builds the worlds, the scorer and the curated shards; returns (world dir, {recipe: train paths},
     {recipe: curate manifest summary})."""
+    from configs.demo import world_dir  # the clone's config helpers (experiments run from a clone)
     base_config = load_config(CONFIG)
     with base_config.unlocked():
         base_config.world.num_train = 60000
-        base_config.world.dir = cache_dir("synthetic_world_curation_base_seed0")
+        base_config.world.dir = world_dir(0, "curation_base")
     base = ensure_config_world(base_config.world)
-    world = str(build_curation_world(base, cache_dir("synthetic_world_curation_seed0")))
+    world = str(build_curation_world(base, world_dir(0, "curation")))
     raw = resolve_paths([os.path.join(world, "train-*.array_record")])
     scorer = os.path.join(root, f"scorer_seed{SCORER_SEED}")
     train(world, raw, SCORER_SEED, SCORER_STEPS, scorer)

@@ -26,6 +26,7 @@ import time
 import numpy as np
 from PIL import Image
 
+from bigvl.data.curate.metaclip import read_metadata
 from bigvl.data.records import encode_example, write_records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,7 +49,7 @@ def make_input(directory: str, records: int) -> list[str]:
         return [os.path.join(directory, n) for n in names]
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory)
-    classes = [line.strip() for line in open(METADATA) if line.strip() and not line.startswith("#")]
+    classes = read_metadata(METADATA)
     rng = np.random.default_rng(0)
     for k, name in enumerate(names):
         out, previous = [], []
@@ -66,7 +67,6 @@ def make_input(directory: str, records: int) -> list[str]:
 
 def child(args) -> None:
     """Runs curate once in this process; prints {wall_s, cpu_s, peak_rss_mib, kept}."""
-    from bigvl.data.curate.metaclip import read_metadata
     from bigvl.data.curate.options import CurateOptions
     from bigvl.data.curate.pipeline import curate
     paths = sorted(os.path.join(args.data, n) for n in os.listdir(args.data) if n.endswith(".array_record"))

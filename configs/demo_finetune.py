@@ -10,8 +10,6 @@ retrieval measure what is kept. Flags: `full` (default, every param), `lit` (ima
 locked), `lora` (rank-8 adapters alone, bigvl/fine_tuning.py); `steps=N` changes the length.
 experiments/fine_tune.py runs the three side by side (docs/results/fine_tuning.md).
 """
-import os
-
 from bigvl.config import load_config, parse_config_args
 from bigvl.fine_tuning import MODES, apply_fine_tuning
 
@@ -21,7 +19,7 @@ LR = {"full": 2e-4, "lit": 5e-4, "lora": 1e-3}  # adapters from zero need a larg
 def get_config(arg: str = ""):
     args = parse_config_args(arg, flags=MODES, values={"steps": 300})
     mode = args.one_of(MODES, "full")
-    c = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo.py"))  # clone or wheel
+    c = load_config("demo")
     c.total_steps = args["steps"]
     c.eval_steps = 0  # at the end only
     c.ckpt_steps = c.total_steps

@@ -43,7 +43,7 @@ TARGETS = ("hf", "open_clip")
 # cropped after resizing instead of before) and HF's resample ids (PIL's)
 OPEN_CLIP_RESIZE = {"crop_square": "shortest", "shorter_side": "shortest", "shorter_side_hf": "shortest",
                     "squash": "squash"}
-HF_RESAMPLE_IDS = {"bilinear": 2, "bicubic": 3}
+HF_RESAMPLE_IDS = {name: pil_id for pil_id, name in hf.HF_RESAMPLE.items()}
 OPEN_CLIP_BPE = "bpe_simple_vocab_16e6.txt.gz"  # open_clip's own tokenizer file
 
 log = logging.getLogger(__name__)
@@ -122,15 +122,15 @@ def open_clip_tokenizer(config, hf_tokenizer_name: str = "") -> dict:
         return {}
     if os.path.basename(path) == OPEN_CLIP_BPE:
         return {}
-    raise ValueError(f"the run's tokenizer {path or '(none)'!r} is not open_clip's {OPEN_CLIP_BPE}, and open_clip "
+    raise ValueError(f"the run's tokenizer {path!r} is not open_clip's {OPEN_CLIP_BPE}, and open_clip "
                      "would silently tokenise with it: give --hf_tokenizer_name NAME (an HF hub tokenizer equal to the "
                      "run's, written to text_cfg.hf_tokenizer_name), or export --to hf, which writes the tokenizer files")
 
 
-def hf_input_files(config, out: str) -> tuple[list[str], list[str]]:
-    """Writes the tokenizer files and preprocessor_config.json of an HF export into `out`; returns
-    (files written, notes for the user: what could not be written and why)."""
-    mc, files, notes = config.model, [], []
+def hf_input_files(config, out: str) -> list[str]:
+    """Writes the tokenizer files and preprocessor_config.json of an HF export into `out`; returns the
+    files written (what could not be written, and why, goes to the log)."""
+    mc, files = config.model, []
     ic, tc, siglip = mc.image, mc.text, mc.image.pool == "map"
     resize = ic.get("resize", "crop_square")
     processor = {"image_processor_type": "SiglipImageProcessor" if siglip else "CLIPImageProcessor",
@@ -143,8 +143,8 @@ def hf_input_files(config, out: str) -> tuple[list[str], list[str]]:
         processor.update(size={"shortest_edge": ic.image_size}, do_center_crop=True,
                          crop_size={"height": ic.image_size, "width": ic.image_size})
     if (resize == "squash") != siglip:
-        notes.append(f"model.image.resize = {resize!r}: transformers' {processor['image_processor_type']} is written "
-                     "with it, which its own default would not be")
+        log.warning("export to hf: model.image.resize = %r: transformers' %s is written with it, which its own "
+                    "default would not be", resize, processor["image_processor_type"])
     files.append(os.path.join(out, "preprocessor_config.json"))
     with open(files[-1], "w") as f:
         json.dump(processor, f, indent=2)
@@ -157,15 +157,15 @@ def hf_input_files(config, out: str) -> tuple[list[str], list[str]]:
         files.append(os.path.join(out, "spiece.model"))
         tokenizer_config.update(tokenizer_class="SiglipTokenizer")
     else:
-        notes.append(f"no tokenizer files written: transformers has no tokenizer that reads {path or '(none)'!r} as "
-                     "the run does (HF CLIP: a tokenizer.json; HF SigLIP: a sentencepiece model with "
-                     "model.text.normalize = 'siglip')")
-        return files, notes
+        log.warning("export to hf: no tokenizer files written: transformers has no tokenizer that reads %r as the run "
+                    "does (HF CLIP: a tokenizer.json; HF SigLIP: a sentencepiece model with model.text.normalize = "
+                    "'siglip')", path or "(none)")
+        return files
     shutil.copyfile(path, files[-1])
     files.append(os.path.join(out, "tokenizer_config.json"))
     with open(files[-1], "w") as f:
         json.dump(tokenizer_config, f, indent=2)
-    return files, notes
+    return files
 
 
 def export_params(config, flat: dict, target: str, out: str, hf_tokenizer_name: str = "") -> list[str]:
@@ -187,10 +187,7 @@ def export_params(config, flat: dict, target: str, out: str, hf_tokenizer_name: 
         _save_safetensors(tensors, files[0])
         with open(files[1], "w") as f:
             json.dump(hf.hf_config(model_cfg), f, indent=2)
-        extra, notes = hf_input_files(config, out)
-        for note in notes:
-            log.warning("export to hf: %s", note)
-        return files + extra
+        return files + hf_input_files(config, out)
     tensors = from_bigvl(open_clip.table(model_cfg), flat, what)
     model_json = open_clip_model_config(model_cfg)
     model_json["model_cfg"]["text_cfg"].update(open_clip_tokenizer(config, hf_tokenizer_name))

@@ -24,6 +24,7 @@ from typing import Mapping
 import numpy as np
 
 from bigvl.convert import layout as L
+from bigvl.data.image_ops import INTERPOLATIONS
 from bigvl.models import image_size_of, text_size_of
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -70,10 +71,10 @@ def infer_config(sd: Mapping[str, np.ndarray], model_json: dict | None) -> dict:
             raise ValueError(f"open_clip model config: {key} = {vcfg.get(name, tcfg.get(name))!r} has no bigvl "
                              "equivalent")
     if preprocess.get("resize_mode", "shortest") not in RESIZE_MODES or \
-            preprocess.get("interpolation", "bicubic") not in ("bilinear", "bicubic"):
+            preprocess.get("interpolation", "bicubic") not in INTERPOLATIONS:
         raise ValueError(f"open_clip preprocess_cfg: resize_mode {preprocess.get('resize_mode')!r} / interpolation "
                          f"{preprocess.get('interpolation')!r}: bigvl evaluates with resize_mode {tuple(RESIZE_MODES)} "
-                         "and bilinear / bicubic interpolation")
+                         f"and interpolation {tuple(INTERPOLATIONS)}")
     activation, eps = _kwargs(mj, vcfg, tcfg)
     conv = sd["visual.conv1.weight"]
     width, patch = int(conv.shape[0]), int(conv.shape[2])

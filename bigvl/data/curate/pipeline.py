@@ -35,7 +35,7 @@ from bigvl.data.curate.dedup import band_keys, close_pairs, duplicates_to_drop
 from bigvl.data.curate.metaclip import EntryMatcher, balanced_keep, keep_probabilities
 from bigvl.data.curate.options import CurateOptions, record_features
 from bigvl.data.curate.shards_io import shard_records, write_kept
-from bigvl.data.ingest.beam_io import beam_runner, pipeline_options
+from bigvl.data.ingest.beam_io import beam_runner, pipeline_options, write_json
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +85,8 @@ def _exact_pairs(item):
 
 
 def _save_json(value, path: str):
-    with open(path + ".partial", "w") as f:
-        json.dump(value, f, sort_keys=True)
-    os.replace(path + ".partial", path)
+    """`beam_io.write_json` (a temporary name, then renamed) returning `value`, for the stages below."""
+    write_json(path, value)
     return value
 
 

@@ -160,8 +160,8 @@ class Objective:
                    f"model and 2 texts per image (long, short), got {kind!r} and {num_texts}")
             _check(0.0 <= loss.fix_clip_mask_ratio < 1.0, "loss.fix_clip_mask_ratio",
                    f"{loss.fix_clip_mask_ratio} is not in [0, 1)")
-        _check(loss.get("distill_kind", "kd") in DISTILL_KINDS, "loss.distill_kind",
-               f"{loss.get('distill_kind')!r} is not one of {DISTILL_KINDS}")
+        _check(loss.distill_kind in DISTILL_KINDS, "loss.distill_kind",
+               f"{loss.distill_kind!r} is not one of {DISTILL_KINDS}")
         if loss.distill_weight:
             _check(0.0 < loss.distill_weight <= 1.0, "loss.distill_weight", f"{loss.distill_weight} is not in [0, 1]")
             _check(strategy in SINGLE_FIELD_STRATEGIES, "loss.distill_weight",
@@ -236,7 +236,7 @@ class Objective:
             weights["grouping_loss"] = cfg.grouping_weight
         if self.captioner:
             weights["caption_loss"] = cfg.caption_weight
-        if cfg.get("mim_weight", 0.0) > 0:
+        if cfg.mim_weight > 0:
             weights["mim_loss"] = cfg.mim_weight
         return weights
 
@@ -247,7 +247,7 @@ class Objective:
         weights = self.weights()
         if "distill_loss" in weights:
             terms["distill_loss"] = long_text.cosine_distillation_loss(
-                outputs["text_embeds"], batch["teacher_text"]) if self.cfg.get("distill_kind") == "cosine" else \
+                outputs["text_embeds"], batch["teacher_text"]) if self.cfg.distill_kind == "cosine" else \
                 contrastive.distillation_loss(
                 outputs["image_embeds"], outputs["text_embeds"], outputs["logit_scale"], batch["teacher_image"],
                 batch["teacher_text"], jnp.mean(batch["teacher_logit_scale"]))

@@ -28,6 +28,7 @@ sample of the first tar, which is checked before any work.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -106,24 +107,20 @@ def plan_build(units: Sequence[Unit], specs: Sequence[TableSpec], datacompdr: Da
 # ---------------------------------------------------------------- transforms (top-level: picklable)
 
 
+@contextlib.contextmanager
 def _localized(unit: Unit):
-    """A context giving `unit` with local paths (a remote tar and its sidecar parquet fetched)."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def local():
-        if not beam_io.is_remote(unit.path):
-            yield unit
-            return
-        with beam_io.local_copy(unit.path) as path:
-            sidecar = unit.path[:-len(".tar")] + ".parquet" if unit.kind == "tar" else ""
-            if sidecar and beam_io.exists(sidecar):
-                with beam_io.local_copy(sidecar) as side:
-                    os.replace(side, path[:-len(".tar")] + ".parquet")
-                    yield dataclasses.replace(unit, path=path)
-                    return
-            yield dataclasses.replace(unit, path=path)
-    return local()
+    """`unit` with local paths (a remote tar and its sidecar parquet fetched)."""
+    if not beam_io.is_remote(unit.path):
+        yield unit
+        return
+    with beam_io.local_copy(unit.path) as path:
+        sidecar = unit.path[:-len(".tar")] + ".parquet" if unit.kind == "tar" else ""
+        if sidecar and beam_io.exists(sidecar):
+            with beam_io.local_copy(sidecar) as side:
+                os.replace(side, path[:-len(".tar")] + ".parquet")
+                yield dataclasses.replace(unit, path=path)
+                return
+        yield dataclasses.replace(unit, path=path)
 
 
 def _join_values(element, specs: Sequence[TableSpec]):

@@ -31,6 +31,7 @@ from bigvl.data.caption_strategies import SCORE_KEY
 from bigvl.data.image_ops import decode_image
 from bigvl.data.records import RecordError, decode_example, encode_example, read_records
 from bigvl.inference.shard_transform import read_all_stats, run_identity, transform_shards
+from bigvl.parallel.storage import run_str
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def score_captions(run, in_paths: Sequence[str], out_dir: str, fields: Sequence[
                 "mean_score": {name: sums[name] / counts[name] for name in sorted(sums)}, "counts": counts,
                 "score": "raw cosine of L2-normalised image and text embeddings, in [-1, 1]",
                 "key": f"extras[{SCORE_KEY!r}]", "fields": list(fields) if fields else "all",
-                "model": {"workdir": os.path.abspath(workdir) if workdir else "", "step": int(run.step)},
+                "model": {"workdir": run_str(workdir) if workdir else "", "step": int(run.step)},
                 "wall_seconds": round(time.perf_counter() - start, 2)}
     if jax.process_index() == 0:
         with open(os.path.join(out_dir, MANIFEST), "w") as f:

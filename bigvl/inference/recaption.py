@@ -54,6 +54,7 @@ from bigvl.data.records import RecordError, decode_example, encode_example, read
 from bigvl.inference.decoding import DecodeConfig, make_decode_fn
 from bigvl.inference.shard_transform import check_options, my_shards, read_all_stats, run_identity, transform_shards
 from bigvl.parallel.mesh import MESH_AXES, batch_sharding, replicated
+from bigvl.parallel.storage import run_str
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +296,7 @@ def recaption(run, in_paths: Sequence[str], out_dir: str, field: str, cfg: Decod
     manifest = {**summarize(read_all_stats(in_paths, out_dir, STATE)),
                 "field": field, "only_missing": only_missing, "cond": cond, "seed": seed,
                 "decode": dataclasses.asdict(cfg), "batch_size": decoder.batch_size,
-                "captioner": {"workdir": os.path.abspath(workdir) if workdir else "",
+                "captioner": {"workdir": run_str(workdir) if workdir else "",
                               "step": int(run.step), "kind": run.config.model.kind},
                 "processes": count, "devices_per_process": mesh.devices.size,
                 "decoded_this_run": decoded_here[0], "wall_seconds": round(wall, 2),

@@ -18,6 +18,7 @@ from bigvl.data.teacher import ALT_FIELD, TEACHER_KEY, pack_embedding
 from bigvl.inference.run import load_run
 from bigvl.inference.windowed_text import encode_texts_windowed
 from bigvl.models.heads import logit_scale_of
+from bigvl.parallel.storage import run_str
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def add_teacher_embeddings(teacher_workdir: str, in_paths: Sequence[str], out_di
         for (i, record, _, texts), image_embed in zip(records, images):
             stored = {name: pack_embedding(next(text_embeds)) for name in texts}
             record["extras"][TEACHER_KEY] = {"image": pack_embedding(image_embed), "texts": stored,
-                                             "logit_scale": logit_scale, "model": os.path.abspath(teacher_workdir)}
+                                             "logit_scale": logit_scale, "model": run_str(teacher_workdir)}
             out[i] = encode_example(record)
         target = os.path.join(out_dir, os.path.basename(path))
         write_records(target + ".partial", out)
@@ -74,6 +75,6 @@ def add_teacher_embeddings(teacher_workdir: str, in_paths: Sequence[str], out_di
         stats["copied_unchanged"] += len(out) - len(records)
         log.info("%s: %d records, %d texts in %.1f s", target, len(out), len(flat), time.time() - start)
     with open(os.path.join(out_dir, "teacher.json"), "w") as f:
-        json.dump({**stats, "teacher": os.path.abspath(teacher_workdir), "logit_scale": logit_scale, "windowed": windowed,
+        json.dump({**stats, "teacher": run_str(teacher_workdir), "logit_scale": logit_scale, "windowed": windowed,
                    "shards": [os.path.basename(p) for p in in_paths]}, f, indent=1)
     return stats

@@ -22,7 +22,7 @@ import numpy as np
 from bigvl.evaluators.retrieval import caption_texts, recall_at_k
 from bigvl.evaluators.splits import SplitCache
 from bigvl.inference.run import load_run
-from bigvl.losses.cloob import hopfield_retrieval
+from bigvl.losses.cloob import CODE_BETA, hopfield_retrieval
 from bigvl.parallel.process import setup_process
 
 
@@ -33,7 +33,7 @@ def spaces(workdir: str) -> dict:
     images, records = SplitCache(run.encoder).load(split)
     x = run.encoder.encode_images(images)
     y = run.encoder.encode_texts(caption_texts(records, "short"))
-    beta = float(run.config.loss.get("cloob_beta", 14.3))
+    beta = float(run.config.loss.get("cloob_beta", CODE_BETA))
     u_x, u_y = (np.asarray(hopfield_retrieval(jnp.asarray(a), jnp.asarray(x), beta)) for a in (x, y))
     v_x, v_y = (np.asarray(hopfield_retrieval(jnp.asarray(a), jnp.asarray(y), beta)) for a in (x, y))
     out = {"workdir": workdir, "beta": beta, "matched_cos": float(np.mean(np.sum(x * y, axis=1))),

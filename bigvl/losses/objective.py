@@ -71,7 +71,7 @@ def loss_config_defaults() -> ml_collections.ConfigDict:
         "tile_size": 1024,  # tile edge of softmax_tiled / sigmoid_ring (row tile of cloob_tiled)
         # cloob | cloob_tiled: CLOOB (bigvl/losses/cloob.py), 1/τ = the model's logit scale; β of the Hopfield
         # retrieval (ml-jku/cloob's default 14.3, also its inverse-τ default).
-        "cloob_beta": 14.3,
+        "cloob_beta": cloob.CODE_BETA,
         # With T > 1 texts per image: the mean (or `text_weights`-weighted sum) of per-text
         # InfoNCE terms, or one loss where every text of an image is a positive.
         "multi_text": "per_text",

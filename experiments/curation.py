@@ -33,8 +33,9 @@ from bigvl.data.curate.metaclip import read_metadata
 from bigvl.data.curate.options import CurateOptions
 from bigvl.data.curate.pipeline import curate
 from bigvl.data.pipeline import resolve_paths
+from bigvl.data.records import decode_example, read_records
 from bigvl.data.world import ensure_config_world
-from bigvl.data.world.curation_variant import build_curation_world
+from bigvl.data.world.curation_variant import SPAM_WORDS, build_curation_world
 from bigvl.inference.caption_scores import score_captions
 from bigvl.inference.run import load_run
 from bigvl.parallel.process import setup_process
@@ -78,6 +79,20 @@ def train(world: str, train_paths: list[str], seed: int, steps: int, workdir: st
         return json.load(f)
 
 
+def composition(paths: list[str]) -> dict:
+    """{records, spam_share, planted_copies} of shards of the curation world: the share of records whose
+    alt-text is the variant's spam (it opens with a SPAM_WORDS phrase) and of planted near-copies
+    (ids ending /dupK)."""
+    records = spam = copies = 0
+    for path in paths:
+        for data in read_records(path):
+            record = decode_example(data)
+            records += 1
+            spam += record["alt_text"].startswith(SPAM_WORDS)
+            copies += "/dup" in record["id"]
+    return {"records": records, "spam_share": spam / max(records, 1), "planted_copies": copies / max(records, 1)}
+
+
 def prepare(t: float, keep_top: float, root: str) -> tuple[str, dict[str, list[str]], dict]:
     """Builds the worlds, the scorer and the curated shards; returns (world dir, {recipe: train paths},
     {recipe: curate manifest summary})."""
@@ -110,6 +125,8 @@ def prepare(t: float, keep_top: float, root: str) -> tuple[str, dict[str, list[s
             manifest = curate(scored, out, opts)
         summaries[recipe] = {k: manifest[k] for k in ("records", "kept", "dropped", "wall_seconds")}
         paths[recipe] = [os.path.join(out, os.path.basename(p)) for p in raw]
+    for recipe, shards in paths.items():  # what each recipe's shards hold (the page's spam / copies columns)
+        summaries.setdefault(recipe, {}).update(composition(shards))
     return world, paths, summaries
 
 
@@ -126,14 +143,17 @@ def write_outputs(rows: list[dict], summaries: dict, out: str, steps: int) -> st
         writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["| recipe | records kept | " + " | ".join(HEADLINE) + " |", "|" + "---|" * (len(HEADLINE) + 2)]
+    lines = ["| recipe | records kept | spam share | planted copies | " + " | ".join(HEADLINE) + " |",
+             "|" + "---|" * (len(HEADLINE) + 4)]
     values = {r: {k: np.array([row[k] for row in rows if row["recipe"] == r]) for k in HEADLINE} for r in RECIPES}
     for recipe in RECIPES:
         if not len(values[recipe][HEADLINE[0]]):
             continue
-        kept = summaries.get(recipe, {}).get("kept", summaries.get("metaclip", {}).get("records", ""))
+        s = summaries.get(recipe, {})
+        kept = s.get("records", "")
         cells = [f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}" for v in values[recipe].values()]
-        lines.append(f"| {recipe} | {kept} | " + " | ".join(cells) + " |")
+        lines.append(f"| {recipe} | {kept} | {s.get('spam_share', 0):.1%} | {s.get('planted_copies', 0):.1%} | "
+                     + " | ".join(cells) + " |")
     lines += ["", f"{steps} steps × batch 64 per run, mean ± sample std over {len(rows) // len(RECIPES)} seeds.", "",
               "| recipe vs none | " + " | ".join(HEADLINE) + " |", "|" + "---|" * (len(HEADLINE) + 1)]
     for recipe in RECIPES[1:]:

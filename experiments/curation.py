@@ -1,21 +1,25 @@
 """Curation before training on a world made for it: none vs MetaCLIP balancing vs score filtering vs both.
 
-    python -m experiments.curation [--seeds 0,1,2] [--steps 250] [--workdir workdirs/curation]
-                                   [--out docs/results/curation] [--t 150] [--keep_top 0.5]
+    python -m experiments.curation [--seeds 0,1,2] [--steps 250] [--workdir workdirs/curation_v2]
+                                   [--out docs/results/curation] [--t T] [--keep_top 0.5]
 
-The world (bigvl/data/world/curation_variant.py): the demo world's scenes with a long tail of
-classes, spam alt-texts and near-duplicate head images. Every run trains configs/demo.py:alt (web
+The world (bigvl/data/world/curation_variant.py, its defaults): the demo world's scenes with a
+long tail of classes over every object of an image, alt-texts drawn again with 10 % wrong
+attributes, spam naming no class or a head class, and near-duplicate head images. Every run trains configs/demo.py:alt (web
 alt-texts only, where curation matters) on it for the same steps and batch, with its own seed,
 on the train shards of its recipe:
   none      the world's shards as they are (scored, nothing dropped),
-  metaclip  `bigvl curate --metadata world_metadata.txt --balance_t T` (MetaCLIP's Algorithm 1),
+  metaclip  `bigvl curate --metadata world_metadata.txt --balance_t T` (MetaCLIP's Algorithm 1;
+            T by default the t whose tail entries hold the share of matches that t = 20k leaves
+            on the tail at 400M scale: metaclip.t_for_tail_share(counts, TAIL_SHARE_400M)),
   filter    `bigvl curate --keep_top Q --score_field alt` (top Q by the alt-text's CLIP score),
   both      the two together.
 The scores come from a scorer trained once on the uncurated world (seed 100, 500 steps) through
 `bigvl score_captions --fields alt`. Finished runs (final_metrics.json) are reused. Writes
 OUT.csv (one row per run: recipe, seed, then the metrics as named in metrics.jsonl) and OUT_runs.md
 (mean ± sample std per recipe, the records each recipe kept, and each recipe's difference from
-`none` in units of the pooled std).
+`none` in units of the pooled std), and prints each recipe's composition before training: spam share,
+planted copies, the share of the 5 largest classes and the smallest and largest class (first object).
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ import time
 import numpy as np
 
 from bigvl.config import load_config, validate
-from bigvl.data.curate.metaclip import read_metadata
+from bigvl.data.curate.metaclip import TAIL_SHARE_400M, EntryMatcher, read_metadata, t_for_tail_share
 from bigvl.data.curate.options import CurateOptions
 from bigvl.data.curate.pipeline import curate
 from bigvl.data.pipeline import resolve_paths
@@ -80,29 +84,45 @@ def train(world: str, train_paths: list[str], seed: int, steps: int, workdir: st
 
 
 def composition(paths: list[str]) -> dict:
-    """{records, spam_share, planted_copies} of shards of the curation world: the share of records whose
-    alt-text is the variant's spam (it opens with a SPAM_WORDS phrase) and of planted near-copies
-    (ids ending /dupK)."""
+    """{records, spam_share, planted_copies, top5_share, class_min, class_max} of shards of the curation
+    world: the share of records whose alt-text is the variant's spam (it opens with a SPAM_WORDS
+    phrase), of planted near-copies (ids ending /dupK), of the 5 largest classes (first object's colour
+    and shape), and the records of the smallest and the largest class."""
     records = spam = copies = 0
+    classes: dict[str, int] = {}
     for path in paths:
         for data in read_records(path):
             record = decode_example(data)
             records += 1
             spam += record["alt_text"].startswith(SPAM_WORDS)
             copies += "/dup" in record["id"]
-    return {"records": records, "spam_share": spam / max(records, 1), "planted_copies": copies / max(records, 1)}
+            first = record["extras"]["scene"]["objects"][0]
+            cls = f"{first['colour']} {first['shape']}"
+            classes[cls] = classes.get(cls, 0) + 1
+    sizes = sorted(classes.values(), reverse=True) or [0]
+    return {"records": records, "spam_share": spam / max(records, 1), "planted_copies": copies / max(records, 1),
+            "top5_share": sum(sizes[:5]) / max(records, 1), "class_min": sizes[-1], "class_max": sizes[0]}
 
 
-def prepare(t: float, keep_top: float, root: str) -> tuple[str, dict[str, list[str]], dict]:
-    """Builds the worlds, the scorer and the curated shards; returns (world dir, {recipe: train paths},
-    {recipe: curate manifest summary})."""
+def entry_counts(paths: list[str], entries: list[str]) -> np.ndarray:
+    """int [M]: the records of `paths` whose alt-text matches each entry (MetaCLIP's count(entry))."""
+    matcher, counts = EntryMatcher(entries), np.zeros(len(entries), np.int64)
+    for path in paths:
+        for data in read_records(path):
+            counts[matcher(decode_example(data)["alt_text"])] += 1
+    return counts
+
+
+def prepare(t: float | None, keep_top: float, root: str) -> tuple[str, dict[str, list[str]], dict]:
+    """Builds the worlds, the scorer and the curated shards (t None: from the tail share, module
+    docstring); returns (world dir, {recipe: train paths}, {recipe: curate manifest summary})."""
     from configs.demo import world_dir  # the clone's config helpers (experiments run from a clone)
     base_config = load_config(CONFIG)
     with base_config.unlocked():
         base_config.world.num_train = 60000
         base_config.world.dir = world_dir(0, "curation_base")
     base = ensure_config_world(base_config.world)
-    world = str(build_curation_world(base, world_dir(0, "curation")))
+    world = str(build_curation_world(base, world_dir(0, "curation_v2")))
     raw = resolve_paths([os.path.join(world, "train-*.array_record")])
     scorer = os.path.join(root, f"scorer_seed{SCORER_SEED}")
     train(world, raw, SCORER_SEED, SCORER_STEPS, scorer)
@@ -111,6 +131,10 @@ def prepare(t: float, keep_top: float, root: str) -> tuple[str, dict[str, list[s
         score_captions(load_run(scorer), raw, scored_dir, ["alt"], workdir=scorer)
     scored = [os.path.join(scored_dir, os.path.basename(p)) for p in raw]
     entries = tuple(read_metadata(METADATA))
+    counts = entry_counts(scored, list(entries))
+    if t is None:
+        t = t_for_tail_share(counts, TAIL_SHARE_400M)
+    print(json.dumps({"entry_counts": dict(zip(entries, counts.tolist())), "t": t}), flush=True)
     options = {"metaclip": CurateOptions(entries=entries, balance_t=t),
                "filter": CurateOptions(keep_fraction=keep_top),
                "both": CurateOptions(entries=entries, balance_t=t, keep_fraction=keep_top)}
@@ -143,8 +167,8 @@ def write_outputs(rows: list[dict], summaries: dict, out: str, steps: int) -> st
         writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["| recipe | records kept | spam share | planted copies | " + " | ".join(HEADLINE) + " |",
-             "|" + "---|" * (len(HEADLINE) + 4)]
+    lines = ["| recipe | records kept | spam share | planted copies | top-5 class share | smallest / largest class | "
+             + " | ".join(HEADLINE) + " |", "|" + "---|" * (len(HEADLINE) + 6)]
     values = {r: {k: np.array([row[k] for row in rows if row["recipe"] == r]) for k in HEADLINE} for r in RECIPES}
     for recipe in RECIPES:
         if not len(values[recipe][HEADLINE[0]]):
@@ -153,6 +177,7 @@ def write_outputs(rows: list[dict], summaries: dict, out: str, steps: int) -> st
         kept = s.get("records", "")
         cells = [f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}" for v in values[recipe].values()]
         lines.append(f"| {recipe} | {kept} | {s.get('spam_share', 0):.1%} | {s.get('planted_copies', 0):.1%} | "
+                     f"{s.get('top5_share', 0):.1%} | {s.get('class_min', '')} / {s.get('class_max', '')} | "
                      + " | ".join(cells) + " |")
     lines += ["", f"{steps} steps × batch 64 per run, mean ± sample std over {len(rows) // len(RECIPES)} seeds.", "",
               "| recipe vs none | " + " | ".join(HEADLINE) + " |", "|" + "---|" * (len(HEADLINE) + 1)]
@@ -172,9 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.curation", description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--steps", type=int, default=250)
-    parser.add_argument("--t", type=float, default=150, help="MetaCLIP's t on this world")
+    parser.add_argument("--t", type=float, default=None,
+                        help="MetaCLIP's t on this world (default: the 400M tail share's t, module docstring)")
     parser.add_argument("--keep_top", type=float, default=0.5, help="the score filter's q")
-    parser.add_argument("--workdir", default="workdirs/curation")
+    parser.add_argument("--workdir", default="workdirs/curation_v2")
     parser.add_argument("--out", default="docs/results/curation")
     args = parser.parse_args(argv)
     setup_process("%(levelname)s %(name)s: %(message)s", logging.WARNING)

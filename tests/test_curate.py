@@ -11,7 +11,14 @@ import pytest
 from PIL import Image
 
 from bigvl.data.curate.dedup import band_keys, duplicates_to_drop, hamming, image_hashes
-from bigvl.data.curate.metaclip import EntryMatcher, balanced_keep, keep_probabilities, kept_probability
+from bigvl.data.curate.metaclip import (
+    TAIL_SHARE_400M,
+    EntryMatcher,
+    balanced_keep,
+    keep_probabilities,
+    kept_probability,
+    t_for_tail_share,
+)
 from bigvl.data.curate.options import CurateOptions
 from bigvl.data.curate.pipeline import curate
 from bigvl.data.records import decode_example, encode_example, read_records, write_records
@@ -87,6 +94,14 @@ def test_matching_and_keep_probabilities_match_a_hand_counted_case(tmp_path):
     assert _kept_ids(out, paths) == expected
     assert manifest["kept"] == len(expected) and manifest["dropped"]["no_entry"] == 1
     assert sum(manifest["kept_entry_counts"].values()) == sum(len(matcher(TEXTS[int(i[1:])])) for i in expected)
+
+
+def test_t_for_tail_share_is_the_count_where_the_smallest_entries_hold_that_share():
+    counts = [10, 1, 4, 3, 2]  # sorted 1, 2, 3, 4, 10 of 20: cumulative shares .05 .15 .30 .50 1.0
+    assert [t_for_tail_share(counts, p) for p in (0.0, 0.15, 0.28, 0.45, 0.9)] == [1, 2, 3, 4, 10]
+    assert TAIL_SHARE_400M == pytest.approx(0.32 / 5.67)  # 5.35B of 5.67B matches on the head at t = 20k
+    with pytest.raises(ValueError, match="no entry"):
+        t_for_tail_share([0, 0], 0.1)
 
 
 def test_score_filter_keeps_the_top_fraction_within_the_sketch_error(tmp_path):

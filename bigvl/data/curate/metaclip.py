@@ -84,6 +84,23 @@ def keep_probabilities(counts: np.ndarray, t: float) -> np.ndarray:
     return np.minimum(1.0, t / np.maximum(counts, 1.0))
 
 
+def t_for_tail_share(counts: np.ndarray, tail_share: float) -> int:
+    """counts int [M] → the t whose tail (entries with count < t) holds `tail_share` of all matches.
+
+    MetaCLIP's own transfer of t between pools (`p_to_t` in metaclip/curation/curate.py): sort the
+    counts, take the count at which the cumulative share of the smallest is nearest `tail_share`.
+    At 400M scale t = 20k leaves 5.35B of 5.67B matches on the ~16k head entries (count >= t), a tail
+    share of ~5.6 % (TAIL_SHARE_400M)."""
+    counts = np.sort(np.asarray(counts, np.float64))
+    if counts.sum() <= 0:
+        raise ValueError("t_for_tail_share: no entry has a match")
+    share = np.cumsum(counts) / counts.sum()
+    return int(counts[int(np.abs(share - tail_share).argmin())])
+
+
+TAIL_SHARE_400M = 1 - 5.35 / 5.67  # MetaCLIP 400M: the share of matches on entries below t = 20k
+
+
 def uniform_draw(seed: int, record_id: str, entry: int) -> float:
     """A uniform number in [0, 1) fixed by (seed, record id, entry index): 53 bits of a BLAKE2b hash."""
     digest = hashlib.blake2b(f"{seed}\x00{record_id}\x00{entry}".encode(), digest_size=8).digest()

@@ -83,6 +83,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.min_crop_scale = 0.8  # random resized crop area range [min, 1]
     c.data.num_workers = 0  # grain multiprocessing workers (0 = in process)
     c.data.prefetch_buffer = 2
+    # NaFlex length buckets (bigvl/data/naflex_buckets.py; needs model.image.naflex): each step trains at one
+    # patch budget L of `lengths` ([] = square images), with a global batch of tokens_per_step // L (0 = batch_size
+    # x (image_size / patch)^2, the square recipe's tokens) rounded down to a multiple of batch_multiple
+    # (0 = the devices x optim.grad_accum_steps); the order is a seeded cycle over the lengths, fixed by the step.
+    c.data.naflex = ml_collections.ConfigDict(dict(lengths=[], tokens_per_step=0, batch_multiple=0))
 
     c.model = model_config_defaults()
 

@@ -50,10 +50,11 @@ def decode_image(data: bytes, where: Any = None) -> Image.Image:
 
 
 def random_resized_crop(image: Image.Image, size: int, min_scale: float,
-                        rng: np.random.Generator, ratio=(3 / 4, 4 / 3)) -> np.ndarray:
+                        rng: np.random.Generator, ratio=(3 / 4, 4 / 3), box_out: list | None = None) -> np.ndarray:
     """Crops a random box of area fraction [min_scale, 1] and aspect `ratio`, resized.
 
-    Returns uint8 [size, size, 3]. Falls back to the whole image when no box fits.
+    Returns uint8 [size, size, 3]. Falls back to the whole image when no box fits. `box_out`: a list the
+    crop window (x0, y0, x1, y1), as fractions of the image's width and height, is appended to (LocCa's boxes).
     """
     width, height = image.size
     area = width * height
@@ -68,6 +69,8 @@ def random_resized_crop(image: Image.Image, size: int, min_scale: float,
             y = int(rng.integers(0, height - h + 1))
             box = (x, y, x + w, y + h)
             break
+    if box_out is not None:
+        box_out.append((box[0] / width, box[1] / height, box[2] / width, box[3] / height))
     return np.asarray(image.resize((size, size), Image.BILINEAR, box=box), dtype=np.uint8)
 
 

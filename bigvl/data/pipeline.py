@@ -40,11 +40,14 @@ from bigvl.data.caption_strategies import Alt, CaptionError, Recap, make_caption
 from bigvl.data.hard_negatives import WordSwapNegatives
 from bigvl.data.hard_negatives import enabled as negatives_enabled
 from bigvl.data.image_ops import decode_image, random_resized_crop
-from bigvl.data.length_prefix import with_length_prefix
+from bigvl.data.length_prefix import MIXED_LENGTHS, MixedLengths, with_length_prefix
+from bigvl.data.locca import LoccaTargets
 from bigvl.data.mixture import RealisedProportions, Tag, source_data_config, source_seed, source_specs
+from bigvl.data.naflex_buckets import naflex_stream
 from bigvl.data.records import RecordError, decode_example
 from bigvl.data.teacher import teacher_targets
 from bigvl.data.tokenizer import Tokenizer
+from bigvl.models.locca import locca_enabled
 
 log = logging.getLogger(__name__)
 
@@ -98,16 +101,21 @@ class ExampleProcessor:
 
     def __init__(self, data_cfg, image_size: int, context_length: int, tokenizer_path: str,
                  target_field: str = "", target_length: int = 0, with_teacher: bool = False,
-                 text_cfg=None):
+                 text_cfg=None, keep_aspect: bool = False, locca=None):
         """text_cfg: config.model.text, whose pad_id and normalize the tokenizer follows
-        (`Tokenizer.for_model`); None: the tokenizer file's own."""
+        (`Tokenizer.for_model`); None: the tokenizer file's own. keep_aspect (NaFlex): the
+        decoded image uint8 [H,W,3] as it is, no crop (patched per step by `naflex_stream`). locca: a
+        `bigvl.data.locca.LoccaTargets` (SigLIP 2's LocCa decoder: "locca_inputs" / "locca_labels" int32 [Ld])."""
+        self.locca = locca
+        self.keep_aspect = keep_aspect
         self.strategy = make_caption_strategy(data_cfg, count_tokens=Tokenizer(tokenizer_path).count_tokens
                                               if data_cfg.caption_strategy == "partial" else None)
         self.image_size = image_size
         self.context_length = context_length
         # Captioners: the decoder target, captions[target_field] (or the alt-text) as
         # "target_tokens" int32 [target_length]; "" = none.
-        self.target = (Alt() if target_field == "alt" else Recap(field=target_field)) if target_field else None
+        self.target = ((Alt() if target_field == "alt" else MixedLengths() if target_field == MIXED_LENGTHS
+                        else Recap(field=target_field)) if target_field else None)
         self.target_length = target_length
         self.target_length_prefix = bool(getattr(data_cfg, "target_length_prefix", False))  # "N words: caption"
         # Distillation: the stored teacher embeddings of the image and the chosen text
@@ -154,11 +162,16 @@ class ExampleProcessor:
                 before, self.score_fallbacks = self.score_fallbacks, self.score_fallbacks + replaced
                 if self.score_fallbacks.bit_length() > before.bit_length():
                     log.info("data.min_caption_score: %d texts fell back to the alt-text", self.score_fallbacks)
-            image = random_resized_crop(decode_image(record["image"]), self.image_size,
-                                        self.min_crop_scale, rng)
+            crop = []  # the crop window, for LocCa's boxes
+            image = (np.asarray(decode_image(record["image"]), np.uint8) if self.keep_aspect else
+                     random_resized_crop(decode_image(record["image"]), self.image_size, self.min_crop_scale, rng,
+                                         box_out=crop))
             tokens = self.tokenizer.encode(texts, self.context_length)
             extra = {} if self.target is None else {"target_tokens": self.tokenizer.encode(
                 self._target_texts(record, rng), self.target_length)[0]}
+            if self.locca is not None:
+                extra.update(self.locca(record, texts[0], crop[0] if crop else (0.0, 0.0, 1.0, 1.0),
+                                        self.tokenizer, rng))
             if self.with_teacher:
                 extra.update(teacher_targets(record, texts, where=f"#{index}"))
             if self.negatives is not None:
@@ -307,10 +320,13 @@ def make_train_dataset(config, process_index: int = 0, process_count: int = 1,
     Batches: {"image": uint8 [b,S,S,3], "tokens": int32 [b,T,L], "index": int64 [b] (record
     ids), "skipped_records": int32 [b]}, plus "target_tokens" int32 [b,Ld] (captioners) and
     "teacher_image", "teacher_text" f32 [b,Dt], "teacher_logit_scale" f32 [b] (distillation),
-    "negative_tokens" int32 [b,L] and "negative_valid" int32 [b] (data.negative_word_groups).
+    "negative_tokens" int32 [b,L] and "negative_valid" int32 [b] (data.negative_word_groups), "locca_inputs"
+    and "locca_labels" int32 [b,Ld] (model.locca.depth > 0, bigvl/data/locca.py).
     `shards`: a `scan_shards` result to reuse (else scanned here); data.source "tfds" reads
     a TFDS dataset instead (bigvl/data/tfds_source.py); data.sources mixes several sources by weight
-    (bigvl/data/mixture.py; `shards` is then not used).
+    (bigvl/data/mixture.py; `shards` is then not used). data.naflex.lengths: "image" is replaced by
+    "image_patches" uint8 [b_L,L,p·p·3] and "image_spatial_shapes" int32 [b_L,2], b_L and L set by the
+    step (bigvl/data/naflex_buckets.py).
     """
     if config.data.source == "tfds":
         from bigvl.data.tfds_source import TfdsSource  # tensorflow-datasets: only TFDS runs need it
@@ -326,7 +342,9 @@ def make_train_dataset(config, process_index: int = 0, process_count: int = 1,
                                 config.model.text.context_length, config.data.tokenizer,
                                 config.data.target_field if needs_target else "",
                                 config.model.decoder.context_length,
-                                with_teacher=config.loss.distill_weight > 0, text_cfg=config.model.text)
+                                with_teacher=config.loss.distill_weight > 0, text_cfg=config.model.text,
+                                keep_aspect=bool(config.data.naflex.lengths),
+                                locca=LoccaTargets.from_config(config.model) if locca_enabled(config.model) else None)
     local_batch = config.batch_size // process_count
     specs = source_specs(config.data) if config.data.source != "tfds" else []
     if specs:  # data.sources: each read, shuffled and repeated on its own, then mixed by weight (data/mixture.py)
@@ -342,9 +360,13 @@ def make_train_dataset(config, process_index: int = 0, process_count: int = 1,
               .seed(config.seed).shuffle().repeat()
               .random_map(processor(config.data)))
     ds = ReplaceFaulty(ds, stride=config.batch_size)
-    ds = HostShard(ds, config.batch_size, process_index, process_count)
-    ds = (ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=64))
-          .batch(local_batch, drop_remainder=True))
+    if config.data.naflex.lengths:  # NaFlex: one element per step, its length and batch from the step
+        ds = naflex_stream(ds, config, process_index, process_count).to_iter_dataset(
+            grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
+    else:
+        ds = HostShard(ds, config.batch_size, process_index, process_count)
+        ds = (ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=64))
+              .batch(local_batch, drop_remainder=True))
     if config.data.num_workers > 0:
         if not absl_flags.FLAGS.is_parsed():  # grain's workers read absl flags; argparse never parses them
             absl_flags.FLAGS.mark_as_parsed()

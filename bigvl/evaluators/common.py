@@ -16,7 +16,7 @@ from typing import Callable
 
 import ml_collections
 
-from bigvl.evaluators import captioning, hard_negatives, pointing, retrieval, zero_shot
+from bigvl.evaluators import captioning, dense, hard_negatives, pointing, refexp, retrieval, zero_shot
 from bigvl.evaluators.splits import SplitCache
 from bigvl.evaluators.suites import run_suites
 
@@ -50,6 +50,9 @@ EVALUATORS = {
     "retrieval": EvaluatorType(retrieval.OPTIONS, retrieval.run, chance=retrieval.chance),
     "hard_negatives": EvaluatorType(hard_negatives.OPTIONS, hard_negatives.run, chance=hard_negatives.chance),
     "pointing": EvaluatorType(pointing.OPTIONS, pointing.run, model_kinds=("two_tower",), patches=True),
+    # SigLIP 2's localisation and dense-feature evaluators (docs/guides/siglip2.md)
+    "refexp": EvaluatorType(refexp.OPTIONS, refexp.run, model_kinds=("two_tower",), check=refexp.check),
+    "dense": EvaluatorType(dense.OPTIONS, dense.run, model_kinds=("two_tower",), patches=True),
     "captioning": EvaluatorType(captioning.OPTIONS, captioning.run, model_kinds=("coca", "clips"),
                                 check=captioning.check),
 }

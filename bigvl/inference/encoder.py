@@ -18,6 +18,7 @@ from bigvl.data.image_ops import eval_resize
 from bigvl.data.tokenizer import Tokenizer
 from bigvl.inference.batched import run_in_chunks
 from bigvl.inference.decoding import make_captioner
+from bigvl.inference.locca_decoding import make_locca_decoder
 from bigvl.parallel.mesh import batch_sharding
 
 
@@ -35,6 +36,7 @@ class Encoder:
     _encode_image_with_patches: Callable | None = None  # two-tower models only
     resize: str = "crop_square"  # model.image.resize / .interpolation: how `prepare` squares an image
     interpolation: str = "bilinear"
+    locca: Any = None  # a bigvl.inference.locca_decoding.LoccaBoxDecoder (model.locca.depth > 0), else None
 
     def prepare(self, image) -> np.ndarray:
         """An RGB PIL image of any size → uint8 [S,S,3] as the model's source prepared its inputs
@@ -97,4 +99,5 @@ def make_encoder(model, params, tokenizer: Tokenizer, model_cfg, mesh, rules, ba
                    captioner=make_captioner(model, tokenizer, model_cfg, mesh, rules, batch_size),
                    _encode_image_with_patches=jitted(with_patches) if with_patches is not None else None,
                    resize=model_cfg.image.get("resize", "crop_square"),
-                   interpolation=model_cfg.image.get("interpolation", "bilinear"))
+                   interpolation=model_cfg.image.get("interpolation", "bilinear"),
+                   locca=make_locca_decoder(model, model_cfg, rules))

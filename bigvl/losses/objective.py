@@ -11,6 +11,7 @@
     grouping_loss     × loss.grouping_weight                > 0 (DreamLIP's subcaption grouping)
     caption_loss      × loss.caption_weight                 captioners (CoCa, CLIPS)
     mim_loss          × loss.mim_weight                     > 0 (SyCoCa: model.decoder.mim_mask_ratio > 0)
+    locca_loss        × loss.locca_weight                   > 0 (SigLIP 2's LocCa decoder: model.locca.depth > 0)
 
 The contrastive term:
 - one text per image (text_embeds [B, E]): `loss.name` = softmax (CLIP) | sigmoid (SigLIP)
@@ -51,9 +52,10 @@ import ml_collections
 
 from bigvl.data.caption_strategies import make_caption_strategy
 from bigvl.data.hard_negatives import enabled as hard_negatives_enabled
-from bigvl.losses import captioning, cloob, contrastive, flair, long_text, recipe_terms, ring
+from bigvl.losses import captioning, cloob, contrastive, flair, locca, long_text, recipe_terms, ring
 from bigvl.losses.multi_text import multi_positive_softmax_loss, per_text_softmax_loss
 from bigvl.models import image_size_of
+from bigvl.models.locca import locca_enabled
 
 LOSSES = ("softmax", "sigmoid", "softmax_tiled", "sigmoid_ring", "cloob", "cloob_tiled")
 MULTI_TEXT_LOSSES = ("per_text", "multi_positive", "per_text+multi_positive", "long_clip", "alip", "fix_clip", "flair")
@@ -95,6 +97,9 @@ def loss_config_defaults() -> ml_collections.ConfigDict:
         # 1 − cos(student text, teacher text) (bigvl/losses/long_text.py; distill_weight 1 = distillation only).
         "distill_kind": "kd",
         "fix_clip_mask_ratio": 0.5,  # FIX-CLIP: fraction of image patches masked for the short-text branch
+        # SigLIP 2's LocCa decoder term (bigvl/losses/locca.py; 0 = off); needs model.locca.depth > 0 (and the reverse).
+        # SigLIP 2 adds the decoder loss to the sigmoid loss: 1.0.
+        "locca_weight": 0.0,
     })
 
 
@@ -177,6 +182,10 @@ class Objective:
                f"SyCoCa's masked image modelling needs loss.mim_weight > 0 and model.decoder.mim_mask_ratio > 0 "
                f"together on model.kind 'coca', got {loss.mim_weight}, "
                f"{config.model.decoder.get('mim_mask_ratio', 0.0)} and {kind!r}")
+        _check((loss.locca_weight > 0) == locca_enabled(config.model) and (kind == "two_tower" or loss.locca_weight <= 0),
+               "loss.locca_weight", f"SigLIP 2's LocCa decoder needs loss.locca_weight > 0 and model.locca.depth > 0 "
+               f"together on model.kind 'two_tower', got {loss.locca_weight}, "
+               f"{config.model.get('locca', {}).get('depth', 0)} and {kind!r}")
         negatives = hard_negatives_enabled(config.data)
         if negatives:
             _check(kind == "two_tower" and loss.name == "softmax" and num_texts == 1, "data.negative_word_groups",
@@ -201,6 +210,8 @@ class Objective:
         kwargs = {"target_tokens": batch["target_tokens"]} if "target_tokens" in batch else {}
         if self.needs_patch_embeds():
             kwargs["with_patch_embeds"] = True
+        if self.cfg.locca_weight > 0:  # SigLIP 2's LocCa decoder (bigvl/data/locca.py writes its inputs)
+            kwargs.update(locca_inputs=batch["locca_inputs"], locca_labels=batch["locca_labels"])
         tokens = batch["tokens"].reshape(b * t, length)
         if self.negatives:  # one text-tower call for the texts and their negatives
             tokens = jnp.concatenate([tokens, batch["negative_tokens"]], axis=0)
@@ -238,6 +249,8 @@ class Objective:
             weights["caption_loss"] = cfg.caption_weight
         if cfg.mim_weight > 0:
             weights["mim_loss"] = cfg.mim_weight
+        if cfg.locca_weight > 0:
+            weights["locca_loss"] = cfg.locca_weight
         return weights
 
     def __call__(self, outputs: dict, batch: dict, state: dict) -> tuple[jax.Array, dict, dict]:
@@ -260,6 +273,8 @@ class Objective:
             terms["caption_loss"] = captioning.caption_loss(outputs)
         if "mim_loss" in weights:
             terms["mim_loss"] = jnp.sum(outputs["mim_error"]) / jnp.maximum(jnp.sum(outputs["mim_patches"]), 1.0)
+        if "locca_loss" in weights:
+            terms["locca_loss"] = locca.locca_loss(outputs)
         total = sum(weights[name] * value for name, value in terms.items())
         return total, {**terms, **diagnostics}, state
 

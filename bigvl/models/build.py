@@ -15,6 +15,7 @@ import ml_collections
 
 from bigvl.models.captioners import KINDS, build_captioner
 from bigvl.models.flair_pooling import FlairTwoTower
+from bigvl.models.locca import LoccaTwoTower, build_locca_decoder, locca_config_defaults, locca_enabled
 from bigvl.models.lora import LoraModel, LoraSpec, lora_config_defaults, lora_enabled
 from bigvl.models.options import ModelOptions, config_choice
 from bigvl.models.rope import rope_from_config
@@ -123,6 +124,8 @@ def model_config_defaults() -> ml_collections.ConfigDict:
         "flair_pool_heads": 0,
         "flair_pool_chunk": 256,
         "lora": lora_config_defaults(),  # LoRA adapters (rank 0 = off): bigvl/models/lora.py
+        # SigLIP 2's LocCa decoder on the image tokens (two_tower; depth 0 = off): bigvl/models/locca.py
+        "locca": locca_config_defaults(),
     })
 
 
@@ -198,6 +201,11 @@ def _build_base_model(model_cfg) -> nn.Module:
         raise ValueError("config key 'model.flair_pool_heads': FLAIR's sigmoid losses need a logit bias "
                          "(set model.bias_init, e.g. -10.0 with model.temperature_init 10.0)")
     tower = functools.partial(FlairTwoTower, **flair) if flair["pool_heads"] else TwoTower
+    if locca_enabled(model_cfg):
+        if flair["pool_heads"]:
+            raise ValueError("config key 'model.locca.depth': the LocCa decoder sits on the plain two-tower "
+                             "model, not FLAIR's (model.flair_pool_heads > 0)")
+        tower = functools.partial(LoccaTwoTower, locca=build_locca_decoder(model_cfg, isz, options), pad_id=tc.pad_id)
     return tower(image=image, text=text, embed_dim=model_cfg.embed_dim, project_image=ic.proj,
                     project_text=tc.proj, image_proj_bias=ic.proj_bias, text_proj_bias=tc.proj_bias,
                     temperature_init=float(model_cfg.temperature_init),

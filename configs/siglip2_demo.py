@@ -1,0 +1,33 @@
+"""SigLIP 2's recipe on the synthetic world, CPU-sized: the demo's SigLIP plus the LocCa decoder.
+
+    python -m bigvl.main --config siglip2_demo:siglip_locca --workdir workdirs/siglip2_demo
+
+Stages (one flag; the study experiments/siglip2.py runs all three at equal steps):
+- `:siglip`        the demo's SigLIP (configs/demo.py `:sigmoid`), the same evaluators as below;
+- `:siglip_locca`  + SigLIP 2's LocCa decoder on the un-pooled image tokens (bigvl/models/locca.py),
+                   captioning, referring expressions and grounded captions (bigvl/data/locca.py);
+- `:siglip2`       + self-distillation and masked prediction for the last 20 % of training
+                   (docs/guides/siglip2.md, part B of issue 35).
+
+The world is the demo's (configs/demo.py): the LocCa targets come from the `extras.scene` every
+train record already carries, so the world, its shards and the demo's numbers are unchanged.
+Evaluators beside the demo's: `refexp` (box IoU ≥ 0.5 from the decoder, bigvl/evaluators/refexp.py)
+and `dense` (a linear probe of the frozen patch features onto the scenes' object masks, mIoU,
+bigvl/evaluators/dense.py), both on the retrieval split.
+"""
+from bigvl.config import parse_config_args
+from bigvl.configs import demo
+from bigvl.configs.siglip2_stages import STAGES, apply_stage
+
+
+def get_config(arg: str = ""):
+    args = parse_config_args(arg, flags=STAGES)
+    c = demo.get_config("sigmoid")
+    retrieval = c.evals.retrieval.split
+    c.evals.refexp = dict(type="refexp", split=retrieval)
+    c.evals.dense = dict(type="dense", split=retrieval)
+    # The decoder: 2 layers at the image tower's width (96), 32 coordinate bins (one per pixel of the 32-px
+    # input), prompts + targets in 24 tokens (the world's short captions are ≤ 16 tokens).
+    c.model.locca.update(depth=2, num_bins=32, context_length=24)
+    apply_stage(c, args.one_of(STAGES, "siglip_locca"))
+    return c

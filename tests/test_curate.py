@@ -173,6 +173,27 @@ def test_a_killed_run_restarted_writes_the_same_shards_and_faults_are_counted(tm
     assert json.load(open(os.path.join(b, "manifest.json")))["kept"] == first["kept"]
 
 
+@pytest.mark.slow  # a Beam pipeline and a GCS emulator
+def test_a_gs_output_holds_the_state_manifest_and_shards_of_a_local_run(tmp_path, monkeypatch):
+    from bigvl.data.ingest import beam_io
+    from tests.helpers.gcs_emulator import GcsEmulator
+    records = [_record(i, alt, score=float(i % 7)) for i, alt in enumerate(TEXTS * 3)]
+    paths = _write(tmp_path, "gs", records, shards=2)
+    options = CurateOptions(entries=tuple(ENTRIES), balance_t=3, keep_fraction=0.6, seed=5)
+    local = curate(paths, str(tmp_path / "local"), options)
+    with GcsEmulator() as gcs:
+        for name, value in gcs.env.items():
+            monkeypatch.setenv(name, value)
+        out = f"gs://{gcs.bucket}/curated"
+        remote = curate(paths, out, options)
+        stored = beam_io.read_json(f"{out}/manifest.json")
+        shards = {os.path.basename(p): b"".join(beam_io.read_shard(f"{out}/{os.path.basename(p)}")) for p in paths}
+        assert beam_io.exists(f"{out}/.curate/counts.json") and not beam_io.match(f"{out}/*.tmp")
+    assert not os.path.exists("gs:")  # nothing written under a local directory named after the URL
+    assert remote["kept"] == stored["kept"] == local["kept"] and remote["entry_counts"] == local["entry_counts"] != {}
+    assert shards == {n: b"".join(read_records(str(tmp_path / "local" / n))) for n in shards}
+
+
 def test_the_command_curates_and_a_restart_with_other_options_stops_in_one_line(tmp_path, capsys):
     from bigvl.cli.curate import main
     metadata = tmp_path / "entries.txt"

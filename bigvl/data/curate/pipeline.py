@@ -19,10 +19,11 @@ Runs on Beam's in-process Python runner (`beam_io.pipeline_options` / `beam_io.b
 FnApiRunner the DirectRunner uses; `workers` > 1: its multi-processing mode), so Prism is never tried.
 OUT/manifest.json: records in/kept/dropped by reason, per shard, the entry counts and kept counts
 (the kept distribution), the threshold; OUT/.curate/ holds the pipeline's intermediate results.
+OUT may be a gs:// prefix: the state, the manifest and the shards go through Beam's filesystems
+(`beam_io`), as the shard builder's do.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -35,7 +36,7 @@ from bigvl.data.curate.dedup import band_keys, close_pairs, duplicates_to_drop
 from bigvl.data.curate.metaclip import EntryMatcher, balanced_keep, keep_probabilities
 from bigvl.data.curate.options import CurateOptions, record_features
 from bigvl.data.curate.shards_io import shard_records, write_kept
-from bigvl.data.ingest.beam_io import beam_runner, pipeline_options, write_json
+from bigvl.data.ingest.beam_io import beam_runner, exists, join, makedirs, pipeline_options, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -108,19 +109,19 @@ def _write_shard(item, paths: Sequence[str], out_dir: str):
 def build_pipeline(p, paths: Sequence[str], out_dir: str, options: CurateOptions, against: Sequence[str] = ()):
     """Adds the curation of `paths` (and the de-duplication against `against`) to Beam pipeline `p`;
     its results land in OUT/.curate/{counts,threshold,duplicates,shards}.json and the output shards."""
-    state = os.path.join(out_dir, STATE)
+    state = join(out_dir, STATE)
     matcher = EntryMatcher(options.entries, options.case_sensitive) if options.balancing else None
     feats = (p | "train shards" >> beam.Create(list(enumerate(paths))) | "read" >> beam.FlatMap(shard_records)
              | "features" >> beam.Map(_features, options, matcher, TRAIN))
     counts = (feats | "matched" >> beam.FlatMap(lambda f: f.get("entries", ()))
               | "count entries" >> beam.combiners.Count.PerElement() | "as dict" >> beam.combiners.ToDict())
     counts | "save counts" >> beam.Map(lambda c: _save_json({str(k): v for k, v in c.items()},
-                                                           os.path.join(state, "counts.json")))
+                                                           join(state, "counts.json")))
     quantiles = (feats | "scores" >> beam.FlatMap(lambda f: [f["score"]] if f.get("score") is not None else [])
                  | "sketch" >> beam.CombineGlobally(ApproximateQuantilesCombineFn.create(num_quantiles=QUANTILES)))
     threshold = quantiles | "threshold" >> beam.Map(
         lambda q: _save_json({"threshold": score_threshold(q, options.keep_fraction), "quantiles": len(q)},
-                             os.path.join(state, "threshold.json"))["threshold"])
+                             join(state, "threshold.json"))["threshold"])
     if options.dedup != "none":
         hashed = feats
         if against:
@@ -140,7 +141,7 @@ def build_pipeline(p, paths: Sequence[str], out_dir: str, options: CurateOptions
         drop = (tuple(pairs) | "all pairs" >> beam.Flatten() | "pairs" >> beam.combiners.ToList()
                 | "clusters" >> beam.Map(lambda edges: duplicates_to_drop(
                     [(tuple(a), tuple(b)) for a, b in edges], is_eval=lambda key: key[0] == EVAL)))
-        drop | "save duplicates" >> beam.Map(lambda d: _save_json(sorted(d), os.path.join(state, "duplicates.json")))
+        drop | "save duplicates" >> beam.Map(lambda d: _save_json(sorted(d), join(state, "duplicates.json")))
     else:
         drop = p | "no duplicates" >> beam.Create([set()])
     decisions = feats | "decide" >> beam.Map(
@@ -149,7 +150,7 @@ def build_pipeline(p, paths: Sequence[str], out_dir: str, options: CurateOptions
     return (decisions | "per shard" >> beam.GroupByKey() | "write" >> beam.Map(_write_shard, list(paths), out_dir)
             | "stats" >> beam.combiners.ToList()
             | "save stats" >> beam.Map(lambda s: _save_json(sorted(s, key=lambda x: x["shard"]),
-                                                            os.path.join(state, "shards.json"))))
+                                                            join(state, "shards.json"))))
 
 
 def curate(paths: Sequence[str], out_dir: str, options: CurateOptions, against: Sequence[str] = (),
@@ -160,22 +161,22 @@ def curate(paths: Sequence[str], out_dir: str, options: CurateOptions, against: 
     if len(set(names)) != len(names):
         raise ValueError(f"input shards share file names ({sorted({n for n in names if names.count(n) > 1})[:3]}): "
                          "outputs are written under the input's name")
-    os.makedirs(os.path.join(out_dir, STATE), exist_ok=True)
+    makedirs(join(out_dir, STATE))
     start = time.time()
     beam_options = pipeline_options([], workers)  # in_memory for one worker, else `workers` processes
     with beam.Pipeline(runner=beam_runner(beam_options), options=beam_options) as p:  # never Prism (a download)
         build_pipeline(p, paths, out_dir, options, against)
     manifest = summarise(out_dir, options)
     manifest["wall_seconds"] = round(time.time() - start, 2)
-    _save_json(manifest, os.path.join(out_dir, MANIFEST))
+    _save_json(manifest, join(out_dir, MANIFEST))
     return manifest
 
 
 def summarise(out_dir: str, options: CurateOptions) -> dict:
     """The manifest from OUT/.curate/: totals, drops by reason, entry counts and kept counts by entry name."""
     def load(name, default):
-        path = os.path.join(out_dir, STATE, name)
-        return json.load(open(path)) if os.path.exists(path) else default
+        path = join(out_dir, STATE, name)
+        return read_json(path) if exists(path) else default
     shards = load("shards.json", [])
     reasons: dict[str, int] = {}
     kept_entries: dict[str, int] = {}

@@ -16,10 +16,12 @@ steps, seed 100, in WORKDIR/teacher_recap500) and write the world's train shards
 embeddings (configs/recipe_demo.py `teacher_shards_dir`); the students then train 250
 steps like every other recipe.
 
-`tulip` is two runs in one budget: `tulip_distill` (TULIP stage 1, a third of the steps, in
-WORKDIR/tulip_seedN_distill) from the same teacher, on the train shards with its windowed short and
-long caption embeddings (configs/recipe_demo.py `windowed_teacher_shards_dir`), then `tulip` (the
-other two thirds) from the stage-1 run.
+`tulip` is three runs in one budget (equal compute: their steps add up to STEPS, all at batch 64):
+its own teacher, `recap` with the same seed for half the steps (WORKDIR/tulip_seedN_teacher), then
+`tulip_distill` (TULIP stage 1, a third of the rest, in WORKDIR/tulip_seedN_distill) from that teacher
+on the train shards with its windowed short and long caption embeddings (written in the teacher's
+workdir), then `tulip` (the other two thirds) from the stage-1 run (tulip_budget). Given a finished
+teacher run (run_one's `teacher`), it fine-tunes that one instead, with all STEPS for its two stages.
 """
 from __future__ import annotations
 
@@ -98,18 +100,30 @@ def add_missing_metrics(recipe: str, steps: int, workdir: str, result: dict) -> 
     return result
 
 
+def tulip_budget(steps: int, own_teacher: bool = True) -> tuple[int, int, int]:
+    """TULIP's `steps` split as (teacher, stage 1, stage 2): its own `recap` teacher half of them, stage 1
+    a third of the rest, stage 2 the remainder (sum = steps). own_teacher False (a finished teacher
+    given): (0, steps // 3, the rest)."""
+    teacher = steps // 2 if own_teacher else 0
+    return teacher, (steps - teacher) // 3, steps - teacher - (steps - teacher) // 3
+
+
 def run_one(recipe: str, seed: int, steps: int, workdir: str, evaluate_missing: bool = True,
             overrides: tuple[str, ...] = (), teacher: str = "") -> dict:
     """Trains and evaluates one recipe/seed (or reads its finished result, evaluating what it
     lacks unless `evaluate_missing` is False); returns its metrics. overrides: "key=value" config
     changes on top of the recipe (e.g. "model.text.pos_emb=rope"). teacher: the distilling recipes'
-    teacher run ("" = ROOT/teacher_recap500, trained here once)."""
+    teacher run ("" = ROOT/teacher_recap500, trained here once; `tulip`: its own, in its budget)."""
     done = os.path.join(workdir, "final_metrics.json")
     if not os.path.exists(done):
         root, init_workdir, own_steps = os.path.dirname(os.path.abspath(workdir)), "", steps
-        if recipe == "tulip":  # stage 1 first, a third of the budget; this run starts from it
-            init_workdir, own_steps = workdir + "_distill", steps - steps // 3
-            run_one("tulip_distill", seed, steps // 3, init_workdir, evaluate_missing=False, teacher=teacher)
+        if recipe == "tulip":  # teacher and stage 1 first, in the same budget; this run starts from stage 1
+            teacher_steps, stage1, own_steps = tulip_budget(steps, own_teacher=not teacher)
+            if not teacher:
+                teacher = os.path.abspath(workdir + "_teacher")
+                run_one(TEACHER_RECIPE, seed, teacher_steps, teacher, evaluate_missing=False)
+            init_workdir = workdir + "_distill"
+            run_one("tulip_distill", seed, stage1, init_workdir, evaluate_missing=False, teacher=teacher)
         config = load_config(f"recipe_demo:{recipe},steps={own_steps}")
         with config.unlocked():
             config.seed = seed
@@ -117,6 +131,9 @@ def run_one(recipe: str, seed: int, steps: int, workdir: str, evaluate_missing: 
         apply_overrides(config, overrides)
         validate(config)
         ensure_config_world(config.world)
+        if recipe == "tulip_distill" and teacher:  # the windowed shards of this teacher, beside it
+            with config.unlocked():
+                config.data.train_paths = [os.path.join(teacher, "windowed_shards", "train-*.array_record")]
         if recipe.startswith("distill") or recipe == "tulip_distill":
             prepare_teacher_shards(config, root, windowed=recipe == "tulip_distill", teacher=teacher)
         if recipe == "tulip_distill":

@@ -5,15 +5,16 @@ recipe makes the text tower read it (Long-CLIP, TULIP, FIX-CLIP against recap), 
     python -m experiments.long_captions [--seeds 0,1,2] [--steps 600] [--workdir workdirs/long_captions]
     python -m experiments.long_captions --positions          # 32-token towers evaluated at 128 tokens
 
-Runs: `recap`, `long` (Long-CLIP, reported as `long_clip`), `tulip` (stage 1 + stage 2 in the same
-steps, distilled from the `recap` run of seed 0, as TULIP fine-tunes a trained CLIP) and `fix_clip`,
-each through `experiments.ablation.run_one`
-(finished runs are reused). Writes OUT.csv (one row per run: recipe, seed, every metric named as in
+Runs: `recap`, `long` (Long-CLIP, reported as `long_clip`), `tulip` and `fix_clip`, each through
+`experiments.ablation.run_one` (finished runs are reused), at equal compute: every arm trains STEPS
+steps × batch 64 in all; `tulip`'s are its own `recap` teacher (half), stage 1 (a third of the rest)
+and stage 2 (ablation.tulip_budget). Writes OUT.csv (one row per run: recipe, seed, every metric named as in
 metrics.jsonl) and OUT_runs.md (mean ± sample std per recipe). `--information` writes OUT_information.md.
-`--positions` trains `recap` with RoPE positions beside the learned-position `recap` run of the same
+`--positions` trains `recap` with RoPE positions beside the learned-position `recap` run of each
 seed (both at the demo's 32-token context) and evaluates both at 32 and at 128 tokens: learned
 positions stretched Long-CLIP style (first 20 rows kept) or all interpolated, RoPE as is
-(extrapolation) and with position interpolation (rope_train_length 32).
+(extrapolation) and with position interpolation (rope_train_length 32); OUT_positions.md: mean ± sample
+std over the seeds, then every seed.
 """
 from __future__ import annotations
 
@@ -32,7 +33,6 @@ from bigvl.parallel.process import setup_process
 RECIPES = (("recap", "recap"), ("long", "long_clip"), ("tulip", "tulip"), ("fix_clip", "fix_clip"))  # (run, label)
 SUMMARY = ("long_retrieval/t2i_r1", "long_retrieval/i2t_r1", "retrieval/t2i_r1", "retrieval/i2t_r1", "zeroshot/top1",
            "hard_negatives/accuracy")
-TEACHER_SEED = 0  # TULIP's teacher: the `recap` run of this seed (learned positions, 32 tokens)
 POSITION_WORDS = ("left", "right", "top", "bottom", "middle", "centre")
 
 
@@ -148,8 +148,7 @@ def run_recipes(seeds: list[int], steps: int, workdir: str, out: str, report_onl
             run_dir = os.path.join(workdir, f"{recipe}_seed{seed}")
             if report_only and not os.path.exists(os.path.join(run_dir, "final_metrics.json")):
                 continue
-            result = run_one(recipe, seed, steps, run_dir, evaluate_missing=not report_only,
-                             teacher=os.path.abspath(os.path.join(workdir, f"recap_seed{TEACHER_SEED}")))
+            result = run_one(recipe, seed, steps, run_dir, evaluate_missing=not report_only)
             metrics = {k: v for k, v in result.items() if "/" in k and isinstance(v, (int, float))}
             ordered = [k for k in SUMMARY if k in metrics] + sorted(k for k in metrics if k not in SUMMARY)
             rows.append({"recipe": label, "seed": seed, **{k: metrics[k] for k in ordered},
@@ -176,8 +175,10 @@ def write_tables(rows: list[dict], steps: int, out: str) -> None:
                 std = values.std(ddof=1) if len(values) > 1 else 0.0
                 cells.append(f"{values.mean():.3f} ± {std:.3f}")
             lines.append(f"| {label} | {len(runs)} | " + " | ".join(cells) + " |")
-    lines.append(f"\nDemo world, {steps} steps × batch 64 per run (tulip: a third distillation, two thirds "
-                 f"contrastive), mean ± sample std over seeds.")
+    from experiments.ablation import tulip_budget
+    teacher, stage1, stage2 = tulip_budget(steps)
+    lines.append(f"\nDemo world, {steps} steps × batch 64 per run (tulip: {teacher} steps of its `recap` teacher, "
+                 f"{stage1} of stage 1, {stage2} of stage 2), mean ± sample std over seeds.")
     with open(out + "_runs.md", "w") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -221,32 +222,64 @@ def evaluate_at_context(workdir: str, context: int, train_length: int = 0, keep:
     return {k: metrics[k] for k in ("retrieval/t2i_r1", "long_retrieval/t2i_r1")}
 
 
-def positions(seed: int, steps: int, workdir: str, out: str) -> str:
-    """The `--positions` table (see the module docstring); returns its markdown."""
+POSITION_CASES = (("learned, Long-CLIP stretch (first 20 rows kept)", "learned", 0, 20),
+                  ("learned, linear interpolation of all rows", "learned", 0, 0), ("RoPE (extrapolated)", "rope", 0, 20),
+                  ("RoPE + position interpolation (train length 32)", "rope", 32, 20))  # (name, run, train_length, keep)
+POSITION_KEYS = ("retrieval/t2i_r1", "long_retrieval/t2i_r1")
+
+
+def positions_of_seed(seed: int, steps: int, workdir: str) -> dict[str, dict[str, list[float]]]:
+    """One seed of `--positions`: trains (or reuses) its learned and RoPE `recap` runs; returns, per case
+    name, per key of POSITION_KEYS, [value @32, value @128]. Cached in the RoPE run's positions.json."""
     from experiments.ablation import run_one
-    learned = os.path.join(workdir, f"recap_seed{seed}")
-    rope = os.path.join(workdir, f"recap_rope_seed{seed}")
-    run_one("recap", seed, steps, learned)
-    run_one("recap", seed, steps, rope, overrides=("model.text.pos_emb=rope",))
-    cases = [("learned, Long-CLIP stretch (first 20 rows kept)", learned, 0, 20),
-             ("learned, linear interpolation of all rows", learned, 0, 0), ("RoPE (extrapolated)", rope, 0, 20),
-             ("RoPE + position interpolation (train length 32)", rope, 32, 20)]
-    lines = ["| positions | short T→I R@1 @32 | @128 | change | long T→I R@1 @32 | @128 | change |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    at32 = {}
-    for name, path, train_length, keep in cases:
-        at32[path] = at32.get(path) or evaluate_at_context(path, 32)
-        at128 = evaluate_at_context(path, 128, train_length, keep)
-        cells = []
-        for key in ("retrieval/t2i_r1", "long_retrieval/t2i_r1"):
-            cells += [f"{at32[path][key]:.3f}", f"{at128[key]:.3f}", f"{at128[key] - at32[path][key]:+.3f}"]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        print(lines[-1], flush=True)
-    lines.append(f"\n`recap` seed {seed}, {steps} steps at the demo's 32-token context; evaluated at 32 and at 128.")
-    table = "\n".join(lines)
+    runs = {"learned": os.path.join(workdir, f"recap_seed{seed}"), "rope": os.path.join(workdir, f"recap_rope_seed{seed}")}
+    run_one("recap", seed, steps, runs["learned"])
+    run_one("recap", seed, steps, runs["rope"], overrides=("model.text.pos_emb=rope",))
+    cache = os.path.join(runs["rope"], "positions.json")
+    if os.path.exists(cache):
+        with open(cache) as f:
+            return json.load(f)
+    at32, result = {}, {}
+    for name, run, train_length, keep in POSITION_CASES:
+        at32[run] = at32.get(run) or evaluate_at_context(runs[run], 32)
+        at128 = evaluate_at_context(runs[run], 128, train_length, keep)
+        result[name] = {key: [at32[run][key], at128[key]] for key in POSITION_KEYS}
+        print(json.dumps({"seed": seed, "case": name, **result[name]}), flush=True)
+    with open(cache, "w") as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+def positions(seeds: list[int], steps: int, workdir: str, out: str) -> str:
+    """The `--positions` table (see the module docstring): mean ± sample std over `seeds` of each value at
+    32 and 128 tokens and of its change, then one table per seed; returns the markdown."""
+    per_seed = {seed: positions_of_seed(seed, steps, workdir) for seed in seeds}
+    head = ["| positions | short T→I R@1 @32 | @128 | change | long T→I R@1 @32 | @128 | change |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
+
+    def cell(values: list[float], sign: bool = False) -> str:
+        std = np.std(values, ddof=1) if len(values) > 1 else 0.0
+        return (f"{np.mean(values):+.3f}" if sign else f"{np.mean(values):.3f}") + (f" ± {std:.3f}" if len(values) > 1 else "")
+
+    def table(results: list[dict]) -> list[str]:
+        lines = list(head)
+        for name, *_ in POSITION_CASES:
+            cells = []
+            for key in POSITION_KEYS:
+                pairs = [r[name][key] for r in results]
+                cells += [cell([a for a, _ in pairs]), cell([b for _, b in pairs]), cell([b - a for a, b in pairs], True)]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        return lines
+
+    lines = table(list(per_seed.values()))
+    lines.append(f"\n`recap`, {steps} steps at the demo's 32-token context, seeds {', '.join(map(str, seeds))}; "
+                 "evaluated at 32 and at 128 tokens; mean ± sample std over seeds.")
+    for seed, result in per_seed.items():
+        lines += ["", f"Seed {seed}:", ""] + table([result])
+    text = "\n".join(lines)
     with open(out + "_positions.md", "w") as f:
-        f.write(table + "\n")
-    return table
+        f.write(text + "\n")
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default="workdirs/long_captions")
     parser.add_argument("--out", default="docs/results/long_captions")
     parser.add_argument("--information", action="store_true", help="only the world measurement (no training)")
-    parser.add_argument("--positions", action="store_true", help="only the 32 → 128 token comparison (seed: first)")
+    parser.add_argument("--positions", action="store_true", help="only the 32 → 128 token comparison")
     parser.add_argument("--report-only", action="store_true", help="write the tables from the finished runs only")
     args = parser.parse_args(argv)
     setup_process("%(levelname)s %(name)s: %(message)s", logging.WARNING)
@@ -264,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.information:
         print(information(args.out))
     elif args.positions:
-        print(positions(seeds[0], args.steps, args.workdir, args.out))
+        print(positions(seeds, args.steps, args.workdir, args.out))
     else:
         run_recipes(seeds, args.steps, args.workdir, args.out, args.report_only)
         with open(args.out + "_runs.md") as f:

@@ -9,7 +9,9 @@ more text-tower FLOPs, reported beside them) and is evaluated once at the end. R
 finished (final_metrics.json in their workdir) are reused, so a killed ablation goes on
 where it stopped; a finished run that lacks a metric (an evaluator added since) is
 evaluated from its last checkpoint. Writes OUT.csv (one row per run), OUT.md (mean ± std per recipe) and
-OUT.png (bars with std error bars), and prints one JSON line per run.
+OUT.png (bars with std error bars), and prints one JSON line per run. `--append` instead appends the
+rows to the OUT.csv there (others' rows kept; OUT.md and OUT.png untouched); `--against BASE` then prints
+each recipe's gap to the BASE rows of that file in pooled std, marking those beyond 2 (the bar's rule).
 
 `distill` and `distill_mix` first train their teacher once (the `recap` recipe for 500
 steps, seed 100, in WORKDIR/teacher_recap500) and write the world's train shards with its
@@ -44,6 +46,7 @@ from bigvl.inference.teacher_embeddings import add_teacher_embeddings
 from bigvl.parallel.process import setup_process
 from bigvl.recipes import RECIPES
 from bigvl.train.loop import train_and_evaluate
+from experiments.recaption_report import pooled_std
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the clone (configs/ beside experiments/)
 METRICS = (("zeroshot/top1", "zero-shot top-1"), ("retrieval/t2i_r1", "T→I R@1"),
@@ -180,6 +183,35 @@ def markdown_table(summary: list[dict], steps: int, batch: int) -> str:
     return "\n".join(lines)
 
 
+def append_rows(rows: list[dict], path: str) -> None:
+    """Appends `rows` to the CSV `path` under its own header, read right before writing (others append to
+    the same file); ValueError naming the first (recipe, seed) already there."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        header, have = reader.fieldnames, {(r["recipe"], r["seed"]) for r in reader}
+    for row in rows:
+        if (row["recipe"], str(row["seed"])) in have:
+            raise ValueError(f"{path}: recipe {row['recipe']!r} seed {row['seed']} is already there")
+    with open(path, "a", newline="") as f:
+        csv.DictWriter(f, fieldnames=header, extrasaction="ignore").writerows(rows)
+
+
+def gap_lines(rows: list[dict], recipes: list[str], baseline: str) -> list[str]:
+    """Per recipe, one line: its mean − `baseline`'s of every METRIC, in pooled std
+    (recaption_report.pooled_std), "> 2" where the gap exceeds 2 pooled std (the bar's rule)."""
+    summary = {e["recipe"]: e for e in summarize(rows, [baseline] + recipes)}
+    lines = []
+    for recipe in recipes:
+        cells = []
+        for key, label in METRICS:
+            ours, base = summary[recipe][key], summary[baseline][key]
+            pooled = pooled_std(ours, base)
+            z = (ours[0] - base[0]) / pooled if pooled else float("nan")
+            cells.append(f"{label} {ours[0] - base[0]:+.3f} ({z:+.1f} std{', > 2' if abs(z) > 2 else ''})")
+        lines.append(f"Gaps {recipe} − {baseline}: " + ", ".join(cells) + ".")
+    return lines
+
+
 def bar_chart(summary: list[dict], path: str) -> None:
     """Grouped bars (one group per metric, one bar per recipe) with std error bars."""
     import matplotlib  # local: the Agg backend is chosen before pyplot loads
@@ -227,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="docs/results/ablation_runs")
     parser.add_argument("--report-only", action="store_true",
                         help="write the outputs from the finished runs only; train nothing")
+    parser.add_argument("--append", action="store_true", help="append the rows to OUT.csv (OUT.md, OUT.png untouched)")
+    parser.add_argument("--against", default="", help="with --append: print the gaps to this recipe's rows in OUT.csv")
     args = parser.parse_args(argv)
     setup_process("%(levelname)s %(name)s: %(message)s", logging.WARNING)  # before JAX starts, as bigvl.main runs
     recipes = [r for r in args.recipes.split(",") if r]
@@ -248,9 +282,19 @@ def main(argv: list[str] | None = None) -> int:
                    "train_time_s": result.get("train_time_s", float("nan"))}
             rows.append(row)
             print(json.dumps(row), flush=True)
-            table = write_outputs(rows, recipes, args.steps, batch, args.out, time.perf_counter() - t0)
+            if not args.append:
+                table = write_outputs(rows, recipes, args.steps, batch, args.out, time.perf_counter() - t0)
     if not rows:
         parser.error(f"no finished run in {args.workdir}")
+    if args.append:
+        append_rows(rows, args.out + ".csv")
+        with open(args.out + ".csv", newline="") as f:
+            every = list(csv.DictReader(f))
+        shown = ([args.against] if args.against else []) + recipes
+        print(markdown_table(summarize(every, shown), args.steps, batch))
+        print("\n".join(gap_lines(every, recipes, args.against) if args.against else []))
+        print(f"appended {len(rows)} rows to {args.out}.csv")
+        return 0
     print(table)
     print(f"wrote {args.out}.csv, {args.out}.md, {args.out}.png in {time.perf_counter() - t0:.0f} s")
     return 0

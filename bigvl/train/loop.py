@@ -31,6 +31,7 @@ from bigvl.parallel.mesh import (
 )
 from bigvl.parallel.storage import run_path, write_text
 from bigvl.train import checkpoints
+from bigvl.train.compile_count import CountedTraces
 from bigvl.train.example_ids import ExampleIdsLog
 from bigvl.train.init_check import check_init_architecture
 from bigvl.train.metrics_log import MetricsWriter, finished_metrics
@@ -89,8 +90,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                    evals_at_step=start_step == config.total_steps)
 
     # ------------------------------------------------------------------ update
+    traces = CountedTraces(make_train_step(config, setup))  # one compile per batch shape (NaFlex: per length)
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        step_fn = jax.jit(make_train_step(config, setup), in_shardings=(setup.state_shardings, batch_sharding(mesh)),
+        step_fn = jax.jit(traces, in_shardings=(setup.state_shardings, batch_sharding(mesh)),
                           out_shardings=(setup.state_shardings, None), donate_argnums=(0,))
 
     with contextlib.ExitStack() as closing:
@@ -152,6 +154,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                 if shards.unreadable:  # left out at start-up (warned, named)
                     metrics["data_unreadable_shards"] = float(len(shards.unreadable))
                 metrics.update(throughput.measure(step))
+                metrics["step_compiles"] = float(traces.count)
                 progress.set_postfix(loss=f"{metrics['loss']:.3f}")
                 writer.write(step, metrics, console=step % (config.log_steps * 5) == 0 or step == config.total_steps)
                 throughput.restart(step)

@@ -17,6 +17,7 @@ from bigvl.models.captioners import KINDS, build_captioner
 from bigvl.models.flair_pooling import FlairTwoTower
 from bigvl.models.locca import LoccaTwoTower, build_locca_decoder, locca_config_defaults, locca_enabled
 from bigvl.models.lora import LoraModel, LoraSpec, lora_config_defaults, lora_enabled
+from bigvl.models.naflex import NaflexImages, dummy_naflex_images
 from bigvl.models.options import ModelOptions, config_choice
 from bigvl.models.rope import rope_from_config
 from bigvl.models.sizes import TransformerSize, resolve_size
@@ -55,6 +56,12 @@ def model_config_defaults() -> ml_collections.ConfigDict:
         # CLIP: mean (0.48145466, 0.4578275, 0.40821073), std (0.26862954, 0.26130258, 0.27577711)
         "pixel_mean": (0.5, 0.5, 0.5),
         "pixel_std": (0.5, 0.5, 0.5),
+        # NaFlex (SigLIP 2; bigvl/models/naflex.py, docs/guides/naflex.md): images at their aspect ratio as at
+        # most max_patches patches (0 = (image_size / patch)²), the (image_size / patch)² position grid resized
+        # per image; naflex_grid: closest_aspect (bigvl) | siglip2 (transformers' rule, imported checkpoints).
+        "naflex": False,
+        "naflex_grid": "closest_aspect",
+        "max_patches": 0,
     })
     text = ml_collections.ConfigDict({
         "variant": "B",
@@ -176,7 +183,8 @@ def _build_base_model(model_cfg) -> nn.Module:
     image = VisionTower(width=isz.width, depth=isz.depth, num_heads=isz.num_heads, mlp_dim=isz.mlp_dim,
                         patch_size=isz.patch_size, pool=config_choice(ic.pool, IMAGE_POOLS, "image.pool"),
                         stem=config_choice(ic.get("stem", "patch"), STEMS, "image.stem"),
-                        patch_bias=ic.patch_bias, ln_pre=ic.ln_pre, **arch, **pixels, options=options)
+                        patch_bias=ic.patch_bias, ln_pre=ic.ln_pre, **arch, **pixels, options=options,
+                        naflex_positions=naflex_positions(model_cfg))
     text = TextTower(vocab_size=tc.vocab_size, context_length=tc.context_length, width=tsz.width,
                      depth=tsz.depth, num_heads=tsz.num_heads, mlp_dim=tsz.mlp_dim, causal=tc.causal,
                      pool=config_choice(tc.pool, TEXT_POOLS, "text.pool"), eos_id=tc.eos_id, pad_id=tc.pad_id,
@@ -212,7 +220,31 @@ def _build_base_model(model_cfg) -> nn.Module:
                     bias_init=None if bias_init is None else float(bias_init), options=options)
 
 
-def dummy_inputs(model_cfg, batch: int = 1) -> tuple[jax.Array, jax.Array]:
-    """Zero images uint8 [b,S,S,3] and tokens int32 [b,L] for init and shape inference."""
+def naflex_positions(model_cfg) -> int:
+    """The side G = image_size / patch of a NaFlex model's learned position grid; 0 when model.image.naflex
+    is off. Raises ValueError naming the key where NaFlex meets a model it does not serve."""
+    ic = model_cfg.image
+    if not config_choice(ic.get("naflex", False), (True, False), "image.naflex"):
+        return 0
+    config_choice(ic.get("naflex_grid", "closest_aspect"), ("closest_aspect", "siglip2"), "image.naflex_grid")
+    if model_cfg.get("kind", "two_tower") != "two_tower" or model_cfg.get("flair_pool_heads", 0):
+        raise ValueError("config key 'model.image.naflex': NaFlex serves the plain two-tower model "
+                         "(model.kind 'two_tower', no FLAIR pooling)")
+    if ic.get("max_patches", 0) < 0:
+        raise ValueError(f"config key 'model.image.max_patches' must be ≥ 0, got {ic.max_patches}")
+    return ic.image_size // image_size_of(ic).patch_size
+
+
+def naflex_length(model_cfg) -> int:
+    """A NaFlex model's default patch budget L: model.image.max_patches, or G² when 0."""
+    return model_cfg.image.get("max_patches", 0) or naflex_positions(model_cfg) ** 2
+
+
+def dummy_inputs(model_cfg, batch: int = 1) -> tuple[jax.Array | NaflexImages, jax.Array]:
+    """Zero images uint8 [b,S,S,3] (NaFlex: NaflexImages, L = `naflex_length`) and tokens int32 [b,L]
+    for init and shape inference."""
     size, length = model_cfg.image.image_size, model_cfg.text.context_length
+    if naflex_positions(model_cfg):
+        images = dummy_naflex_images(batch, naflex_length(model_cfg), image_size_of(model_cfg.image).patch_size)
+        return images, jnp.zeros((batch, length), jnp.int32)
     return jnp.zeros((batch, size, size, 3), jnp.uint8), jnp.zeros((batch, length), jnp.int32)

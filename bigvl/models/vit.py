@@ -16,7 +16,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bigvl.models.distill_heads import resize_position_grid
 from bigvl.models.matmul import flax_dot_general
+from bigvl.models.naflex import NaflexImages, masked_mean, resize_positions, valid_lengths
 from bigvl.models.options import ModelOptions
 from bigvl.models.transformer import DENSE_INIT, ZEROS, Dtype, Encoder, MAPHead, layer_norm, named
 
@@ -103,16 +105,25 @@ class VisionTower(nn.Module):
     pixel_std: tuple = UNIT_RANGE
     stem: str = "patch"  # STEMS: one Dense per patch (ViT), or ConvStem
     options: ModelOptions = ModelOptions()  # dtypes, remat, attention, weight grads, scanned blocks
+    # NaFlex (bigvl/models/naflex.py): > 0 = the side G of the learned G×G position grid; the tower then reads
+    # NaflexImages (patches [B,L,p·p·3], spatial_shapes [B,2]), resizes the grid to each (h, w) and masks the padding.
+    naflex_positions: int = 0
 
     @nn.compact
-    def __call__(self, images: jax.Array, pooled_only: bool = False) -> tuple[jax.Array, jax.Array | None]:
+    def __call__(self, images: jax.Array, pooled_only: bool = False, patch_mask: jax.Array | None = None,
+                 mask_token: jax.Array | None = None) -> tuple[jax.Array, jax.Array | None]:
         """pooled_only: the caller wants the pooled output alone; with cls pooling the last block
-        then computes the cls position only (`Encoder`'s keep) and tokens is None."""
+        then computes the cls position only (`Encoder`'s keep) and tokens is None.
+        patch_mask bool [B,N], mask_token [W] (SigLIP 2's masked prediction, bigvl/losses/masked_prediction.py):
+        masked patch embeddings become the mask token, before the positions are added. Images smaller
+        than the model's (SigLIP 2's local crops) get the position grid resized bilinearly."""
         if self.pool not in POOLS:
             raise ValueError(f"model.image.pool {self.pool!r} is not one of {POOLS}")
         if self.stem not in STEMS:
             raise ValueError(f"model.image.stem {self.stem!r} is not one of {STEMS}")
         d, opts = self.width, self.options
+        if self.naflex_positions:
+            return self._naflex(images, pooled_only)
         pixels = to_model_range(images, opts.dtype, self.pixel_mean, self.pixel_std)
         if self.stem == "conv":
             x = ConvStem(d, self.patch_size, self.ln_eps, opts, name="conv_stem")(pixels)
@@ -123,11 +134,17 @@ class VisionTower(nn.Module):
                          kernel_init=named(DENSE_INIT, "patch", "embed"), bias_init=named(ZEROS, "embed"),
                          name="patch_embedding")(patches)
         batch = x.shape[0]
+        if patch_mask is not None:
+            x = jnp.where(patch_mask[..., None], mask_token.astype(x.dtype), x)
         if self.pool == "cls":
             cls = self.param("cls_token", named(nn.initializers.normal(d ** -0.5), "embed"), (d,), opts.param_dtype)
             x = jnp.concatenate([jnp.broadcast_to(cls.astype(opts.dtype), (batch, 1, d)), x], axis=1)
-        pos = self.param("pos_embedding", named(nn.initializers.normal(d ** -0.5), "pos", "embed"),
-                         (x.shape[1], d), opts.param_dtype)
+        stored = self.get_variable("params", "pos_embedding") if self.has_variable("params", "pos_embedding") else None
+        if stored is not None and stored.shape[0] != x.shape[1]:  # smaller images (local crops): the grid resized
+            pos = resize_position_grid(stored, x.shape[1] - int(self.pool == "cls"), int(self.pool == "cls"))
+        else:
+            pos = self.param("pos_embedding", named(nn.initializers.normal(d ** -0.5), "pos", "embed"),
+                             (x.shape[1], d), opts.param_dtype)
         x = nn.with_logical_constraint(x + pos.astype(opts.dtype), ("batch", "seq", "act_embed"))
         if self.ln_pre:
             x = layer_norm(opts, "ln_pre", self.ln_eps)(x)
@@ -143,4 +160,47 @@ class VisionTower(nn.Module):
         else:
             pooled, tokens = MAPHead(self.num_heads, self.mlp_dim, 1, self.activation, self.ln_eps, opts,
                                      name="map_head")(x)[:, 0], x
+        return nn.with_logical_constraint(pooled, ("batch", "act_embed")), tokens
+
+    def _naflex(self, images: NaflexImages, pooled_only: bool) -> tuple[jax.Array, jax.Array | None]:
+        """NaflexImages → (pooled [B,D], tokens [B,L,D], rows ≥ h·w padding): the square path's params
+        (pos_embedding [(1+)G², D]) with the position grid resized per example and the padding masked."""
+        if not isinstance(images, NaflexImages):
+            raise ValueError("model.image.naflex: the image tower reads NaflexImages (batch keys image_patches, "
+                             f"image_spatial_shapes), got {type(images).__name__}")
+        if self.stem != "patch":
+            raise ValueError(f"model.image.naflex needs model.image.stem 'patch', got {self.stem!r}")
+        d, opts, g = self.width, self.options, self.naflex_positions
+        b, length, flat = images.patches.shape
+        pixels = to_model_range(images.patches.reshape(b, length, flat // 3, 3), opts.dtype,
+                                self.pixel_mean, self.pixel_std).reshape(b, length, flat)
+        x = nn.Dense(d, use_bias=self.patch_bias, dtype=opts.dtype, param_dtype=opts.param_dtype,
+                     dot_general=flax_dot_general(opts.weight_grad),
+                     kernel_init=named(DENSE_INIT, "patch", "embed"), bias_init=named(ZEROS, "embed"),
+                     name="patch_embedding")(nn.with_logical_constraint(pixels, ("batch", "seq", None)))
+        cls_slots = int(self.pool == "cls")
+        if cls_slots:
+            cls = self.param("cls_token", named(nn.initializers.normal(d ** -0.5), "embed"), (d,), opts.param_dtype)
+        pos = self.param("pos_embedding", named(nn.initializers.normal(d ** -0.5), "pos", "embed"),
+                         (cls_slots + g * g, d), opts.param_dtype)
+        x = x + resize_positions(pos[cls_slots:].reshape(g, g, d), images.spatial_shapes, length).astype(opts.dtype)
+        if cls_slots:
+            cls = jnp.broadcast_to((cls + pos[0]).astype(opts.dtype), (b, 1, d))
+            x = jnp.concatenate([cls, x], axis=1)
+        x = nn.with_logical_constraint(x, ("batch", "seq", "act_embed"))
+        if self.ln_pre:
+            x = layer_norm(opts, "ln_pre", self.ln_eps)(x)
+        lengths = valid_lengths(images.spatial_shapes) + cls_slots
+        keep = 0 if pooled_only and cls_slots else None
+        x = Encoder(self.depth, self.num_heads, self.mlp_dim, False, self.activation, self.ln_eps, opts,
+                    name="encoder")(x, lengths, keep)
+        if keep is not None:
+            pooled, tokens = x[:, 0], None
+        elif cls_slots:
+            pooled, tokens = x[:, 0], x[:, 1:]
+        elif self.pool == "gap":
+            pooled, tokens = masked_mean(x, lengths).astype(opts.dtype), x
+        else:
+            pooled, tokens = MAPHead(self.num_heads, self.mlp_dim, 1, self.activation, self.ln_eps, opts,
+                                     name="map_head")(x, lengths)[:, 0], x
         return nn.with_logical_constraint(pooled, ("batch", "act_embed")), tokens

@@ -39,13 +39,15 @@ def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray, rotation: float) -> np
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def _render_background(scene: Scene, image_size: int) -> np.ndarray:
-    """float32 [S, S, 3] background colour modulated by a low-contrast texture."""
-    coords = (np.arange(image_size, dtype=np.float32) + 0.5) / image_size
-    x, y = coords[None, :] / scene.texture_period, coords[:, None] / scene.texture_period
+def _render_background(scene: Scene, height: int, width: int) -> np.ndarray:
+    """float32 [H, W, 3] background colour modulated by a low-contrast texture (its period a
+    fraction of the short side)."""
+    side = min(height, width)
+    x = ((np.arange(width, dtype=np.float32) + 0.5) / side)[None, :] / scene.texture_period
+    y = ((np.arange(height, dtype=np.float32) + 0.5) / side)[:, None] / scene.texture_period
     phase = scene.texture_phase
     if scene.texture == "plain":
-        pattern = np.zeros((image_size, image_size), np.float32)
+        pattern = np.zeros((height, width), np.float32)
     elif scene.texture == "striped":
         pattern = (np.mod(x + y + phase, 1.0) < 0.5).astype(np.float32)
     elif scene.texture == "dotted":
@@ -61,12 +63,13 @@ def _render_background(scene: Scene, image_size: int) -> np.ndarray:
 
 
 def _paint_object(canvas: np.ndarray, obj: SceneObject) -> None:
-    """Blends `obj` into canvas float32 [S, S, 3] in place, anti-aliased by supersampling."""
-    size = canvas.shape[0]
-    r, cx, cy = obj.radius * size, obj.x * size, obj.y * size
+    """Blends `obj` into canvas float32 [H, W, 3] in place, anti-aliased by supersampling; x and y are
+    fractions of the width and height, the radius a fraction of the short side (shapes keep their form)."""
+    height, width = canvas.shape[:2]
+    r, cx, cy = obj.radius * min(height, width), obj.x * width, obj.y * height
     reach = EXTENT * r + 1
-    x0, x1 = max(int(cx - reach), 0), min(int(math.ceil(cx + reach)), size)
-    y0, y1 = max(int(cy - reach), 0), min(int(math.ceil(cy + reach)), size)
+    x0, x1 = max(int(cx - reach), 0), min(int(math.ceil(cx + reach)), width)
+    y0, y1 = max(int(cy - reach), 0), min(int(math.ceil(cy + reach)), height)
     sub_x = (np.arange((x1 - x0) * SUPERSAMPLE, dtype=np.float32) + 0.5) / SUPERSAMPLE + x0
     sub_y = (np.arange((y1 - y0) * SUPERSAMPLE, dtype=np.float32) + 0.5) / SUPERSAMPLE + y0
     mask = _shape_mask(obj.shape, (sub_x[None, :] - cx) / r, (sub_y[:, None] - cy) / r, obj.rotation)
@@ -78,9 +81,10 @@ def _paint_object(canvas: np.ndarray, obj: SceneObject) -> None:
     window += cover * colour
 
 
-def render_scene(scene: Scene, image_size: int = 64) -> np.ndarray:
-    """The scene as an RGB image, uint8 [image_size, image_size, 3]."""
-    canvas = _render_background(scene, image_size)
+def render_scene(scene: Scene, image_size: int = 64, width: int | None = None) -> np.ndarray:
+    """The scene as an RGB image, uint8 [image_size, width or image_size, 3] (a wide or tall canvas
+    spreads the layout, the shapes keep their form: bigvl/data/world/aspect_variant.py)."""
+    canvas = _render_background(scene, image_size, width or image_size)
     for obj in scene.objects:
         _paint_object(canvas, obj)
     return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)

@@ -46,7 +46,7 @@ OPTIONS = {"split": ""}
 
 def check(entry, config) -> None:
     """ValueError when the model has no LocCa decoder."""
-    if not config.model.get("locca", {}).get("depth", 0):
+    if entry.split and not config.model.get("locca", {}).get("depth", 0):
         raise ValueError(f"evals entry of type 'refexp' (split {entry.split!r}) needs SigLIP 2's LocCa decoder: "
                          "set model.locca.depth > 0 (and loss.locca_weight)")
 

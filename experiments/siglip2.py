@@ -1,13 +1,14 @@
 """The SigLIP 2 study (issue 35): SigLIP vs SigLIP + LocCa vs the full recipe on the demo world, 3 seeds.
 
     python -m experiments.siglip2 run [--recipes siglip,siglip_locca,siglip2] [--seeds 0,1,2] [--steps 600]
+                                      [--steps_for siglip_locca=500]
                                       [--root workdirs/siglip2] [--csv docs/results/siglip2.csv]
     python -m experiments.siglip2 table [--csv docs/results/siglip2.csv]
 
 `run` trains `configs/siglip2_demo.py:RECIPE` once per (recipe, seed), sequentially, at equal wall time:
 the first recipe runs `--steps` steps; before each other recipe's first run, a 40-step calibration
 run of it and of the first recipe (no evaluations) gives their median step times, and the recipe
-gets `--steps` × t_first / t_recipe steps (a cheaper step, more steps). Each run evaluates once at
+gets `--steps` × t_first / t_recipe steps (a cheaper step, more steps), unless `--steps_for` sets them. Each run evaluates once at
 its end. One CSV row per run: recipe, seed, steps, the median logged `step_time_s`, peak resident
 memory (MiB, /usr/bin/time), the 1-minute load average at its start, then every final metric
 named as in metrics.jsonl (pointing/accuracy, zeroshot/top1, hard_negatives/accuracy_swap_relation,
@@ -87,8 +88,9 @@ def run(args) -> None:
     rows = _read(args.csv)
     done = {(row["recipe"], int(row["seed"])) for row in rows}
     steps = {recipes[0]: args.steps}
+    steps.update({k: int(v) for k, v in (item.split("=") for item in filter(None, args.steps_for.split(",")))})
     for recipe in recipes[1:]:
-        if all((recipe, seed) in done for seed in seeds):
+        if recipe in steps or all((recipe, seed) in done for seed in seeds):
             continue
         t = {r: _train(r, 0, CALIBRATION_STEPS, os.path.join(args.root, f"calibrate_{r}"), evals=False)
              ["train/step_time_s"] for r in (recipes[0], recipe)}
@@ -133,6 +135,7 @@ def main(argv=None) -> None:
     parser.add_argument("--recipes", default="siglip,siglip_locca,siglip2")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps_for", default="", help="RECIPE=N,...: steps set by hand (from an earlier calibration)")
     parser.add_argument("--root", default="workdirs/siglip2")
     parser.add_argument("--csv", default="docs/results/siglip2.csv")
     args = parser.parse_args(argv)

@@ -40,6 +40,7 @@ import numpy as np
 from bigvl.config import ConfigError, apply_overrides, load_config, split_overrides, validate
 from bigvl.data.caption_strategies import make_caption_strategy
 from bigvl.data.hard_negatives import enabled as hard_negatives_enabled
+from bigvl.data.local_views import local_views_of
 from bigvl.models.flops import model_flops_per_pair
 from bigvl.parallel.hardware import measured_peak
 from bigvl.parallel.mesh import (
@@ -99,6 +100,9 @@ def random_batch(config, num_texts: int, seed: int = 0) -> dict[str, np.ndarray]
     if hard_negatives_enabled(config.data):
         batch["negative_tokens"] = random_tokens(rng, (b, config.model.text.context_length), config.model.text)
         batch["negative_valid"] = np.ones(b, np.int32)
+    views = local_views_of(config.loss)  # SigLIP 2's local crops (loss.self_distill)
+    if views:
+        batch["local_views"] = rng.integers(0, 256, (b, views[0], views[1], views[1], 3), dtype=np.uint8)
     return batch
 
 

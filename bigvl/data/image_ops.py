@@ -50,8 +50,9 @@ def decode_image(data: bytes, where: Any = None) -> Image.Image:
 
 
 def random_resized_crop(image: Image.Image, size: int, min_scale: float,
-                        rng: np.random.Generator, ratio=(3 / 4, 4 / 3), box_out: list | None = None) -> np.ndarray:
-    """Crops a random box of area fraction [min_scale, 1] and aspect `ratio`, resized.
+                        rng: np.random.Generator, ratio=(3 / 4, 4 / 3), box_out: list | None = None,
+                        max_scale: float = 1.0) -> np.ndarray:
+    """Crops a random box of area fraction [min_scale, max_scale] and aspect `ratio`, resized.
 
     Returns uint8 [size, size, 3]. Falls back to the whole image when no box fits. `box_out`: a list the
     crop window (x0, y0, x1, y1), as fractions of the image's width and height, is appended to (LocCa's boxes).
@@ -60,7 +61,7 @@ def random_resized_crop(image: Image.Image, size: int, min_scale: float,
     area = width * height
     box = (0, 0, width, height)
     for _ in range(10):
-        target = area * rng.uniform(min_scale, 1.0)
+        target = area * rng.uniform(min_scale, max_scale)
         aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1])))
         w = int(round(np.sqrt(target * aspect)))
         h = int(round(np.sqrt(target / aspect)))

@@ -41,6 +41,7 @@ from bigvl.data.hard_negatives import WordSwapNegatives
 from bigvl.data.hard_negatives import enabled as negatives_enabled
 from bigvl.data.image_ops import decode_image, random_resized_crop
 from bigvl.data.length_prefix import MIXED_LENGTHS, MixedLengths, with_length_prefix
+from bigvl.data.local_views import local_views, local_views_of
 from bigvl.data.locca import LoccaTargets
 from bigvl.data.mixture import RealisedProportions, Tag, source_data_config, source_seed, source_specs
 from bigvl.data.naflex_buckets import naflex_stream
@@ -101,12 +102,15 @@ class ExampleProcessor:
 
     def __init__(self, data_cfg, image_size: int, context_length: int, tokenizer_path: str,
                  target_field: str = "", target_length: int = 0, with_teacher: bool = False,
-                 text_cfg=None, keep_aspect: bool = False, locca=None):
+                 text_cfg=None, keep_aspect: bool = False, locca=None, local_views=None):
         """text_cfg: config.model.text, whose pad_id and normalize the tokenizer follows
         (`Tokenizer.for_model`); None: the tokenizer file's own. keep_aspect (NaFlex): the
         decoded image uint8 [H,W,3] as it is, no crop (patched per step by `naflex_stream`). locca: a
-        `bigvl.data.locca.LoccaTargets` (SigLIP 2's LocCa decoder: "locca_inputs" / "locca_labels" int32 [Ld])."""
+        `bigvl.data.locca.LoccaTargets` (SigLIP 2's LocCa decoder: "locca_inputs" / "locca_labels" int32 [Ld]).
+        local_views: (count, size, (min, max) area) of SigLIP 2's local crops ("local_views" uint8 [M,s,s,3],
+        bigvl/data/local_views.py), or None."""
         self.locca = locca
+        self.local_views = local_views
         self.keep_aspect = keep_aspect
         self.strategy = make_caption_strategy(data_cfg, count_tokens=Tokenizer(tokenizer_path).count_tokens
                                               if data_cfg.caption_strategy == "partial" else None)
@@ -163,15 +167,17 @@ class ExampleProcessor:
                 if self.score_fallbacks.bit_length() > before.bit_length():
                     log.info("data.min_caption_score: %d texts fell back to the alt-text", self.score_fallbacks)
             crop = []  # the crop window, for LocCa's boxes
-            image = (np.asarray(decode_image(record["image"]), np.uint8) if self.keep_aspect else
-                     random_resized_crop(decode_image(record["image"]), self.image_size, self.min_crop_scale, rng,
-                                         box_out=crop))
+            decoded = decode_image(record["image"])
+            image = (np.asarray(decoded, np.uint8) if self.keep_aspect else
+                     random_resized_crop(decoded, self.image_size, self.min_crop_scale, rng, box_out=crop))
             tokens = self.tokenizer.encode(texts, self.context_length)
             extra = {} if self.target is None else {"target_tokens": self.tokenizer.encode(
                 self._target_texts(record, rng), self.target_length)[0]}
             if self.locca is not None:
                 extra.update(self.locca(record, texts[0], crop[0] if crop else (0.0, 0.0, 1.0, 1.0),
                                         self.tokenizer, rng))
+            if self.local_views is not None:
+                extra["local_views"] = local_views(decoded, *self.local_views, rng)
             if self.with_teacher:
                 extra.update(teacher_targets(record, texts, where=f"#{index}"))
             if self.negatives is not None:
@@ -321,7 +327,8 @@ def make_train_dataset(config, process_index: int = 0, process_count: int = 1,
     ids), "skipped_records": int32 [b]}, plus "target_tokens" int32 [b,Ld] (captioners) and
     "teacher_image", "teacher_text" f32 [b,Dt], "teacher_logit_scale" f32 [b] (distillation),
     "negative_tokens" int32 [b,L] and "negative_valid" int32 [b] (data.negative_word_groups), "locca_inputs"
-    and "locca_labels" int32 [b,Ld] (model.locca.depth > 0, bigvl/data/locca.py).
+    and "locca_labels" int32 [b,Ld] (model.locca.depth > 0, bigvl/data/locca.py), "local_views" uint8
+    [b,M,s,s,3] (loss.self_distill.weight > 0, bigvl/data/local_views.py).
     `shards`: a `scan_shards` result to reuse (else scanned here); data.source "tfds" reads
     a TFDS dataset instead (bigvl/data/tfds_source.py); data.sources mixes several sources by weight
     (bigvl/data/mixture.py; `shards` is then not used). data.naflex.lengths: "image" is replaced by
@@ -344,7 +351,8 @@ def make_train_dataset(config, process_index: int = 0, process_count: int = 1,
                                 config.model.decoder.context_length,
                                 with_teacher=config.loss.distill_weight > 0, text_cfg=config.model.text,
                                 keep_aspect=bool(config.data.naflex.lengths),
-                                locca=LoccaTargets.from_config(config.model) if locca_enabled(config.model) else None)
+                                locca=LoccaTargets.from_config(config.model) if locca_enabled(config.model) else None,
+                                local_views=local_views_of(config.loss))
     local_batch = config.batch_size // process_count
     specs = source_specs(config.data) if config.data.source != "tfds" else []
     if specs:  # data.sources: each read, shuffled and repeated on its own, then mixed by weight (data/mixture.py)

@@ -12,6 +12,11 @@
     caption_loss      × loss.caption_weight                 captioners (CoCa, CLIPS)
     mim_loss          × loss.mim_weight                     > 0 (SyCoCa: model.decoder.mim_mask_ratio > 0)
     locca_loss        × loss.locca_weight                   > 0 (SigLIP 2's LocCa decoder: model.locca.depth > 0)
+    self_distill_loss × loss.self_distill.weight            > 0 (SigLIP 2 / SILC: local crops vs the EMA teacher)
+    masked_prediction_loss × loss.masked_prediction.weight  > 0 (SigLIP 2 / TIPS: masked patches vs the teacher)
+
+The last two are on from step round(loss.self_distill.start_fraction · total_steps) (bigvl/train/teacher.py);
+before it they read 0 (the batch carries no teacher targets then).
 
 The contrastive term:
 - one text per image (text_embeds [B, E]): `loss.name` = softmax (CLIP) | sigmoid (SigLIP)
@@ -53,9 +58,13 @@ import ml_collections
 from bigvl.data.caption_strategies import make_caption_strategy
 from bigvl.data.hard_negatives import enabled as hard_negatives_enabled
 from bigvl.losses import captioning, cloob, contrastive, flair, locca, long_text, recipe_terms, ring
+from bigvl.losses.masked_prediction import masked_prediction_loss
 from bigvl.losses.multi_text import multi_positive_softmax_loss, per_text_softmax_loss
+from bigvl.losses.self_distill import self_distill_loss, update_center
 from bigvl.models import image_size_of
+from bigvl.models.distill_heads import DistillHeads
 from bigvl.models.locca import locca_enabled
+from bigvl.models.naflex import images_from_batch
 
 LOSSES = ("softmax", "sigmoid", "softmax_tiled", "sigmoid_ring", "cloob", "cloob_tiled")
 MULTI_TEXT_LOSSES = ("per_text", "multi_positive", "per_text+multi_positive", "long_clip", "alip", "fix_clip", "flair")
@@ -100,6 +109,24 @@ def loss_config_defaults() -> ml_collections.ConfigDict:
         # SigLIP 2's LocCa decoder term (bigvl/losses/locca.py; 0 = off); needs model.locca.depth > 0 (and the reverse).
         # SigLIP 2 adds the decoder loss to the sigmoid loss: 1.0.
         "locca_weight": 0.0,
+        # SigLIP 2's self-distillation (SILC / TIPS; bigvl/losses/self_distill.py, bigvl/train/teacher.py): the
+        # student's M local crops vs the EMA teacher's global view, through DINO's prototype head. 0 = off.
+        "self_distill": ml_collections.ConfigDict({
+            "weight": 0.0,  # SigLIP 2 (§2.3): 1.0
+            "start_fraction": 0.8,  # SigLIP 2: on for the last 20 % of training, teacher = student then
+            "ema_momentum": 0.996,  # teacher ← m·teacher + (1 − m)·student; DINO's base value, SILC keeps m fixed
+            "num_prototypes": 65536, "hidden_dim": 2048, "bottleneck_dim": 256,  # DINO's head
+            "student_temp": 0.1, "teacher_temp": 0.04, "center_momentum": 0.9,  # DINO
+            "local_crops": 8,  # SILC, SigLIP 2: 8 local views
+            "local_size": 96,  # DINO / SILC at 224 px; must give a square patch grid
+            "local_scale": [0.05, 0.4],  # SILC's local crop area fractions
+        }),
+        # SigLIP 2's masked prediction (TIPS; bigvl/losses/masked_prediction.py): 0 = off; shares the teacher,
+        # head, temperatures and start step of loss.self_distill.
+        "masked_prediction": ml_collections.ConfigDict({
+            "weight": 0.0,  # SigLIP 2 (§2.3): 0.25
+            "mask_ratio": 0.5,  # "half of the patches"
+        }),
     })
 
 
@@ -117,6 +144,7 @@ class Objective:
     mesh: Any = None  # the ring losses' mesh
     negatives: bool = False  # data.negative_word_groups: NegCLIP hard-negative texts in the batch
     mask_patch: int = 0  # FIX-CLIP: the image patch size its masks align to (0: no masked image)
+    heads: Any = None  # SigLIP 2's DistillHeads (loss.self_distill / loss.masked_prediction on), else None
 
     @classmethod
     def from_config(cls, config, mesh=None) -> "Objective":
@@ -192,8 +220,22 @@ class Objective:
                    f"hard negatives (NegCLIP) extend the two-tower softmax loss with one text per image; got "
                    f"model.kind {kind!r}, loss.name {loss.name!r}, {num_texts} texts from {strategy!r}")
         mask_patch = image_size_of(config.model.image).patch_size if loss.multi_text == "fix_clip" else 0
+        heads = None
+        if loss.self_distill.weight > 0 or loss.masked_prediction.weight > 0:
+            sd = loss.self_distill
+            _check(kind == "two_tower" and not config.model.get("lora", {}).get("rank", 0), "loss.self_distill.weight",
+                   f"SigLIP 2's self-distillation needs the two-tower model without LoRA, got model.kind {kind!r}")
+            _check(0.0 < sd.start_fraction < 1.0, "loss.self_distill.start_fraction", f"{sd.start_fraction} is not in (0, 1)")
+            _check(0.0 <= sd.ema_momentum < 1.0, "loss.self_distill.ema_momentum", f"{sd.ema_momentum} is not in [0, 1)")
+            _check(sd.student_temp > 0 and sd.teacher_temp > 0, "loss.self_distill.teacher_temp", "temperatures must be > 0")
+            _check(len(sd.local_scale) == 2 and 0 < sd.local_scale[0] <= sd.local_scale[1] <= 1,
+                   "loss.self_distill.local_scale", f"{list(sd.local_scale)} is not (min, max) in (0, 1]")
+            _check(0.0 < loss.masked_prediction.mask_ratio < 1.0, "loss.masked_prediction.mask_ratio",
+                   f"{loss.masked_prediction.mask_ratio} is not in (0, 1)")
+            heads = DistillHeads(image_size_of(config.model.image).width, sd.hidden_dim, sd.bottleneck_dim,
+                                 sd.num_prototypes)
         return cls(cfg=loss, num_texts=num_texts, captioner=captioner, mesh=mesh, negatives=negatives,
-                   mask_patch=mask_patch)
+                   mask_patch=mask_patch, heads=heads)
 
     # ------------------------------------------------------------------ what the model computes
     def needs_patch_embeds(self) -> bool:
@@ -215,7 +257,7 @@ class Objective:
         tokens = batch["tokens"].reshape(b * t, length)
         if self.negatives:  # one text-tower call for the texts and their negatives
             tokens = jnp.concatenate([tokens, batch["negative_tokens"]], axis=0)
-        images = batch["image"]
+        images = images_from_batch(batch)  # NaFlex: NaflexImages (image_patches, image_spatial_shapes)
         if self.mask_patch:  # FIX-CLIP: the masked copies after the images, one image-tower call; masks
             # drawn from each image's pixel sum (the batch carries no step or record id here)
             seeds = jnp.sum(images.astype(jnp.uint32), axis=(1, 2, 3))
@@ -230,12 +272,33 @@ class Objective:
             outputs["text_embeds"], outputs["negative_embeds"] = text[:b * t], text[b * t:]
         if t > 1:
             outputs["text_embeds"] = outputs["text_embeds"].reshape(b, t, -1)
+        if "teacher_global_logits" in batch:  # SigLIP 2's stage with the teacher (bigvl/train/teacher.py)
+            outputs.update(self.student_distill_outputs(model, params, batch))
         return outputs
+
+    def student_distill_outputs(self, model, params, batch: dict) -> dict:
+        """The student's prototype logits: local_logits [b, M, K] of batch["local_views"] [b,M,s,s,3] (self-distillation)
+        and masked_patch_logits [b, N, K] of batch["image"] with batch["patch_mask"] [b, N] masked (masked prediction)."""
+        heads = {"params": params["self_distill"]}
+        out = {}
+        if self.cfg.self_distill.weight > 0:
+            views = batch["local_views"]
+            pooled, _ = image_tower(model, params, views.reshape(-1, *views.shape[2:]))
+            out["local_logits"] = self.heads.apply(heads, pooled).reshape(*views.shape[:2], -1)
+        if self.cfg.masked_prediction.weight > 0:
+            _, tokens = image_tower(model, params, batch["image"], patch_mask=batch["patch_mask"],
+                                    mask_token=params["self_distill"]["mask_token"])
+            out["masked_patch_logits"] = self.heads.apply(heads, tokens)
+        return out
 
     # ------------------------------------------------------------------ the loss
     def initial_state(self) -> dict:
-        """The state before step 1: ALIP's EMAs, else {} (stateless)."""
-        return recipe_terms.alip_initial_state() if self.cfg.multi_text == "alip" else {}
+        """The state before step 1: ALIP's EMAs; SigLIP 2's teacher centers (center, patch_center float32 [K]); else {}."""
+        state = recipe_terms.alip_initial_state() if self.cfg.multi_text == "alip" else {}
+        if self.heads is not None:
+            state.update(center=jnp.zeros((self.heads.num_prototypes,), jnp.float32),
+                         patch_center=jnp.zeros((self.heads.num_prototypes,), jnp.float32))
+        return state
 
     def weights(self) -> dict[str, float]:
         """{term name: weight} of the terms this objective computes."""
@@ -251,6 +314,10 @@ class Objective:
             weights["mim_loss"] = cfg.mim_weight
         if cfg.locca_weight > 0:
             weights["locca_loss"] = cfg.locca_weight
+        if cfg.self_distill.weight > 0:
+            weights["self_distill_loss"] = cfg.self_distill.weight
+        if cfg.masked_prediction.weight > 0:
+            weights["masked_prediction_loss"] = cfg.masked_prediction.weight
         return weights
 
     def __call__(self, outputs: dict, batch: dict, state: dict) -> tuple[jax.Array, dict, dict]:
@@ -275,8 +342,29 @@ class Objective:
             terms["mim_loss"] = jnp.sum(outputs["mim_error"]) / jnp.maximum(jnp.sum(outputs["mim_patches"]), 1.0)
         if "locca_loss" in weights:
             terms["locca_loss"] = locca.locca_loss(outputs)
+        if self.heads is not None:
+            state = self._distill_terms(terms, outputs, batch, state)
         total = sum(weights[name] * value for name, value in terms.items())
         return total, {**terms, **diagnostics}, state
+
+    def _distill_terms(self, terms: dict, outputs: dict, batch: dict, state: dict) -> dict:
+        """Adds SigLIP 2's two terms to `terms` (0 without teacher targets in the batch); the next centers."""
+        sd, zero = self.cfg.self_distill, jnp.zeros((), jnp.float32)
+        weights = self.weights()
+        for name in ("self_distill_loss", "masked_prediction_loss"):
+            if name in weights:
+                terms[name] = zero
+        if "teacher_global_logits" not in batch:
+            return state
+        teacher, teacher_patches = batch["teacher_global_logits"], batch["teacher_patch_logits"]
+        temps = dict(student_temp=sd.student_temp, teacher_temp=sd.teacher_temp)
+        if "self_distill_loss" in weights:
+            terms["self_distill_loss"] = self_distill_loss(outputs["local_logits"], teacher, state["center"], **temps)
+        if "masked_prediction_loss" in weights:
+            terms["masked_prediction_loss"] = masked_prediction_loss(
+                outputs["masked_patch_logits"], teacher_patches, batch["patch_mask"], state["patch_center"], **temps)
+        return {**state, "center": update_center(state["center"], teacher, sd.center_momentum),
+                "patch_center": update_center(state["patch_center"], teacher_patches, sd.center_momentum)}
 
     def _contrastive(self, outputs: dict, batch: dict, state: dict) -> tuple[jax.Array, dict, dict]:
         """(the contrastive term, next state, diagnostics)."""
@@ -317,3 +405,9 @@ class Objective:
         else:
             loss = contrastive.softmax_contrastive_loss(image, text, scale)
         return loss, state, {}
+
+
+def image_tower(model, params, images: jax.Array, **kwargs) -> tuple[jax.Array, jax.Array]:
+    """The two-tower model's image tower alone (no projection): images [B,S,S,3] → (pooled [B,W], tokens [B,N,W]);
+    kwargs: the tower's patch_mask / mask_token."""
+    return model.apply({"params": params}, images, method=lambda m, x: m.image(x, **kwargs))

@@ -11,6 +11,9 @@ checkpoint layout, so keys are only ever added):
     window_loss_sum      float32, the current log window: sum of finite losses ...
     window_finite_steps  int32, ... and their count (the log line's `loss` is their mean)
     loss_state           the objective's state between steps (ALIP's EMAs); only when it has one
+    teacher              SigLIP 2's EMA teacher, params-shaped and sharded like them (bigvl/train/teacher.py);
+                         only with loss.self_distill / loss.masked_prediction on. Their heads sit in the
+                         params at params["self_distill"] (bigvl/models/distill_heads.py).
 
 Counters live in the state, not on the host, so a resumed run logs what an uninterrupted
 one would: a log window cut by a checkpoint restarts where it was.
@@ -46,6 +49,7 @@ class TrainState(TypedDict):
     window_loss_sum: jax.Array
     window_finite_steps: jax.Array
     loss_state: NotRequired[dict]
+    teacher: NotRequired[dict]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,12 +76,18 @@ def make_train_setup(config, mesh, rules) -> TrainSetup:
     tx, schedule = make_optimizer(config.optim, config.total_steps)
     objective = Objective.from_config(config, mesh)
     images0, tokens0 = dummy_inputs(config.model)
-    boxed = jax.eval_shape(lambda rng: model.init(rng, images0, tokens0)["params"], jax.random.key(0))
+    heads = objective.heads  # SigLIP 2's prototype heads beside the model's params (init from a folded key)
+
+    def init_params(rng):
+        params = model.init(rng, images0, tokens0)["params"]
+        return params if heads is None else {**params, "self_distill": heads.init_params(jax.random.fold_in(rng, 1))}
+
+    boxed = jax.eval_shape(init_params, jax.random.key(0))
     param_shardings = logical_shardings(boxed, mesh, rules)
     loss_state = objective.initial_state()
 
     def init(rng) -> TrainState:
-        params = nn.unbox(model.init(rng, images0, tokens0)["params"])
+        params = nn.unbox(init_params(rng))
         params = jax.lax.with_sharding_constraint(params, param_shardings)
         zero_i, zero_f = jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32)
         state = TrainState(params=params, opt_state=shard_like(tx.init(params), params, param_shardings),
@@ -85,6 +95,8 @@ def make_train_setup(config, mesh, rules) -> TrainSetup:
                            data_skipped=zero_i, window_loss_sum=zero_f, window_finite_steps=zero_i)
         if loss_state:
             state["loss_state"] = loss_state
+        if heads is not None:  # the teacher starts as (and until its stage stays) a copy of the student
+            state["teacher"] = jax.lax.with_sharding_constraint(jax.tree.map(jnp.copy, params), param_shardings)
         return state
 
     key = jax.random.key(config.seed)  # eager, so outside the mesh (which may hold abstract TPU devices: bigvl.plan)
@@ -115,14 +127,14 @@ def shard_like(opt_state, params, param_shardings):
 
 
 def next_state(state: TrainState, *, params, opt_state, loss_state, loss: jax.Array, finite: jax.Array,
-               skipped_records: jax.Array, keep_last_good: bool, log_steps: int, total_steps: int
-               ) -> tuple[TrainState, dict]:
+               skipped_records: jax.Array, keep_last_good: bool, log_steps: int, total_steps: int,
+               teacher=None) -> tuple[TrainState, dict]:
     """(the state after step `state["step"] + 1`, its counter metrics).
 
     keep_last_good: where the step is not finite, keep the old params, moments and loss
     state (nonfinite = "skip"). skipped_records: int [B], 1 where the slot's own record was
-    faulty. The log window (window_*) is emptied on a log step (a multiple of log_steps, or
-    total_steps); the metrics carry the window ending at this step.
+    faulty. teacher: the next EMA teacher (kept like the params). The log window (window_*) is emptied
+    on a log step (a multiple of log_steps, or total_steps); the metrics carry the window ending at this step.
     """
     def keep(new, old):
         return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old) if keep_last_good else new
@@ -139,6 +151,8 @@ def next_state(state: TrainState, *, params, opt_state, loss_state, loss: jax.Ar
                      window_finite_steps=jnp.where(log_now, 0, window_n))
     if "loss_state" in state:
         new["loss_state"] = keep(loss_state, state["loss_state"])
+    if teacher is not None:
+        new["teacher"] = keep(teacher, state["teacher"])
     metrics = {"skipped_steps": skipped_steps, "data_skipped": data_skipped, "window_loss_sum": window_sum,
                "window_finite_steps": window_n}
     return new, metrics

@@ -10,6 +10,7 @@ from bigvl.train.freeze import stop_frozen_gradients
 from bigvl.train.grad_accumulation import accumulated_value_and_grad
 from bigvl.train.optimizer import clamp_log_logit_scale
 from bigvl.train.state import TrainSetup, TrainState, next_state
+from bigvl.train.teacher import TeacherStage
 
 
 def make_train_step(config, setup: TrainSetup):
@@ -23,6 +24,7 @@ def make_train_step(config, setup: TrainSetup):
     finite, and the state's counters.
     """
     objective, tx, schedule = setup.objective, setup.tx, setup.schedule
+    stage = TeacherStage.from_config(config)  # SigLIP 2's EMA-teacher stage (bigvl/train/teacher.py), or None
     def model_apply(step):
         """(params, batch) → outputs, the function differentiated. Frozen params (optim.frozen /
         trainable) are constants inside it: a locked tower runs forward only, frozen kernels get
@@ -33,6 +35,15 @@ def make_train_step(config, setup: TrainSetup):
         return lambda params, batch: objective.model_outputs(model, stop_frozen_gradients(params, config.optim), batch)
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        if stage is None:
+            return update(state, batch, False)
+        return jax.lax.cond(state["step"] >= stage.start, lambda s, b: update(s, b, True),
+                            lambda s, b: update(s, b, False), state, batch)
+
+    def update(state: TrainState, batch: dict, with_teacher: bool) -> tuple[TrainState, dict]:
+        if with_teacher:  # the teacher's targets on the global view, and the patch mask
+            batch = {**batch, **stage.targets(objective, setup.model, state["teacher"], batch, state["step"])}
+
         def loss_fn(outputs, full_batch):
             with jax.named_scope("loss"):  # names in profiles (benchmarks.profile_step)
                 loss, terms, loss_state = objective(outputs, full_batch, state.get("loss_state", {}))
@@ -50,7 +61,8 @@ def make_train_step(config, setup: TrainSetup):
         new_state, counters = next_state(
             state, params=params, opt_state=opt_state, loss_state=loss_state, loss=loss, finite=finite,
             skipped_records=batch["skipped_records"], keep_last_good=config.nonfinite == "skip",
-            log_steps=config.log_steps, total_steps=config.total_steps)
+            log_steps=config.log_steps, total_steps=config.total_steps,
+            teacher=None if stage is None else stage.next_teacher(state["teacher"], params, with_teacher))
         metrics = {"loss": loss, "lr": schedule(state["step"]), "grad_norm": grad_norm,
                    "logit_scale": outputs["logit_scale"], "finite": finite, **counters, **terms}
         if "logit_bias" in outputs:

@@ -91,7 +91,8 @@ def abstract_batch(config, num_texts: int, sharding) -> dict:
 
     image uint8 [B,S,S,3], tokens int32 [B,T,L], skipped_records int32 [B], target_tokens int32
     [B,Ld] (captioners), teacher_image / teacher_text float32 [B,Dt] and teacher_logit_scale
-    float32 [B] (distillation), negative_tokens int32 [B,L] and negative_valid int32 [B] (hard negatives).
+    float32 [B] (distillation), negative_tokens int32 [B,L] and negative_valid int32 [B] (hard negatives),
+    locca_inputs / locca_labels int32 [B,Ld] (model.locca.depth > 0).
     """
     b, size = config.batch_size, config.model.image.image_size
     spec = {"image": ((b, size, size, 3), np.uint8),
@@ -103,6 +104,9 @@ def abstract_batch(config, num_texts: int, sharding) -> dict:
         dim = int(config.loss.get("teacher_dim", 0) or config.model.embed_dim)
         spec.update(teacher_image=((b, dim), np.float32), teacher_text=((b, dim), np.float32),
                     teacher_logit_scale=((b,), np.float32))
+    if config.model.get("locca", {}).get("depth", 0):  # SigLIP 2's LocCa decoder (bigvl/data/locca.py)
+        spec.update(locca_inputs=((b, config.model.locca.context_length), np.int32),
+                    locca_labels=((b, config.model.locca.context_length), np.int32))
     if hard_negatives_enabled(config.data):
         spec.update(negative_tokens=((b, config.model.text.context_length), np.int32), negative_valid=((b,), np.int32))
     return {k: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding) for k, (shape, dtype) in spec.items()}

@@ -14,7 +14,8 @@ from bigvl.data.locca import LoccaTargets, crop_box, record_regions, sequence
 from bigvl.evaluators.refexp import refexp_accuracy
 from bigvl.losses.locca import locca_loss
 from bigvl.models import build_model
-from bigvl.models.locca import LoccaTwoTower, box_iou, dequantise_box, quantise_box
+from bigvl.models.locca import LoccaTwoTower, box_iou, dequantise_box, quantise_box, strip_locca
+from bigvl.models.two_tower import TwoTower
 from bigvl.parallel.mesh import logical_shardings, make_mesh, rules_from_config
 from tests.helpers.tiny import tiny_towers
 
@@ -115,6 +116,12 @@ def test_locca_loss_matches_a_float64_reference():
     np.testing.assert_allclose(out["locca_nll"], nll.sum(1), rtol=1e-5)
     np.testing.assert_allclose(locca_loss(out), nll.sum() / (labels != 0).sum(), rtol=1e-5)
     assert set(params) >= {"locca", "image", "text"}
+    # after pretraining the decoder is dropped: the rest are exactly the plain SigLIP model's params
+    stripped, plain_cfg = strip_locca(params, c.model)
+    plain = build_model(plain_cfg)
+    assert type(plain) is TwoTower and c.model.locca.depth == 1
+    shapes = jax.eval_shape(lambda: nn.unbox(plain.init(jax.random.PRNGKey(0), images, tokens)["params"]))
+    assert jax.tree.structure(shapes) == jax.tree.structure(stripped)
 
 
 @pytest.mark.slow  # ~10 s of compiling on an idle 2-core machine

@@ -28,6 +28,8 @@ import grain
 import jax
 import numpy as np
 
+from bigvl.data.naflex import naflex_image
+
 
 @dataclasses.dataclass(frozen=True)
 class BucketSchedule:
@@ -153,14 +155,14 @@ def stack_patched(examples: Sequence[dict], length: int, patchify) -> dict[str, 
     return batch
 
 
-def patchify(image: np.ndarray, length: int, patch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """One image at patch budget `length`: bigvl.data.naflex's aspect-keeping patching (uint8 [L, p·p·3], int32 [2])."""
-    from bigvl.data.naflex import naflex_image  # the model side's patching (issue 36 part A)
-    return naflex_image(image, patch_size, length)
+def patchify(image: np.ndarray, length: int, patch_size: int, rule: str = "closest_aspect") -> tuple[np.ndarray, np.ndarray]:
+    """One image at patch budget `length`: `naflex_image`'s aspect-keeping patching (uint8 [L, p·p·3], int32 [2])."""
+    return naflex_image(image, patch_size, length, rule)
 
 
 def naflex_stream(examples: grain.MapDataset, config, host: int, hosts: int) -> StepBatches:
     """The pipeline's example stream → host `host`'s NaFlex batches, one per step (see StepBatches)."""
     schedule = schedule_from_config(config, jax.device_count())
-    return StepBatches(examples, schedule, functools.partial(patchify, patch_size=patch_size_of(config.model.image)),
+    return StepBatches(examples, schedule, functools.partial(patchify, patch_size=patch_size_of(config.model.image),
+                                                         rule=config.model.image.get("naflex_grid", "closest_aspect")),
                        host, hosts)

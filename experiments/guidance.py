@@ -31,11 +31,11 @@ from bigvl.parallel.process import setup_process
 from bigvl.train.loop import train_and_evaluate
 
 
-def train_once(workdir: str, steps: int) -> None:
-    """Trains configs/coca_guided_demo.py:steps=STEPS into WORKDIR unless it finished there."""
+def train_once(workdir: str, steps: int, config_name: str = "coca_guided_demo") -> None:
+    """Trains configs/CONFIG_NAME.py:steps=STEPS into WORKDIR unless it finished there."""
     if os.path.exists(os.path.join(workdir, "final_metrics.json")):
         return
-    config = load_config(f"coca_guided_demo:steps={steps}")
+    config = load_config(f"{config_name}:steps={steps}")
     with config.unlocked():
         config.progress_bar = False
     validate(config)
@@ -64,18 +64,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_process("%(levelname)s %(name)s: %(message)s", logging.WARNING)
     train_once(args.workdir, args.steps)
-    run = load_run(args.workdir)
+    score_all(args.workdir, [float(w) for w in args.weights.split(",") if w], score, args.out)
+    return 0
+
+
+def score_all(workdir: str, settings: list, score_fn, out: str) -> None:
+    """score_fn(encoder, split, setting, splits, decoder context) for each setting on WORKDIR's retrieval
+    split: one JSON line each, all in OUT.csv."""
+    run = load_run(workdir)
     split = run.config.evals.retrieval.split
     splits, rows = SplitCache(run.encoder), []
-    for weight in (float(w) for w in args.weights.split(",") if w):
-        rows.append(score(run.encoder, split, weight, splits, run.config.model.decoder.context_length))
+    for setting in settings:
+        rows.append(score_fn(run.encoder, split, setting, splits, run.config.model.decoder.context_length))
         print(json.dumps(rows[-1]), flush=True)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out + ".csv", "w", newline="") as f:
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out + ".csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    return 0
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bigvl.config import base_config
-from bigvl.data.length_prefix import strip_length_prefix, with_length_prefix, word_count
+from bigvl.data.length_prefix import MIXED_LENGTHS, MixedLengths, strip_length_prefix, with_length_prefix, word_count
 from bigvl.data.pipeline import ExampleProcessor
 from bigvl.inference.decoding import DecodeConfig, decode
 from tests.helpers.captioner_models import BATCH, build
@@ -31,6 +31,8 @@ def test_the_pipeline_prefixes_the_target_only_when_asked():
     data.target_length_prefix = False
     off = ExampleProcessor(data, 32, 16, "unused.model", target_field="short", target_length=16)
     assert off._target_texts(record, rng) == ["a red circle"]
+    mixed = ExampleProcessor(data, 32, 16, "unused.model", target_field=MIXED_LENGTHS, target_length=16)
+    assert isinstance(mixed.target, MixedLengths)
 
 
 def _naive_greedy_from(prefix):
@@ -61,3 +63,15 @@ def test_forced_prefix_decoding_continues_like_a_naive_loop():
             params, images))
     np.testing.assert_array_equal(outs[True], _naive_greedy_from(PREFIX))
     np.testing.assert_array_equal(outs[True], outs[False])
+
+
+def test_mixed_lengths_draws_the_short_caption_a_rewrite_or_leading_long_sentences():
+    long = "One two three. Four five six seven. Eight nine. Ten eleven twelve thirteen fourteen."
+    captions = {"short": "a red circle", "rewrite_0": "red circle art", "long": long}
+    target = MixedLengths(max_words=9)
+    rng = np.random.default_rng(0)
+    drawn = [target(None, captions, rng)[0] for _ in range(200)]
+    allowed = {"a red circle", "red circle art", "One two three.", "One two three. Four five six seven.",
+               "One two three. Four five six seven. Eight nine."}  # the 4th sentence would pass 9 words
+    assert set(drawn) == allowed
+    assert 0.4 < np.mean([d in ("a red circle", "red circle art") for d in drawn]) < 0.6

@@ -278,6 +278,14 @@ def make_captioner(model: nn.Module, tokenizer, model_cfg, mesh, rules, batch_si
                      needs_condition=model_cfg.get("kind") == "clips")
 
 
+def length_prefix_ids(captioner, length: int) -> tuple[int, ...]:
+    """The token ids of the prompt "N words:" (N = `length`) in `captioner`'s tokenizer, no EOS or padding:
+    `DecodeConfig.prefix` for a run trained with `data.target_length_prefix`."""
+    prompt = length_prompt(length)
+    return tuple(int(t) for t in captioner.tokenizer.encode(
+        [prompt], captioner.context_length)[0][:captioner.tokenizer.count_tokens(prompt)])
+
+
 def caption(run, images, cond_texts: Sequence[str] | None = None, method: str = "greedy",
             max_length: int | None = None, seed: int = 0, length: int | None = None, **options) -> list[str]:
     """Captions of uint8 images [N,H,W,3] (any size) with a loaded run (`bigvl.load(workdir)`).
@@ -291,9 +299,7 @@ def caption(run, images, cond_texts: Sequence[str] | None = None, method: str = 
         raise ValueError(f"model.kind {run.config.model.kind!r} has no caption decoder")
     prepared = prepare_images(images, run.encoder.image_size, run.encoder.resize, run.encoder.interpolation)
     if length is not None:  # a run trained with data.target_length_prefix: force "N words:", strip it after
-        prompt = length_prompt(length)
-        options["prefix"] = tuple(int(t) for t in captioner.tokenizer.encode(
-            [prompt], captioner.context_length)[0][:captioner.tokenizer.count_tokens(prompt)])
+        options["prefix"] = length_prefix_ids(captioner, length)
     cfg = DecodeConfig(method=method, max_length=max_length or captioning_entry(run.config).max_length, **options)
     texts = captioner.caption(run.params, prepared, cond_texts, cfg, seed)
     return [strip_length_prefix(t) for t in texts] if length is not None else texts

@@ -10,11 +10,11 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from bigvl.config import base_config
-from bigvl.data.locca import LoccaTargets, crop_box, record_regions, sequence
+from bigvl.data.locca import LoccaTargets, LoccaVocab, box_iou, crop_box, dequantise_box, quantise_box, record_regions, sequence
 from bigvl.evaluators.refexp import refexp_accuracy
 from bigvl.losses.locca import locca_loss
 from bigvl.models import build_model
-from bigvl.models.locca import LoccaTwoTower, box_iou, dequantise_box, quantise_box, strip_locca
+from bigvl.models.locca import LoccaTwoTower, locca_vocab_size, strip_locca
 from bigvl.models.two_tower import TwoTower
 from bigvl.parallel.mesh import logical_shardings, make_mesh, rules_from_config
 from tests.helpers.tiny import tiny_towers
@@ -60,6 +60,11 @@ def test_regions_follow_the_crop_and_come_from_the_scene():
     (text, box), = record_regions({"extras": {"scene": scene}})  # the repeated blue star is ambiguous: left out
     assert text == "a red circle"
     np.testing.assert_allclose(box, (0.5 - 0.11, 0.25 - 0.11, 0.5 + 0.11, 0.25 + 0.11))  # EXTENT 1.1
+    from bigvl.data.world.examples import pointing_regions  # the pointing game's regions of the same scene
+    from bigvl.data.world.scene import Scene, SceneObject
+    world_scene = Scene(tuple(SceneObject(o["colour"], o["shape"], "small", o["x"], o["y"], o["radius"], 0.0, (0, 0, 0))
+                              for o in scene["objects"]), "white", "plain", 0.1, 0.0)
+    assert [(r["text"], r["x"] - r["radius"]) for r in pointing_regions(world_scene)] == [(text, box[0])]
     regions = record_regions({"id": "r", "extras": {"regions": [{"text": "a cat", "x0": 0, "y0": 0.1, "x1": 1,
                                                                    "y1": 0.9}]}})
     assert regions == [("a cat", (0.0, 0.1, 1.0, 0.9))]
@@ -116,6 +121,8 @@ def test_locca_loss_matches_a_float64_reference():
     np.testing.assert_allclose(out["locca_nll"], nll.sum(1), rtol=1e-5)
     np.testing.assert_allclose(locca_loss(out), nll.sum() / (labels != 0).sum(), rtol=1e-5)
     assert set(params) >= {"locca", "image", "text"}
+    # the model's table and the data's ids agree: 40 text ids + CAP, REF, GCAP, MASK + 8 bins
+    assert params["locca"]["token_embedding"].shape[0] == locca_vocab_size(c.model) == LoccaVocab(40, 8).size == 52
     # after pretraining the decoder is dropped: the rest are exactly the plain SigLIP model's params
     stripped, plain_cfg = strip_locca(params, c.model)
     plain = build_model(plain_cfg)

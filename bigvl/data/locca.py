@@ -19,16 +19,63 @@ less than half inside the crop is dropped.
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 
 import numpy as np
 
-from bigvl.data.world.phrases import noun_phrase
-from bigvl.data.world.scene import EXTENT
-from bigvl.models.locca import TASKS, LoccaVocab, locca_vocab, quantise_box
+from bigvl.data.scene_geometry import scene_regions
 
 Region = tuple[str, tuple[float, float, float, float]]  # (text, box x0 y0 x1 y1)
+TASKS = ("caption", "refexp", "grounded")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoccaVocab:
+    """The decoder's ids: the tokenizer's [0, text_vocab) then LocCa's reserved ids (module docstring)."""
+    text_vocab: int
+    num_bins: int
+
+    @property
+    def task_ids(self) -> dict[str, int]:
+        return {task: self.text_vocab + i for i, task in enumerate(TASKS)}
+
+    @property
+    def mask_id(self) -> int:
+        return self.text_vocab + len(TASKS)
+
+    @property
+    def coord_offset(self) -> int:
+        return self.text_vocab + len(TASKS) + 1
+
+    @property
+    def size(self) -> int:
+        return self.coord_offset + self.num_bins
+
+
+def quantise_box(box, num_bins: int) -> np.ndarray:
+    """box (x0, y0, x1, y1) fractions of the image side → int bins [4] in [0, num_bins).
+
+    Bin k covers [k/n, (k+1)/n); a coordinate of exactly 1.0 falls in the last bin. Values
+    outside [0, 1] are clipped.
+    """
+    v = np.clip(np.asarray(box, np.float64), 0.0, 1.0)
+    return np.minimum(np.floor(v * num_bins), num_bins - 1).astype(np.int32)
+
+
+def dequantise_box(bins, num_bins: int) -> np.ndarray:
+    """int bins [..., 4] → float64 box [..., 4]: the bins' centres (error ≤ 1 / (2·num_bins) per coordinate)."""
+    return (np.asarray(bins, np.float64) + 0.5) / num_bins
+
+
+def box_iou(a, b) -> np.ndarray:
+    """Boxes [..., 4] (x0, y0, x1, y1) → float64 IoU [...] (0 for empty unions)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = w * h
+    area = lambda x: np.clip(x[..., 2] - x[..., 0], 0, None) * np.clip(x[..., 3] - x[..., 1], 0, None)  # noqa: E731
+    union = area(a) + area(b) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def record_regions(record: dict) -> list[Region]:
@@ -51,12 +98,7 @@ def record_regions(record: dict) -> list[Region]:
                                  f"x/y/radius, got keys {sorted(region)}")
             found.append((str(region["text"]), box))
         return found
-    objects = (extras.get("scene") or {}).get("objects") or []
-    counts = collections.Counter((o["colour"], o["shape"]) for o in objects)
-    return [(noun_phrase(o["colour"], o["shape"]),
-             (o["x"] - EXTENT * o["radius"], o["y"] - EXTENT * o["radius"],
-              o["x"] + EXTENT * o["radius"], o["y"] + EXTENT * o["radius"]))
-            for o in objects if counts[(o["colour"], o["shape"])] == 1]
+    return scene_regions(extras.get("scene") or {})
 
 
 def crop_box(box, crop) -> tuple[float, float, float, float] | None:
@@ -107,7 +149,8 @@ class LoccaTargets:
     @classmethod
     def from_config(cls, model_cfg) -> "LoccaTargets":
         cfg, text = model_cfg.locca, model_cfg.text
-        return cls(locca_vocab(model_cfg), int(cfg.context_length), tuple(float(w) for w in cfg.task_weights),
+        vocab = LoccaVocab(int(text.vocab_size), int(cfg.num_bins))
+        return cls(vocab, int(cfg.context_length), tuple(float(w) for w in cfg.task_weights),
                    float(cfg.parallel_fraction), int(text.bos_id), int(text.pad_id), int(text.eos_id))
 
     def coords(self, box) -> list[int]:
@@ -140,3 +183,9 @@ class LoccaTargets:
         inputs, labels = sequence(prompt, target, self.length, self.bos_id, self.pad_id,
                                   self.vocab.mask_id if parallel else None)
         return {"locca_inputs": inputs, "locca_labels": labels}
+
+
+def locca_targets(model_cfg) -> LoccaTargets | None:
+    """The pipeline's LocCa targets for `config.model` (model.locca.depth > 0), else None."""
+    locca = model_cfg.get("locca")
+    return LoccaTargets.from_config(model_cfg) if locca is not None and locca.get("depth", 0) > 0 else None

@@ -42,13 +42,12 @@ from bigvl.data.hard_negatives import enabled as negatives_enabled
 from bigvl.data.image_ops import decode_image, random_resized_crop
 from bigvl.data.length_prefix import MIXED_LENGTHS, MixedLengths, with_length_prefix
 from bigvl.data.local_views import local_views, local_views_of
-from bigvl.data.locca import LoccaTargets
+from bigvl.data.locca import locca_targets
 from bigvl.data.mixture import RealisedProportions, Tag, source_data_config, source_seed, source_specs
 from bigvl.data.naflex_buckets import naflex_stream
 from bigvl.data.records import RecordError, decode_example
 from bigvl.data.teacher import teacher_targets
 from bigvl.data.tokenizer import Tokenizer
-from bigvl.models.locca import locca_enabled
 
 log = logging.getLogger(__name__)
 
@@ -351,7 +350,7 @@ def make_train_dataset(config, process_index: int = 0, process_count: int = 1,
                                 config.model.decoder.context_length,
                                 with_teacher=config.loss.distill_weight > 0, text_cfg=config.model.text,
                                 keep_aspect=bool(config.data.naflex.lengths),
-                                locca=LoccaTargets.from_config(config.model) if locca_enabled(config.model) else None,
+                                locca=locca_targets(config.model),
                                 local_views=local_views_of(config.loss))
     local_batch = config.batch_size // process_count
     specs = source_specs(config.data) if config.data.source != "tfds" else []

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bigvl.data.world.render import _shape_mask
-from bigvl.data.world.scene import SHAPES
+from bigvl.data.scene_geometry import SHAPES, shape_mask
 from bigvl.evaluators.pointing import patch_grid
 from bigvl.evaluators.splits import SplitCache, split_cache
 
@@ -29,7 +28,7 @@ def scene_mask(scene: dict, size: int) -> np.ndarray:
     coords = (np.arange(size, dtype=np.float64) + 0.5) / size
     for obj in scene["objects"]:
         r = float(obj["radius"])
-        inside = _shape_mask(obj["shape"], (coords[None, :] - obj["x"]) / r, (coords[:, None] - obj["y"]) / r, 0.0)
+        inside = shape_mask(obj["shape"], (coords[None, :] - obj["x"]) / r, (coords[:, None] - obj["y"]) / r, 0.0)
         mask[inside] = 1 + SHAPES.index(obj["shape"])
     return mask
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bigvl.data.locca import record_regions
+from bigvl.data.locca import box_iou, record_regions
 from bigvl.evaluators.splits import SplitCache, split_cache
-from bigvl.models.locca import box_iou
 
 IOU_THRESHOLD = 0.5
 

@@ -16,8 +16,8 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from bigvl.data.locca import LoccaTargets
-from bigvl.models.locca import dequantise_box, locca_enabled
+from bigvl.data.locca import LoccaTargets, dequantise_box
+from bigvl.models.locca import locca_enabled
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ sigmoid loss and drops the decoder after pretraining (`strip_locca`). The decode
 `bigvl.models.decoder.CaptionDecoder` (no unimodal layers, no CLS), so its KV cache and
 step decoding are CoCa's.
 
-Vocabulary (`LoccaVocab`): the text tokenizer's ids [0, V) keep their meaning, and the decoder's
+Vocabulary (`bigvl.data.locca.LoccaVocab`): the text tokenizer's ids [0, V) keep their meaning, and the decoder's
 table is longer: V + 4 + num_bins ids, the ones past the tokenizer reserved for LocCa:
 
     V + 0, 1, 2   task prompts: caption | referring expression (phrase → box) | grounded caption (box → text)
@@ -35,18 +35,16 @@ what each position conditions on (image, prompt, position) is the same as withou
 """
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from bigvl.models.decoder import CaptionDecoder, token_nll
 from bigvl.models.heads import l2_normalize, logit_scale
 from bigvl.models.two_tower import TwoTower
 
-TASKS = ("caption", "refexp", "grounded")
+# The ids past the tokenizer's before the coordinate bins: CAP, REF, GCAP, MASK (bigvl/data/locca.py LoccaVocab).
+RESERVED_IDS = 4
 
 
 def locca_config_defaults() -> ml_collections.ConfigDict:
@@ -62,55 +60,6 @@ def locca_config_defaults() -> ml_collections.ConfigDict:
         # (big_vision cappa configs, masked_pred_prob); SigLIP 2 §2.2 (as we read it): 0.5.
         "parallel_fraction": 0.5,
     })
-
-
-@dataclasses.dataclass(frozen=True)
-class LoccaVocab:
-    """The decoder's ids: the tokenizer's [0, text_vocab) then LocCa's reserved ids (module docstring)."""
-    text_vocab: int
-    num_bins: int
-
-    @property
-    def task_ids(self) -> dict[str, int]:
-        return {task: self.text_vocab + i for i, task in enumerate(TASKS)}
-
-    @property
-    def mask_id(self) -> int:
-        return self.text_vocab + len(TASKS)
-
-    @property
-    def coord_offset(self) -> int:
-        return self.text_vocab + len(TASKS) + 1
-
-    @property
-    def size(self) -> int:
-        return self.coord_offset + self.num_bins
-
-
-def quantise_box(box, num_bins: int) -> np.ndarray:
-    """box (x0, y0, x1, y1) fractions of the image side → int bins [4] in [0, num_bins).
-
-    Bin k covers [k/n, (k+1)/n); a coordinate of exactly 1.0 falls in the last bin. Values
-    outside [0, 1] are clipped.
-    """
-    v = np.clip(np.asarray(box, np.float64), 0.0, 1.0)
-    return np.minimum(np.floor(v * num_bins), num_bins - 1).astype(np.int32)
-
-
-def dequantise_box(bins, num_bins: int) -> np.ndarray:
-    """int bins [..., 4] → float64 box [..., 4]: the bins' centres (error ≤ 1 / (2·num_bins) per coordinate)."""
-    return (np.asarray(bins, np.float64) + 0.5) / num_bins
-
-
-def box_iou(a, b) -> np.ndarray:
-    """Boxes [..., 4] (x0, y0, x1, y1) → float64 IoU [...] (0 for empty unions)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = w * h
-    area = lambda x: np.clip(x[..., 2] - x[..., 0], 0, None) * np.clip(x[..., 3] - x[..., 1], 0, None)  # noqa: E731
-    union = area(a) + area(b) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 class LoccaTwoTower(TwoTower):
@@ -154,9 +103,9 @@ def locca_enabled(model_cfg) -> bool:
     return bool(locca is not None and locca.get("depth", 0) > 0)
 
 
-def locca_vocab(model_cfg) -> LoccaVocab:
-    """The decoder vocabulary of `config.model` (text vocab_size + reserved ids)."""
-    return LoccaVocab(int(model_cfg.text.vocab_size), int(model_cfg.locca.num_bins))
+def locca_vocab_size(model_cfg) -> int:
+    """The decoder's table size: text vocab_size + RESERVED_IDS + num_bins (the ids: bigvl/data/locca.py)."""
+    return int(model_cfg.text.vocab_size) + RESERVED_IDS + int(model_cfg.locca.num_bins)
 
 
 def build_locca_decoder(model_cfg, image_size, options) -> CaptionDecoder:
@@ -164,14 +113,15 @@ def build_locca_decoder(model_cfg, image_size, options) -> CaptionDecoder:
     cfg = model_cfg.locca
     if cfg.num_bins < 2:
         raise ValueError(f"config key 'model.locca.num_bins' must be >= 2, got {cfg.num_bins}")
-    if len(cfg.task_weights) != len(TASKS) or min(cfg.task_weights) < 0 or sum(cfg.task_weights) <= 0:
-        raise ValueError(f"config key 'model.locca.task_weights': one weight >= 0 per task {TASKS}, not all 0, "
+    if len(cfg.task_weights) != 3 or min(cfg.task_weights) < 0 or sum(cfg.task_weights) <= 0:
+        raise ValueError(f"config key 'model.locca.task_weights': one weight >= 0 per task (caption, refexp, "
+                         f"grounded), not all 0, "
                          f"got {list(cfg.task_weights)}")
     if not 0.0 <= cfg.parallel_fraction <= 1.0:
         raise ValueError(f"config key 'model.locca.parallel_fraction' must be in [0, 1], got {cfg.parallel_fraction}")
     if cfg.context_length < 8:
         raise ValueError(f"config key 'model.locca.context_length' must be >= 8, got {cfg.context_length}")
-    return CaptionDecoder(vocab_size=locca_vocab(model_cfg).size, context_length=cfg.context_length,
+    return CaptionDecoder(vocab_size=locca_vocab_size(model_cfg), context_length=cfg.context_length,
                           width=cfg.width or image_size.width, depth=cfg.depth,
                           num_heads=cfg.num_heads or image_size.num_heads, mlp_dim=cfg.mlp_dim or image_size.mlp_dim,
                           options=options)

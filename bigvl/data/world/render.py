@@ -7,36 +7,13 @@ import math
 import numpy as np
 from PIL import Image
 
+from bigvl.data.scene_geometry import shape_mask as _shape_mask
 from bigvl.data.world.scene import BACKGROUND_COLOURS, COLOURS, EXTENT, Scene, SceneObject
 
 TEXTURE_CONTRAST = 16.0  # grey levels
 SUPERSAMPLE = 3  # anti-aliasing: sub-pixels per pixel side
 
 
-def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray, rotation: float) -> np.ndarray:
-    """Inside-test bool [H, W] for offsets u (right), v (down) in units of the radius."""
-    if rotation:
-        c, s = math.cos(rotation), math.sin(rotation)
-        u, v = u * c + v * s, v * c - u * s
-    rho2 = u * u + v * v
-    if shape == "circle":
-        return rho2 <= 1.0
-    if shape == "ring":
-        return (rho2 <= 1.0) & (rho2 >= 0.55 ** 2)
-    if shape == "square":
-        return np.maximum(np.abs(u), np.abs(v)) <= 0.78
-    if shape == "triangle":  # equilateral, apex up, circumradius EXTENT
-        inside = np.ones(np.broadcast_shapes(u.shape, v.shape), dtype=bool)
-        for angle in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6):
-            inside &= u * math.cos(angle) + v * math.sin(angle) >= -EXTENT / 2
-        return inside
-    if shape == "star":  # five points of radius EXTENT, inner radius 0.5, one point up
-        outer, inner, half = EXTENT, 0.5, math.pi / 5
-        phi = np.mod(np.arctan2(v, u) + math.pi / 2, 2 * half)
-        alpha = np.minimum(phi, 2 * half - phi)  # angle from the nearest point
-        edge = outer * inner * math.sin(half) / (outer * np.sin(alpha) + inner * np.sin(half - alpha))
-        return rho2 <= (edge * edge).astype(np.float32)
-    raise ValueError(f"unknown shape {shape!r}")
 
 
 def _render_background(scene: Scene, height: int, width: int) -> np.ndarray:

@@ -14,11 +14,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from bigvl.data.scene_geometry import EXTENT, SHAPES  # noqa: F401 (re-exported)
+
 COLOURS = types.MappingProxyType({
     "red": (214, 40, 40), "green": (40, 160, 64), "blue": (40, 84, 214),
     "yellow": (240, 204, 36), "purple": (140, 60, 184), "orange": (245, 136, 28),
 })
-SHAPES = ("circle", "square", "triangle", "star", "ring")
 SIZE_RADII = types.MappingProxyType({"small": (0.085, 0.105), "large": (0.14, 0.165)})
 BACKGROUND_COLOURS = types.MappingProxyType({
     "white": (236, 236, 236), "grey": (132, 132, 132), "beige": (224, 208, 178), "black": (34, 34, 34),
@@ -28,7 +29,7 @@ RELATIONS = ("left of", "right of", "above", "below")
 OPPOSITE_RELATION = types.MappingProxyType(
     {"left of": "right of", "right of": "left of", "above": "below", "below": "above"})
 
-EXTENT = 1.1  # every shape fits in a disc of EXTENT × radius (also when rotated)
+# SHAPES, and EXTENT (every shape fits in a disc of EXTENT × radius, also when rotated): bigvl/data/scene_geometry.py
 MIN_CENTRE = 0.2  # object centres stay in [0.2, 0.8]: a crop of scale ≥ 0.8 keeps them in view
 BORDER = 0.05  # and shapes end at least this far from the border
 MIN_GAP = 0.03  # between the discs of two objects

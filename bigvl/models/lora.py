@@ -20,6 +20,7 @@ Dropout on the adapter input needs a 'dropout' rng (`LoraModel.with_dropout_rng`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import math
 import re
@@ -102,8 +103,47 @@ def _adapter_delta(spec: LoraSpec, module: nn.Module, x: jax.Array, select: slic
         keep = jax.random.bernoulli(module.make_rng("dropout"), 1.0 - spec.dropout, x.shape)
         x = jnp.where(keep, x / (1.0 - spec.dropout), 0.0).astype(x.dtype)
     x, a, b = nn.dtypes.promote_dtype(x, a, b, dtype=dtype)
-    h = jax.lax.dot_general(x, a, ((tuple(range(x.ndim - n, x.ndim)), tuple(range(n))), ((), ())))
-    return jnp.tensordot(h, b, axes=1) * jnp.asarray(spec.scale, h.dtype)
+    return low_rank_delta(x, a, b, n, spec.scale)
+
+
+def _contract(x: jax.Array, y: jax.Array, x_axes, y_axes) -> jax.Array:
+    return jax.lax.dot_general(x, y, ((tuple(x_axes), tuple(y_axes)), ((), ())))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def low_rank_delta(x: jax.Array, a: jax.Array, b: jax.Array, n: int, scale: float) -> jax.Array:
+    """scale·(x·A)·B: x [..., *in] (its last `n` axes contracted), A [*in, r], B [r, *out] → [..., *out].
+
+    The up-projection (·B) runs as a broadcast multiply summed over the r axis, not as a dot, on
+    purpose: remat policies that save dots ('dots_saveable', the B/16 configs') would otherwise
+    save its output-sized result beside the base kernel's own dot output, doubling the saved
+    activations of every adapted layer (the B/16 plan anomaly, docs/results/fine_tuning.md). Saved
+    are only the rank-r h = x·A (a dot) and what the base layer saves; the sum is recomputed in the
+    backward pass (r multiply-adds per output, fused by XLA). The custom VJP gives the backward as
+    four rank-r matmuls (the autodiff of the broadcast form would be elementwise too).
+    """
+    return _low_rank_fwd(x, a, b, n, scale)[0]
+
+
+def _low_rank_fwd(x, a, b, n, scale):
+    h = _contract(x, a, range(x.ndim - n, x.ndim), range(n))  # [..., r]
+    m = b.ndim - 1
+    delta = jnp.sum(h.reshape(h.shape + (1,) * m) * b, axis=h.ndim - 1)  # [..., *out]
+    return delta * jnp.asarray(scale, delta.dtype), (x, a, b, h)
+
+
+def _low_rank_bwd(n, scale, residuals, g):
+    x, a, b, h = residuals
+    m, lead = b.ndim - 1, x.ndim - n  # output axes, leading (token) axes
+    g = g * jnp.asarray(scale, g.dtype)
+    dh = _contract(g, b, range(g.ndim - m, g.ndim), range(1, b.ndim))  # [..., r]
+    db = _contract(h, g, range(lead), range(lead))  # [r, *out]
+    da = _contract(x, dh, range(lead), range(lead))  # [*in, r]
+    dx = _contract(dh, a, (dh.ndim - 1,), (a.ndim - 1,))  # [..., *in]
+    return dx.astype(x.dtype), da.astype(a.dtype), db.astype(b.dtype)
+
+
+low_rank_delta.defvjp(_low_rank_fwd, _low_rank_bwd)
 
 
 def lora_interceptor(spec: LoraSpec):

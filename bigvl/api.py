@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from bigvl.config import load_config_json
+from bigvl.data.image_ops import rgb_image
 from bigvl.evaluators.pointing import patch_similarity_maps
 from bigvl.evaluators.zero_shot import class_embeddings
 from bigvl.inference.decoding import caption  # noqa: F401  (bigvl.caption: CoCa / CLIPS runs)
@@ -32,14 +33,21 @@ def load(workdir: str, step: int | None = None) -> Run:
     return load_run(workdir, step, config=load_config_json(workdir))
 
 
-def _prepared(run: Run, images) -> np.ndarray:
-    """uint8 [N,S,S,3]: images squared as the run's model expects (its encoder's resize rule)."""
-    return prepare_images(images, run.encoder.image_size, run.encoder.resize, run.encoder.interpolation)
+def _prepared(run: Run, images, encoder=None) -> np.ndarray:
+    """uint8 [N,S,S,3]: images squared as the run's model expects (its encoder's resize rule); NaFlex
+    models: each at its aspect ratio as the encoder's max_patches patches (`Encoder.prepare`)."""
+    encoder = encoder or run.encoder
+    if encoder.max_patches:
+        return np.stack([encoder.prepare(rgb_image(np.asarray(image, np.uint8), where=i)) for i, image in enumerate(images)])
+    return prepare_images(images, encoder.image_size, encoder.resize, encoder.interpolation)
 
 
-def encode_images(run: Run, images) -> np.ndarray:
-    """uint8 [N,H,W,3] (or grayscale [H,W] / RGBA [H,W,4] images) → L2-normalised embeddings float32 [N,E]."""
-    return run.encoder.encode_images(_prepared(run, images))
+def encode_images(run: Run, images, max_patches: int | None = None) -> np.ndarray:
+    """uint8 [N,H,W,3] (or grayscale [H,W] / RGBA [H,W,4] images) → L2-normalised embeddings float32 [N,E].
+
+    max_patches (NaFlex runs): the sequence length L to encode at (default: the run's model.image.max_patches)."""
+    encoder = run.encoder if max_patches is None else run.encoder.with_length(max_patches)
+    return encoder.encode_images(_prepared(run, images, encoder))
 
 
 def encode_texts(run: Run, texts: Sequence[str]) -> np.ndarray:

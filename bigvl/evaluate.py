@@ -63,12 +63,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if suites:
         print(format_table(results))
+        # NaFlex: the sequence length every suite ran at (--config.model.image.max_patches=L), in each result
+        length = {"max_patches": run.encoder.max_patches} if run.encoder.max_patches else {}
+        if length:
+            print(f"NaFlex: images at their aspect ratio, max_patches={run.encoder.max_patches}")
         for name, (task, metrics) in results.items():
-            print(f"wrote {write_result(args.workdir, name, task, metrics, step=run.step)}")
+            print(f"wrote {write_result(args.workdir, name, task, metrics, step=run.step, extra=length)}")
         for path in written:
             print(f"wrote {path}")
         return 0
     metrics = run_evals(run.encoder, run.config.evals)
+    if run.encoder.max_patches:  # NaFlex: the sequence length (--config.model.image.max_patches=L) it ran at
+        metrics["max_patches"] = run.encoder.max_patches
     print(json.dumps({"step": run.step, **metrics}, indent=2))
     return 0
 

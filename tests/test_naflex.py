@@ -140,3 +140,13 @@ def test_naflex_refuses_the_captioners():
     cfg.kind = "coca"
     with pytest.raises(ValueError, match="model.image.naflex"):
         build_model(cfg)
+
+
+def test_pack_carries_the_grid_through_one_array():
+    from bigvl.models.naflex import pack, unpack
+    patches, shape = naflex_image(IMAGES[0], PATCH, 300)  # a grid side > 255: both bytes of h and w used
+    packed = np.stack([pack(patches, shape), pack(patches, (2, 280))])
+    assert packed.shape == (2, 301, PATCH * PATCH * 3) and packed.dtype == np.uint8
+    images = unpack(packed)
+    np.testing.assert_array_equal(images.patches, np.stack([patches] * 2))
+    assert np.asarray(images.spatial_shapes).tolist() == [shape.tolist(), [2, 280]]

@@ -37,6 +37,7 @@ from bigvl.convert import hf, open_clip
 from bigvl.convert.layout import from_bigvl, safetensors_numpy
 from bigvl.convert.workdir import read_params
 from bigvl.models import image_size_of, text_size_of
+from bigvl.models.build import naflex_length
 
 TARGETS = ("hf", "open_clip")
 # model.image.resize → open_clip's preprocess_cfg resize_mode (crop_square: the same central square,
@@ -137,12 +138,18 @@ def hf_input_files(config, out: str) -> list[str]:
                  "do_resize": True, "resample": HF_RESAMPLE_IDS[ic.get("interpolation", "bilinear")],
                  "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
                  "image_mean": list(ic.pixel_mean), "image_std": list(ic.pixel_std), "do_convert_rgb": True}
-    if resize == "squash":
+    if ic.get("naflex"):  # Siglip2Model: patches at the aspect ratio, transformers' grid rule
+        if ic.get("naflex_grid", "closest_aspect") != "siglip2":
+            log.warning("export to hf: model.image.naflex_grid = %r: transformers' Siglip2ImageProcessor chooses "
+                        "grids by its own rule ('siglip2'), so its inputs may differ from the run's", ic.naflex_grid)
+        processor.update(image_processor_type="Siglip2ImageProcessor", patch_size=image_size_of(ic).patch_size,
+                         max_num_patches=naflex_length(mc))
+    elif resize == "squash":
         processor.update(size={"height": ic.image_size, "width": ic.image_size}, do_center_crop=False)
     else:
         processor.update(size={"shortest_edge": ic.image_size}, do_center_crop=True,
                          crop_size={"height": ic.image_size, "width": ic.image_size})
-    if (resize == "squash") != siglip:
+    if (resize == "squash") != siglip and not ic.get("naflex"):
         log.warning("export to hf: model.image.resize = %r: transformers' %s is written with it, which its own "
                     "default would not be", resize, processor["image_processor_type"])
     files.append(os.path.join(out, "preprocessor_config.json"))

@@ -23,7 +23,7 @@ from bigvl.convert.open_clip import CLIP_MEAN, CLIP_STD
 from bigvl.models import image_size_of, text_size_of
 
 ACTIVATIONS = {"quick_gelu": "quick_gelu", "gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh"}
-KINDS = ("clip", "siglip")
+KINDS = ("clip", "siglip", "siglip2")  # siglip2: Siglip2Model, the NaFlex variant (model.image.naflex)
 
 
 # transformers' own defaults, per config class (`model_type`), for every key infer_config reads: a
@@ -50,6 +50,11 @@ HF_DEFAULTS: dict[str, dict] = {
                             "num_attention_heads": 12, "image_size": 224, "patch_size": 16,
                             "hidden_act": "gelu_pytorch_tanh", "layer_norm_eps": 1e-6, "vision_use_head": True},
 }
+# Siglip2Model's (transformers 5.25 models/siglip2/configuration_siglip2.py): SigLIP's, with num_patches
+# (the learned position grid, 256 = 16×16) instead of image_size
+HF_DEFAULTS.update({"siglip2": {}, "siglip2_text_model": dict(HF_DEFAULTS["siglip_text_model"]),
+                    "siglip2_vision_model": {**{k: v for k, v in HF_DEFAULTS["siglip_vision_model"].items()
+                                                if k != "image_size"}, "num_patches": 256}})
 
 
 def kind_of(hf_config: dict) -> str:
@@ -114,7 +119,7 @@ def infer_config(hf_config: dict, sd: Mapping[str, np.ndarray], processor: dict 
     if len(acts) > 1 or len(eps) > 1:
         raise ValueError(f"HF config.json: the towers differ in hidden_act {sorted(acts)} or layer_norm_eps "
                          f"{sorted(eps)}; bigvl has one model.activation and model.layer_norm_eps")
-    siglip = kind == "siglip"
+    siglip, naflex = kind in ("siglip", "siglip2"), kind == "siglip2"
     vocab = int(sd["text_model.embeddings.token_embedding.weight"].shape[0])
     width, twidth = int(v["hidden_size"]), int(t["hidden_size"])
     eos = int(t.get("eos_token_id", 1 if siglip else 2))
@@ -127,7 +132,7 @@ def infer_config(hf_config: dict, sd: Mapping[str, np.ndarray], processor: dict 
     else:
         embed = int(top["projection_dim"])
     model = {
-        "image": {"variant": "custom", "image_size": int(v["image_size"]), "patch_size": int(v["patch_size"]),
+        "image": {"variant": "custom", "image_size": int(v.get("image_size", 0)), "patch_size": int(v["patch_size"]),
                   "width": width, "depth": int(v["num_hidden_layers"]), "num_heads": int(v["num_attention_heads"]),
                   "mlp_dim": int(v["intermediate_size"]), "pool": "map" if siglip else "cls",
                   "patch_bias": siglip, "ln_pre": not siglip, "proj": not siglip, "proj_bias": False,
@@ -145,6 +150,8 @@ def infer_config(hf_config: dict, sd: Mapping[str, np.ndarray], processor: dict 
         "layer_norm_eps": eps.pop(),
         "temperature_init": float(min(math.exp(float(np.asarray(sd["logit_scale"]).reshape(-1)[0])), 100.0)),
     }
+    if naflex:
+        model["image"].update(naflex_image_config(v, processor or {}))
     if siglip:  # SigLIP trains its scale uncapped (it may exceed CLIP's 100)
         model["bias_init"] = float(np.asarray(sd["logit_bias"]).reshape(-1)[0])
         model["max_logit_scale"] = 0.0
@@ -153,6 +160,23 @@ def infer_config(hf_config: dict, sd: Mapping[str, np.ndarray], processor: dict 
         if width != embed:
             raise ValueError(f"HF SigLIP: vision hidden_size {width} differs from the text head's {embed}")
     return model
+
+
+def naflex_image_config(vision: dict, processor: dict) -> dict:
+    """model.image keys of a Siglip2Model (NaFlex): its num_patches position embeddings are a G×G grid
+    (image_size = G·patch), the processor's max_num_patches the default length, transformers' grid rule."""
+    grid, patch = math.isqrt(int(vision["num_patches"])), int(vision["patch_size"])
+    if grid * grid != int(vision["num_patches"]):
+        raise ValueError(f"HF config.json: vision_config.num_patches {vision['num_patches']} is not a square grid")
+    resample = int(processor.get("resample", 2))
+    if resample not in HF_RESAMPLE:
+        raise ValueError(f"preprocessor_config.json: resample {resample} is not bilinear (2) or bicubic (3)")
+    if int(processor.get("patch_size", patch)) != patch:
+        raise ValueError(f"preprocessor_config.json: patch_size {processor['patch_size']} differs from the model's {patch}")
+    return {"image_size": grid * patch, "naflex": True, "naflex_grid": "siglip2", "resize": "squash",
+            "max_patches": int(processor.get("max_num_patches", grid * grid)), "interpolation": HF_RESAMPLE[resample],
+            "pixel_mean": tuple(processor.get("image_mean", (0.5,) * 3)),
+            "pixel_std": tuple(processor.get("image_std", (0.5,) * 3))}
 
 
 def _block(bprefix: str, kprefix: str, width: int, heads: int) -> list[L.Entry]:
@@ -193,6 +217,9 @@ def table(model_cfg) -> list[L.Entry]:
     if ic.get("stem", "patch") != "patch":
         raise ValueError(f"model.image.stem = {ic.stem!r} has no HF equivalent: its ViT embeds patches "
                          "with one linear map (a run with model.image.stem = 'patch' exports)")
+    if ic.get("naflex") and not siglip:
+        raise ValueError(f"model.image.naflex with model.image.pool = {ic.pool!r}: the HF NaFlex model (Siglip2Model) "
+                         "pools with a MAP head ('map')")
     if ic.pool == "gap":
         raise ValueError("model.image.pool = 'gap' has no HF equivalent: CLIPModel pools the class token and "
                          "SiglipModel a MAP head (a run with model.image.pool = 'cls' exports)")
@@ -207,6 +234,8 @@ def table(model_cfg) -> list[L.Entry]:
                              f"needs {value!r}")
     v, t = "vision_model", "text_model"
     out = [
+        # NaFlex (Siglip2Model): a Linear on patches flattened (py, px, c), as bigvl's Dense reads them
+        L.linear("image/patch_embedding/kernel", f"{v}.embeddings.patch_embedding.weight") if ic.get("naflex") else
         L.conv_patch("image/patch_embedding/kernel", f"{v}.embeddings.patch_embedding.weight", isz.patch_size, 3,
                      isz.width, True),
         L.copy("image/pos_embedding", f"{v}.embeddings.position_embedding.weight"),
@@ -250,6 +279,12 @@ def hf_config(model_cfg) -> dict:
     text = dict(hidden_size=tsz.width, intermediate_size=tsz.mlp_dim, num_hidden_layers=tsz.depth,
                 num_attention_heads=tsz.num_heads, vocab_size=tc.vocab_size, max_position_embeddings=tc.context_length,
                 bos_token_id=tc.bos_id, eos_token_id=tc.eos_id, pad_token_id=tc.pad_id, **common)
+    if siglip and ic.get("naflex"):
+        del vision["image_size"]
+        return {"architectures": ["Siglip2Model"], "model_type": "siglip2",
+                "vision_config": dict(vision, model_type="siglip2_vision_model", vision_use_head=True,
+                                      num_patches=(ic.image_size // isz.patch_size) ** 2),
+                "text_config": dict(text, model_type="siglip2_text_model", projection_size=model_cfg.embed_dim)}
     if siglip:
         return {"architectures": ["SiglipModel"], "model_type": "siglip",
                 "vision_config": dict(vision, model_type="siglip_vision_model", vision_use_head=True),

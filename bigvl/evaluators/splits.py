@@ -14,8 +14,9 @@ from bigvl.data.image_ops import center_resize, decode_image
 from bigvl.data.records import decode_example, read_records
 
 
-def load_split(path: str, image_size: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
+def load_split(path: str, image_size: int, prepare=None) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Reads every record of `path`; returns (images uint8 [N,S,S,3], records without image bytes).
+    `prepare` (an Encoder's, NaFlex models): PIL image → the model's input, instead of the centre resize.
 
     Evaluation sets must be clean: a faulty record raises, naming the file and record.
     """
@@ -24,7 +25,8 @@ def load_split(path: str, image_size: int) -> tuple[np.ndarray, list[dict[str, A
     for i, data in enumerate(raw):
         record = decode_example(data, where=f"{path}#{i}")
         try:
-            images.append(center_resize(decode_image(record.pop("image")), image_size))
+            image = decode_image(record.pop("image"))
+            images.append(prepare(image) if prepare else center_resize(image, image_size))
         except ValueError as e:
             raise ValueError(f"{path}#{i} (id {record['id']!r}): {e}") from None
         records.append(record)
@@ -53,7 +55,8 @@ class SplitCache:
     def load(self, path: str) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """(images uint8 [N,S,S,3], records) of `path` (`load_split` at the encoder's image size), read once."""
         if path not in self._splits:
-            self._splits[path] = load_split(path, self.encoder.image_size)
+            naflex = getattr(self.encoder, "max_patches", 0)  # NaFlex: the image at its aspect ratio, L patches
+            self._splits[path] = load_split(path, self.encoder.image_size, self.encoder.prepare if naflex else None)
         return self._splits[path]
 
     def image_embeds(self, path: str) -> np.ndarray:

@@ -15,10 +15,13 @@ import jax
 import numpy as np
 
 from bigvl.data.image_ops import eval_resize
+from bigvl.data.naflex import naflex_image
 from bigvl.data.tokenizer import Tokenizer
 from bigvl.inference.batched import run_in_chunks
 from bigvl.inference.decoding import make_captioner
 from bigvl.inference.locca_decoding import make_locca_decoder
+from bigvl.models import naflex
+from bigvl.models.build import image_size_of, naflex_length, naflex_positions
 from bigvl.parallel.mesh import batch_sharding
 
 
@@ -37,11 +40,28 @@ class Encoder:
     resize: str = "crop_square"  # model.image.resize / .interpolation: how `prepare` squares an image
     interpolation: str = "bilinear"
     locca: Any = None  # a bigvl.inference.locca_decoding.LoccaBoxDecoder (model.locca.depth > 0), else None
+    # NaFlex models (model.image.naflex): the patch budget L images are encoded at (model.image.max_patches or
+    # (image_size / patch)²; `with_length` changes it), their patch size and grid rule; 0 = square images.
+    max_patches: int = 0
+    patch_size: int = 0
+    naflex_grid: str = "closest_aspect"
 
     def prepare(self, image) -> np.ndarray:
         """An RGB PIL image of any size → uint8 [S,S,3] as the model's source prepared its inputs
-        (`bigvl.data.image_ops.eval_resize` with model.image.resize and .interpolation)."""
+        (`bigvl.data.image_ops.eval_resize` with model.image.resize and .interpolation); NaFlex models:
+        its patches at budget L = max_patches, `naflex.pack`ed to uint8 [L + 1, p·p·3] (what
+        `encode_images` takes, stacked)."""
+        if self.max_patches:
+            return naflex.pack(*naflex_image(image, self.patch_size, self.max_patches, self.naflex_grid))
         return eval_resize(image, self.image_size, self.resize, self.interpolation)
+
+    def with_length(self, max_patches: int) -> "Encoder":
+        """This NaFlex encoder at another patch budget (one compile per length); ValueError for square models."""
+        if not self.max_patches:
+            raise ValueError("a sequence length (max_patches) needs a NaFlex model (model.image.naflex)")
+        if max_patches < 1:
+            raise ValueError(f"max_patches must be ≥ 1, got {max_patches}")
+        return self.replace(max_patches=int(max_patches))
 
     def replace(self, **changes) -> "Encoder":
         return dataclasses.replace(self, **changes)
@@ -85,19 +105,24 @@ def make_encoder(model, params, tokenizer: Tokenizer, model_cfg, mesh, rules, ba
     devices = mesh.devices.size
     batch_size = -(-batch_size // devices) * devices
 
-    def jitted(method):
+    naflex_on = bool(naflex_positions(model_cfg))
+
+    def jitted(method, images: bool = True):
         def fn(params, x):
             with nn.logical_axis_rules(rules):
-                return model.apply({"params": params}, x, method=method)
+                return model.apply({"params": params}, naflex.unpack(x) if images and naflex_on else x, method=method)
         return jax.jit(fn, in_shardings=(None, batch_sharding(mesh)))
 
     with_patches = getattr(type(model), "encode_image_with_patches", None)
     return Encoder(params=params, tokenizer=tokenizer, image_size=model_cfg.image.image_size,
                    context_length=model_cfg.text.context_length, mesh=mesh, batch_size=batch_size,
                    _encode_image=jitted(type(model).encode_image),
-                   _encode_text=jitted(type(model).encode_text),
+                   _encode_text=jitted(type(model).encode_text, images=False),
                    captioner=make_captioner(model, tokenizer, model_cfg, mesh, rules, batch_size),
                    _encode_image_with_patches=jitted(with_patches) if with_patches is not None else None,
                    resize=model_cfg.image.get("resize", "crop_square"),
                    interpolation=model_cfg.image.get("interpolation", "bilinear"),
-                   locca=make_locca_decoder(model, model_cfg, rules))
+                   locca=make_locca_decoder(model, model_cfg, rules),
+                   max_patches=naflex_length(model_cfg) if naflex_on else 0,
+                   patch_size=image_size_of(model_cfg.image).patch_size,
+                   naflex_grid=model_cfg.image.get("naflex_grid", "closest_aspect"))

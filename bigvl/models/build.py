@@ -227,9 +227,10 @@ def naflex_positions(model_cfg) -> int:
     if not config_choice(ic.get("naflex", False), (True, False), "image.naflex"):
         return 0
     config_choice(ic.get("naflex_grid", "closest_aspect"), ("closest_aspect", "siglip2"), "image.naflex_grid")
-    if model_cfg.get("kind", "two_tower") != "two_tower" or model_cfg.get("flair_pool_heads", 0):
+    if (model_cfg.get("kind", "two_tower") != "two_tower" or model_cfg.get("flair_pool_heads", 0)
+            or locca_enabled(model_cfg)):
         raise ValueError("config key 'model.image.naflex': NaFlex serves the plain two-tower model "
-                         "(model.kind 'two_tower', no FLAIR pooling)")
+                         "(model.kind 'two_tower', no FLAIR pooling, no LocCa decoder)")
     if ic.get("max_patches", 0) < 0:
         raise ValueError(f"config key 'model.image.max_patches' must be ≥ 0, got {ic.max_patches}")
     return ic.image_size // image_size_of(ic).patch_size

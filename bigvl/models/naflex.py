@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 PATCHES_KEY, SHAPES_KEY = "image_patches", "image_spatial_shapes"  # a NaFlex batch's keys
 
@@ -82,3 +83,18 @@ def dummy_naflex_images(batch: int, length: int, patch_size: int) -> NaflexImage
     """Zero patches uint8 [batch, length, p·p·3] on a 1 × length grid: init and shape inference."""
     return NaflexImages(jnp.zeros((batch, length, patch_size * patch_size * 3), jnp.uint8),
                         jnp.tile(jnp.asarray([[1, length]], jnp.int32), (batch, 1)))
+
+
+def pack(patches, spatial_shape):
+    """One NaFlex image as one uint8 array: patches uint8 [L, p·p·C] and its (h, w) → uint8 [L + 1, p·p·C],
+    the last row holding h and w as little-endian uint16 in its first 4 bytes (p·p·C ≥ 4). Lets an
+    image travel where square images [S, S, 3] do (stacked, chunked, sharded by rows)."""
+    extra = np.zeros((1, patches.shape[1]), np.uint8)
+    extra[0, :4] = np.asarray(spatial_shape, "<u2").view(np.uint8)
+    return np.concatenate([np.asarray(patches, np.uint8), extra])
+
+
+def unpack(packed: jax.Array) -> NaflexImages:
+    """uint8 [B, L + 1, p·p·C] (`pack`ed images, stacked) → NaflexImages([B, L, p·p·C], int32 [B, 2])."""
+    tail = packed[:, -1, :4].astype(jnp.int32)
+    return NaflexImages(packed[:, :-1], jnp.stack([tail[:, 0] + 256 * tail[:, 1], tail[:, 2] + 256 * tail[:, 3]], -1))

@@ -33,12 +33,13 @@ def result_path(workdir: str, suite: str) -> str:
 
 
 def write_result(workdir: str, suite: str, task: str, metrics: dict[str, float], step: int | None = None,
-                 model: str = "bigvl") -> str:
-    """Writes RUN/eval/<suite>.json in CLIP_benchmark's shape; returns its path."""
+                 model: str = "bigvl", extra: dict | None = None) -> str:
+    """Writes RUN/eval/<suite>.json in CLIP_benchmark's shape (plus the fields of `extra`, e.g. a NaFlex
+    run's max_patches); returns its path."""
     path = result_path(workdir, suite)
     result = {"dataset": suite, "model": model, "pretrained": run_str(workdir), "task": task,
               "metrics": metrics, "language": "en", "step": step,
-              "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+              "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})}
     write_text(path, json.dumps(result, indent=2))  # whole: a reader sees the old or the new result
     return path
 

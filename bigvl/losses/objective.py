@@ -230,6 +230,10 @@ class Objective:
             _check(sd.student_temp > 0 and sd.teacher_temp > 0, "loss.self_distill.teacher_temp", "temperatures must be > 0")
             _check(len(sd.local_scale) == 2 and 0 < sd.local_scale[0] <= sd.local_scale[1] <= 1,
                    "loss.self_distill.local_scale", f"{list(sd.local_scale)} is not (min, max) in (0, 1]")
+            patch = image_size_of(config.model.image).patch_size
+            _check(sd.weight <= 0 or (sd.local_size % patch == 0 and sd.local_crops >= 1), "loss.self_distill.local_size",
+                   f"local crops of {sd.local_size} px (x {sd.local_crops}) must be >= 1 and a multiple of the patch size "
+                   f"{patch} (the ViT resizes its position grid to them)")
             _check(0.0 < loss.masked_prediction.mask_ratio < 1.0, "loss.masked_prediction.mask_ratio",
                    f"{loss.masked_prediction.mask_ratio} is not in (0, 1)")
             heads = DistillHeads(image_size_of(config.model.image).width, sd.hidden_dim, sd.bottleneck_dim,

@@ -150,3 +150,22 @@ def test_pack_carries_the_grid_through_one_array():
     images = unpack(packed)
     np.testing.assert_array_equal(images.patches, np.stack([patches] * 2))
     assert np.asarray(images.spatial_shapes).tolist() == [shape.tolist(), [2, 280]]
+
+
+def test_encoder_encodes_prepared_images_at_any_length():
+    """An Encoder (8-device mesh, chunks of 8) moved to another length: `prepare` + `encode_images` equal the
+    model on `naflex_batch` at that length."""
+    from bigvl.inference.encoder import make_encoder
+    from bigvl.parallel.mesh import make_mesh
+    cfg = naflex_model("map")
+    model, params = build_model(cfg), init(cfg)
+    encoder = make_encoder(model, params, None, cfg, make_mesh({"data": 8}), DEFAULT_RULES, 8)
+    assert encoder.max_patches == 16  # (image_size / patch)² when model.image.max_patches is 0
+    pils = [Image.fromarray(image) for image in IMAGES]
+    assert encoder.prepare(pils[0]).shape == (17, PATCH * PATCH * 3)
+    at = encoder.with_length(24)
+    got = at.encode_images(np.stack([at.prepare(p) for p in pils]))
+    batch = naflex_batch(IMAGES, PATCH, 24)
+    want = jax.jit(lambda x: model.apply({"params": params}, x, method=model.encode_image))(
+        NaflexImages(batch["image_patches"], batch["image_spatial_shapes"]))
+    np.testing.assert_allclose(got, np.asarray(want), rtol=1e-5, atol=1e-6)

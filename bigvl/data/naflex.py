@@ -22,7 +22,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from bigvl.data.image_ops import rgb_image
+from bigvl.data.image_ops import INTERPOLATIONS, rgb_image
 
 GRID_RULES = ("closest_aspect", "siglip2")
 
@@ -70,20 +70,25 @@ def choose_grid(height: int, width: int, patch_size: int, max_patches: int, rule
 
 
 def naflex_image(image: np.ndarray | Image.Image, patch_size: int, max_patches: int,
-                 rule: str = "closest_aspect", where: object = "?") -> tuple[np.ndarray, np.ndarray]:
+                 rule: str = "closest_aspect", where: object = "?", interpolation: str = "bilinear"
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """uint8 [H,W,3] (or any PIL image / array `image_ops.rgb_image` takes) → (patches, spatial_shape).
 
     patches: uint8 [max_patches, patch_size·patch_size·3], the image resized (PIL bilinear) to
     (h·p, w·p) for the grid (h, w) = `choose_grid(H, W, p, max_patches, rule)`, its patches in
     row-major order over the grid, each flattened (py, px, c), then zero rows from h·w on;
-    spatial_shape: int32 [2] = (h, w). `where` names the image in errors.
+    spatial_shape: int32 [2] = (h, w). `where` names the image in errors; `interpolation`: one of
+    image_ops.INTERPOLATIONS (model.image.interpolation), PIL's, antialiased when shrinking.
     """
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"config key 'model.image.interpolation': {interpolation!r} is not one of "
+                         f"{tuple(INTERPOLATIONS)}")
     pil = rgb_image(image, where)
     width, height = pil.size
     h, w = choose_grid(height, width, patch_size, max_patches, rule)
     p = patch_size
     if pil.size != (w * p, h * p):
-        pil = pil.resize((w * p, h * p), Image.BILINEAR)
+        pil = pil.resize((w * p, h * p), INTERPOLATIONS[interpolation])
     pixels = np.asarray(pil, dtype=np.uint8)
     patches = np.zeros((max_patches, p * p * 3), np.uint8)
     patches[:h * w] = pixels.reshape(h, p, w, p, 3).transpose(0, 2, 1, 3, 4).reshape(h * w, p * p * 3)

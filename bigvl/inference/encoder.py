@@ -52,7 +52,8 @@ class Encoder:
         its patches at budget L = max_patches, `naflex.pack`ed to uint8 [L + 1, p·p·3] (what
         `encode_images` takes, stacked)."""
         if self.max_patches:
-            return naflex.pack(*naflex_image(image, self.patch_size, self.max_patches, self.naflex_grid))
+            return naflex.pack(*naflex_image(image, self.patch_size, self.max_patches, self.naflex_grid,
+                                             interpolation=self.interpolation))
         return eval_resize(image, self.image_size, self.resize, self.interpolation)
 
     def with_length(self, max_patches: int) -> "Encoder":

@@ -42,10 +42,15 @@ def _prepared(run: Run, images, encoder=None) -> np.ndarray:
     return prepare_images(images, encoder.image_size, encoder.resize, encoder.interpolation)
 
 
-def encode_images(run: Run, images, max_patches: int | None = None) -> np.ndarray:
+def encode_images(run: Run, images, max_patches: int | None = None, max_side: int | None = None) -> np.ndarray:
     """uint8 [N,H,W,3] (or grayscale [H,W] / RGBA [H,W,4] images) → L2-normalised embeddings float32 [N,E].
 
-    max_patches (NaFlex runs): the sequence length L to encode at (default: the run's model.image.max_patches)."""
+    max_patches (NaFlex runs): the sequence length L to encode at (default: the run's model.image.max_patches);
+    or max_side: the side S of the square a square model would read, as its budget L = (S // patch)²."""
+    if max_side is not None:
+        if max_patches is not None:
+            raise ValueError("encode_images: give max_patches or max_side, not both")
+        max_patches = (int(max_side) // max(run.encoder.patch_size, 1)) ** 2
     encoder = run.encoder if max_patches is None else run.encoder.with_length(max_patches)
     return encoder.encode_images(_prepared(run, images, encoder))
 

@@ -71,6 +71,8 @@ def test_siglip2_naflex_import_matches_transformers(siglip2, tmp_path):
         want = getattr(want, "pooler_output", want).numpy()
         want = want / np.linalg.norm(want, axis=-1, keepdims=True)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-6)
+    side = bigvl.encode_images(run, [np.asarray(p) for p in pils], max_side=24)  # (24 / 4)² = 36 patches
+    np.testing.assert_array_equal(side, bigvl.encode_images(run, [np.asarray(p) for p in pils], max_patches=36))
     ids = np.random.default_rng(1).integers(2, 64, (3, 8)).astype(np.int32)
     with torch.no_grad():
         want = model.get_text_features(input_ids=torch.as_tensor(ids, dtype=torch.long))

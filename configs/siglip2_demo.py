@@ -7,7 +7,8 @@ Stages (one flag; the study experiments/siglip2.py runs all three at equal steps
 - `:siglip_locca`  + SigLIP 2's LocCa decoder on the un-pooled image tokens (bigvl/models/locca.py),
                    captioning, referring expressions and grounded captions (bigvl/data/locca.py);
 - `:siglip2`       + self-distillation and masked prediction for the last 20 % of training
-                   (docs/guides/siglip2.md, part B of issue 35).
+                   (docs/guides/siglip2.md, part B of issue 35), at CPU size (8 local crops of 16 px,
+                   a 1,024-prototype head).
 
 The world is the demo's (configs/demo.py): the LocCa targets come from the `extras.scene` every
 train record already carries, so the world, its shards and the demo's numbers are unchanged.
@@ -35,10 +36,11 @@ def apply_stage(c, stage: str) -> None:
                 c.evals[name].split = ""
         return
     c.loss.locca_weight = 1.0
-    if stage == "siglip2":
-        raise NotImplementedError(
-            "config stage 'siglip2': self-distillation and masked prediction (issue 35 part B) are not built "
-            "yet; run 'siglip_locca' for the LocCa stage alone")
+    if stage == "siglip2":  # SigLIP 2 §2.3: SILC's self-distillation (weight 1) and TIPS' masked prediction
+        # (weight 0.25) from 80 % of training on, the EMA teacher initialised from the student then
+        # (bigvl/losses, part B of issue 35; the keys' sources: docs/guides/siglip2.md).
+        c.loss.self_distill.update(weight=1.0, start_fraction=0.8)
+        c.loss.masked_prediction.weight = 0.25
 
 
 def get_config(arg: str = ""):
@@ -50,5 +52,8 @@ def get_config(arg: str = ""):
     # The decoder: 2 layers at the image tower's width (96), 32 coordinate bins (one per pixel of the 32-px
     # input), prompts + targets in 24 tokens (the world's short captions are ≤ 16 tokens).
     c.model.locca.update(depth=2, num_bins=32, context_length=24)
-    apply_stage(c, args.one_of(STAGES, "siglip_locca"))
+    stage = args.one_of(STAGES, "siglip_locca")
+    apply_stage(c, stage)
+    if stage == "siglip2":  # CPU-sized: 8 local crops of 16 px (4 × 4 patches of the 32-px input), a small DINO head
+        c.loss.self_distill.update(local_size=16, local_crops=8, num_prototypes=1024, hidden_dim=256, bottleneck_dim=64)
     return c

@@ -58,9 +58,10 @@ def iter_image_embeds(encoder, images, desc: str = "images") -> Iterator[tuple[i
                 batch = load_batch(images, range(start, stop), size, prepare)
             else:
                 lo, hi = host * chunk // hosts, (host + 1) * chunk // hosts
-                batch = np.zeros((chunk, size, size, 3), np.uint8)
                 mine = [start + r for r in range(lo, hi) if start + r < stop] or [stop - 1]
-                batch[lo:lo + len(mine)] = load_batch(images, mine, size, prepare)
+                loaded = load_batch(images, mine, size, prepare)
+                batch = np.zeros((chunk,) + loaded.shape[1:], np.uint8)  # [S, S, 3], NaFlex: packed [L + 1, p·p·3]
+                batch[lo:lo + len(mine)] = loaded
             embeds = np.asarray(encoder.encode_images(batch))[:stop - start]
             bar.update(stop - start)
             yield start, embeds

@@ -425,3 +425,17 @@ def test_pooled_last_block_skips_the_last_blocks_other_positions():
     for method in ("encode_image", "encode_text"):
         assert flops[True, method] < (depth - 0.5) / depth * flops[False, method], (method, flops)
 
+
+
+def test_vision_tower_reads_boxed_params_at_a_smaller_image():
+    """`init`'s params as they come (LogicallyPartitioned boxes) apply at the trained size and at a
+    smaller image (SigLIP 2's local crops: the position grid resized), as an unboxed tree does."""
+    from bigvl.models.vit import VisionTower
+    tower = VisionTower(width=32, depth=1, num_heads=2, mlp_dim=64, patch_size=8, pool="map")
+    variables = tower.init(jax.random.key(0), jnp.zeros((2, 32, 32, 3), jnp.uint8))
+    small = jax.random.randint(jax.random.key(1), (2, 16, 16, 3), 0, 255).astype(jnp.uint8)
+    boxed_pooled, boxed_tokens = tower.apply(variables, small)
+    plain_pooled, plain_tokens = tower.apply(nn.unbox(variables), small)
+    assert boxed_tokens.shape == (2, 4, 32)
+    np.testing.assert_array_equal(np.asarray(boxed_pooled), np.asarray(plain_pooled))
+    np.testing.assert_array_equal(np.asarray(boxed_tokens), np.asarray(plain_tokens))

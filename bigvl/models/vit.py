@@ -139,7 +139,7 @@ class VisionTower(nn.Module):
         if self.pool == "cls":
             cls = self.param("cls_token", named(nn.initializers.normal(d ** -0.5), "embed"), (d,), opts.param_dtype)
             x = jnp.concatenate([jnp.broadcast_to(cls.astype(opts.dtype), (batch, 1, d)), x], axis=1)
-        stored = self.get_variable("params", "pos_embedding") if self.has_variable("params", "pos_embedding") else None
+        stored = nn.unbox(self.get_variable("params", "pos_embedding")) if self.has_variable("params", "pos_embedding") else None
         if stored is not None and stored.shape[0] != x.shape[1]:  # smaller images (local crops): the grid resized
             pos = resize_position_grid(stored, x.shape[1] - int(self.pool == "cls"), int(self.pool == "cls"))
         else:

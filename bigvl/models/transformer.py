@@ -252,7 +252,8 @@ def scanned_blocks(depth: int, remat: str = "none") -> type[nn.Module]:
     use_remat, policy = remat_policy(remat)
     # Inside scan, prevent_cse is unnecessary (the loop body cannot be CSE'd across iterations) and costly.
     body = nn.remat(ScannedEncoderBlock, policy=policy, prevent_cse=False) if use_remat else ScannedEncoderBlock
-    return nn.scan(body, variable_axes={"params": 0}, split_rngs={"params": True}, in_axes=(nn.broadcast,),
+    # dropout split too: each layer draws its own masks (LoRA adapter dropout, bigvl/models/lora.py)
+    return nn.scan(body, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True}, in_axes=(nn.broadcast,),
                    length=depth, metadata_params={nn.PARTITION_NAME: LAYER_AXIS})
 
 

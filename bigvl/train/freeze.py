@@ -6,8 +6,9 @@ of those. LiT locks the image tower: `frozen = ['image/.*', 'image_proj/.*']`; L
 adapters alone: `trainable = ['.*/lora_[ab]']`.
 
 Frozen params get no optimizer state, no weight decay and no update (`optax.multi_transform`
-with `optax.set_to_zero`, bigvl/train/optimizer.py), and no gradient: the train step passes
-them through `jax.lax.stop_gradient`, so JAX differentiates nothing that depends on them alone.
+with `optax.set_to_zero`, bigvl/train/optimizer.py), and no gradient: the train step splits the
+params (`split_trainable`) and differentiates the trainable ones alone, the frozen ones closed
+over as constants, so JAX differentiates nothing that depends on them alone.
 A locked tower then runs forward only — none of its activations are kept for a backward pass,
 and remat inside it recomputes nothing.
 """
@@ -64,12 +65,23 @@ def param_labels(params, optim_cfg):
     return labels
 
 
-def stop_frozen_gradients(params, optim_cfg):
-    """`params` with every frozen leaf behind `jax.lax.stop_gradient` (unchanged if nothing is frozen)."""
+def split_trainable(params, optim_cfg):
+    """(trainable, frozen): two trees like `params`, each with None where the other holds the leaf.
+
+    The train step differentiates `trainable` alone: frozen leaves are constants of the loss, so
+    the gradient tree has no frozen leaf (no kernel-sized zeros accumulated over micro-batches).
+    Nothing frozen: (params, tree of None).
+    """
     if not freezing_enabled(optim_cfg):
-        return params
+        return params, jax.tree.map(lambda _: None, params)
     labels = param_labels(params, optim_cfg)
-    return jax.tree.map(lambda p, lab: jax.lax.stop_gradient(p) if lab == FROZEN else p, params, labels)
+    pick = lambda want: jax.tree.map(lambda p, lab: p if lab == want else None, params, labels)  # noqa: E731
+    return pick(TRAIN), pick(FROZEN)
+
+
+def merge_trainable(trainable, frozen):
+    """Inverse of `split_trainable`: one tree, each leaf from whichever side holds it."""
+    return jax.tree.map(lambda t, f: f if t is None else t, trainable, frozen, is_leaf=lambda x: x is None)
 
 
 def count_trainable(params, optim_cfg) -> tuple[int, int]:

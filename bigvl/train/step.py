@@ -6,11 +6,13 @@ import jax.numpy as jnp
 import optax
 
 from bigvl.models.lora import LoraModel
-from bigvl.train.freeze import stop_frozen_gradients
+from bigvl.train.freeze import merge_trainable, split_trainable
 from bigvl.train.grad_accumulation import accumulated_value_and_grad
 from bigvl.train.optimizer import clamp_log_logit_scale
 from bigvl.train.state import TrainSetup, TrainState, next_state
 from bigvl.train.teacher import TeacherStage
+
+MICRO_ROW = "lora_dropout_row"  # int32 [B]: the row index, added to the batch when LoRA dropout is on
 
 
 def make_train_step(config, setup: TrainSetup):
@@ -25,14 +27,21 @@ def make_train_step(config, setup: TrainSetup):
     """
     objective, tx, schedule = setup.objective, setup.tx, setup.schedule
     stage = TeacherStage.from_config(config)  # SigLIP 2's EMA-teacher stage (bigvl/train/teacher.py), or None
-    def model_apply(step):
-        """(params, batch) → outputs, the function differentiated. Frozen params (optim.frozen /
-        trainable) are constants inside it: a locked tower runs forward only, frozen kernels get
-        no weight gradient. LoRA's adapter dropout draws from (seed, step)."""
-        model = setup.model
-        if isinstance(model, LoraModel) and model.spec.dropout > 0:
-            model = model.with_dropout_rng(jax.random.fold_in(jax.random.key(config.seed), step))
-        return lambda params, batch: objective.model_outputs(model, stop_frozen_gradients(params, config.optim), batch)
+    lora_dropout = isinstance(setup.model, LoraModel) and setup.model.spec.dropout > 0
+
+    def model_apply(step, frozen):
+        """(trainable params, batch) → outputs, the function differentiated. Frozen params
+        (optim.frozen / trainable) are constants closed over, not arguments: a locked tower runs
+        forward only, frozen kernels get no weight gradient and the gradient tree holds the
+        trainable leaves alone. LoRA's adapter dropout draws from (seed, step, micro-batch index);
+        flax folds in each adapter's module path and, under nn.scan, the layer."""
+        def apply(trainable, batch):
+            model = setup.model
+            if lora_dropout:  # row k of micro-batch k is k (split_micro_batches): one key in both GradCache passes
+                key = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), step), batch[MICRO_ROW][0])
+                model = model.with_dropout_rng(key)
+            return objective.model_outputs(model, merge_trainable(trainable, frozen), batch)
+        return apply
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         if stage is None:
@@ -49,8 +58,13 @@ def make_train_step(config, setup: TrainSetup):
                 loss, terms, loss_state = objective(outputs, full_batch, state.get("loss_state", {}))
             return loss, (outputs, loss_state, terms)
 
+        trainable, frozen = split_trainable(state["params"], config.optim)
+        if lora_dropout:
+            batch = {**batch, MICRO_ROW: jnp.arange(batch["skipped_records"].shape[0], dtype=jnp.int32)}
         (loss, (outputs, loss_state, terms)), grads = accumulated_value_and_grad(
-            model_apply(state["step"]), loss_fn, config.optim.grad_accum_steps)(state["params"], batch)
+            model_apply(state["step"], frozen), loss_fn, config.optim.grad_accum_steps)(trainable, batch)
+        # the optimizer's multi_transform takes every leaf: zeros for the frozen ones (set_to_zero drops them)
+        grads = merge_trainable(grads, jax.tree.map(jnp.zeros_like, frozen))
         with jax.named_scope("optimizer"):
             updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
             params = clamp_log_logit_scale(optax.apply_updates(state["params"], updates),

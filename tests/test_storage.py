@@ -115,3 +115,16 @@ def test_training_shards_read_from_a_bucket_and_other_urls_are_refused(bucket, t
         resolve_paths([f"{bucket}/shards/none-*.array_record"])
     with pytest.raises(ValueError, match="data.tokenizer: 'gs://b/t.model' is a URL"):
         resolve_paths(["gs://b/t.model"], "data.tokenizer")
+
+
+def test_shard_transform_options_live_in_a_bucket(bucket, tmp_path):
+    """`check_options` (curate, recaption, score_captions) stores OUT/.STATE/options.json in the bucket,
+    not in a local `gs:` directory, and refuses a restart with other options there as it does locally."""
+    from bigvl.inference.shard_transform import OptionsMismatch, check_options, options_path
+    for out in (str(tmp_path / "out"), f"{bucket}/out"):
+        check_options(out, "curate", {"t": 58, "keep": [1, 2]})
+        assert json.loads(run_path(options_path(out, "curate")).read_text()) == {"keep": [1, 2], "t": 58}
+        check_options(out, "curate", {"t": 58, "keep": (1, 2)})  # same options as stored: resumes
+        with pytest.raises(OptionsMismatch, match=r"t 58 → 20"):
+            check_options(out, "curate", {"t": 20, "keep": [1, 2]})
+    assert not (tmp_path / "gs:").exists() and not epath.Path("gs:").exists()

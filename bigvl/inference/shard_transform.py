@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 from flax.traverse_util import flatten_dict
 
 from bigvl.data.records import write_records
+from bigvl.parallel.storage import is_url, run_path, write_text
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +75,9 @@ def check_options(out_dir: str, state: str, options: dict, process_index: int = 
     """Stores `options` in OUT/.STATE/options.json on a fresh start; on a restart raises OptionsMismatch
     (and writes nothing) when the stored options differ. See the module docstring."""
     options = json.loads(json.dumps(options))  # as stored (tuples become lists)
-    path = options_path(out_dir, state)
-    if os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
+    path = run_path(options_path(out_dir, state))  # OUT may be gs://: read and written through etils.epath
+    if path.exists():
+        old = json.loads(path.read_text())
         if old == options:
             return
         a, b = flatten_dict(old, sep="."), flatten_dict(options, sep=".")
@@ -89,14 +89,18 @@ def check_options(out_dir: str, state: str, options: dict, process_index: int = 
         raise OptionsMismatch(f"{out_dir} holds {state} output made with other options: {'; '.join(diff)}. "
                               f"Rerun with the old options to resume, or pass a new --out "
                               f"(or delete {out_dir} to start over)")
-    state_dir = os.path.dirname(path)
-    if os.path.isdir(state_dir) and any(n.endswith(".json") for n in os.listdir(state_dir)):
+    state_dir = path.parent
+    if state_dir.is_dir() and any(p.name.endswith(".json") for p in state_dir.iterdir()):
         log.warning("%s: its finished shards were written without a record of their options (an older bigvl); "
                     "resuming as if they were made with this run's options", out_dir)
-    os.makedirs(state_dir, exist_ok=True)
+    text = json.dumps(options, indent=1, sort_keys=True)
+    if is_url(path):  # a bucket stores the object whole on close
+        write_text(path, text)
+        return
+    state_dir.mkdir(parents=True, exist_ok=True)
     temporary = f"{path}.{process_index}.partial"  # several processes may share OUT: each its own name
     with open(temporary, "w") as f:
-        json.dump(options, f, indent=1, sort_keys=True)
+        f.write(text)
     os.replace(temporary, path)
 
 

@@ -37,6 +37,8 @@ import numpy as np  # noqa: E402
 from bigvl.cli import command_parser  # noqa: E402
 from bigvl.config import ConfigError, apply_overrides, load_config, split_overrides, validate  # noqa: E402
 from bigvl.data.hard_negatives import enabled as hard_negatives_enabled  # noqa: E402
+from bigvl.data.naflex_buckets import schedule_from_config  # noqa: E402
+from bigvl.models import image_size_of  # noqa: E402
 from bigvl.models.flops import model_flops_per_pair  # noqa: E402
 from bigvl.models.matmul import resolve_weight_grad  # noqa: E402
 from bigvl.parallel.hardware import tpu_chip  # noqa: E402
@@ -86,13 +88,14 @@ def load_checked(config_arg: str, overrides: list[str]):
     return config
 
 
-def abstract_batch(config, num_texts: int, sharding) -> dict:
+def abstract_batch(config, num_texts: int, sharding, length: int = 0) -> dict:
     """ShapeDtypeStructs of every key the train step reads, as the pipeline shapes them.
 
     image uint8 [B,S,S,3], tokens int32 [B,T,L], skipped_records int32 [B], target_tokens int32
     [B,Ld] (captioners), teacher_image / teacher_text float32 [B,Dt] and teacher_logit_scale
     float32 [B] (distillation), negative_tokens int32 [B,L] and negative_valid int32 [B] (hard negatives),
-    locca_inputs / locca_labels int32 [B,Ld] (model.locca.depth > 0).
+    locca_inputs / locca_labels int32 [B,Ld] (model.locca.depth > 0). length > 0 (a NaFlex bucket):
+    image_patches uint8 [B,length,p·p·3] and image_spatial_shapes int32 [B,2] instead of image.
     """
     b, size = config.batch_size, config.model.image.image_size
     spec = {"image": ((b, size, size, 3), np.uint8),
@@ -107,6 +110,10 @@ def abstract_batch(config, num_texts: int, sharding) -> dict:
     if config.model.get("locca", {}).get("depth", 0):  # SigLIP 2's LocCa decoder (bigvl/data/locca.py)
         spec.update(locca_inputs=((b, config.model.locca.context_length), np.int32),
                     locca_labels=((b, config.model.locca.context_length), np.int32))
+    if length:
+        patch = image_size_of(config.model.image).patch_size
+        del spec["image"]
+        spec.update(image_patches=((b, length, patch * patch * 3), np.uint8), image_spatial_shapes=((b, 2), np.int32))
     if hard_negatives_enabled(config.data):
         spec.update(negative_tokens=((b, config.model.text.context_length), np.int32), negative_valid=((b,), np.int32))
     return {k: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding) for k, (shape, dtype) in spec.items()}
@@ -123,7 +130,7 @@ def for_platform(config, platform: str):
     return config
 
 
-def compile_step(config, devices: list):
+def compile_step(config, devices: list, length: int = 0):
     """(compiled train step, its TrainSetup, mesh) for `config` on `devices` (abstract or real)."""
     config = for_platform(config, devices[0].platform)
     mesh = make_mesh(config.mesh, devices)
@@ -135,7 +142,7 @@ def compile_step(config, devices: list):
     key = jax.random.key(config.seed)  # eager values stay outside the mesh of abstract devices
     state = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
                          jax.eval_shape(setup.init, key), setup.state_shardings)
-    batch = abstract_batch(config, setup.objective.num_texts, batch_sharding(mesh))
+    batch = abstract_batch(config, setup.objective.num_texts, batch_sharding(mesh), length)
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         step_fn = jax.jit(make_train_step(config, setup), in_shardings=(setup.state_shardings, batch_sharding(mesh)),
                           out_shardings=(setup.state_shardings, None), donate_argnums=(0,))
@@ -154,14 +161,15 @@ def memory(compiled) -> dict[str, int]:
     return out
 
 
-def plan(config, topology: str, devices: list | None = None, dump_hlo: str = "") -> dict:
+def plan(config, topology: str, devices: list | None = None, dump_hlo: str = "", length: int = 0) -> dict:
     """Compiles `config`'s train step for `topology`; the record the CLI prints (see the module docstring).
-    dump_hlo: a file to write the optimized HLO to (to see what each collective moves)."""
+    dump_hlo: a file to write the optimized HLO to (to see what each collective moves). length: a NaFlex
+    bucket's patch budget (config.batch_size then its batch)."""
     chip = tpu_chip(topology)
     devices = topology_devices(topology) if devices is None else devices
     start = time.perf_counter()
     try:
-        compiled, setup, mesh = compile_step(config, devices)
+        compiled, setup, mesh = compile_step(config, devices, length)
     except ValueError:
         raise
     except Exception as e:  # noqa: BLE001 (XLA's refusal: resource exhausted, unsupported sharding, ...)
@@ -238,6 +246,17 @@ def max_batch(config, topology: str, devices: list, fits_at: bool, limit: int = 
     return good, probes
 
 
+def plan_buckets(config, topology: str, devices: list) -> list[dict]:
+    """One `plan` record per NaFlex length bucket (data.naflex): the step at (B_L, L) on `topology`."""
+    schedule = schedule_from_config(config, len(devices))
+    records = []
+    for length, batch in zip(schedule.lengths, schedule.batch_sizes):
+        bucket = config.copy_and_resolve_references()
+        bucket.batch_size = batch
+        records.append({"length": length, **plan(bucket, topology, devices, length=length)})
+    return records
+
+
 def describe(record: dict) -> str:
     """Readable lines for a record of `plan`."""
     if not record["compiled"]:
@@ -265,6 +284,10 @@ def describe(record: dict) -> str:
         lines.append(f"estimate (roofline, not measured): compute {record['compute_s'] * 1e3:.1f} ms, HBM "
                      f"{record['memory_s'] * 1e3:.1f} ms, ICI {record['collective_s'] * 1e3:.1f} ms per step; MFU "
                      f"{record['est_mfu_serial']:.0%} (no overlap) to {record['est_mfu_overlapped']:.0%} (full overlap)")
+    for b in record.get("buckets", []):
+        lines.append(f"NaFlex bucket L={b['length']}, batch {b['batch_size']}: " + (
+            f"{b['total_bytes'] / GiB:.2f} GiB per chip" + ("" if b["fits"] else " DOES NOT FIT")
+            if b["compiled"] else f"XLA did not compile it: {b['error']}"))
     if "max_batch" in record:
         lines.append(f"largest global batch that fits: {record['max_batch']}")
     return "\n".join(lines)
@@ -282,7 +305,11 @@ def main(argv: list[str] | None = None) -> int:
         config = load_checked(args.config, split_overrides(rest))
         tpu_chip(args.topology)
         devices = topology_devices(args.topology)
-        record = plan(config, args.topology, devices, args.dump_hlo)
+        if config.data.naflex.lengths:  # NaFlex: one step per length bucket; the headline is the largest
+            buckets = plan_buckets(config, args.topology, devices)
+            record = {**max(buckets, key=lambda r: (not r["compiled"], r.get("total_bytes", 0))), "buckets": buckets}
+        else:
+            record = plan(config, args.topology, devices, args.dump_hlo)
         if args.max_batch:
             record["max_batch"], record["max_batch_probes"] = max_batch(
                 config, args.topology, devices, record.get("compiled") and record.get("fits"))

@@ -42,21 +42,22 @@ def record_rng(seed: int, record_id: str) -> np.random.Generator:
     return np.random.default_rng([seed, 36, zlib.crc32(record_id.encode())])
 
 
-def scene_of(extras: dict, rng: np.random.Generator) -> Scene:
-    """The stored scene, with rotation, shade and texture period/phase redrawn from `rng`."""
+def scene_of(extras: dict, rng: np.random.Generator, rotate: bool = True) -> Scene:
+    """The stored scene, with rotation (when the base world rotates), shade and texture period/phase
+    redrawn from `rng`."""
     objects = tuple(SceneObject(o["colour"], o["shape"], o["size"], o["x"], o["y"], o["radius"],
-                                _rotation(rng, o["shape"], True), tuple(int(v) for v in rng.integers(-12, 13, size=3)))
+                                _rotation(rng, o["shape"], rotate), tuple(int(v) for v in rng.integers(-12, 13, size=3)))
                     for o in extras["objects"])
     return Scene(objects, extras["background"], extras["texture"], float(rng.uniform(0.1, 0.16)),
                  float(rng.uniform(0.0, 1.0)))
 
 
-def redraw(data: bytes, image_size: int, aspects, seed: int, quality: int = 95) -> bytes:
+def redraw(data: bytes, image_size: int, aspects, seed: int, rotate: bool = True, quality: int = 95) -> bytes:
     """One base record's bytes → the variant record (its image redrawn at an aspect from `aspects`)."""
     record = decode_example(data)
     rng = record_rng(seed, record["id"])
     height, width = canvas_size(image_size, float(aspects[int(rng.integers(len(aspects)))]))
-    image = render_scene(scene_of(record["extras"]["scene"], rng), height, width)
+    image = render_scene(scene_of(record["extras"]["scene"], rng, rotate), height, width)
     record["image"] = encode_jpeg(image, quality)
     record["extras"]["aspect"] = [height, width]
     return encode_example(record)
@@ -73,11 +74,11 @@ def build_aspect_world(base_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     if not aspects or any(a <= 0 for a in aspects):
         raise ValueError(f"build_aspect_world: aspects must be positive W/H ratios, got {list(aspects)}")
     manifest = json.loads((base / "manifest.json").read_text())
-    size = int(manifest["image_size"])
+    size, rotate = int(manifest["image_size"]), bool(manifest["params"].get("scene", {}).get("rotation", True))
     out.mkdir(parents=True, exist_ok=True)
     files = manifest["files"]
     for name in list(files["train"]) + [files[split] for split in SPLITS]:
-        write_records(str(out / name), [redraw(data, size, aspects, seed) for data in read_records(str(base / name))])
+        write_records(str(out / name), [redraw(data, size, aspects, seed, rotate) for data in read_records(str(base / name))])
     for name in os.listdir(base):
         if name.startswith("tokenizer.") or name == files["zeroshot_classes"]:
             shutil.copyfile(base / name, out / name)

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bigvl.losses.objective import Objective, loss_config_defaults
+from bigvl.losses.config_defaults import loss_config_defaults
+from bigvl.losses.objective import Objective
 from bigvl.models import build_model
 from bigvl.models.decoder import shift_right
 from tests.helpers.captioner_models import (

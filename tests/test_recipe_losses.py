@@ -127,7 +127,7 @@ def test_alip_gates_carry_no_gradient():
 
 def _objective(num_texts=3, **kw):
     """An Objective over config.loss defaults changed by `kw` (config checks are tested in test_config_checks)."""
-    from bigvl.losses.objective import loss_config_defaults
+    from bigvl.losses.config_defaults import loss_config_defaults
     cfg = loss_config_defaults()
     cfg.update({**dict(name="softmax", multi_text="per_text", text_weights=[], pca_dim=3, alip_momentum=0.99,
                        tile_size=8), **kw})

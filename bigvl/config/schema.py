@@ -14,7 +14,7 @@ import ml_collections
 from bigvl.config.errors import ConfigError
 from bigvl.data.caption_strategies import strategy_config_defaults
 from bigvl.evaluators.common import EVALUATORS, GLOBAL_KEYS, default_entries, entry_options, entry_schema
-from bigvl.losses.objective import loss_config_defaults
+from bigvl.losses.config_defaults import loss_config_defaults
 from bigvl.models import model_config_defaults
 from bigvl.parallel.mesh import DEFAULT_RULES
 
@@ -91,7 +91,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.model = model_config_defaults()
 
-    c.loss = loss_config_defaults()  # every key documented in bigvl/losses/objective.py
+    c.loss = loss_config_defaults()  # every key documented in bigvl/losses/config_defaults.py
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 5e-4

@@ -264,3 +264,25 @@ def test_cli_restart_with_another_seed_or_field_exits_2_naming_it(trained_coca, 
     proc = subprocess.run([sys.executable, *_cli(workdir, src, out)], check=True, env=env, capture_output=True, text=True)
     assert json.loads(proc.stdout.strip().splitlines()[-1])["decoded"] == 192
     assert _outputs(out) == {k: v for k, v in before.items() if k.endswith(".array_record") and "/" not in k}
+
+
+
+@pytest.mark.slow
+def test_cli_guidance_and_length_reach_the_decoder_and_the_prompt_is_removed(trained_coca, tmp_path):
+    """data/recaption.py --guidance 1 --length 5: options.json records w and the forced "5 words:" ids (the
+    world tokenizer's own encoding of the prompt), and no written caption keeps the prompt."""
+    from bigvl.data.length_prefix import length_prompt
+    from bigvl.data.tokenizer import Tokenizer
+    workdir, src = trained_coca
+    out = tmp_path / "out"
+    argv = _cli(workdir, src, out) + ["--guidance", "1", "--length", "5"]
+    argv[argv.index("--method") + 1] = "greedy"
+    subprocess.run([sys.executable, *argv], check=True, env=subprocess_env(None), capture_output=True)
+    decode = json.load(open(out / ".recaption" / "options.json"))["decode"]
+    tokenizer = Tokenizer(json.load(open(workdir / "config.json"))["data"]["tokenizer"])
+    prompt = length_prompt(5)
+    assert decode["guidance"] == 1.0
+    assert decode["prefix"] == [int(t) for t in tokenizer.encode([prompt], 16)[0][:tokenizer.count_tokens(prompt)]]
+    captions = [decode_example(d)["captions"]["gen"] for p in sorted(glob.glob(str(out / "*.array_record")))
+                for d in read_records(p)]
+    assert len(captions) == 192 and not any(c.startswith(prompt.rstrip(":")) for c in captions)

@@ -17,7 +17,7 @@ import sys
 
 from bigvl.cli import command_parser
 from bigvl.data.pipeline import resolve_paths
-from bigvl.inference.decoding import METHODS, DecodeConfig
+from bigvl.inference.decoding import METHODS, DecodeConfig, length_prefix_ids
 from bigvl.inference.recaption import CONDITIONS, MANIFEST, recaption
 from bigvl.inference.run import load_run
 from bigvl.inference.run_config import captioning_entry
@@ -40,6 +40,10 @@ def main(argv=None) -> int:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--max_length", type=int, default=0,
                    help="0 = the run's evals.captioning.max_length (at most its decoder context)")
+    p.add_argument("--guidance", type=float, default=0.0,
+                   help="classifier-free guidance weight w (a captioner trained with model.decoder.image_drop); 0 = off")
+    p.add_argument("--length", type=int, default=0,
+                   help="captions of N words (a captioner trained with data.target_length_prefix); 0 = its own choice")
     p.add_argument("--batch_size", type=int, default=256, help="images per decode call (rounded up to the devices)")
     p.add_argument("--seed", type=int, default=0, help="sampling: each record's key is (seed, record id)")
     p.add_argument("--only_missing", default="",
@@ -51,7 +55,9 @@ def main(argv=None) -> int:
     run = load_run(args.captioner)
     default_length = min(captioning_entry(run.config).max_length, run.config.model.decoder.context_length)
     cfg = DecodeConfig(method=args.method, max_length=args.max_length or default_length,
-                       beam_size=args.beam_size, top_p=args.top_p, temperature=args.temperature)
+                       beam_size=args.beam_size, top_p=args.top_p, temperature=args.temperature,
+                       guidance=args.guidance,
+                       prefix=length_prefix_ids(run.encoder.captioner, args.length) if args.length else ())
     try:
         manifest = recaption(run, resolve_paths(args.inputs, "--in"), args.out, args.field, cfg, seed=args.seed,
                              batch_size=args.batch_size, only_missing=args.only_missing, cond=args.cond,

@@ -49,6 +49,7 @@ from jax.sharding import Mesh
 from tqdm import tqdm
 
 from bigvl.data.image_ops import center_resize, decode_image
+from bigvl.data.length_prefix import strip_length_prefix
 from bigvl.data.pipeline import scan_shards
 from bigvl.data.records import RecordError, decode_example, encode_example, read_records
 from bigvl.inference.decoding import DecodeConfig, make_decode_fn
@@ -143,7 +144,8 @@ class Recaptioner:
             if self.on_chunk is not None:
                 self.on_chunk(len(rows[-1]))
         tokens = np.concatenate(rows) if rows else np.zeros((0, self.cfg.max_length), np.int32)
-        return [c.tokenizer.decode(row) for row in tokens]
+        texts = [c.tokenizer.decode(row) for row in tokens]
+        return [strip_length_prefix(t) for t in texts] if self.cfg.prefix else texts  # "N words:" forced, removed
 
 
 def _present(captions: dict, name: str) -> bool:

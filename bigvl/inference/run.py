@@ -25,6 +25,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from bigvl.data.tokenizer import Tokenizer
+from bigvl.inference import frozen_store
 from bigvl.inference.checkpoint_format import check_format
 from bigvl.inference.encoder import Encoder, make_encoder
 from bigvl.inference.run_config import convert_flat_evals
@@ -134,6 +135,7 @@ def abstract_params(model: nn.Module, model_cfg, mesh: jax.sharding.Mesh, rules)
 
 def restore_params(workdir: str, abstract: Any, step: int | None = None) -> tuple[Any, int]:
     """(params, step): the params of `workdir`'s checkpoint `step` (default: the latest), no optimizer state.
+    A run with frozen params keeps them once in WORKDIR/frozen_params (bigvl/inference/frozen_store.py): merged.
 
     abstract: the params tree as ShapeDtypeStructs with shardings (`abstract_params`, or the
     trainer's own); each leaf is restored onto its sharding. Raises FileNotFoundError when
@@ -145,11 +147,16 @@ def restore_params(workdir: str, abstract: Any, step: int | None = None) -> tupl
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {ckpt_dir}")
         check_format(ckpt_dir / str(step))  # an unknown format: one line, before restoring
-        target = {"params": abstract}
+        spec = frozen_store.read_spec(workdir)  # a run with frozen params: its steps hold the rest
+        stepped, frozen = (abstract, None) if spec is None else frozen_store.split_by_spec(abstract, spec)
+        target = {"params": stepped}
         restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
             target, restore_args=jax.tree.map(lambda a: ocp.ArrayRestoreArgs(sharding=a.sharding), target),
             partial_restore=True)))
-    return restored["state"]["params"], step
+    params = restored["state"]["params"]
+    if spec is not None:
+        params = frozen_store.merge(params, frozen_store.restore_frozen(workdir, frozen))
+    return params, step
 
 
 def load_run(workdir: str, step: int | None = None, mesh_shape: dict | None = None,

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from bigvl.data.pipeline import Shards, make_train_dataset, resolve_paths, scan_shards
 from bigvl.data.tokenizer import Tokenizer
 from bigvl.evaluators import run_evals
+from bigvl.inference import frozen_store
 from bigvl.inference.encoder import make_encoder
 from bigvl.models.flops import model_flops_per_pair
 from bigvl.parallel.hardware import peak_flops
@@ -33,6 +34,7 @@ from bigvl.parallel.storage import run_path, write_text
 from bigvl.train import checkpoints
 from bigvl.train.compile_count import CountedTraces
 from bigvl.train.example_ids import ExampleIdsLog
+from bigvl.train.freeze import freezing_enabled, split_trainable
 from bigvl.train.init_check import check_init_architecture
 from bigvl.train.metrics_log import MetricsWriter, finished_metrics
 from bigvl.train.state import load_init_params, make_train_setup, window_mean_loss
@@ -74,7 +76,18 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     # ------------------------------------------------------------------ checkpoint / resume
     manager = checkpoints.make_manager(workdir, config.keep_ckpts)
     abstract = checkpoints.abstract_with_shardings(jax.eval_shape(setup.init, rng), setup.state_shardings)
-    state = checkpoints.restore_latest(manager, abstract, data_iter, config.batch_size)
+    frozen_spec = frozen_store.read_spec(workdir) if freezing_enabled(config.optim) else None
+    if frozen_spec is not None:  # frozen params live once in WORKDIR/frozen_params, the steps hold the rest
+        frozen_store.check_same_leaves(
+            frozen_spec, frozen_store.frozen_leaves(split_trainable(abstract["params"], config.optim)[1]), workdir)
+        stepped, frozen = frozen_store.split_by_spec(abstract["params"], frozen_spec)
+        state = checkpoints.restore_latest(manager, {**abstract, "params": stepped}, data_iter, config.batch_size)
+        if state is not None:
+            state["params"] = frozen_store.merge(state["params"], frozen_store.restore_frozen(workdir, frozen))
+    else:  # nothing frozen, a fresh run, or a run written before the store (whole params in every step)
+        state = checkpoints.restore_latest(manager, abstract, data_iter, config.batch_size)
+    frozen_stored = frozen_spec is not None  # steps leave the frozen params out (a run before the store: whole)
+    store_frozen = freezing_enabled(config.optim) and not frozen_stored and not manager.all_steps()
     if state is None:
         state = setup.compiled_init(rng)
         if config.init.workdir:  # fine-tuning: params from another run (Adam moments start at 0)
@@ -102,6 +115,19 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                                 enabled=config.log_example_ids)
         closing.callback(ids_log.close)
         closing.callback(manager.wait_until_finished)  # runs first: checkpoints land before the logs close
+
+        def save_checkpoint(step: int, force: bool) -> None:
+            """The state and iterator at `step`; frozen params (optim.frozen / trainable) are written once, to
+            WORKDIR/frozen_params before the first step, and left out of every step (None in their place)."""
+            nonlocal store_frozen, frozen_stored
+            saved = state
+            if store_frozen or frozen_stored:
+                trainable, frozen = split_trainable(state["params"], config.optim)
+                if store_frozen:
+                    frozen_store.save_frozen(workdir, frozen, config.optim)
+                    store_frozen, frozen_stored = False, True
+                saved = {**state, "params": trainable}
+            checkpoints.save(manager, step, saved, data_iter, force=force, batch_size=config.batch_size)
 
         # -------------------------------------------------------------- evaluation
         encoder = make_encoder(setup.model, state["params"], tokenizer, config.model, mesh, rules,
@@ -163,15 +189,14 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                 check_finite(finite, step)  # never save params of a non-finite step
                 writer.flush()  # logs in a bucket: the lines of the steps a checkpoint holds are stored first
                 ids_log.flush()
-                checkpoints.save(manager, step, state, data_iter, force=step == config.total_steps,
-                                 batch_size=config.batch_size)
+                save_checkpoint(step, force=step == config.total_steps)
             if config.eval_steps and step % config.eval_steps == 0 and step != config.total_steps:
                 eval_metrics = evaluate(step, state["params"])
                 throughput.restart(step)
             if preemption.reached(manager, step):
                 writer.flush()
                 ids_log.flush()
-                checkpoints.save(manager, step, state, data_iter, force=True, batch_size=config.batch_size)
+                save_checkpoint(step, force=True)
                 log.warning("preempted: saved step %d, exiting", step)
                 return eval_metrics
         progress.close()

@@ -74,19 +74,21 @@ def train_clip(world: dict, shards: str, seed: int, steps: int, workdir: str) ->
 
 
 def table(rows: list[dict], weights: list[float]) -> str:
-    """Mean ± sample std per w, and each w's gap to the first w in pooled std (> 2: the gap holds)."""
+    """Mean ± sample std per w, and each w's gap to the first w in pooled std (recaption_report.pooled_std;
+    > 2: the gap holds)."""
+    def stats(w: float, m: str) -> tuple[float, float]:
+        a = np.array([r[m] for r in rows if r["w"] == w], float)
+        return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
     lines = ["| w | runs | distinct captions | " + " | ".join(METRICS) + " |", "|---|---|---|" + "---|" * len(METRICS)]
-    base = [r for r in rows if r["w"] == weights[0]]
     for w in weights:
         mine = [r for r in rows if r["w"] == w]
         cells = []
         for m in METRICS:
-            a = np.array([r[m] for r in mine], float)
-            cell = f"{a.mean():.3f} ± {a.std(ddof=1) if len(a) > 1 else 0:.3f}"
-            if w != weights[0] and len(a) > 1:
-                b = np.array([r[m] for r in base], float)
-                gap = (a.mean() - b.mean()) / max(pooled_std((a.mean(), a.std(ddof=1)), (b.mean(), b.std(ddof=1))), 1e-9)
-                cell += f" ({gap:+.1f} σ)"
+            ours, base = stats(w, m), stats(weights[0], m)
+            cell = f"{ours[0]:.3f} ± {ours[1]:.3f}"
+            if w != weights[0] and len(mine) > 1:
+                cell += f" ({(ours[0] - base[0]) / max(pooled_std(ours, base), 1e-9):+.1f} σ)"
             cells.append(cell)
         lines.append(f"| {w:g} | {len(mine)} | {mine[0]['distinct_captions']:.3f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -17,7 +17,7 @@ from bigvl.parallel.mesh import DEFAULT_RULES, batch_sharding, host_local_to_glo
 from bigvl.train.state import make_train_setup
 from bigvl.train.step import make_train_step
 from bigvl.train.teacher import TeacherStage, start_step
-from tests.helpers.tiny import tiny_config, tiny_towers
+from tests.helpers.tiny import set_keys, tiny_config, tiny_towers
 from tests.helpers.xla_env import subprocess_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,22 +27,12 @@ STAGE = {"loss.name": "sigmoid", "model.bias_init": -10.0, "model.temperature_in
          "loss.self_distill.bottleneck_dim": 8, "loss.self_distill.local_crops": 2}
 
 
-def _set(c, overrides):
-    for key, value in overrides.items():
-        node = c
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    return c
-
-
 def test_ema_update_hand_worked():
     stage = TeacherStage(start=0, momentum=0.75, mask_ratio=0.5, seed=0)
     teacher, params = {"a": np.array([1.0, 2.0], np.float32)}, {"a": np.array([3.0, 6.0], np.float32)}
     np.testing.assert_allclose(np.asarray(stage.next_teacher(teacher, params, True)["a"]), [1.5, 3.0])  # .75·t + .25·p
     assert stage.next_teacher(teacher, params, False) is params  # before the stage: the student itself
-    assert start_step(_set(base_config(), {"loss.self_distill.start_fraction": 0.8}).loss, 1200) == 960
+    assert start_step(set_keys(base_config(), {"loss.self_distill.start_fraction": 0.8}).loss, 1200) == 960
 
 
 def test_the_stage_is_off_before_its_start_and_the_teacher_starts_as_the_student():
@@ -50,7 +40,7 @@ def test_the_stage_is_off_before_its_start_and_the_teacher_starts_as_the_student
     tiny_towers(c.model, image_size=16, patch_size=4, depth=1, vocab_size=64, context_length=8)
     c.model.embed_dim, c.model.image.pool = 16, "map"
     c.batch_size, c.total_steps, c.optim.warmup_steps, c.optim.lr = 8, 5, 0, 1e-2
-    _set(c, {**STAGE, "loss.self_distill.local_size": 8, "loss.self_distill.start_fraction": 0.6})  # start: step 3
+    set_keys(c, {**STAGE, "loss.self_distill.local_size": 8, "loss.self_distill.start_fraction": 0.6})  # start: step 3
     mesh = make_mesh({"data": 1}, devices=jax.devices()[:1])
     setup = make_train_setup(c, mesh, DEFAULT_RULES)
     state = setup.compiled_init(jax.random.key(0))

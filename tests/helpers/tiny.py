@@ -28,6 +28,11 @@ def tiny_config(world, **overrides):
     c.model.embed_dim = 16
     c.optim.warmup_steps = 2
     c.evals.batch_size = 64
+    return set_keys(c, overrides)
+
+
+def set_keys(c, overrides):
+    """`c` with each dotted key of `overrides` ("loss.self_distill.weight": 1.0, ...) set in place."""
     for key, value in overrides.items():
         node = c
         *parents, leaf = key.split(".")

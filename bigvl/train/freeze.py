@@ -18,6 +18,7 @@ import re
 
 import jax
 
+from bigvl.inference.frozen_store import merge as merge_trainable  # noqa: F401  (inverse of split_trainable)
 from bigvl.models import param_path
 
 TRAIN, FROZEN = "train", "frozen"
@@ -77,11 +78,6 @@ def split_trainable(params, optim_cfg):
     labels = param_labels(params, optim_cfg)
     pick = lambda want: jax.tree.map(lambda p, lab: p if lab == want else None, params, labels)  # noqa: E731
     return pick(TRAIN), pick(FROZEN)
-
-
-def merge_trainable(trainable, frozen):
-    """Inverse of `split_trainable`: one tree, each leaf from whichever side holds it."""
-    return jax.tree.map(lambda t, f: f if t is None else t, trainable, frozen, is_leaf=lambda x: x is None)
 
 
 def count_trainable(params, optim_cfg) -> tuple[int, int]:

@@ -146,20 +146,28 @@ class VisionTower(nn.Module):
             pos = self.param("pos_embedding", named(nn.initializers.normal(d ** -0.5), "pos", "embed"),
                              (x.shape[1], d), opts.param_dtype)
         x = nn.with_logical_constraint(x + pos.astype(opts.dtype), ("batch", "seq", "act_embed"))
+        return self._encode_and_pool(x, None, pooled_only)
+
+    def _encode_and_pool(self, x: jax.Array, lengths: jax.Array | None,
+                         pooled_only: bool) -> tuple[jax.Array, jax.Array | None]:
+        """Embedded tokens [B,T,D] (+ positions) → (pooled, tokens): ln_pre, the encoder and the pooling,
+        shared by the square and NaFlex paths; lengths int [B] masks padding (NaFlex), None = all valid."""
+        opts = self.options
         if self.ln_pre:
             x = layer_norm(opts, "ln_pre", self.ln_eps)(x)
         keep = 0 if pooled_only and self.pool == "cls" else None
         x = Encoder(self.depth, self.num_heads, self.mlp_dim, False, self.activation, self.ln_eps, opts,
-                    name="encoder")(x, None, keep)
+                    name="encoder")(x, lengths, keep)
         if keep is not None:
             pooled, tokens = x[:, 0], None
         elif self.pool == "cls":
             pooled, tokens = x[:, 0], x[:, 1:]
         elif self.pool == "gap":
-            pooled, tokens = jnp.mean(x.astype(jnp.float32), axis=1).astype(opts.dtype), x
+            mean = jnp.mean(x.astype(jnp.float32), axis=1) if lengths is None else masked_mean(x, lengths)
+            pooled, tokens = mean.astype(opts.dtype), x
         else:
             pooled, tokens = MAPHead(self.num_heads, self.mlp_dim, 1, self.activation, self.ln_eps, opts,
-                                     name="map_head")(x)[:, 0], x
+                                     name="map_head")(x, lengths)[:, 0], x
         return nn.with_logical_constraint(pooled, ("batch", "act_embed")), tokens
 
     def _naflex(self, images: NaflexImages, pooled_only: bool) -> tuple[jax.Array, jax.Array | None]:
@@ -188,19 +196,4 @@ class VisionTower(nn.Module):
             cls = jnp.broadcast_to((cls + pos[0]).astype(opts.dtype), (b, 1, d))
             x = jnp.concatenate([cls, x], axis=1)
         x = nn.with_logical_constraint(x, ("batch", "seq", "act_embed"))
-        if self.ln_pre:
-            x = layer_norm(opts, "ln_pre", self.ln_eps)(x)
-        lengths = valid_lengths(images.spatial_shapes) + cls_slots
-        keep = 0 if pooled_only and cls_slots else None
-        x = Encoder(self.depth, self.num_heads, self.mlp_dim, False, self.activation, self.ln_eps, opts,
-                    name="encoder")(x, lengths, keep)
-        if keep is not None:
-            pooled, tokens = x[:, 0], None
-        elif cls_slots:
-            pooled, tokens = x[:, 0], x[:, 1:]
-        elif self.pool == "gap":
-            pooled, tokens = masked_mean(x, lengths).astype(opts.dtype), x
-        else:
-            pooled, tokens = MAPHead(self.num_heads, self.mlp_dim, 1, self.activation, self.ln_eps, opts,
-                                     name="map_head")(x, lengths)[:, 0], x
-        return nn.with_logical_constraint(pooled, ("batch", "act_embed")), tokens
+        return self._encode_and_pool(x, valid_lengths(images.spatial_shapes) + cls_slots, pooled_only)

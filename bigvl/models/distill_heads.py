@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bigvl.models.naflex import resize_positions
 from bigvl.models.transformer import DENSE_INIT, ZEROS, named
 
 
@@ -52,11 +53,12 @@ class DistillHeads(nn.Module):
 
 def resize_position_grid(pos: jax.Array, num_patches: int, cls_slots: int = 0) -> jax.Array:
     """pos [cls_slots + G², W] (a square grid, row-major) → [cls_slots + n², W] with n² = num_patches: the grid
-    resized bilinearly (SigLIP 2's local crops are smaller than the model's images); the cls slot kept."""
+    resized bilinearly by NaFlex's `resize_positions` (SigLIP 2's local crops are smaller than the model's images);
+    the cls slot kept."""
     side, new_side = int(round((pos.shape[0] - cls_slots) ** 0.5)), int(round(num_patches ** 0.5))
     if side * side != pos.shape[0] - cls_slots or new_side * new_side != num_patches:
         raise ValueError(f"position grid of {pos.shape[0] - cls_slots} cannot be resized to {num_patches} patches "
                          "(both must be squares)")
-    grid = pos[cls_slots:].reshape(side, side, pos.shape[-1]).astype(jnp.float32)
-    grid = jax.image.resize(grid, (new_side, new_side, pos.shape[-1]), "bilinear").astype(pos.dtype)
-    return jnp.concatenate([pos[:cls_slots], grid.reshape(num_patches, -1)], axis=0)
+    grid = resize_positions(pos[cls_slots:].reshape(side, side, pos.shape[-1]), jnp.asarray([[new_side, new_side]]),
+                            num_patches)[0].astype(pos.dtype)
+    return jnp.concatenate([pos[:cls_slots], grid], axis=0)

@@ -30,31 +30,14 @@ import numpy as np
 from bigvl.config import load_config
 from bigvl.data.pipeline import resolve_paths
 from bigvl.data.records import decode_example, read_records
-from bigvl.inference.decoding import DecodeConfig
-from bigvl.inference.recaption import MANIFEST, recaption
-from bigvl.inference.run import load_run
-from bigvl.inference.run_config import captioning_entry
 from bigvl.parallel.process import setup_process
 from experiments.guidance import train_once
-from experiments.recaption_experiment import point_at_world, train_glob, train_run, world_settings
+from experiments.recaption_experiment import point_at_world, run_recaption, train_run, world_settings
 from experiments.recaption_report import pooled_std
 
 METRICS = ("hard_negatives/accuracy", "hard_negatives/accuracy_swap_colour", "hard_negatives/accuracy_swap_shape",
            "hard_negatives/accuracy_swap_relation", "hard_negatives/accuracy_replace_colour",
            "retrieval/t2i_r1", "retrieval/i2t_r1", "zeroshot/top1")
-
-
-def recaption_at(captioner: str, world: dict, weight: float, out_dir: str) -> dict:
-    """Recaptions every train record of `world` at guidance `weight` into out_dir (field "gen"); reused when done."""
-    path = os.path.join(out_dir, MANIFEST)
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    run = load_run(captioner)
-    cfg = DecodeConfig(method="greedy", guidance=weight,
-                       max_length=min(captioning_entry(run.config).max_length, run.config.model.decoder.context_length))
-    return recaption(run, resolve_paths([train_glob(world)]), out_dir, "gen", cfg, seed=0, batch_size=256,
-                     progress=False, workdir=captioner)
 
 
 def distinct_share(out_dir: str) -> float:
@@ -112,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for w in weights:
         out_dir = os.path.join(args.workdir, f"recaptioned_w{w:g}")
-        manifest = recaption_at(args.captioner, world, w, out_dir)
+        manifest = run_recaption(args.captioner, world, out_dir, guidance=w, only_missing="")
         distinct = distinct_share(out_dir)
         print(json.dumps({"stage": "recaption", "w": w, "distinct_captions": distinct,
                           "decode_seconds": manifest.get("decode_seconds")}), flush=True)

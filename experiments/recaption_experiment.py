@@ -47,7 +47,7 @@ from bigvl.evaluators.captioning import most_frequent_baseline
 from bigvl.inference.decoding import DecodeConfig
 from bigvl.inference.recaption import MANIFEST, recaption
 from bigvl.inference.run import load_run
-from bigvl.inference.run_config import captioning_entry
+from bigvl.inference.run_config import decode_length
 from bigvl.models.flops import model_flops_per_pair
 from bigvl.parallel.process import setup_process
 from bigvl.train.loop import train_and_evaluate
@@ -164,17 +164,17 @@ def train_captioner(scarce: dict, subset_dir: str, steps: int, workdir: str, ove
     return train_run(config, workdir, overrides)
 
 
-def run_recaption(captioner_dir: str, scarce: dict, out_dir: str) -> dict:
-    """Recaptions the scarce world's train shards into out_dir (field "gen"; reused when done)."""
+def run_recaption(captioner_dir: str, world: dict, out_dir: str, guidance: float = 0.0, only_missing: str = TRUE) -> dict:
+    """Recaptions `world`'s train shards into out_dir, field "gen", greedy (with classifier-free guidance w =
+    `guidance`); records holding `only_missing` keep it ("" = caption every record). Reused when done."""
     path = os.path.join(out_dir, MANIFEST)
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f)
     run = load_run(captioner_dir)
-    cfg = DecodeConfig(method="greedy", max_length=min(captioning_entry(run.config).max_length,
-                                                        run.config.model.decoder.context_length))
-    return recaption(run, resolve_paths([train_glob(scarce)]), out_dir, GEN, cfg, seed=0, batch_size=256,
-                     only_missing=TRUE, progress=False, workdir=captioner_dir)
+    cfg = DecodeConfig(method="greedy", max_length=decode_length(run.config), guidance=guidance)
+    return recaption(run, resolve_paths([train_glob(world)]), out_dir, GEN, cfg, seed=0, batch_size=256,
+                     only_missing=only_missing, progress=False, workdir=captioner_dir)
 
 
 def train_clip(arm: str, seed: int, steps: int, paths: dict, full: dict, workdir: str, overrides: str) -> dict:

@@ -20,7 +20,7 @@ from bigvl.data.pipeline import resolve_paths
 from bigvl.inference.decoding import METHODS, DecodeConfig, length_prefix_ids
 from bigvl.inference.recaption import CONDITIONS, MANIFEST, recaption
 from bigvl.inference.run import load_run
-from bigvl.inference.run_config import captioning_entry
+from bigvl.inference.run_config import decode_length
 from bigvl.inference.shard_transform import OptionsMismatch
 from bigvl.parallel import distributed
 from bigvl.parallel.process import setup_process
@@ -53,8 +53,7 @@ def main(argv=None) -> int:
     setup_process("%(asctime)s %(message)s")
     distributed.maybe_initialize()  # one of several processes (a pod): each takes its own shards
     run = load_run(args.captioner)
-    default_length = min(captioning_entry(run.config).max_length, run.config.model.decoder.context_length)
-    cfg = DecodeConfig(method=args.method, max_length=args.max_length or default_length,
+    cfg = DecodeConfig(method=args.method, max_length=args.max_length or decode_length(run.config),
                        beam_size=args.beam_size, top_p=args.top_p, temperature=args.temperature,
                        guidance=args.guidance,
                        prefix=length_prefix_ids(run.encoder.captioner, args.length) if args.length else ())

@@ -59,3 +59,7 @@ def captioning_entry(config) -> ml_collections.ConfigDict:
         entry.update({k: v for k, v in dict(evals[names[0]]).items() if k != "type"})
     return entry
 
+
+def decode_length(config) -> int:
+    """Tokens a run's captioner decodes by default: its captioning entry's max_length, at most the decoder's context."""
+    return min(captioning_entry(config).max_length, config.model.decoder.context_length)

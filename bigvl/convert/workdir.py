@@ -21,10 +21,9 @@ import orbax.checkpoint as ocp
 from bigvl.config import base_config
 from bigvl.convert.layout import flatten, unflatten
 from bigvl.inference.checkpoint_format import META_ITEM, meta
-from bigvl.inference.run import abstract_params, read_run_config, restore_params
+from bigvl.inference.run import read_run_config, restore_merged
 from bigvl.models import build_model, dummy_inputs, param_path
 from bigvl.models.locca import locca_enabled, strip_locca
-from bigvl.models.lora import lora_enabled, merge_lora
 from bigvl.models.pretrained import unstack_layers
 from bigvl.parallel.mesh import make_mesh, rules_from_config
 from bigvl.parallel.storage import run_str
@@ -92,11 +91,8 @@ def read_params(workdir: str, step: int | None = None):
     """(config, flat params {path: np.ndarray} with unrolled encoders, step) of a bigvl workdir."""
     config = read_run_config(workdir)
     mesh = make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
-    model = build_model(config.model)
-    params, step = restore_params(workdir, abstract_params(model, config.model, mesh,
-                                                           rules_from_config(config.sharding_rules)), step)
-    if lora_enabled(config.model):  # a LoRA run exports its merged kernels
-        params, config.model = merge_lora(params, config.model)
+    # a LoRA run exports its merged kernels
+    params, config.model, step = restore_merged(workdir, config.model, mesh, rules_from_config(config.sharding_rules), step)
     if locca_enabled(config.model):  # SigLIP 2 drops its LocCa decoder after pretraining
         params, config.model = strip_locca(params, config.model)
     params = unstack_layers(jax.tree.map(lambda x: np.asarray(jax.device_get(x)), params))

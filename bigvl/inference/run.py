@@ -159,6 +159,16 @@ def restore_params(workdir: str, abstract: Any, step: int | None = None) -> tupl
     return params, step
 
 
+def restore_merged(workdir: str, model_cfg, mesh: jax.sharding.Mesh, rules,
+                   step: int | None = None) -> tuple[Any, ml_collections.ConfigDict, int]:
+    """(params, model config, step) of `workdir`'s checkpoint `step` (`restore_params`); a LoRA run's
+    adapters merged into its kernels (`merge_lora`), with the merged model config (else `model_cfg` itself)."""
+    params, step = restore_params(workdir, abstract_params(build_model(model_cfg), model_cfg, mesh, rules), step)
+    if lora_enabled(model_cfg):
+        params, model_cfg = merge_lora(params, model_cfg)
+    return params, model_cfg, step
+
+
 def load_run(workdir: str, step: int | None = None, mesh_shape: dict | None = None,
              config: ml_collections.ConfigDict | None = None) -> Run:
     """Restores the params of `workdir` (latest step unless `step`) onto a mesh (default: all data).
@@ -169,13 +179,11 @@ def load_run(workdir: str, step: int | None = None, mesh_shape: dict | None = No
     config = read_run_config(workdir) if config is None else config
     mesh = make_mesh(mesh_shape or {"data": -1, "fsdp": 1, "tensor": 1})
     rules = rules_from_config(config.sharding_rules)
-    model = build_model(config.model)
-    params, step = restore_params(workdir, abstract_params(model, config.model, mesh, rules), step)
-    if lora_enabled(config.model):  # a LoRA run: adapters merged into the kernels, the plain model runs it
-        params, merged_cfg = merge_lora(params, config.model)
+    params, model_cfg, step = restore_merged(workdir, config.model, mesh, rules, step)
+    if model_cfg is not config.model:  # a LoRA run: the plain model runs its merged kernels
         config = ml_collections.ConfigDict(config.to_dict())
-        config.model = merged_cfg
-        model = build_model(config.model)
+        config.model = model_cfg
+    model = build_model(config.model)
     tokenizer = model_tokenizer(config, workdir)
     encoder = make_encoder(model, params, tokenizer, config.model, mesh, rules,
                            config.evals.batch_size)

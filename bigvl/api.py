@@ -19,6 +19,7 @@ import numpy as np
 from bigvl.config import load_config_json
 from bigvl.data.image_ops import rgb_image
 from bigvl.evaluators.pointing import patch_similarity_maps
+from bigvl.evaluators.ranking import similarities
 from bigvl.evaluators.zero_shot import class_embeddings
 from bigvl.inference.decoding import caption  # noqa: F401  (bigvl.caption: CoCa / CLIPS runs)
 from bigvl.inference.images import prepare_images
@@ -74,7 +75,7 @@ def zero_shot_classify(run: Run, images, classnames: Sequence[str],
     """
     _require_contrastive(run)
     classes = class_embeddings(run.encoder, list(classnames), list(templates))
-    probs = class_probabilities(run, encode_images(run, images).astype(np.float64) @ classes.astype(np.float64).T)
+    probs = class_probabilities(run, similarities(encode_images(run, images), classes))
     return probs.argmax(axis=1), probs.astype(np.float32)
 
 

@@ -218,7 +218,7 @@ class Objective:
             outputs["text_embeds"], outputs["negative_embeds"] = text[:b * t], text[b * t:]
         if t > 1:
             outputs["text_embeds"] = outputs["text_embeds"].reshape(b, t, -1)
-        if "teacher_global_logits" in batch:  # SigLIP 2's stage with the teacher (bigvl/train/teacher.py)
+        if "patch_mask" in batch:  # SigLIP 2's stage with the teacher (bigvl/train/teacher.py)
             outputs.update(self.student_distill_outputs(model, params, batch))
         return outputs
 
@@ -289,28 +289,31 @@ class Objective:
         if "locca_loss" in weights:
             terms["locca_loss"] = locca.locca_loss(outputs)
         if self.heads is not None:
-            state = self._distill_terms(terms, outputs, batch, state)
+            state = self._distill_terms(terms, outputs, batch, state, weights)
         total = sum(weights[name] * value for name, value in terms.items())
         return total, {**terms, **diagnostics}, state
 
-    def _distill_terms(self, terms: dict, outputs: dict, batch: dict, state: dict) -> dict:
-        """Adds SigLIP 2's two terms to `terms` (0 without teacher targets in the batch); the next centers."""
+    def _distill_terms(self, terms: dict, outputs: dict, batch: dict, state: dict, weights: dict) -> dict:
+        """Adds SigLIP 2's terms that are on to `terms` (0 before the stage: no patch_mask in the batch); the next
+        centers (each moved only by its own term's teacher logits)."""
         sd, zero = self.cfg.self_distill, jnp.zeros((), jnp.float32)
-        weights = self.weights()
         for name in ("self_distill_loss", "masked_prediction_loss"):
             if name in weights:
                 terms[name] = zero
-        if "teacher_global_logits" not in batch:
+        if "patch_mask" not in batch:
             return state
-        teacher, teacher_patches = batch["teacher_global_logits"], batch["teacher_patch_logits"]
         temps = dict(student_temp=sd.student_temp, teacher_temp=sd.teacher_temp)
+        state = dict(state)
         if "self_distill_loss" in weights:
+            teacher = batch["teacher_global_logits"]
             terms["self_distill_loss"] = self_distill_loss(outputs["local_logits"], teacher, state["center"], **temps)
+            state["center"] = update_center(state["center"], teacher, sd.center_momentum)
         if "masked_prediction_loss" in weights:
+            teacher_patches = batch["teacher_patch_logits"]
             terms["masked_prediction_loss"] = masked_prediction_loss(
                 outputs["masked_patch_logits"], teacher_patches, batch["patch_mask"], state["patch_center"], **temps)
-        return {**state, "center": update_center(state["center"], teacher, sd.center_momentum),
-                "patch_center": update_center(state["patch_center"], teacher_patches, sd.center_momentum)}
+            state["patch_center"] = update_center(state["patch_center"], teacher_patches, sd.center_momentum)
+        return state
 
     def _contrastive(self, outputs: dict, batch: dict, state: dict) -> tuple[jax.Array, dict, dict]:
         """(the contrastive term, next state, diagnostics)."""

@@ -55,15 +55,20 @@ class TeacherStage:
                    mask_ratio=float(loss.masked_prediction.mask_ratio), seed=int(config.seed))
 
     def targets(self, objective: Objective, model, teacher: dict, batch: dict, step: jax.Array) -> dict:
-        """The stage-2 batch keys: teacher_global_logits f32 [B,K], teacher_patch_logits f32 [B,N,K] (gradient
-        stopped) and patch_mask bool [B,N] (drawn from fold_in(key(seed), step))."""
+        """The stage-2 batch keys: patch_mask bool [B,N] (drawn from fold_in(key(seed), step); marks the stage) and,
+        for the terms that are on, teacher_global_logits f32 [B,K] (self-distillation) and teacher_patch_logits
+        f32 [B,N,K] (masked prediction), gradient stopped."""
         pooled, tokens = image_tower(model, teacher, batch["image"])
         heads = {"params": teacher["self_distill"]}
         b, n = tokens.shape[:2]
-        mask = random_patch_mask(jax.random.fold_in(jax.random.key(self.seed), step), b, n, self.mask_ratio)
-        return {"teacher_global_logits": jax.lax.stop_gradient(objective.heads.apply(heads, pooled)),
-                "teacher_patch_logits": jax.lax.stop_gradient(objective.heads.apply(heads, tokens)),
-                "patch_mask": mask}
+        out = {"patch_mask": random_patch_mask(jax.random.fold_in(jax.random.key(self.seed), step), b, n,
+                                               self.mask_ratio)}
+        weights = objective.weights()
+        if "self_distill_loss" in weights:
+            out["teacher_global_logits"] = jax.lax.stop_gradient(objective.heads.apply(heads, pooled))
+        if "masked_prediction_loss" in weights:  # [B,N,K]: the stage's largest tensor, only when its term is on
+            out["teacher_patch_logits"] = jax.lax.stop_gradient(objective.heads.apply(heads, tokens))
+        return out
 
     def next_teacher(self, teacher: dict, params: dict, active: bool) -> dict:
         """The teacher after a step: the EMA m·teacher + (1 − m)·params in the stage, the params before it."""

@@ -72,6 +72,12 @@ MODEL_KINDS_WITH_CAPTIONS = ("coca", "clips")
 SINGLE_FIELD_STRATEGIES = ("alt", "recap", "mix", "uniform")  # a whole stored field per text (distillation)
 
 
+def teacher_enabled(loss_cfg) -> bool:
+    """Whether loss.self_distill or loss.masked_prediction is on (the prototype heads, and in the train state
+    an EMA teacher: bigvl/train/teacher.py)."""
+    return loss_cfg.self_distill.weight > 0 or loss_cfg.masked_prediction.weight > 0
+
+
 def _check(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise ValueError(f"config key {key!r}: {message}")
@@ -163,7 +169,7 @@ class Objective:
                    f"model.kind {kind!r}, loss.name {loss.name!r}, {num_texts} texts from {strategy!r}")
         mask_patch = image_size_of(config.model.image).patch_size if loss.multi_text == "fix_clip" else 0
         heads = None
-        if loss.self_distill.weight > 0 or loss.masked_prediction.weight > 0:
+        if teacher_enabled(loss):
             sd = loss.self_distill
             _check(kind == "two_tower" and not config.model.get("lora", {}).get("rank", 0), "loss.self_distill.weight",
                    f"SigLIP 2's self-distillation needs the two-tower model without LoRA, got model.kind {kind!r}")

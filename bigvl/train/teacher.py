@@ -25,12 +25,7 @@ import jax
 import optax
 
 from bigvl.losses.masked_prediction import random_patch_mask
-from bigvl.losses.objective import Objective, image_tower
-
-
-def teacher_enabled(loss_cfg) -> bool:
-    """Whether loss.self_distill or loss.masked_prediction is on (the state then carries a teacher)."""
-    return loss_cfg.self_distill.weight > 0 or loss_cfg.masked_prediction.weight > 0
+from bigvl.losses.objective import Objective, image_tower, teacher_enabled
 
 
 def start_step(loss_cfg, total_steps: int) -> int:

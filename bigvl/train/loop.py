@@ -78,9 +78,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     abstract = checkpoints.abstract_with_shardings(jax.eval_shape(setup.init, rng), setup.state_shardings)
     frozen_spec = frozen_store.read_spec(workdir) if freezing_enabled(config.optim) else None
     if frozen_spec is not None:  # frozen params live once in WORKDIR/frozen_params, the steps hold the rest
-        frozen_store.check_same_leaves(
-            frozen_spec, frozen_store.frozen_leaves(split_trainable(abstract["params"], config.optim)[1]), workdir)
-        stepped, frozen = frozen_store.split_by_spec(abstract["params"], frozen_spec)
+        stepped, frozen = split_trainable(abstract["params"], config.optim)
+        frozen_store.check_same_leaves(frozen_spec, frozen_store.frozen_leaves(frozen), workdir)  # so: the store's split
         state = checkpoints.restore_latest(manager, {**abstract, "params": stepped}, data_iter, config.batch_size)
         if state is not None:
             state["params"] = frozen_store.merge(state["params"], frozen_store.restore_frozen(workdir, frozen))

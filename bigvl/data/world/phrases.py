@@ -4,15 +4,12 @@ from __future__ import annotations
 import types
 from typing import Sequence
 
+from bigvl.data.scene_geometry import article  # the world's article, shared with the data pipeline
+
 RELATION_WORDS = types.MappingProxyType({  # (long form, short form) of each relation
     "left of": ("to the left of", "left of"), "right of": ("to the right of", "right of"),
     "above": ("above", "above"), "below": ("below", "beneath"),
 })
-
-
-def article(word: str) -> str:
-    """"a" or "an" before `word`."""
-    return "an" if word[0] in "aeiou" else "a"
 
 
 def noun_phrase(colour: str, shape: str) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 
 from bigvl.data.locca import box_iou, record_regions
 from bigvl.evaluators.splits import SplitCache, split_cache
+from bigvl.models.locca import locca_enabled
 
 IOU_THRESHOLD = 0.5
 
@@ -45,7 +46,7 @@ OPTIONS = {"split": ""}
 
 def check(entry, config) -> None:
     """ValueError when the model has no LocCa decoder."""
-    if entry.split and not config.model.get("locca", {}).get("depth", 0):
+    if entry.split and not locca_enabled(config.model):
         raise ValueError(f"evals entry of type 'refexp' (split {entry.split!r}) needs SigLIP 2's LocCa decoder: "
                          "set model.locca.depth > 0 (and loss.locca_weight)")
 

@@ -1,5 +1,5 @@
 """SigLIP 2's recipe at B/16 (Tschannen et al. 2025): SigLIP B/16 + the LocCa decoder (+ self-distillation
-and masked prediction for the last 20 % of training, part B of issue 35: their keys at SigLIP 2's
+and masked prediction for the last 20 % of training: their keys at SigLIP 2's
 settings, loss.self_distill / loss.masked_prediction defaults, docs/guides/siglip2.md).
 
     python -m bigvl.main --config siglip2_b16:siglip_locca --workdir /mnt/runs/siglip2_b16 \\

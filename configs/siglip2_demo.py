@@ -7,7 +7,7 @@ Stages (one flag; the study experiments/siglip2.py runs all three at equal steps
 - `:siglip_locca`  + SigLIP 2's LocCa decoder on the un-pooled image tokens (bigvl/models/locca.py),
                    captioning, referring expressions and grounded captions (bigvl/data/locca.py);
 - `:siglip2`       + self-distillation and masked prediction for the last 20 % of training
-                   (docs/guides/siglip2.md, part B of issue 35), at CPU size (8 local crops of 16 px,
+                   (bigvl/losses/self_distill.py, masked_prediction.py), at CPU size (8 local crops of 16 px,
                    a 1,024-prototype head).
 
 The world is the demo's (configs/demo.py): the LocCa targets come from the `extras.scene` every
@@ -23,7 +23,7 @@ from bigvl.configs import demo
 #   siglip        the sigmoid loss alone (model.locca.depth 0)
 #   siglip_locca  + the LocCa decoder (loss.locca_weight 1: SigLIP 2 adds the decoder loss to the sigmoid loss)
 #   siglip2       + self-distillation and masked prediction for the last 20 % of training (SigLIP 2 §2.3,
-#                 SILC / TIPS), part B of issue 35
+#                 SILC / TIPS)
 STAGES = ("siglip", "siglip_locca", "siglip2")
 
 
@@ -38,7 +38,7 @@ def apply_stage(c, stage: str) -> None:
     c.loss.locca_weight = 1.0
     if stage == "siglip2":  # SigLIP 2 §2.3: SILC's self-distillation (weight 1) and TIPS' masked prediction
         # (weight 0.25) from 80 % of training on, the EMA teacher initialised from the student then
-        # (bigvl/losses, part B of issue 35; the keys' sources: docs/guides/siglip2.md).
+        # (bigvl/losses/self_distill.py, masked_prediction.py; the keys' sources: docs/guides/siglip2.md).
         c.loss.self_distill.update(weight=1.0, start_fraction=0.8)
         c.loss.masked_prediction.weight = 0.25
 

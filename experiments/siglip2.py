@@ -1,4 +1,4 @@
-"""The SigLIP 2 study (issue 35): SigLIP vs SigLIP + LocCa vs the full recipe on the demo world, 3 seeds.
+"""The SigLIP 2 study: SigLIP vs SigLIP + LocCa vs the full recipe on the demo world, 3 seeds.
 
     python -m experiments.siglip2 run [--recipes siglip,siglip_locca,siglip2] [--seeds 0,1,2] [--steps 600]
                                       [--steps_for siglip_locca=500]

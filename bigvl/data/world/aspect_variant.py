@@ -1,4 +1,4 @@
-"""A variant of a built world with wide and tall images, for NaFlex (issue 36).
+"""A variant of a built world with wide and tall images, for NaFlex.
 
 Every record of every split of the base world (train shards, zeroshot, retrieval,
 hard_negatives) is drawn again from its stored scene (`extras["scene"]`) on a canvas of
